@@ -1,0 +1,66 @@
+//! Command-line interface: one module per subcommand.
+
+use clap::{Parser, Subcommand};
+
+mod convert;
+mod eval_cmd;
+mod inspect;
+mod tokenizer_cmd;
+
+/// VisualGLM-6B in Rust: describe images, chat, fine-tune, evaluate.
+#[derive(Parser, Debug)]
+#[command(name = "visualglm", version, about)]
+struct Cli {
+    /// Log more (repeat for even more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the model on raw token ids and write every stage to a safetensors file.
+    Inspect(inspect::Args),
+    /// Convert a checkpoint (HF shards, SAT .pt, safetensors) into one safetensors file.
+    Convert(convert::Args),
+    /// Convert, encode and decode with the ChatGLM tokenizer.
+    #[command(subcommand)]
+    Tokenizer(tokenizer_cmd::Command),
+    /// Score captions, VQA answers and retrieval rankings.
+    #[command(subcommand)]
+    Eval(eval_cmd::Command),
+}
+
+/// Parses the command line, runs the subcommand and turns errors into a one-line message.
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
+        Command::Eval(cmd) => eval_cmd::run(cmd),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
