@@ -1,1 +1,6 @@
-//! visualglm-vision
+//! EVA-CLIP vision encoder of VisualGLM: image preprocessing, the ViT and `ln_vision`.
+
+pub mod config;
+pub mod preprocess;
+
+pub use config::EvaConfig;

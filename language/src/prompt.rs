@@ -1,0 +1,1 @@
+//! VisualGLM prompt construction (placeholder, being written).
