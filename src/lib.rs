@@ -1,1 +1,14 @@
-//! visualglm
+//! VisualGLM-6B in Rust: load the released checkpoints, encode images, run the language model.
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod model;
+pub mod param_shapes;
+pub mod runtime;
+
+pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
+pub use config::{ConfigError, VisualGlmConfig};
+pub use error::{Result, VisualGlmError};
+pub use model::{ImageEncoding, VisualGlm};
+pub use param_shapes::expected_parameters;

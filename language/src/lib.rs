@@ -2,8 +2,15 @@
 //! tokenizer, prompt and sampling.
 
 pub mod config;
+pub mod kv_cache;
+pub mod model;
 pub mod positions;
 pub mod prompt;
+pub mod rotary;
+pub mod sampling;
 pub mod tokenizer;
 
 pub use config::GlmConfig;
+pub use kv_cache::KvCache;
+pub use model::ChatGlm;
+pub use sampling::{GenerationConfig, Sampler};

@@ -1,10 +1,88 @@
-//! Placeholder: filled in by its owner.
+//! `visualglm inspect`: run the model on raw token ids and write every stage (parity tool).
 
-/// Arguments.
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
+use visualglm::{LoadOptions, VisualGlm};
+use visualglm_vision::preprocess::ImagePreprocessor;
+
+use super::output::write_safetensors_atomic;
+
+/// Arguments of `visualglm inspect`.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Checkpoint: a directory (HF shards, SAT, safetensors) or a single weights file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Config file, for a single weights file without one beside it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Image to encode; without it the prompt runs text-only.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Comma-separated token ids of the prompt (32 placeholders included).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    input_ids: Vec<u32>,
+    /// Index of the first image placeholder (the number of tokens of `<img>`).
+    #[arg(long, default_value_t = 0)]
+    pre_image: usize,
+    /// Output safetensors file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Also decode this many tokens greedily with the KV cache (`gen_ids`).
+    #[arg(long, default_value_t = 0)]
+    generate: usize,
+    /// Device: auto, cpu, cuda, cuda:N, metal.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Weight dtype: auto, f32, f16, bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+}
 
-/// Runs the subcommand.
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Runs `inspect`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.input_ids.is_empty() {
+        bail!("--input-ids is empty: give the prompt's token ids, e.g. --input-ids 11,12,0,...");
+    }
+    let device = visualglm::runtime::parse_device(&args.device)?;
+    let dtype = visualglm::runtime::parse_dtype(&args.dtype, &device)?;
+    let opts = LoadOptions {
+        config_path: args.config.clone(),
+        ..Default::default()
+    };
+    let model = VisualGlm::load_with(&args.model, &device, dtype, &opts)
+        .with_context(|| format!("loading {}", args.model.display()))?;
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    let f32_cpu = |t: &Tensor| -> anyhow::Result<Tensor> {
+        Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)
+    };
+
+    let image_embeds = match &args.image {
+        Some(path) => {
+            let pre = ImagePreprocessor::default();
+            let pixels = pre.preprocess_file(path, &device)?;
+            let stages = model.encode_image_stages(&pixels)?;
+            out.insert("pixel_values".into(), f32_cpu(&pixels)?);
+            out.insert("vit_out".into(), f32_cpu(&stages.vit_out)?);
+            out.insert("qformer_out".into(), f32_cpu(&stages.qformer_out)?);
+            out.insert("image_embeds".into(), f32_cpu(&stages.image_embeds)?);
+            Some(stages.image_embeds)
+        }
+        None => None,
+    };
+    let image = image_embeds.as_ref().map(|e| (e, args.pre_image));
+    let logits = model.prompt_logits(&args.input_ids, image)?;
+    out.insert("logits".into(), f32_cpu(&logits)?);
+    if args.generate > 0 {
+        let (ids, _) = model.generate_greedy(&args.input_ids, image, args.generate)?;
+        let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+        let n = ids.len();
+        out.insert("gen_ids".into(), Tensor::from_vec(ids, n, &Device::Cpu)?);
+    }
+    write_safetensors_atomic(&out, &args.out)?;
+    eprintln!("wrote {} tensors to {}", out.len(), args.out.display());
+    Ok(())
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod convert;
 mod eval_cmd;
 mod inspect;
+mod output;
 mod tokenizer_cmd;
 
 /// VisualGLM-6B in Rust: describe images, chat, fine-tune, evaluate.

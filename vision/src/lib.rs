@@ -2,5 +2,8 @@
 
 pub mod config;
 pub mod preprocess;
+pub mod resize;
+pub mod vit;
 
 pub use config::EvaConfig;
+pub use vit::EvaVit;

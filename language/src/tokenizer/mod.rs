@@ -1,1 +1,22 @@
-//! ChatGLM tokenizer (placeholder, being written).
+//! The ChatGLM-6B tokenizer (spec §5), id-exact with the official Python code.
+//!
+//! * [`spm`] reads a SentencePiece `.model` (protobuf, via `prost` messages in [`proto`]) and
+//!   refuses settings it does not implement;
+//! * [`convert`] turns it into a `tokenizers::Tokenizer` (BPE or Unigram, byte fallback,
+//!   user-defined pieces) and reads/writes `tokenizer.json`;
+//! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
+//! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
+//! * [`chatglm`] puts them together as [`ChatGlmTokenizer`].
+
+pub mod chatglm;
+pub mod convert;
+pub mod error;
+pub mod pieces;
+pub mod proto;
+pub mod spm;
+pub mod text;
+
+pub use chatglm::{write_atomic, ChatGlmTokenizer, DecodeOptions, SpecialIds};
+pub use error::{Result, TokenizerError};
+pub use pieces::{PieceKind, PieceTable};
+pub use spm::{ModelKind, SpModel};

@@ -1,0 +1,48 @@
+"""Writes a deterministic synthetic benchmark text (default 10 MB, UTF-8, one document per line).
+
+Words are random concatenations of the model's own normal pieces (so segmentation has real
+merge/lattice work), mixed with random CJK and other characters (byte fallback), digits,
+punctuation, tabs and runs of spaces (ChatGLM's blank pieces). No third-party text.
+
+usage: python3 make_text.py MODEL OUT [MEGABYTES]
+"""
+import random
+import sys
+
+from sentencepiece import sentencepiece_model_pb2 as pb
+
+
+def main():
+    model, out = sys.argv[1], sys.argv[2]
+    megabytes = float(sys.argv[3]) if len(sys.argv) > 3 else 10.0
+    proto = pb.ModelProto()
+    with open(model, "rb") as f:
+        proto.ParseFromString(f.read())
+    normal = [p.piece for p in proto.pieces if p.type == pb.ModelProto.SentencePiece.NORMAL]
+    rng = random.Random(20261126)
+    extra = "你好世界图片描述这张里有什么猫狗龘靐齉こんにちは안녕Привет😀👋éü"
+    target = int(megabytes * 1_000_000)
+    size = 0
+    with open(out, "w", encoding="utf-8", newline="\n") as f:
+        while size < target:
+            parts = []
+            for _ in range(rng.randint(3, 40)):
+                r = rng.random()
+                if r < 0.80:
+                    word = "".join(rng.choice(normal) for _ in range(rng.randint(1, 3)))
+                    parts.append(word.replace("\u2581", " "))
+                elif r < 0.90:
+                    parts.append("".join(rng.choice(extra) for _ in range(rng.randint(1, 4))))
+                elif r < 0.95:
+                    parts.append(str(rng.randint(0, 10**6)) + rng.choice(",.;:!?。，"))
+                elif r < 0.98:
+                    parts.append(" " * rng.randint(2, 12))
+                else:
+                    parts.append("\t")
+            line = " ".join(parts)
+            f.write(line + "\n")
+            size += len(line.encode("utf-8")) + 1
+
+
+if __name__ == "__main__":
+    main()

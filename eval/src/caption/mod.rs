@@ -1,0 +1,137 @@
+//! COCO caption metrics: BLEU-1..4, ROUGE-L and CIDEr-D, as pycocoevalcap computes them
+//! (METEOR and SPICE are not implemented: both need Java).
+
+pub mod bleu;
+pub(crate) mod cider;
+pub mod item;
+pub(crate) mod ngrams;
+pub mod rouge;
+pub mod tokenize;
+
+use rayon::prelude::*;
+
+use crate::error::{EvalError, Result};
+use crate::report::{CaptionReport, CorpusScores, ItemScores};
+use bleu::BleuStats;
+pub use item::{CaptionItem, ImageId};
+use ngrams::Encoded;
+pub use tokenize::Tokenizer;
+
+/// Tokenises and scores every item; per-item scores follow the order of `items`.
+///
+/// The CIDEr document frequencies come from the references of exactly these items, as in
+/// `COCOEvalCap.evaluate`. Fails if `items` is empty or an item has no reference.
+pub fn score_captions(items: &[CaptionItem], tokenizer: Tokenizer) -> Result<CaptionReport> {
+    if items.is_empty() {
+        return Err(EvalError::Input("no captions to score".into()));
+    }
+    if let Some(bad) = items.iter().find(|it| it.references.is_empty()) {
+        return Err(EvalError::Input(format!(
+            "image {} has no reference captions",
+            bad.image_id
+        )));
+    }
+    let texts: Vec<&str> = items
+        .iter()
+        .flat_map(|it| std::iter::once(it.candidate.as_str()).chain(it.references.iter().map(String::as_str)))
+        .collect();
+    let t0 = std::time::Instant::now();
+    let tokenized: Vec<String> = texts.par_iter().map(|t| tokenizer.apply(t)).collect();
+    eprintln!("TIMING tokenize {:?}", t0.elapsed());
+    let t0 = std::time::Instant::now();
+    let scores = score_tokenized_flat(items, &tokenized);
+    eprintln!("TIMING flat total {:?}", t0.elapsed());
+    drop(tokenized);
+    drop(texts);
+    eprintln!("TIMING after drops {:?}", t0.elapsed());
+    Ok(CaptionReport::new(tokenizer, items, scores))
+}
+
+/// Scores of every item plus the summed BLEU statistics.
+pub(crate) struct RawScores {
+    pub per_item: Vec<ItemScores>,
+    pub corpus: CorpusScores,
+    pub bleu_totals: BleuStats,
+}
+
+/// Scores already-tokenised text laid out as `[cand_0, refs_0.., cand_1, refs_1..]`.
+fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScores {
+    let refs: Vec<&str> = tokenized.iter().map(String::as_str).collect();
+    let t0 = std::time::Instant::now();
+    let set = ngrams::encode(&refs);
+    eprintln!("TIMING encode {:?} ngrams {}", t0.elapsed(), set.order.len());
+    let mut spans = Vec::with_capacity(items.len());
+    let mut offset = 0;
+    for it in items {
+        spans.push(offset);
+        offset += 1 + it.references.len();
+    }
+    let image = |i: usize| -> (&Encoded, &[Encoded]) {
+        let start = spans[i];
+        let n_refs = items[i].references.len();
+        (&set.captions[start], &set.captions[start + 1..start + 1 + n_refs])
+    };
+
+    // BLEU statistics, ROUGE-L and the per-image reference n-gram union (max counts).
+    let first: Vec<(BleuStats, f64, Vec<(u32, u32)>)> = (0..items.len())
+        .into_par_iter()
+        .map(|i| {
+            let (cand, refs) = image(i);
+            let union = ref_max_counts(refs);
+            let lens: Vec<usize> = refs.iter().map(|r| r.words.len()).collect();
+            let stats = bleu::item_stats(cand, &union, &lens, &set.order);
+            let ref_words: Vec<&[u32]> = refs.iter().map(|r| r.words.as_slice()).collect();
+            let rouge = rouge::rouge_l(&cand.words, &ref_words);
+            (stats, rouge, union)
+        })
+        .collect();
+    eprintln!("TIMING bleu/rouge {:?}", t0.elapsed());
+    let df = cider::document_frequency(first.iter().map(|f| f.2.as_slice()), set.order.len());
+    let idf = cider::idf(&df, items.len());
+    let ciders: Vec<f64> = (0..items.len())
+        .into_par_iter()
+        .map(|i| {
+            let (cand, refs) = image(i);
+            cider::item_cider(cand, refs, &idf, &set.order)
+        })
+        .collect();
+
+    eprintln!("TIMING cider {:?}", t0.elapsed());
+    let mut totals = BleuStats::default();
+    let mut per_item = Vec::with_capacity(items.len());
+    for ((it, (stats, rouge, _)), cider) in items.iter().zip(&first).zip(&ciders) {
+        totals.add(stats);
+        per_item.push(ItemScores {
+            image_id: it.image_id.clone(),
+            bleu: stats.scores(),
+            rouge_l: *rouge,
+            cider: *cider,
+        });
+    }
+    let rouges: Vec<f64> = first.iter().map(|f| f.1).collect();
+    let corpus = CorpusScores {
+        bleu: totals.scores(),
+        rouge_l: crate::stats::mean(&rouges),
+        cider: crate::stats::mean(&ciders),
+    };
+    eprintln!("TIMING before return {:?}", t0.elapsed());
+    RawScores {
+        per_item,
+        corpus,
+        bleu_totals: totals,
+    }
+}
+
+/// Sorted `(ngram id, max count over references)`.
+fn ref_max_counts(refs: &[Encoded]) -> Vec<(u32, u32)> {
+    let mut all: Vec<(u32, u32)> = refs.iter().flat_map(|r| r.grams.iter().copied()).collect();
+    all.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(all.len());
+    for (id, count) in all {
+        match out.last_mut() {
+            Some((last, max)) if *last == id => *max = (*max).max(count),
+            _ => out.push((id, count)),
+        }
+    }
+    out
+}

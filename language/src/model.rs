@@ -1,0 +1,242 @@
+//! ChatGLM-6B (GLM v1): 2D RoPE, prefix-LM attention, `α·LN(x) + f(LN(x))` residuals,
+//! tanh GELU, final LayerNorm and `lm_head`.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_heads, LayerNorm, Linear};
+
+use crate::config::GlmConfig;
+use crate::kv_cache::KvCache;
+use crate::positions::attends;
+use crate::rotary::Rotary2d;
+
+/// Self-attention with fused QKV rows in `[Q|K|V]` block layout (the loader converts HF's
+/// per-head interleaved rows to it).
+#[derive(Debug, Clone)]
+struct SelfAttention {
+    query_key_value: Linear,
+    dense: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl SelfAttention {
+    fn load(cfg: &GlmConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            query_key_value: Linear::load(h, 3 * h, vb.pp("query_key_value"))?,
+            dense: Linear::load(h, h, vb.pp("dense"))?,
+            num_heads: cfg.num_attention_heads,
+            head_dim: cfg.head_dim(),
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary2d,
+        position_ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Tensor> {
+        let qkv = self.query_key_value.forward(x)?;
+        let width = self.num_heads * self.head_dim;
+        let q = split_heads(&qkv.narrow(2, 0, width)?, self.num_heads)?;
+        let k = split_heads(&qkv.narrow(2, width, width)?, self.num_heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * width, width)?, self.num_heads)?;
+        let q = rotary.apply(&q, position_ids)?;
+        let k = rotary.apply(&k, position_ids)?;
+        let (k, v) = match cache {
+            Some((cache, layer)) => cache.append(layer, &k, &v)?,
+            None => (k, v),
+        };
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, mask)?;
+        self.dense.forward(&merge_heads(&ctx)?)
+    }
+}
+
+/// The non-gated MLP with tanh GELU.
+#[derive(Debug, Clone)]
+struct Mlp {
+    dense_h_to_4h: Linear,
+    dense_4h_to_h: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &GlmConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.mlp_width());
+        Ok(Self {
+            dense_h_to_4h: Linear::load(h, i, vb.pp("dense_h_to_4h"))?,
+            dense_4h_to_h: Linear::load(i, h, vb.pp("dense_4h_to_h"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        // `Tensor::gelu` is the tanh approximation ChatGLM uses.
+        self.dense_4h_to_h
+            .forward(&self.dense_h_to_4h.forward(x)?.gelu()?)
+    }
+}
+
+/// One GLM block: `h = α·LN₁(x) + Attn(LN₁(x))`, `y = α·LN₂(h) + MLP(LN₂(h))`.
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: LayerNorm,
+    attention: SelfAttention,
+    post_attention_layernorm: LayerNorm,
+    mlp: Mlp,
+    alpha: f64,
+}
+
+impl Block {
+    fn load(cfg: &GlmConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.layernorm_epsilon);
+        Ok(Self {
+            input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
+            attention: SelfAttention::load(cfg, vb.pp("attention"))?,
+            post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+            alpha: cfg.alpha(),
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary2d,
+        position_ids: &Tensor,
+        mask: Option<&Tensor>,
+        cache: Option<(&mut KvCache, usize)>,
+    ) -> Result<Tensor> {
+        let a = self.input_layernorm.forward(x)?;
+        let attn = self
+            .attention
+            .forward(&a, rotary, position_ids, mask, cache)?;
+        let h = ((&a * self.alpha)? + attn)?;
+        let m = self.post_attention_layernorm.forward(&h)?;
+        (&m * self.alpha)? + self.mlp.forward(&m)?
+    }
+}
+
+/// The ChatGLM-6B language model.
+#[derive(Debug, Clone)]
+pub struct ChatGlm {
+    word_embeddings: candle_nn::Embedding,
+    layers: Vec<Block>,
+    final_layernorm: LayerNorm,
+    lm_head: Linear,
+    rotary: Rotary2d,
+    config: GlmConfig,
+}
+
+impl ChatGlm {
+    /// Loads the model from `vb` at the checkpoint root (`transformer.*`, `lm_head.weight`).
+    pub fn load(cfg: &GlmConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let tvb = vb.pp("transformer");
+        let word_embeddings =
+            candle_nn::Embedding::new(tvb.get((cfg.vocab_size, h), "word_embeddings.weight")?, h);
+        let layers = (0..cfg.num_layers)
+            .map(|i| Block::load(cfg, tvb.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let final_layernorm = LayerNorm::load(h, cfg.layernorm_epsilon, tvb.pp("final_layernorm"))?;
+        let lm_head = Linear::load_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?;
+        let rotary = Rotary2d::new(cfg.head_dim(), cfg.rotary_inv_freq_f16, vb.device())?;
+        Ok(Self {
+            word_embeddings,
+            layers,
+            final_layernorm,
+            lm_head,
+            rotary,
+            config: cfg.clone(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &GlmConfig {
+        &self.config
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        self.word_embeddings.embeddings().device()
+    }
+
+    /// The activation dtype (that of the weights).
+    pub fn dtype(&self) -> DType {
+        self.word_embeddings.embeddings().dtype()
+    }
+
+    /// An empty KV cache sized for this model.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(self.layers.len())
+    }
+
+    /// Word embeddings of `ids` `[B, S]` → `[B, S, hidden]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        self.word_embeddings.forward(ids)
+    }
+
+    /// Runs the blocks and the final LayerNorm on input embeddings `[B, S, hidden]`.
+    ///
+    /// `position_ids` is `[B, 2, S]` (u32), `mask` additive `[B|1, 1, S, past+S]`. With a cache,
+    /// keys/values are appended to it. When `layer_outputs` is given, each block's output is
+    /// pushed there.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        position_ids: &Tensor,
+        mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        mut layer_outputs: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        let mut x = embeds.to_dtype(self.dtype())?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            x = layer.forward(&x, &self.rotary, position_ids, mask, c)?;
+            if let Some(out) = layer_outputs.as_deref_mut() {
+                out.push(x.clone());
+            }
+        }
+        self.final_layernorm.forward(&x)
+    }
+
+    /// Logits (f32) from final hidden states `[B, S, hidden]` → `[B, S, vocab]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)?.to_dtype(DType::F32)
+    }
+
+    /// The additive prefix-LM mask `[1, 1, S, past+S]` for `seq_len` new tokens after `past`
+    /// cached ones, with a context (bidirectional part) of `context_len` tokens.
+    pub fn prefix_lm_mask(
+        &self,
+        context_len: usize,
+        past: usize,
+        seq_len: usize,
+    ) -> Result<Tensor> {
+        prefix_lm_mask(context_len, past, seq_len, self.device())
+    }
+}
+
+/// The additive prefix-LM mask `[1, 1, S, past+S]` (0 = attend, −∞ = blocked).
+pub fn prefix_lm_mask(
+    context_len: usize,
+    past: usize,
+    seq_len: usize,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = past + seq_len;
+    let data: Vec<f32> = (0..seq_len)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                if attends(past + i, j, context_len) {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+        })
+        .collect();
+    Tensor::from_vec(data, (1, 1, seq_len, total), device)
+}

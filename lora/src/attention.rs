@@ -1,0 +1,38 @@
+//! Multi-head attention helpers: head split/merge and scaled dot-product attention in f32.
+
+use candle_core::{DType, Result, Tensor};
+
+/// `[B, S, H·D]` → `[B, H, S, D]`.
+pub fn split_heads(x: &Tensor, num_heads: usize) -> Result<Tensor> {
+    let (b, s, hd) = x.dims3()?;
+    x.reshape((b, s, num_heads, hd / num_heads))?
+        .transpose(1, 2)?
+        .contiguous()
+}
+
+/// `[B, H, S, D]` → `[B, S, H·D]` (heads concatenated in head order).
+pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
+    let (b, h, s, d) = x.dims4()?;
+    x.transpose(1, 2)?.reshape((b, s, h * d))
+}
+
+/// `softmax(q·kᵀ·scale + mask)·v` for `[B, H, Sq, D]` inputs; scores and softmax in f32.
+///
+/// `mask` is additive (0 or −∞), broadcastable to `[B, H, Sq, Sk]`.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let q = (q.to_dtype(DType::F32)? * scale)?;
+    let k = k.to_dtype(DType::F32)?;
+    let mut scores = q.matmul(&k.t()?)?;
+    if let Some(mask) = mask {
+        scores = scores.broadcast_add(mask)?;
+    }
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.to_dtype(dtype)?.matmul(&v.contiguous()?)
+}

@@ -1,0 +1,186 @@
+//! The BLIP-2 Q-Former as VisualGLM ships it: 32 learned queries through post-LN BERT layers,
+//! cross-attending to the image features on the layers the config marks `is_decoder`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_heads, LayerNorm, Linear};
+
+use crate::config::QFormerConfig;
+
+/// Self-attention over the queries, fused `[Q;K;V]` rows.
+#[derive(Debug, Clone)]
+struct SelfAttention {
+    query_key_value: Linear,
+    dense: Linear,
+    num_heads: usize,
+}
+
+impl SelfAttention {
+    fn load(cfg: &QFormerConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            query_key_value: Linear::load(h, 3 * h, vb.pp("query_key_value"))?,
+            dense: Linear::load(h, h, vb.pp("dense"))?,
+            num_heads: cfg.num_attention_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let qkv = self.query_key_value.forward(x)?;
+        let width = qkv.dim(2)? / 3;
+        let q = split_heads(&qkv.narrow(2, 0, width)?, self.num_heads)?;
+        let k = split_heads(&qkv.narrow(2, width, width)?, self.num_heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * width, width)?, self.num_heads)?;
+        let scale = 1.0 / ((width / self.num_heads) as f64).sqrt();
+        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
+        self.dense.forward(&merge_heads(&ctx)?)
+    }
+}
+
+/// Cross-attention from the queries to the image features, fused `[K;V]` rows.
+#[derive(Debug, Clone)]
+struct CrossAttention {
+    query: Linear,
+    key_value: Linear,
+    dense: Linear,
+    num_heads: usize,
+}
+
+impl CrossAttention {
+    fn load(cfg: &QFormerConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            query: Linear::load(h, h, vb.pp("query"))?,
+            key_value: Linear::load(cfg.cross_attn_hidden_size, 2 * h, vb.pp("key_value"))?,
+            dense: Linear::load(h, h, vb.pp("dense"))?,
+            num_heads: cfg.num_attention_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, encoder: &Tensor) -> Result<Tensor> {
+        let q = self.query.forward(x)?;
+        let width = q.dim(2)?;
+        let kv = self.key_value.forward(encoder)?;
+        let q = split_heads(&q, self.num_heads)?;
+        let k = split_heads(&kv.narrow(2, 0, width)?, self.num_heads)?;
+        let v = split_heads(&kv.narrow(2, width, width)?, self.num_heads)?;
+        let scale = 1.0 / ((width / self.num_heads) as f64).sqrt();
+        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
+        self.dense.forward(&merge_heads(&ctx)?)
+    }
+}
+
+/// The query MLP with exact (erf) GELU.
+#[derive(Debug, Clone)]
+struct Mlp {
+    dense_h_to_4h: Linear,
+    dense_4h_to_h: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &QFormerConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.mlp_width());
+        Ok(Self {
+            dense_h_to_4h: Linear::load(h, i, vb.pp("dense_h_to_4h"))?,
+            dense_4h_to_h: Linear::load(i, h, vb.pp("dense_4h_to_h"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.dense_4h_to_h
+            .forward(&self.dense_h_to_4h.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// One post-LN layer in SAT's arrangement (the BERT output LayerNorm of layer i is the
+/// `input_layernorm` of layer i+1, and the last one is `final_layernorm`).
+#[derive(Debug, Clone)]
+struct Layer {
+    input_layernorm: LayerNorm,
+    attention: SelfAttention,
+    post_attention_layernorm: LayerNorm,
+    cross: Option<(CrossAttention, LayerNorm)>,
+    mlp: Mlp,
+}
+
+impl Layer {
+    fn load(cfg: &QFormerConfig, index: usize, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.layernorm_epsilon);
+        let cross = if cfg.has_cross_attention(index) {
+            Some((
+                CrossAttention::load(cfg, vb.pp("cross_attention"))?,
+                LayerNorm::load(h, eps, vb.pp("post_cross_attention_layernorm"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
+            attention: SelfAttention::load(cfg, vb.pp("attention"))?,
+            post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
+            cross,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, h: &Tensor, encoder: &Tensor) -> Result<Tensor> {
+        let a = self.input_layernorm.forward(h)?;
+        let h1 = (&a + self.attention.forward(&a)?)?;
+        let mut m = self.post_attention_layernorm.forward(&h1)?;
+        if let Some((cross, ln)) = &self.cross {
+            let c = (&m + cross.forward(&m, encoder)?)?;
+            m = ln.forward(&c)?;
+        }
+        &m + self.mlp.forward(&m)?
+    }
+}
+
+/// The Q-Former: image features `[B, 257, 1408]` → query outputs `[B, 32, 768]`.
+#[derive(Debug, Clone)]
+pub struct QFormer {
+    queries: Tensor,
+    layers: Vec<Layer>,
+    final_layernorm: LayerNorm,
+}
+
+impl QFormer {
+    /// Loads the Q-Former from `vb` rooted at its `qformer` prefix
+    /// (`image_encoder.qformer` in HF names).
+    pub fn load(cfg: &QFormerConfig, vb: VarBuilder) -> Result<Self> {
+        let tvb = vb.pp("transformer");
+        let queries = tvb.get(
+            (cfg.num_queries(), cfg.hidden_size),
+            "word_embeddings.weight",
+        )?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Layer::load(cfg, i, tvb.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let final_layernorm = LayerNorm::load(
+            cfg.hidden_size,
+            cfg.layernorm_epsilon,
+            tvb.pp("final_layernorm"),
+        )?;
+        Ok(Self {
+            queries,
+            layers,
+            final_layernorm,
+        })
+    }
+
+    /// Runs the queries against image features `[B, S, cross_width]`.
+    pub fn forward(&self, image_features: &Tensor) -> Result<Tensor> {
+        let b = image_features.dim(0)?;
+        let encoder = image_features.to_dtype(self.queries.dtype())?;
+        let (n, h) = self.queries.dims2()?;
+        let mut x = self.queries.unsqueeze(0)?.expand((b, n, h))?.contiguous()?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &encoder)?;
+        }
+        self.final_layernorm.forward(&x)
+    }
+}
+
+/// `glm_proj`: Q-Former width → language-model width, with bias.
+pub fn load_glm_proj(qformer_width: usize, glm_width: usize, vb: VarBuilder) -> Result<Linear> {
+    Linear::load(qformer_width, glm_width, vb)
+}

@@ -1,0 +1,24 @@
+//! The library's error type.
+
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+
+/// Anything that can go wrong loading or running VisualGLM.
+#[derive(Debug, thiserror::Error)]
+pub enum VisualGlmError {
+    /// The checkpoint could not be read or does not match the model.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The configuration file is missing or malformed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The caller passed inputs the model cannot run.
+    #[error("invalid input: {0}")]
+    Input(String),
+}
+
+/// Result with [`VisualGlmError`].
+pub type Result<T> = std::result::Result<T, VisualGlmError>;

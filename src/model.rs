@@ -1,0 +1,243 @@
+//! The assembled VisualGLM: EVA ViT → Q-Former → `glm_proj` → ChatGLM, with the 32 image
+//! embeddings spliced in right after the tokens of `<img>`.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+use visualglm_language::positions::{context_and_mask, position_at, position_ids};
+use visualglm_language::{ChatGlm, KvCache};
+use visualglm_lora::Linear;
+use visualglm_qformer::{load_glm_proj, QFormer};
+use visualglm_vision::EvaVit;
+
+use crate::checkpoint::{self, LoadOptions};
+use crate::config::VisualGlmConfig;
+use crate::error::{Result, VisualGlmError};
+use crate::param_shapes::expected_parameters;
+
+/// HF name prefix of the image encoder.
+const IMAGE_ENCODER: &str = "image_encoder";
+
+/// Every intermediate of encoding one batch of images.
+#[derive(Debug, Clone)]
+pub struct ImageEncoding {
+    /// ViT output after `ln_vision`, `[B, 257, vit_width]`.
+    pub vit_out: Tensor,
+    /// Q-Former output after its final LayerNorm, `[B, 32, qformer_width]`.
+    pub qformer_out: Tensor,
+    /// `glm_proj` output, `[B, 32, glm_width]`: what replaces the placeholder tokens.
+    pub image_embeds: Tensor,
+}
+
+/// The full VisualGLM model.
+#[derive(Debug, Clone)]
+pub struct VisualGlm {
+    config: VisualGlmConfig,
+    vit: EvaVit,
+    qformer: QFormer,
+    glm_proj: Linear,
+    glm: ChatGlm,
+}
+
+impl VisualGlm {
+    /// Builds the model from canonical (HF-named, `[Q|K|V]` GLM rows) weights.
+    pub fn from_var_builder(config: &VisualGlmConfig, vb: VarBuilder) -> Result<Self> {
+        let ivb = vb.pp(IMAGE_ENCODER);
+        let vit = EvaVit::load(&config.vision, ivb.pp("vit"))?;
+        let qformer = QFormer::load(&config.qformer, ivb.pp("qformer"))?;
+        let glm_proj = load_glm_proj(
+            config.qformer.hidden_size,
+            config.glm.hidden_size,
+            ivb.pp("glm_proj"),
+        )?;
+        let glm = ChatGlm::load(&config.glm, vb)?;
+        Ok(Self {
+            config: config.clone(),
+            vit,
+            qformer,
+            glm_proj,
+            glm,
+        })
+    }
+
+    /// Loads a checkpoint in any released form (see [`checkpoint::load`]), checks every tensor
+    /// name and shape against the configuration, and builds the model on `device` in `dtype`.
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(path, device, dtype, &LoadOptions::default())
+    }
+
+    /// [`VisualGlm::load`] with explicit loading options.
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        dtype: DType,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let ck = checkpoint::load(path, opts)?;
+        let expected = expected_parameters(&ck.config)?;
+        checkpoint::validate(&ck, &expected)?;
+        let vb = ck.var_builder(dtype, device);
+        Self::from_var_builder(&ck.config, vb)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &VisualGlmConfig {
+        &self.config
+    }
+
+    /// The language model.
+    pub fn language_model(&self) -> &ChatGlm {
+        &self.glm
+    }
+
+    /// The device of the weights.
+    pub fn device(&self) -> &Device {
+        self.glm.device()
+    }
+
+    /// The activation dtype.
+    pub fn dtype(&self) -> DType {
+        self.glm.dtype()
+    }
+
+    /// Encodes preprocessed pixels `[B, 3, 224, 224]` and returns every stage.
+    pub fn encode_image_stages(&self, pixel_values: &Tensor) -> Result<ImageEncoding> {
+        let pixel_values = pixel_values.to_device(self.device())?;
+        let vit_out = self.vit.forward(&pixel_values)?;
+        let qformer_out = self.qformer.forward(&vit_out)?;
+        let image_embeds = self.glm_proj.forward(&qformer_out)?;
+        Ok(ImageEncoding {
+            vit_out,
+            qformer_out,
+            image_embeds,
+        })
+    }
+
+    /// Encodes preprocessed pixels `[B, 3, 224, 224]` into `[B, 32, glm_width]` embeddings.
+    pub fn encode_image(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        Ok(self.encode_image_stages(pixel_values)?.image_embeds)
+    }
+
+    /// Word embeddings of `ids` `[B, S]` with rows `[pre_image, pre_image + 32)` replaced by
+    /// `image_embeds` `[B, 32, width]` when given.
+    pub fn input_embeds(
+        &self,
+        ids: &Tensor,
+        image: Option<(&Tensor, usize)>,
+    ) -> Result<Tensor> {
+        let (_, seq_len) = ids.dims2()?;
+        let Some((image_embeds, pre_image)) = image else {
+            return Ok(self.glm.embed(ids)?);
+        };
+        let n_img = image_embeds.dim(1)?;
+        if pre_image + n_img > seq_len {
+            return Err(VisualGlmError::Input(format!(
+                "the prompt has {seq_len} tokens, too few for {n_img} image tokens after \
+                 position {pre_image}"
+            )));
+        }
+        let image_embeds = image_embeds.to_dtype(self.dtype())?;
+        let pre = self.glm.embed(&ids.narrow(1, 0, pre_image)?)?;
+        let post_start = pre_image + n_img;
+        let post = self
+            .glm
+            .embed(&ids.narrow(1, post_start, seq_len - post_start)?)?;
+        Ok(Tensor::cat(&[&pre, &image_embeds, &post], 1)?)
+    }
+
+    /// The context length and `[gMASK]` index of a prompt.
+    pub fn prompt_layout(&self, ids: &[u32]) -> (usize, usize) {
+        let g = &self.config.glm;
+        context_and_mask(ids, g.bos_token_id, g.gmask_token_id, g.mask_token_id)
+    }
+
+    /// `[1, 2, S]` position ids of a prompt.
+    pub fn prompt_position_ids(&self, ids: &[u32]) -> Result<Tensor> {
+        let (context_len, gmask_index) = self.prompt_layout(ids);
+        let [p, b] = position_ids(ids.len(), context_len, gmask_index);
+        let data: Vec<u32> = p.into_iter().chain(b).collect();
+        Ok(Tensor::from_vec(data, (1, 2, ids.len()), self.device())?)
+    }
+
+    /// Runs one prompt (no cache) and returns the final hidden states `[1, S, width]`.
+    ///
+    /// `image` is the `[1, 32, width]` embeddings and the index where they go (`pre_image`).
+    pub fn prompt_hidden(
+        &self,
+        ids: &[u32],
+        image: Option<(&Tensor, usize)>,
+        cache: Option<&mut KvCache>,
+        layer_outputs: Option<&mut Vec<Tensor>>,
+    ) -> Result<Tensor> {
+        self.check_prompt(ids)?;
+        let ids_t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
+        let embeds = self.input_embeds(&ids_t, image)?;
+        let pos = self.prompt_position_ids(ids)?;
+        let (context_len, _) = self.prompt_layout(ids);
+        let mask = self.glm.prefix_lm_mask(context_len, 0, ids.len())?;
+        Ok(self
+            .glm
+            .forward_embeds(&embeds, &pos, Some(&mask), cache, layer_outputs)?)
+    }
+
+    /// Logits `[1, S, vocab]` (f32) of a whole prompt.
+    pub fn prompt_logits(&self, ids: &[u32], image: Option<(&Tensor, usize)>) -> Result<Tensor> {
+        let hidden = self.prompt_hidden(ids, image, None, None)?;
+        Ok(self.glm.logits(&hidden)?)
+    }
+
+    /// Greedy decoding with the KV cache: up to `max_new_tokens` ids after the prompt, stopping
+    /// after `<eop>`. Also returns the logits `[vocab]` of every step.
+    pub fn generate_greedy(
+        &self,
+        ids: &[u32],
+        image: Option<(&Tensor, usize)>,
+        max_new_tokens: usize,
+    ) -> Result<(Vec<u32>, Vec<Tensor>)> {
+        let mut out = Vec::new();
+        let mut step_logits = Vec::new();
+        if max_new_tokens == 0 {
+            return Ok((out, step_logits));
+        }
+        let mut cache = self.glm.new_cache();
+        let (context_len, gmask_index) = self.prompt_layout(ids);
+        let hidden = self.prompt_hidden(ids, image, Some(&mut cache), None)?;
+        let last = hidden.narrow(1, ids.len() - 1, 1)?;
+        let mut logits = self.glm.logits(&last)?.flatten_all()?;
+        let eos = self.config.glm.eos_id();
+        loop {
+            let next = logits.argmax(0)?.to_scalar::<u32>()?;
+            step_logits.push(logits);
+            out.push(next);
+            if next == eos || out.len() >= max_new_tokens {
+                break;
+            }
+            let t = ids.len() + out.len() - 1;
+            let (p0, p1) = position_at(t, context_len, gmask_index);
+            let pos = Tensor::new(&[[[p0], [p1]]], self.device())?;
+            let x = self.glm.embed(&Tensor::new(&[[next]], self.device())?)?;
+            let hidden = self.glm.forward_embeds(&x, &pos, None, Some(&mut cache), None)?;
+            logits = self.glm.logits(&hidden)?.flatten_all()?;
+        }
+        Ok((out, step_logits))
+    }
+
+    fn check_prompt(&self, ids: &[u32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(VisualGlmError::Input("the prompt has no tokens".into()));
+        }
+        let vocab = self.config.glm.vocab_size as u32;
+        if let Some(bad) = ids.iter().find(|&&t| t >= vocab) {
+            return Err(VisualGlmError::Input(format!(
+                "token id {bad} is outside the vocabulary (size {vocab})"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// All names and shapes the full released VisualGLM-6B reads.
+pub fn visualglm_6b_parameters() -> Result<Vec<(String, Vec<usize>)>> {
+    expected_parameters(&VisualGlmConfig::visualglm_6b())
+}

@@ -1,0 +1,62 @@
+//! Choosing where and in what precision the model runs: `--device` and `--dtype` values.
+
+use candle_core::{DType, Device};
+
+use crate::error::{Result, VisualGlmError};
+
+/// Parses `auto`, `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
+///
+/// `auto` picks CUDA device 0 when this build has CUDA and a GPU is present, else the CPU.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let spec = spec.trim().to_ascii_lowercase();
+    let unavailable = |what: &str, e: candle_core::Error| {
+        VisualGlmError::Input(format!(
+            "device `{what}` is not available ({e}); build with `--features cuda` for NVIDIA \
+             GPUs, or use `--device cpu`"
+        ))
+    };
+    match spec.as_str() {
+        "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
+        "cpu" => Ok(Device::Cpu),
+        "metal" => Device::new_metal(0).map_err(|e| unavailable("metal", e)),
+        "cuda" => Device::new_cuda(0).map_err(|e| unavailable("cuda", e)),
+        s if s.starts_with("cuda:") => {
+            let n: usize = s[5..].parse().map_err(|_| {
+                VisualGlmError::Input(format!("bad device `{s}`: expected cuda:N"))
+            })?;
+            Device::new_cuda(n).map_err(|e| unavailable(s, e))
+        }
+        other => Err(VisualGlmError::Input(format!(
+            "unknown device `{other}`: use auto, cpu, cuda, cuda:N or metal"
+        ))),
+    }
+}
+
+/// Parses `f32`, `f16` or `bf16`. `auto` is f32 on the CPU (candle's CPU bf16 matmul is slow)
+/// and f16 on a GPU.
+pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType> {
+    match spec.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(if device.is_cpu() { DType::F32 } else { DType::F16 }),
+        "f32" | "float32" => Ok(DType::F32),
+        "f16" | "float16" | "half" => Ok(DType::F16),
+        "bf16" | "bfloat16" => Ok(DType::BF16),
+        other => Err(VisualGlmError::Input(format!(
+            "unknown dtype `{other}`: use auto, f32, f16 or bf16"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_dtypes() {
+        assert!(parse_device("cpu").unwrap().is_cpu());
+        assert!(parse_device("gpu0").is_err());
+        assert!(parse_device("cuda:x").is_err());
+        assert_eq!(parse_dtype("f16", &Device::Cpu).unwrap(), DType::F16);
+        assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
+        assert!(parse_dtype("f8", &Device::Cpu).is_err());
+    }
+}

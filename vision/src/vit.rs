@@ -1,0 +1,165 @@
+//! The EVA-CLIP ViT (pre-LN blocks, erf GELU, fused `[Q;K;V]` rows) followed by `ln_vision`.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_heads, LayerNorm, Linear};
+
+use crate::config::EvaConfig;
+
+/// Epsilon of `ln_vision` (a torch default `nn.LayerNorm`).
+pub const LN_VISION_EPS: f64 = 1e-5;
+
+/// Self-attention with a fused `[Q;K;V]` projection (contiguous blocks).
+#[derive(Debug, Clone)]
+struct Attention {
+    query_key_value: Linear,
+    dense: Linear,
+    num_heads: usize,
+    head_dim: usize,
+}
+
+impl Attention {
+    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            query_key_value: Linear::load(h, 3 * h, vb.pp("query_key_value"))?,
+            dense: Linear::load(h, h, vb.pp("dense"))?,
+            num_heads: cfg.num_attention_heads,
+            head_dim: h / cfg.num_attention_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let qkv = self.query_key_value.forward(x)?;
+        let width = self.num_heads * self.head_dim;
+        let q = split_heads(&qkv.narrow(2, 0, width)?, self.num_heads)?;
+        let k = split_heads(&qkv.narrow(2, width, width)?, self.num_heads)?;
+        let v = split_heads(&qkv.narrow(2, 2 * width, width)?, self.num_heads)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
+        self.dense.forward(&merge_heads(&ctx)?)
+    }
+}
+
+/// The two-layer MLP with exact (erf) GELU.
+#[derive(Debug, Clone)]
+struct Mlp {
+    dense_h_to_4h: Linear,
+    dense_4h_to_h: Linear,
+}
+
+impl Mlp {
+    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, i) = (cfg.hidden_size, cfg.mlp_width());
+        Ok(Self {
+            dense_h_to_4h: Linear::load(h, i, vb.pp("dense_h_to_4h"))?,
+            dense_4h_to_h: Linear::load(i, h, vb.pp("dense_4h_to_h"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.dense_4h_to_h
+            .forward(&self.dense_h_to_4h.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// One pre-LN transformer block.
+#[derive(Debug, Clone)]
+struct Block {
+    input_layernorm: LayerNorm,
+    attention: Attention,
+    post_attention_layernorm: LayerNorm,
+    mlp: Mlp,
+}
+
+impl Block {
+    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, eps) = (cfg.hidden_size, cfg.layernorm_epsilon);
+        Ok(Self {
+            input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
+            attention: Attention::load(cfg, vb.pp("attention"))?,
+            post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
+            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.attention.forward(&self.input_layernorm.forward(x)?)?)?;
+        &x + self.mlp.forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+}
+
+/// EVA ViT plus `ln_vision`: `[B, 3, 224, 224]` pixels → `[B, 257, hidden]` features.
+#[derive(Debug, Clone)]
+pub struct EvaVit {
+    patch_embedding: Conv2d,
+    cls_token: Tensor,
+    position_embeddings: Tensor,
+    layers: Vec<Block>,
+    final_layernorm: Option<LayerNorm>,
+    ln_vision: LayerNorm,
+}
+
+impl EvaVit {
+    /// Loads the ViT from `vb` rooted at the checkpoint's `vit` prefix
+    /// (`image_encoder.vit` in HF names).
+    pub fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let conv_cfg = Conv2dConfig {
+            stride: cfg.patch_size,
+            ..Default::default()
+        };
+        let patch_embedding = candle_nn::conv2d(
+            cfg.in_channels,
+            h,
+            cfg.patch_size,
+            conv_cfg,
+            vb.pp("mixins.patch_embedding.proj"),
+        )?;
+        let tvb = vb.pp("transformer");
+        let cls_token = tvb.get((cfg.pre_len, h), "word_embeddings.weight")?;
+        let position_embeddings = tvb.get((cfg.seq_len(), h), "position_embeddings.weight")?;
+        let layers = (0..cfg.num_layers)
+            .map(|i| Block::load(cfg, tvb.pp("layers").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let final_layernorm = if cfg.use_final_layernorm {
+            Some(LayerNorm::load(
+                h,
+                cfg.layernorm_epsilon,
+                tvb.pp("final_layernorm"),
+            )?)
+        } else {
+            None
+        };
+        let ln_vision = LayerNorm::load(h, LN_VISION_EPS, vb.pp("mixins.cls.ln_vision"))?;
+        Ok(Self {
+            patch_embedding,
+            cls_token,
+            position_embeddings,
+            layers,
+            final_layernorm,
+            ln_vision,
+        })
+    }
+
+    /// Runs the ViT and `ln_vision` on normalised pixels `[B, 3, H, W]`.
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let dtype = self.cls_token.dtype();
+        let patches = self
+            .patch_embedding
+            .forward(&pixel_values.to_dtype(dtype)?)?
+            .flatten_from(2)?
+            .transpose(1, 2)?;
+        let (b, _, h) = patches.dims3()?;
+        let pre_len = self.cls_token.dim(0)?;
+        let cls = self.cls_token.unsqueeze(0)?.expand((b, pre_len, h))?;
+        let mut x = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embeddings)?;
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        if let Some(ln) = &self.final_layernorm {
+            x = ln.forward(&x)?;
+        }
+        self.ln_vision.forward(&x)
+    }
+}
