@@ -294,7 +294,7 @@ impl VisualGlmConfig {
             ("eva.hidden_size", v.hidden_size, v.num_attention_heads),
             ("qformer.hidden_size", q.hidden_size, q.num_attention_heads),
         ] {
-            if hidden % heads != 0 {
+            if !hidden.is_multiple_of(heads) {
                 return Err(bad(
                     path,
                     key,

@@ -39,6 +39,16 @@ impl KvCache {
         Ok((k, v))
     }
 
+    /// Keeps, for every layer, the batch rows `indices` (in that order): beam search reorders
+    /// its hypotheses with this.
+    pub fn select_batch(&mut self, indices: &Tensor) -> Result<()> {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(indices, 0)?;
+            *v = v.index_select(indices, 0)?;
+        }
+        Ok(())
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         for l in &mut self.layers {

@@ -51,7 +51,7 @@ fn permute_rows(t: &Tensor, num_heads: usize, to_blocks: bool) -> Result<Tensor>
         Some(&r) => r,
         None => candle_core::bail!("QKV tensor must have at least one dimension"),
     };
-    if num_heads == 0 || rows % (3 * num_heads) != 0 {
+    if num_heads == 0 || !rows.is_multiple_of(3 * num_heads) {
         candle_core::bail!("QKV tensor has {rows} rows, not a multiple of 3 × {num_heads} heads");
     }
     let head_dim = rows / (3 * num_heads);

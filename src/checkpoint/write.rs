@@ -60,7 +60,7 @@ pub fn save_canonical(
         plan.push((*name, t, dtype));
     }
     let mut header_bytes = Value::Object(header).to_string().into_bytes();
-    while header_bytes.len() % 8 != 0 {
+    while !header_bytes.len().is_multiple_of(8) {
         header_bytes.push(b' ');
     }
 
