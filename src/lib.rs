@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod generate;
 pub mod model;
 pub mod param_shapes;
 pub mod runtime;

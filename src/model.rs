@@ -181,6 +181,37 @@ impl VisualGlm {
             .forward_embeds(&embeds, &pos, Some(&mask), cache, layer_outputs)?)
     }
 
+    /// Prefills the cache with one prompt for `batch` rows: row `i` gets image `i` of
+    /// `images` `[batch, 32, width]` (or no image). Returns the final hidden states
+    /// `[batch, S, width]`.
+    pub fn prompt_hidden_batch(
+        &self,
+        ids: &[u32],
+        images: Option<(&Tensor, usize)>,
+        batch: usize,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        self.check_prompt(ids)?;
+        if let Some((t, _)) = images {
+            if t.dim(0)? != batch {
+                return Err(VisualGlmError::Input(format!(
+                    "{} image embeddings for a batch of {batch}",
+                    t.dim(0)?
+                )));
+            }
+        }
+        let ids_t = Tensor::new(ids, self.device())?
+            .unsqueeze(0)?
+            .repeat((batch, 1))?;
+        let embeds = self.input_embeds(&ids_t, images)?;
+        let pos = self.prompt_position_ids(ids)?;
+        let (context_len, _) = self.prompt_layout(ids);
+        let mask = self.glm.prefix_lm_mask(context_len, 0, ids.len())?;
+        Ok(self
+            .glm
+            .forward_embeds(&embeds, &pos, Some(&mask), Some(cache), None)?)
+    }
+
     /// Logits `[1, S, vocab]` (f32) of a whole prompt.
     pub fn prompt_logits(&self, ids: &[u32], image: Option<(&Tensor, usize)>) -> Result<Tensor> {
         let hidden = self.prompt_hidden(ids, image, None, None)?;

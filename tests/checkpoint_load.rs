@@ -192,3 +192,32 @@ fn all_forms_give_identical_tensors() {
         assert_eq!(first.config.vision, other.config.vision);
     }
 }
+
+#[test]
+fn sharded_safetensors_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let src = golden().join("model/tiny_visualglm_hf.safetensors");
+    let all = candle_core::safetensors::load(&src, &candle_core::Device::Cpu).unwrap();
+    let (vision, glm): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(n, _)| n.starts_with("image_encoder."));
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [("a.safetensors", glm), ("b.safetensors", vision)] {
+        for (n, _) in &part {
+            weight_map.insert(n.clone(), file.into());
+        }
+        let map: std::collections::HashMap<_, _> = part.into_iter().collect();
+        candle_core::safetensors::save(&map, dir.join(file)).unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::copy(golden().join("model/config.json"), dir.join("config.json")).unwrap();
+
+    let ck = checkpoint::load(dir, &LoadOptions::default()).unwrap();
+    assert_eq!(ck.family, CheckpointFamily::Hf);
+    assert!(ck
+        .source("image_encoder.glm_proj.weight")
+        .ends_with("b.safetensors"));
+    assert_matches_reference(&ck);
+}

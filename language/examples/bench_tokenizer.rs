@@ -22,7 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tok = ChatGlmTokenizer::from_file(model)?;
     let load = load.elapsed().as_secs_f64();
     let text = std::fs::read_to_string(text_path)?;
-    let lines: Vec<&str> = text.strip_suffix('\n').unwrap_or(&text).split('\n').collect();
+    let lines: Vec<&str> = text
+        .strip_suffix('\n')
+        .unwrap_or(&text)
+        .split('\n')
+        .collect();
     let nbytes: usize = lines.iter().map(|l| l.len()).sum();
 
     let mut best = f64::INFINITY;

@@ -240,3 +240,51 @@ pub fn prefix_lm_mask(
         .collect();
     Tensor::from_vec(data, (1, 1, seq_len, total), device)
 }
+
+/// Weight-only quantization of the GLM linears (inference only; see `visualglm_lora::quant`).
+impl ChatGlm {
+    /// Quantizes every GLM layer's `query_key_value`, `dense`, `dense_h_to_4h` and
+    /// `dense_4h_to_h` weight to `dtype`, as the release's HF `model.quantize(bits)` does:
+    /// the word embeddings, LayerNorms, biases and `lm_head` stay in the run dtype (use
+    /// [`ChatGlm::quantize_lm_head`] for `lm_head`). A layer whose input width is not a multiple
+    /// of the block size falls back per [`visualglm_lora::quant::fit_dtype`] with a warning.
+    /// Returns each weight's canonical name and the type used (`None`: left dense).
+    pub fn quantize(
+        &mut self,
+        dtype: candle_core::quantized::GgmlDType,
+    ) -> Result<Vec<(String, Option<candle_core::quantized::GgmlDType>)>> {
+        self.named_linears_mut(false)
+            .into_iter()
+            .map(|(name, l)| Ok((name.clone(), visualglm_lora::quant::quantize_linear(&name, l, dtype)?)))
+            .collect()
+    }
+
+    /// Quantizes `lm_head` too (not done by the release; saves `vocab × hidden` weights).
+    pub fn quantize_lm_head(
+        &mut self,
+        dtype: candle_core::quantized::GgmlDType,
+    ) -> Result<Option<candle_core::quantized::GgmlDType>> {
+        visualglm_lora::quant::quantize_linear(LM_HEAD_WEIGHT, &mut self.lm_head, dtype)
+    }
+
+    /// Every quantizable linear with the canonical name of its weight
+    /// (`transformer.layers.{i}.attention.query_key_value.weight`, …), in layer order, then
+    /// `lm_head.weight` when `include_lm_head`.
+    pub fn named_linears_mut(&mut self, include_lm_head: bool) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::with_capacity(4 * self.layers.len() + 1);
+        for (i, b) in self.layers.iter_mut().enumerate() {
+            let p = format!("transformer.layers.{i}");
+            out.push((format!("{p}.attention.query_key_value.weight"), &mut b.attention.query_key_value));
+            out.push((format!("{p}.attention.dense.weight"), &mut b.attention.dense));
+            out.push((format!("{p}.mlp.dense_h_to_4h.weight"), &mut b.mlp.dense_h_to_4h));
+            out.push((format!("{p}.mlp.dense_4h_to_h.weight"), &mut b.mlp.dense_4h_to_h));
+        }
+        if include_lm_head {
+            out.push((LM_HEAD_WEIGHT.to_string(), &mut self.lm_head));
+        }
+        out
+    }
+}
+
+/// Canonical name of the `lm_head` weight.
+const LM_HEAD_WEIGHT: &str = "lm_head.weight";

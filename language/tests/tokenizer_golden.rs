@@ -34,6 +34,11 @@ fn check_cases(tok: &ChatGlmTokenizer, cases: &[Value], label: &str) {
             failures.push(format!("encode {text:?}: got {got:?}, want {want:?}"));
             continue;
         }
+        assert_eq!(
+            tok.encode_reference(text).unwrap(),
+            want,
+            "{label}: pipeline, {text:?}"
+        );
         let with_special = ids(&case["ids_with_special_tokens"]);
         assert_eq!(tok.encode_with_special_tokens(text).unwrap(), with_special);
         let checks = [

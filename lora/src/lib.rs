@@ -1,10 +1,12 @@
-//! The building blocks every VisualGLM model crate uses: the [`Linear`] layer (a dense base,
-//! ready for low-rank adapters), LayerNorm computed in f32, and attention in f32.
+//! The building blocks every VisualGLM model crate uses: the [`Linear`] layer (a dense or
+//! GGML-quantized base, ready for low-rank adapters), LayerNorm computed in f32, and
+//! attention in f32.
 
 pub mod attention;
 pub mod linear;
 pub mod norm;
+pub mod quant;
 
-pub use attention::{scaled_dot_product_attention, split_heads, merge_heads};
-pub use linear::Linear;
+pub use attention::{merge_heads, scaled_dot_product_attention, split_heads};
+pub use linear::{Linear, LinearBase, QuantizedWeight};
 pub use norm::LayerNorm;

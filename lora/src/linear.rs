@@ -1,19 +1,74 @@
 //! A linear layer `y = x·Wᵀ + b` with the checkpoint's own weight names.
+//!
+//! The base weight is either dense (a [`Tensor`] in the run dtype) or quantized (a GGML
+//! [`QTensor`] multiplied with candle's [`QMatMul`], inference only: it has no backward).
+//! The output is `base(x) + bias`; low-rank adapters are meant to be added on top of the
+//! base output (see [`Linear::forward_base`]) whatever the base kind.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-/// A dense linear layer. Weights are stored `[out, in]` as in PyTorch checkpoints.
+/// The frozen base weight of a [`Linear`] layer, `[out, in]`.
+#[derive(Debug, Clone)]
+pub enum LinearBase {
+    /// A dense weight in the run dtype.
+    Dense(Tensor),
+    /// A GGML-quantized weight and its matmul.
+    Quantized(QuantizedWeight),
+}
+
+/// A quantized `[out, in]` weight: the GGML tensor (kept for writing and inspection) and the
+/// candle matmul built over it.
+#[derive(Debug, Clone)]
+pub struct QuantizedWeight {
+    qtensor: Arc<QTensor>,
+    matmul: QMatMul,
+}
+
+impl QuantizedWeight {
+    /// Wraps a quantized `[out, in]` tensor.
+    pub fn new(qtensor: Arc<QTensor>) -> Result<Self> {
+        let (_out, _in) = qtensor.shape().dims2()?;
+        let matmul = QMatMul::from_arc(qtensor.clone())?;
+        Ok(Self { qtensor, matmul })
+    }
+
+    /// The GGML tensor.
+    pub fn qtensor(&self) -> &Arc<QTensor> {
+        &self.qtensor
+    }
+
+    /// The GGML block type.
+    pub fn dtype(&self) -> GgmlDType {
+        self.qtensor.dtype()
+    }
+}
+
+/// A linear layer. Weights are stored `[out, in]` as in PyTorch checkpoints.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
+    base: LinearBase,
     bias: Option<Tensor>,
 }
 
 impl Linear {
-    /// Builds a layer from existing tensors.
+    /// Builds a dense layer from existing tensors.
     pub fn from_weights(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            base: LinearBase::Dense(weight),
+            bias,
+        }
+    }
+
+    /// Builds a layer over a quantized `[out, in]` weight; the bias stays dense.
+    pub fn from_quantized(weight: Arc<QTensor>, bias: Option<Tensor>) -> Result<Self> {
+        Ok(Self {
+            base: LinearBase::Quantized(QuantizedWeight::new(weight)?),
+            bias,
+        })
     }
 
     /// Loads `weight` `[out, in]` and `bias` `[out]` from `vb`.
@@ -29,28 +84,99 @@ impl Linear {
         Ok(Self::from_weights(weight, None))
     }
 
-    /// The weight `[out, in]`.
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
+    /// The dense weight `[out, in]`, or `None` when the base is quantized (see
+    /// [`Linear::dequantized_weight`]).
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.base {
+            LinearBase::Dense(w) => Some(w),
+            LinearBase::Quantized(_) => None,
+        }
+    }
+
+    /// The weight `[out, in]` as a dense f32 tensor (a copy when quantized).
+    pub fn dequantized_weight(&self) -> Result<Tensor> {
+        match &self.base {
+            LinearBase::Dense(w) => Ok(w.clone()),
+            LinearBase::Quantized(q) => q.qtensor.dequantize(&q.qtensor.device()),
+        }
     }
 
     /// The bias `[out]`, if any.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
+
+    /// The base weight.
+    pub fn base(&self) -> &LinearBase {
+        &self.base
+    }
+
+    /// `(out, in)` of the weight.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match &self.base {
+            LinearBase::Dense(w) => w.dims2(),
+            LinearBase::Quantized(q) => q.qtensor.shape().dims2(),
+        }
+    }
+
+    /// The GGML type of a quantized base, `None` when dense.
+    pub fn quantized_dtype(&self) -> Option<GgmlDType> {
+        match &self.base {
+            LinearBase::Dense(_) => None,
+            LinearBase::Quantized(q) => Some(q.dtype()),
+        }
+    }
+
+    /// Replaces the base by a quantized one, keeping the bias.
+    pub fn set_quantized_base(&mut self, weight: Arc<QTensor>) -> Result<()> {
+        let (out, inp) = self.dims()?;
+        let got = weight.shape().dims2()?;
+        if got != (out, inp) {
+            candle_core::bail!(
+                "quantized weight has shape {got:?}, the layer needs ({out}, {inp})"
+            );
+        }
+        self.base = LinearBase::Quantized(QuantizedWeight::new(weight)?);
+        Ok(())
+    }
+
+    /// Quantizes a dense base to `dtype` in place (a no-op when it is already quantized).
+    ///
+    /// Fails when the inner dimension is not a multiple of the block size of `dtype`
+    /// (32 for `Q4_0`…`Q8_1`, 256 for the K-quants); see [`crate::quant::fit_dtype`].
+    pub fn quantize(&mut self, dtype: GgmlDType) -> Result<()> {
+        let LinearBase::Dense(w) = &self.base else {
+            return Ok(());
+        };
+        let q = QTensor::quantize(w, dtype)?;
+        self.base = LinearBase::Quantized(QuantizedWeight::new(Arc::new(q))?);
+        Ok(())
+    }
+
+    /// `x·Wᵀ` without the bias: the frozen part adapters add to.
+    pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.base {
+            LinearBase::Dense(weight) => {
+                let w = weight.t()?;
+                match x.dims() {
+                    [b, s, k] => {
+                        // One 2D matmul over all rows: faster than a batched one on the CPU.
+                        let x2 = x.reshape((b * s, *k))?;
+                        x2.matmul(&w)?.reshape((*b, *s, ()))
+                    }
+                    _ => x.broadcast_matmul(&w),
+                }
+            }
+            // The quantized kernels read the input as one contiguous `[rows, in]` block and
+            // return the input's dtype.
+            LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?),
+        }
+    }
 }
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let w = self.weight.t()?;
-        let y = match x.dims() {
-            [b, s, k] => {
-                // One 2D matmul over all rows: faster than a batched one on the CPU.
-                let x2 = x.reshape((b * s, *k))?;
-                x2.matmul(&w)?.reshape((*b, *s, ()))?
-            }
-            _ => x.broadcast_matmul(&w)?,
-        };
+        let y = self.forward_base(x)?;
         match &self.bias {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),

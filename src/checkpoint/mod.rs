@@ -9,6 +9,7 @@
 mod canonical;
 mod error;
 mod load;
+mod pickle_guard;
 pub mod pth;
 mod qkv;
 mod source;

@@ -14,6 +14,7 @@ use candle_core::pickle::{Object, Stack};
 use candle_core::{DType, Device, Tensor};
 
 use super::error::CheckpointError;
+use super::pickle_guard;
 
 /// Largest `data.pkl` accepted (real state-dict pickles are well under 1 MiB).
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
@@ -62,6 +63,7 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointE
     let prefix = pkl_name.trim_end_matches("data.pkl").to_string();
     let pickle = read_entry(&mut zip, path, &pkl_name, file_len, MAX_PICKLE_BYTES)?;
 
+    pickle_guard::check(&pickle).map_err(|m| pickle_err(path, &m))?;
     let mut stack = Stack::empty();
     stack
         .read_loop(&mut Cursor::new(pickle.as_slice()))

@@ -1,13 +1,161 @@
-//! Placeholder: filled in by its owner.
+//! `visualglm eval`: score captions, VQA answers and retrieval rankings from files.
 
-/// Subcommands.
-#[derive(clap::Subcommand, Debug)]
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use visualglm_eval::io::{read_caption_set, retrieval::read_retrieval_scores, vqa, write_atomic};
+use visualglm_eval::{retrieval, score_captions, Tokenizer};
+
+/// Subcommands of `visualglm eval`.
+#[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Placeholder.
-    Todo,
+    /// Caption metrics (BLEU-1..4, ROUGE-L, CIDEr-D, as pycocoevalcap) of predictions.
+    Score(ScoreArgs),
+    /// VQA accuracy (official VQA evaluation) of predicted answers.
+    VqaScore(VqaArgs),
+    /// Retrieval Recall@1/5/10 (as LAVIS) from a similarity score file.
+    RetrievalScore(RetrievalArgs),
+}
+
+/// Tokenisation before caption scoring.
+#[derive(ValueEnum, Clone, Copy, Debug, Default)]
+pub enum TokenizerArg {
+    /// Emulation of pycocoevalcap's PTBTokenizer (COCO standard).
+    #[default]
+    Ptb,
+    /// Lower-case and split on whitespace.
+    Simple,
+    /// Already tokenised: split on whitespace only.
+    None,
+}
+
+/// Arguments of `eval score`.
+#[derive(Args, Debug)]
+pub struct ScoreArgs {
+    /// Predictions: JSONL `{"image_id"|"id", "caption"}` or COCO result JSON.
+    #[arg(long)]
+    predictions: PathBuf,
+    /// References: COCO annotation JSON or JSONL `{"image_id", "captions": [...]}`.
+    #[arg(long)]
+    references: PathBuf,
+    /// Write the full report (corpus and per-image scores) to this JSON file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print a Markdown table instead of JSON.
+    #[arg(long)]
+    markdown: bool,
+    /// Tokenisation applied to both sides.
+    #[arg(long, value_enum, default_value_t = TokenizerArg::Ptb)]
+    tokenizer: TokenizerArg,
+}
+
+/// Arguments of `eval vqa-score`.
+#[derive(Args, Debug)]
+pub struct VqaArgs {
+    /// Predictions: JSON `[{"question_id", "answer"}]` or JSONL of the same objects.
+    #[arg(long)]
+    predictions: PathBuf,
+    /// Annotations: official VQA JSON, or a JSON array / JSONL of
+    /// `{"question_id", "question_type", "answer_type", "answers"}`.
+    #[arg(long)]
+    annotations: PathBuf,
+    /// Decimals of the reported accuracies (LAVIS uses 2).
+    #[arg(long, default_value_t = 2)]
+    digits: usize,
+    /// Write the full report (aggregates and per-question results) to this JSON file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print a Markdown table instead of JSON.
+    #[arg(long)]
+    markdown: bool,
+}
+
+/// Arguments of `eval retrieval-score`.
+#[derive(Args, Debug)]
+pub struct RetrievalArgs {
+    /// JSON `{"scores_i2t": [[..]], "scores_t2i": [[..]], "txt2img": [..], "img2txt": [[..]]}`.
+    #[arg(long)]
+    scores: PathBuf,
+    /// Write the full report (metrics and ranks) to this JSON file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Print a Markdown table instead of JSON.
+    #[arg(long)]
+    markdown: bool,
 }
 
 /// Runs the subcommand.
-pub fn run(_cmd: Command) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Score(args) => score(args),
+        Command::VqaScore(args) => vqa_score(args),
+        Command::RetrievalScore(args) => retrieval_score(args),
+    }
+}
+
+fn score(args: ScoreArgs) -> Result<()> {
+    let items = read_caption_set(&args.predictions, &args.references)?;
+    let tokenizer = match args.tokenizer {
+        TokenizerArg::Ptb => Tokenizer::Ptb,
+        TokenizerArg::Simple => Tokenizer::Simple,
+        TokenizerArg::None => Tokenizer::None,
+    };
+    let report = score_captions(&items, tokenizer)?;
+    write_report(args.out.as_deref(), &report)?;
+    if args.markdown {
+        print!("{}", report.to_markdown());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report.corpus)?);
+    }
+    Ok(())
+}
+
+fn vqa_score(args: VqaArgs) -> Result<()> {
+    let questions = vqa::read_vqa_annotations(&args.annotations)?;
+    let predictions = vqa::read_vqa_predictions(&args.predictions)?;
+    let report = visualglm_eval::vqa::evaluate(&questions, &predictions, args.digits)
+        .with_context(|| {
+            format!(
+                "{} vs {}",
+                args.predictions.display(),
+                args.annotations.display()
+            )
+        })?;
+    write_report(args.out.as_deref(), &report)?;
+    if args.markdown {
+        print!("{}", report.to_markdown());
+    } else {
+        println!("{}", serde_json::to_string_pretty(&report.accuracy)?);
+    }
+    Ok(())
+}
+
+fn retrieval_score(args: RetrievalArgs) -> Result<()> {
+    let scores = read_retrieval_scores(&args.scores)?;
+    let report =
+        retrieval::evaluate(&scores).with_context(|| args.scores.display().to_string())?;
+    write_report(args.out.as_deref(), &report)?;
+    if args.markdown {
+        print!("{}", report.to_markdown());
+    } else {
+        let mut value = serde_json::to_value(&report)?;
+        if let Some(map) = value.as_object_mut() {
+            map.remove("tr_rank_per_image");
+            map.remove("ir_rank_per_text");
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    }
+    Ok(())
+}
+
+/// Writes `report` as pretty JSON, atomically, when a path is given.
+fn write_report<T: Serialize>(out: Option<&Path>, report: &T) -> Result<()> {
+    if let Some(path) = out {
+        let mut text = serde_json::to_string_pretty(report)?;
+        text.push('\n');
+        write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
 }

@@ -35,15 +35,8 @@ pub fn score_captions(items: &[CaptionItem], tokenizer: Tokenizer) -> Result<Cap
         .iter()
         .flat_map(|it| std::iter::once(it.candidate.as_str()).chain(it.references.iter().map(String::as_str)))
         .collect();
-    let t0 = std::time::Instant::now();
     let tokenized: Vec<String> = texts.par_iter().map(|t| tokenizer.apply(t)).collect();
-    eprintln!("TIMING tokenize {:?}", t0.elapsed());
-    let t0 = std::time::Instant::now();
     let scores = score_tokenized_flat(items, &tokenized);
-    eprintln!("TIMING flat total {:?}", t0.elapsed());
-    drop(tokenized);
-    drop(texts);
-    eprintln!("TIMING after drops {:?}", t0.elapsed());
     Ok(CaptionReport::new(tokenizer, items, scores))
 }
 
@@ -57,9 +50,7 @@ pub(crate) struct RawScores {
 /// Scores already-tokenised text laid out as `[cand_0, refs_0.., cand_1, refs_1..]`.
 fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScores {
     let refs: Vec<&str> = tokenized.iter().map(String::as_str).collect();
-    let t0 = std::time::Instant::now();
     let set = ngrams::encode(&refs);
-    eprintln!("TIMING encode {:?} ngrams {}", t0.elapsed(), set.order.len());
     let mut spans = Vec::with_capacity(items.len());
     let mut offset = 0;
     for it in items {
@@ -85,7 +76,6 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
             (stats, rouge, union)
         })
         .collect();
-    eprintln!("TIMING bleu/rouge {:?}", t0.elapsed());
     let df = cider::document_frequency(first.iter().map(|f| f.2.as_slice()), set.order.len());
     let idf = cider::idf(&df, items.len());
     let ciders: Vec<f64> = (0..items.len())
@@ -96,7 +86,6 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
         })
         .collect();
 
-    eprintln!("TIMING cider {:?}", t0.elapsed());
     let mut totals = BleuStats::default();
     let mut per_item = Vec::with_capacity(items.len());
     for ((it, (stats, rouge, _)), cider) in items.iter().zip(&first).zip(&ciders) {
@@ -114,7 +103,6 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
         rouge_l: crate::stats::mean(&rouges),
         cider: crate::stats::mean(&ciders),
     };
-    eprintln!("TIMING before return {:?}", t0.elapsed());
     RawScores {
         per_item,
         corpus,

@@ -199,6 +199,17 @@ impl ChatGlmTokenizer {
             })
     }
 
+    /// [`ChatGlmTokenizer::encode`] through the full `tokenizers` pipeline instead of the lean
+    /// driver: slower, same ids (kept as the reference for tests).
+    pub fn encode_reference(&self, text: &str) -> Result<Vec<u32>> {
+        self.pipeline
+            .encode_reference(&text::preprocess(text))
+            .map_err(|reason| TokenizerError::Encode {
+                path: self.source.clone(),
+                reason,
+            })
+    }
+
     /// `encode(text)` followed by `[gMASK]`, `<sop>` — HF `encode(text)`.
     pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
         let mut ids = self.encode(text)?;

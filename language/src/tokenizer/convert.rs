@@ -32,9 +32,10 @@ use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::{Precompiled, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, Tokenizer};
+use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
 
 use super::error::{Result, TokenizerError};
+use super::fast::FastEncoder;
 use super::pieces::{PieceKind, PieceTable};
 use super::spm::{ModelKind, SpModel};
 
@@ -67,6 +68,8 @@ pub struct HfPipeline {
     pub table: PieceTable,
     /// SentencePiece flags.
     pub section: SpSection,
+    /// The lean driver, when the pipeline has no charsmap normaliser.
+    pub fast: Option<FastEncoder>,
 }
 
 /// BPE merges in SentencePiece priority: by merged-piece score (best first), then id.
@@ -228,10 +231,13 @@ impl HfPipeline {
         let post = post_processor(&model.table, &section)
             .map_err(|e| bad(format!("post-processor: {e}")))?;
         tokenizer.with_post_processor(Some(post));
+        let fast = fast_encoder(&tokenizer, &model.table, model.charsmap.is_empty())
+            .map_err(|e| bad(format!("user-defined pieces: {e}")))?;
         Ok(Self {
             tokenizer,
             table: model.table.clone(),
             section,
+            fast,
         })
     }
 
@@ -324,16 +330,36 @@ impl HfPipeline {
             piece_types,
         };
         let table = PieceTable::new(pieces, kinds, unk_surface).map_err(bad)?;
+        let plain = value["normalizer"]["normalizers"]
+            .as_array()
+            .is_some_and(|n| n.len() == 1 && n[0]["type"] == "Replace");
+        let fast = fast_encoder(&tokenizer, &table, plain).map_err(bad)?;
         Ok(Self {
             tokenizer,
             table,
             section,
+            fast,
         })
     }
 
     /// SentencePiece `EncodeAsIds` of already-normalised-by-the-caller text: whitespace
-    /// cleanup and the dummy prefix per the section flags, then the pipeline.
+    /// cleanup and the dummy prefix per the section flags, then the lean driver (or the
+    /// pipeline when there is none).
     pub fn encode(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
+        self.encode_prepared(text, false)
+    }
+
+    /// As [`HfPipeline::encode`], always through the full `tokenizers` pipeline (the
+    /// reference the lean driver is tested against).
+    pub fn encode_reference(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
+        self.encode_prepared(text, true)
+    }
+
+    fn encode_prepared(
+        &self,
+        text: &str,
+        reference: bool,
+    ) -> std::result::Result<Vec<u32>, String> {
         let mut owned;
         let mut text = text;
         if self.section.remove_extra_whitespaces {
@@ -347,12 +373,45 @@ impl HfPipeline {
             owned = format!("{SPACE}{text}");
             text = owned.as_str();
         }
+        match &self.fast {
+            Some(fast) if !reference => fast.encode(self.tokenizer.get_model(), text),
+            _ => self.encode_pipeline(text),
+        }
+    }
+
+    /// The same through the full `tokenizers` pipeline (`encode_fast`), without the caller
+    /// steps (whitespace cleanup, dummy prefix).
+    pub fn encode_pipeline(&self, text: &str) -> std::result::Result<Vec<u32>, String> {
         let enc = self
             .tokenizer
             .encode_fast(text, false)
             .map_err(|e| e.to_string())?;
         Ok(enc.get_ids().to_vec())
     }
+}
+
+/// The lean driver for a pipeline whose normaliser is only `' '` → `▁` (`plain`).
+fn fast_encoder(
+    tokenizer: &Tokenizer,
+    table: &PieceTable,
+    plain: bool,
+) -> std::result::Result<Option<FastEncoder>, String> {
+    if !plain {
+        return Ok(None);
+    }
+    let split = match tokenizer.get_pre_tokenizer() {
+        Some(PreTokenizerWrapper::Metaspace(m)) => m.get_split(),
+        _ => return Ok(None),
+    };
+    let user = table
+        .pieces()
+        .iter()
+        .zip(table.kinds())
+        .enumerate()
+        .filter(|(_, (_, k))| **k == PieceKind::UserDefined)
+        .map(|(id, (p, _))| (p.clone(), id as u32))
+        .collect();
+    FastEncoder::new(user, split).map(Some)
 }
 
 /// ChatGLM's templates plus the `sentencepiece:*` entries (see the module doc).
