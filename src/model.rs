@@ -74,6 +74,15 @@ impl VisualGlm {
         dtype: DType,
         opts: &LoadOptions,
     ) -> Result<Self> {
+        if device.is_cpu() && dtype == DType::BF16 {
+            return Err(VisualGlmError::Input(
+                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or f16"
+                    .into(),
+            ));
+        }
+        if crate::gguf::is_gguf_path(path) {
+            return crate::gguf::load_gguf(path, device, dtype, opts).map_err(Into::into);
+        }
         let ck = checkpoint::load(path, opts)?;
         let expected = expected_parameters(&ck.config)?;
         checkpoint::validate(&ck, &expected)?;
@@ -89,6 +98,11 @@ impl VisualGlm {
     /// The language model.
     pub fn language_model(&self) -> &ChatGlm {
         &self.glm
+    }
+
+    /// The language model, mutably (quantization, adapters).
+    pub fn language_model_mut(&mut self) -> &mut ChatGlm {
+        &mut self.glm
     }
 
     /// The device of the weights.

@@ -27,6 +27,18 @@ pub struct RetrievalScores {
 /// LAVIS's metrics (percentages) plus the ranks behind them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetrievalReport {
+    /// The metrics, under LAVIS's names.
+    #[serde(flatten)]
+    pub metrics: RetrievalMetrics,
+    /// Best rank of each image's captions (0-based).
+    pub tr_rank_per_image: Vec<usize>,
+    /// Rank of each caption's image (0-based).
+    pub ir_rank_per_text: Vec<usize>,
+}
+
+/// LAVIS `_report_metrics` values, all in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RetrievalMetrics {
     /// Text retrieval R@1.
     pub txt_r1: f64,
     /// Text retrieval R@5.
@@ -47,10 +59,6 @@ pub struct RetrievalReport {
     pub r_mean: f64,
     /// LAVIS's model-selection metric (= `txt_r_mean`).
     pub agg_metrics: f64,
-    /// Best rank of each image's captions (0-based).
-    pub tr_rank_per_image: Vec<usize>,
-    /// Rank of each caption's image (0-based).
-    pub ir_rank_per_text: Vec<usize>,
 }
 
 /// 0-based rank of `target` in `row` sorted by descending score (stable sort, reversed).
@@ -117,7 +125,7 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
     let (ir1, ir5, ir10) = (recall(&ir, 1), recall(&ir, 5), recall(&ir, 10));
     let tr_mean = (tr1 + tr5 + tr10) / 3.0;
     let ir_mean = (ir1 + ir5 + ir10) / 3.0;
-    Ok(RetrievalReport {
+    let metrics = RetrievalMetrics {
         txt_r1: tr1,
         txt_r5: tr5,
         txt_r10: tr10,
@@ -128,12 +136,15 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
         img_r_mean: ir_mean,
         r_mean: (tr_mean + ir_mean) / 2.0,
         agg_metrics: (tr1 + tr5 + tr10) / 3.0,
+    };
+    Ok(RetrievalReport {
+        metrics,
         tr_rank_per_image: tr,
         ir_rank_per_text: ir,
     })
 }
 
-impl RetrievalReport {
+impl RetrievalMetrics {
     /// The metrics as a Markdown table.
     pub fn to_markdown(&self) -> String {
         format!(

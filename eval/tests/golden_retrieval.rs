@@ -40,6 +40,6 @@ fn ties_rank_later_index_first() {
     };
     let r = evaluate(&scores).expect("evaluate");
     assert_eq!(r.tr_rank_per_image, vec![1]);
-    assert_eq!(r.txt_r1, 0.0);
-    assert_eq!(r.img_r1, 100.0);
+    assert_eq!(r.metrics.txt_r1, 0.0);
+    assert_eq!(r.metrics.img_r1, 100.0);
 }

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use candle_core::Tensor;
 
 pub use crate::config::CheckpointFamily;
+use crate::config::VisualGlmConfig;
 pub use canonical::{
     canonical_name, is_glm_qkv, sat_name, HF_IMAGE_PREFIX, LM_HEAD, SAT_IMAGE_PREFIX, SAT_LM_HEAD,
     WORD_EMBEDDINGS,
@@ -56,8 +57,6 @@ pub struct Checkpoint {
     /// Canonical name → file the tensor was read from.
     pub source_of: HashMap<String, PathBuf>,
 }
-
-use crate::config::VisualGlmConfig;
 
 impl Checkpoint {
     /// The tensor with this canonical name, if present.

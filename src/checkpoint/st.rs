@@ -25,9 +25,16 @@ pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile, CheckpointError>
     let metadata = read_metadata(path)?;
     // SAFETY: the map is read-only and only lives during this call; like every mmap reader we
     // rely on the file not being truncated by another process meanwhile.
-    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| CheckpointError::Safetensors {
-        path: path.to_path_buf(),
-        message: e.to_string(),
+    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| {
+        // candle prefixes the path; ours already names the file.
+        let message = match e {
+            candle_core::Error::WithPath { inner, .. } => inner.to_string(),
+            other => other.to_string(),
+        };
+        CheckpointError::Safetensors {
+            path: path.to_path_buf(),
+            message,
+        }
     })?;
     let mut tensors = Vec::new();
     for (name, _) in st.tensors() {

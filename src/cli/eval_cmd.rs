@@ -138,14 +138,9 @@ fn retrieval_score(args: RetrievalArgs) -> Result<()> {
         retrieval::evaluate(&scores).with_context(|| args.scores.display().to_string())?;
     write_report(args.out.as_deref(), &report)?;
     if args.markdown {
-        print!("{}", report.to_markdown());
+        print!("{}", report.metrics.to_markdown());
     } else {
-        let mut value = serde_json::to_value(&report)?;
-        if let Some(map) = value.as_object_mut() {
-            map.remove("tr_rank_per_image");
-            map.remove("ir_rank_per_text");
-        }
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(&report.metrics)?);
     }
     Ok(())
 }

@@ -87,6 +87,17 @@ pub(crate) fn read_records<T: DeserializeOwned>(
     }
 }
 
+/// serde_json's message with its "at line 1 column N" replaced by "(column N)".
+fn line_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    match text.strip_suffix(&suffix) {
+        Some(msg) if e.column() > 0 => format!("{msg} (column {})", e.column()),
+        Some(msg) => msg.to_string(),
+        None => text,
+    }
+}
+
 fn from_array<T: DeserializeOwned>(path: &Path, items: Vec<Value>) -> Result<Vec<Record<T>>> {
     items
         .into_iter()
@@ -115,7 +126,7 @@ fn from_lines<T: DeserializeOwned>(path: &Path, text: &str) -> Result<Vec<Record
         let value = serde_json::from_str(line).map_err(|e| EvalError::Line {
             path: path.to_path_buf(),
             line: i + 1,
-            message: e.to_string(),
+            message: line_message(&e),
         })?;
         out.push(Record {
             location: format!("line {}", i + 1),

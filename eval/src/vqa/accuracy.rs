@@ -174,13 +174,14 @@ fn push_group(groups: &mut Vec<(String, Vec<f64>)>, key: &str, value: f64) {
 impl VqaReport {
     /// The aggregates as a Markdown table.
     pub fn to_markdown(&self) -> String {
+        let d = self.digits;
         let mut out = String::from("| group | accuracy |\n| --- | ---: |\n");
-        out.push_str(&format!("| overall | {} |\n", self.accuracy.overall));
+        out.push_str(&format!("| overall | {:.d$} |\n", self.accuracy.overall));
         for (k, v) in &self.accuracy.per_answer_type {
-            out.push_str(&format!("| answer type: {k} | {v} |\n"));
+            out.push_str(&format!("| answer type: {k} | {v:.d$} |\n"));
         }
         for (k, v) in &self.accuracy.per_question_type {
-            out.push_str(&format!("| question type: {k} | {v} |\n"));
+            out.push_str(&format!("| question type: {k} | {v:.d$} |\n"));
         }
         out
     }

@@ -1,0 +1,118 @@
+//! Weight-only quantization of VisualGLM's language model (GGML block types via candle's
+//! `QMatMul`), and the `--quantize` value parser.
+//!
+//! As in the release's HF path (spec §9), only ChatGLM's per-layer `query_key_value`, `dense`,
+//! `dense_h_to_4h` and `dense_4h_to_h` weights are quantized by default; `lm_head` optionally.
+//! The word embeddings, LayerNorms, biases, the ViT, the Q-Former and `glm_proj` stay in the
+//! run dtype. A weight whose input width is not a multiple of the type's block size (32, or
+//! 256 for K-quants) falls back per [`visualglm_lora::quant::fit_dtype`] (K-quant → legacy
+//! type of about the same size; dense when even 32 does not divide it), with a warning.
+
+use candle_core::quantized::GgmlDType;
+use visualglm_lora::quant::{dtype_name, parse_dtype, QUANT_TYPES};
+
+use crate::error::{Result, VisualGlmError};
+use crate::model::VisualGlm;
+
+/// What to quantize.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuantizeOptions {
+    /// The GGML type of the GLM layer weights.
+    pub dtype: GgmlDType,
+    /// Also quantize `lm_head` (the release keeps it in fp16).
+    pub lm_head: bool,
+}
+
+impl QuantizeOptions {
+    /// The release's choice: GLM layers only.
+    pub fn layers_only(dtype: GgmlDType) -> Self {
+        Self {
+            dtype,
+            lm_head: false,
+        }
+    }
+}
+
+/// Per-weight result of a quantization: canonical weight name and the type used (`None`:
+/// left dense because no type fits its width).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuantizeReport {
+    /// `(weight name, type used)` in model order.
+    pub weights: Vec<(String, Option<GgmlDType>)>,
+}
+
+impl QuantizeReport {
+    /// One line: how many weights got each type.
+    pub fn summary(&self) -> String {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        for (_, d) in &self.weights {
+            let n = d.map(dtype_name).unwrap_or("dense");
+            match counts.iter_mut().find(|(k, _)| *k == n) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((n, 1)),
+            }
+        }
+        counts
+            .iter()
+            .map(|(k, c)| format!("{c}×{k}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Parses a `--quantize` value: `q8_0`, `q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_1`, `q2k`, `q3k`,
+/// `q4k`, `q5k` or `q6k` (case-insensitive; `q4_k` style accepted).
+pub fn parse_quantize_type(s: &str) -> Result<GgmlDType> {
+    parse_dtype(s).ok_or_else(|| {
+        let names: Vec<&str> = QUANT_TYPES.iter().map(|(n, _)| *n).collect();
+        VisualGlmError::Input(format!(
+            "unknown quantization type `{s}`: use one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
+impl VisualGlm {
+    /// Quantizes the GLM layer weights to `dtype` (the release's HF behaviour: `lm_head`,
+    /// embeddings, ViT, Q-Former and `glm_proj` stay in the run dtype).
+    pub fn quantize_language(&mut self, dtype: GgmlDType) -> Result<QuantizeReport> {
+        self.quantize_language_with(&QuantizeOptions::layers_only(dtype))
+    }
+
+    /// [`VisualGlm::quantize_language`] with options (e.g. `lm_head` too).
+    pub fn quantize_language_with(&mut self, opts: &QuantizeOptions) -> Result<QuantizeReport> {
+        let glm = self.language_model_mut();
+        let mut weights = glm.quantize(opts.dtype)?;
+        if opts.lm_head {
+            let d = glm.quantize_lm_head(opts.dtype)?;
+            weights.push(("lm_head.weight".to_string(), d));
+        }
+        Ok(QuantizeReport { weights })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_types() {
+        assert_eq!(parse_quantize_type("Q4K").unwrap(), GgmlDType::Q4K);
+        assert_eq!(parse_quantize_type("q8_0").unwrap(), GgmlDType::Q8_0);
+        let err = parse_quantize_type("int4").unwrap_err().to_string();
+        assert!(err.contains("q4k") && err.contains("int4"), "{err}");
+    }
+
+    #[test]
+    fn summarizes() {
+        let r = QuantizeReport {
+            weights: vec![
+                ("a".into(), Some(GgmlDType::Q4K)),
+                ("b".into(), Some(GgmlDType::Q4_0)),
+                ("c".into(), Some(GgmlDType::Q4K)),
+                ("d".into(), None),
+            ],
+        };
+        assert_eq!(r.summary(), "2×q4k, 1×q4_0, 1×dense");
+    }
+}
