@@ -12,6 +12,12 @@ pub enum VisualGlmError {
     /// The configuration file is missing or malformed.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The tokenizer could not be loaded or failed.
+    #[error(transparent)]
+    Tokenizer(#[from] visualglm_language::tokenizer::TokenizerError),
+    /// An image could not be read or preprocessed.
+    #[error(transparent)]
+    Image(#[from] visualglm_vision::preprocess::PreprocessError),
     /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),

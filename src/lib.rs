@@ -7,6 +7,8 @@ pub mod generate;
 pub mod gguf;
 pub mod model;
 pub mod param_shapes;
+pub mod pipeline;
+mod prompt_ids;
 pub mod quantize;
 pub mod runtime;
 

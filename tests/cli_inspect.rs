@@ -138,9 +138,8 @@ fn text_only_inspect_matches_text_only_logits() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
-    assert!(got.get("vit_out").is_none());
+    assert!(!got.contains_key("vit_out"));
     // The SAT checkpoint runs with SAT's own α, so it differs from the HF golden …
     let d = max_abs_diff(&got["logits"], &g["text_only_logits"]);
     assert!(d > 1.0, "SAT α must differ from HF α, got max|Δ| {d}");
-    let _: Tensor = got["logits"].clone();
 }

@@ -2,6 +2,8 @@
 //! pycocoevalcap computes them, VQA accuracy as the official VQA evaluation computes it,
 //! retrieval Recall@K as LAVIS reports it, and perplexity. Independent of the model crates.
 
+#![warn(missing_docs)]
+
 pub mod caption;
 pub mod error;
 mod hash;

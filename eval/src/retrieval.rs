@@ -76,7 +76,10 @@ fn recall(ranks: &[usize], k: usize) -> f64 {
 
 fn check_matrix(name: &str, m: &[Vec<f64>], rows: usize, cols: usize) -> Result<()> {
     if m.len() != rows {
-        return Err(EvalError::Input(format!("{name} has {} rows, expected {rows}", m.len())));
+        return Err(EvalError::Input(format!(
+            "{name} has {} rows, expected {rows}",
+            m.len()
+        )));
     }
     for (i, row) in m.iter().enumerate() {
         if row.len() != cols {
@@ -97,12 +100,16 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
     let n_img = s.img2txt.len();
     let n_txt = s.txt2img.len();
     if n_img == 0 || n_txt == 0 {
-        return Err(EvalError::Input("retrieval needs at least one image and one text".into()));
+        return Err(EvalError::Input(
+            "retrieval needs at least one image and one text".into(),
+        ));
     }
     check_matrix("scores_i2t", &s.scores_i2t, n_img, n_txt)?;
     check_matrix("scores_t2i", &s.scores_t2i, n_txt, n_img)?;
     if let Some((t, &i)) = s.txt2img.iter().enumerate().find(|(_, &i)| i >= n_img) {
-        return Err(EvalError::Input(format!("txt2img[{t}] = {i} is not an image index")));
+        return Err(EvalError::Input(format!(
+            "txt2img[{t}] = {i} is not an image index"
+        )));
     }
     let mut tr = Vec::with_capacity(n_img);
     for (i, texts) in s.img2txt.iter().enumerate() {
@@ -110,9 +117,15 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
             return Err(EvalError::Input(format!("img2txt[{i}] is empty")));
         }
         if let Some(&t) = texts.iter().find(|&&t| t >= n_txt) {
-            return Err(EvalError::Input(format!("img2txt[{i}] has {t}, not a text index")));
+            return Err(EvalError::Input(format!(
+                "img2txt[{i}] has {t}, not a text index"
+            )));
         }
-        let best = texts.iter().map(|&t| rank_of(&s.scores_i2t[i], t)).min().unwrap_or(0);
+        let best = texts
+            .iter()
+            .map(|&t| rank_of(&s.scores_i2t[i], t))
+            .min()
+            .unwrap_or(0);
         tr.push(best);
     }
     let ir: Vec<usize> = s

@@ -51,7 +51,11 @@ pub fn py_round(x: f64, digits: usize) -> f64 {
     let (int_part, frac_part) = exact.split_once('.').unwrap_or((exact.as_str(), ""));
     let kept = &frac_part[..digits.min(frac_part.len())];
     let rest = &frac_part[kept.len()..];
-    let mut digits_vec: Vec<u8> = int_part.bytes().chain(kept.bytes()).map(|b| b - b'0').collect();
+    let mut digits_vec: Vec<u8> = int_part
+        .bytes()
+        .chain(kept.bytes())
+        .map(|b| b - b'0')
+        .collect();
     let first = rest.as_bytes().first().copied().unwrap_or(b'0');
     let tail_nonzero = rest.bytes().skip(1).any(|b| b != b'0');
     let last_odd = digits_vec.last().is_some_and(|d| d % 2 == 1);

@@ -3,7 +3,10 @@
 use serde_json::Value;
 use visualglm_eval::{score_captions, CaptionItem, ImageId, Tokenizer};
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/eval/captions.json");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/golden/eval/captions.json"
+);
 
 fn golden() -> Value {
     let text = std::fs::read_to_string(GOLDEN).expect("read captions.json");
@@ -66,7 +69,10 @@ fn ptb_tokenizer_reproduces_fixture_texts() {
         let raw = im["refs"].as_array().expect("refs");
         let ptb = im["refs_ptb"].as_array().expect("refs_ptb");
         for (r, p) in raw.iter().zip(ptb) {
-            assert_eq!(Tokenizer::Ptb.apply(r.as_str().unwrap()), p.as_str().unwrap());
+            assert_eq!(
+                Tokenizer::Ptb.apply(r.as_str().unwrap()),
+                p.as_str().unwrap()
+            );
         }
         assert_eq!(
             Tokenizer::Ptb.apply(im["candidate"].as_str().unwrap()),

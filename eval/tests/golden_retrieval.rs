@@ -3,7 +3,10 @@
 use serde_json::Value;
 use visualglm_eval::retrieval::{evaluate, RetrievalScores};
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/eval/retrieval.json");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/golden/eval/retrieval.json"
+);
 
 #[test]
 fn metrics_and_ranks_match() {
@@ -27,7 +30,10 @@ fn bad_shapes_are_errors() {
     let err = evaluate(&scores).unwrap_err().to_string();
     assert!(err.contains("scores_t2i row 3"), "{err}");
     scores.scores_t2i[3].push(f64::NAN);
-    assert!(evaluate(&scores).unwrap_err().to_string().contains("not finite"));
+    assert!(evaluate(&scores)
+        .unwrap_err()
+        .to_string()
+        .contains("not finite"));
 }
 
 #[test]

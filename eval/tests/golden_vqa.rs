@@ -1,11 +1,14 @@
 //! VQA accuracy against the LAVIS `VQAEval` goldens.
 
 use serde_json::Value;
-use visualglm_eval::vqa::{evaluate, VqaPrediction, VqaQuestion, VqaReport};
 use visualglm_eval::stats::py_round;
+use visualglm_eval::vqa::{evaluate, VqaPrediction, VqaQuestion, VqaReport};
 use visualglm_eval::ImageId;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/eval/vqa.json");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/golden/eval/vqa.json"
+);
 
 fn golden() -> Value {
     serde_json::from_str(&std::fs::read_to_string(GOLDEN).expect("read vqa.json")).expect("parse")
@@ -63,9 +66,17 @@ fn per_item_values_match() {
     let g = golden();
     let (q, p) = inputs(&g);
     let report = evaluate(&q, &p, 2).expect("evaluate");
-    for (got, it) in report.per_question.iter().zip(g["items"].as_array().unwrap()) {
+    for (got, it) in report
+        .per_question
+        .iter()
+        .zip(g["items"].as_array().unwrap())
+    {
         let id = it["question_id"].as_i64().unwrap();
-        assert_eq!(got.prediction_normalized, it["prediction_normalized"].as_str().unwrap(), "q{id}");
+        assert_eq!(
+            got.prediction_normalized,
+            it["prediction_normalized"].as_str().unwrap(),
+            "q{id}"
+        );
         let want: Vec<&str> = it["answers_after_eval"]
             .as_array()
             .unwrap()
@@ -73,8 +84,16 @@ fn per_item_values_match() {
             .map(|a| a.as_str().unwrap())
             .collect();
         assert_eq!(got.answers_after_eval, want, "q{id}");
-        assert_eq!(got.accuracy, it["accuracy_rounded_n2"].as_f64().unwrap(), "q{id}");
-        assert_eq!(py_round(got.accuracy_exact, 10), it["accuracy_n10"].as_f64().unwrap(), "q{id}");
+        assert_eq!(
+            got.accuracy,
+            it["accuracy_rounded_n2"].as_f64().unwrap(),
+            "q{id}"
+        );
+        assert_eq!(
+            py_round(got.accuracy_exact, 10),
+            it["accuracy_n10"].as_f64().unwrap(),
+            "q{id}"
+        );
     }
 }
 
@@ -98,8 +117,14 @@ fn missing_or_extra_predictions_are_errors() {
         question_id: ImageId::Int(5),
         answer: "x".into(),
     });
-    assert!(evaluate(&q, &p, 2).unwrap_err().to_string().contains("question 5"));
+    assert!(evaluate(&q, &p, 2)
+        .unwrap_err()
+        .to_string()
+        .contains("question 5"));
     p.pop();
     p.push(last);
-    assert!(evaluate(&q, &p, 2).unwrap_err().to_string().contains("more than one"));
+    assert!(evaluate(&q, &p, 2)
+        .unwrap_err()
+        .to_string()
+        .contains("more than one"));
 }

@@ -41,8 +41,16 @@ fn candidate_equal_to_a_reference_scores_one() {
         ];
         let report = score_captions(&items, Tokenizer::Ptb).expect("score");
         let first = &report.per_image[0];
-        assert!((1.0 - first.bleu[3]).abs() < 1e-8, "seed {seed}: BLEU-4 {}", first.bleu[3]);
-        assert!((1.0 - first.rouge_l).abs() < 1e-12, "seed {seed}: ROUGE-L {}", first.rouge_l);
+        assert!(
+            (1.0 - first.bleu[3]).abs() < 1e-8,
+            "seed {seed}: BLEU-4 {}",
+            first.bleu[3]
+        );
+        assert!(
+            (1.0 - first.rouge_l).abs() < 1e-12,
+            "seed {seed}: ROUGE-L {}",
+            first.rouge_l
+        );
         for s in &first.bleu {
             assert!(*s <= 1.0 && *s > 0.99, "seed {seed}: {s}");
         }
@@ -94,7 +102,11 @@ fn scores_do_not_depend_on_item_order_except_their_position() {
     let mut reversed_items = items.clone();
     reversed_items.reverse();
     let backward = score_captions(&reversed_items, Tokenizer::Ptb).expect("score");
-    for (a, b) in forward.per_image.iter().zip(backward.per_image.iter().rev()) {
+    for (a, b) in forward
+        .per_image
+        .iter()
+        .zip(backward.per_image.iter().rev())
+    {
         assert_eq!(a.image_id, b.image_id);
         assert!((a.cider - b.cider).abs() < 1e-12);
         assert_eq!(a.bleu, b.bleu);

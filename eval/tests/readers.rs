@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use visualglm_eval::io::{read_caption_predictions, read_caption_references, read_caption_set};
 use visualglm_eval::io::vqa::{read_vqa_annotations, read_vqa_predictions};
+use visualglm_eval::io::{read_caption_predictions, read_caption_references, read_caption_set};
 use visualglm_eval::ImageId;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -26,8 +26,15 @@ fn predictions_jsonl_and_coco_result_json() {
     assert_eq!(preds[1].value.0, ImageId::Str("x7".into()));
     assert_eq!(preds[1].location, "line 3");
 
-    let coco = write(dir.path(), "p.json", "[{\"image_id\": 1, \"caption\": \"A cat.\"}]");
-    assert_eq!(read_caption_predictions(&coco).unwrap()[0].value.1, "A cat.");
+    let coco = write(
+        dir.path(),
+        "p.json",
+        "[{\"image_id\": 1, \"caption\": \"A cat.\"}]",
+    );
+    assert_eq!(
+        read_caption_predictions(&coco).unwrap()[0].value.1,
+        "A cat."
+    );
 }
 
 #[test]
@@ -40,7 +47,10 @@ fn references_coco_and_jsonl() {
             {"image_id": 1, "caption": "y"}, {"image_id": 2, "caption": "z"}]}"#,
     );
     let refs = read_caption_references(&coco).unwrap();
-    assert_eq!(refs[0], (ImageId::Int(2), vec!["x".to_string(), "z".to_string()]));
+    assert_eq!(
+        refs[0],
+        (ImageId::Int(2), vec!["x".to_string(), "z".to_string()])
+    );
     assert_eq!(refs[1].1, vec!["y".to_string()]);
 
     let jsonl = write(
@@ -51,11 +61,19 @@ fn references_coco_and_jsonl() {
     let refs = read_caption_references(&jsonl).unwrap();
     assert_eq!(refs.len(), 2);
     // A one-line JSONL file is read too.
-    let one = write(dir.path(), "one.jsonl", "{\"image_id\": 1, \"captions\": [\"a\"]}\n");
+    let one = write(
+        dir.path(),
+        "one.jsonl",
+        "{\"image_id\": 1, \"captions\": [\"a\"]}\n",
+    );
     assert_eq!(read_caption_references(&one).unwrap().len(), 1);
 
     // Integer and string ids match by their text.
-    let preds = write(dir.path(), "p.jsonl", "{\"image_id\": \"1\", \"caption\": \"a\"}\n{\"image_id\": 2, \"caption\": \"c\"}\n");
+    let preds = write(
+        dir.path(),
+        "p.jsonl",
+        "{\"image_id\": \"1\", \"caption\": \"a\"}\n{\"image_id\": 2, \"caption\": \"c\"}\n",
+    );
     let items = read_caption_set(&preds, &jsonl).unwrap();
     assert_eq!(items[0].references, vec!["a".to_string(), "b".to_string()]);
     assert_eq!(items[1].references, vec!["c".to_string()]);
@@ -72,24 +90,46 @@ fn malformed_files_name_the_file_and_line() {
     let err = read_caption_predictions(&bad).unwrap_err().to_string();
     assert!(err.contains("bad.jsonl:2:"), "{err}");
 
-    let missing = write(dir.path(), "m.jsonl", "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 2}\n");
+    let missing = write(
+        dir.path(),
+        "m.jsonl",
+        "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 2}\n",
+    );
     let err = read_caption_predictions(&missing).unwrap_err().to_string();
-    assert!(err.contains("m.jsonl") && err.contains("line 2") && err.contains("caption"), "{err}");
+    assert!(
+        err.contains("m.jsonl") && err.contains("line 2") && err.contains("caption"),
+        "{err}"
+    );
 
     let no_id = write(dir.path(), "n.json", "[{\"caption\": \"a\"}]");
     let err = read_caption_predictions(&no_id).unwrap_err().to_string();
-    assert!(err.contains("n.json") && err.contains("record 1") && err.contains("image_id"), "{err}");
+    assert!(
+        err.contains("n.json") && err.contains("record 1") && err.contains("image_id"),
+        "{err}"
+    );
 
     let truncated = write(dir.path(), "t.json", "{\"annotations\": [{\"image_id\": 1,");
     let err = read_caption_references(&truncated).unwrap_err().to_string();
-    assert!(err.contains("t.json") && err.contains("invalid JSON"), "{err}");
+    assert!(
+        err.contains("t.json") && err.contains("invalid JSON"),
+        "{err}"
+    );
 
-    let wrong_type = write(dir.path(), "w.jsonl", "{\"image_id\": 1, \"captions\": \"not a list\"}\n");
-    let err = read_caption_references(&wrong_type).unwrap_err().to_string();
+    let wrong_type = write(
+        dir.path(),
+        "w.jsonl",
+        "{\"image_id\": 1, \"captions\": \"not a list\"}\n",
+    );
+    let err = read_caption_references(&wrong_type)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("w.jsonl:1:"), "{err}");
 
     let empty = write(dir.path(), "e.jsonl", "  \n");
-    assert!(read_caption_predictions(&empty).unwrap_err().to_string().contains("empty"));
+    assert!(read_caption_predictions(&empty)
+        .unwrap_err()
+        .to_string()
+        .contains("empty"));
 
     let absent = dir.path().join("absent.jsonl");
     let err = read_caption_predictions(&absent).unwrap_err().to_string();
@@ -99,11 +139,26 @@ fn malformed_files_name_the_file_and_line() {
 #[test]
 fn pairing_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let refs = write(dir.path(), "r.jsonl", "{\"image_id\": 1, \"captions\": [\"a\"]}\n");
-    let dup = write(dir.path(), "d.jsonl", "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 1, \"caption\": \"b\"}\n");
+    let refs = write(
+        dir.path(),
+        "r.jsonl",
+        "{\"image_id\": 1, \"captions\": [\"a\"]}\n",
+    );
+    let dup = write(
+        dir.path(),
+        "d.jsonl",
+        "{\"image_id\": 1, \"caption\": \"a\"}\n{\"image_id\": 1, \"caption\": \"b\"}\n",
+    );
     let err = read_caption_set(&dup, &refs).unwrap_err().to_string();
-    assert!(err.contains("d.jsonl") && err.contains("line 2") && err.contains("line 1"), "{err}");
-    let unknown = write(dir.path(), "u.jsonl", "{\"image_id\": 3, \"caption\": \"a\"}\n");
+    assert!(
+        err.contains("d.jsonl") && err.contains("line 2") && err.contains("line 1"),
+        "{err}"
+    );
+    let unknown = write(
+        dir.path(),
+        "u.jsonl",
+        "{\"image_id\": 3, \"caption\": \"a\"}\n",
+    );
     let err = read_caption_set(&unknown, &refs).unwrap_err().to_string();
     assert!(err.contains("image 3") && err.contains("r.jsonl"), "{err}");
 }
@@ -119,9 +174,17 @@ fn vqa_files() {
     );
     let qs = read_vqa_annotations(&ann).unwrap();
     assert_eq!(qs[0].answers, vec!["x".to_string(), "y".to_string()]);
-    let ann2 = write(dir.path(), "a.jsonl", "{\"question_id\": 5, \"answers\": [\"x\"]}\n");
+    let ann2 = write(
+        dir.path(),
+        "a.jsonl",
+        "{\"question_id\": 5, \"answers\": [\"x\"]}\n",
+    );
     assert_eq!(read_vqa_annotations(&ann2).unwrap()[0].answer_type, "");
-    let preds = write(dir.path(), "p.jsonl", "{\"question_id\": 5, \"answer\": \"x\"}\n");
+    let preds = write(
+        dir.path(),
+        "p.jsonl",
+        "{\"question_id\": 5, \"answer\": \"x\"}\n",
+    );
     assert_eq!(read_vqa_predictions(&preds).unwrap()[0].answer, "x");
     let bad = write(dir.path(), "b.json", "[{\"question_id\": 5}]");
     let err = read_vqa_predictions(&bad).unwrap_err().to_string();

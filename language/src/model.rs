@@ -255,7 +255,12 @@ impl ChatGlm {
     ) -> Result<Vec<(String, Option<candle_core::quantized::GgmlDType>)>> {
         self.named_linears_mut(false)
             .into_iter()
-            .map(|(name, l)| Ok((name.clone(), visualglm_lora::quant::quantize_linear(&name, l, dtype)?)))
+            .map(|(name, l)| {
+                Ok((
+                    name.clone(),
+                    visualglm_lora::quant::quantize_linear(&name, l, dtype)?,
+                ))
+            })
             .collect()
     }
 
@@ -274,10 +279,22 @@ impl ChatGlm {
         let mut out = Vec::with_capacity(4 * self.layers.len() + 1);
         for (i, b) in self.layers.iter_mut().enumerate() {
             let p = format!("transformer.layers.{i}");
-            out.push((format!("{p}.attention.query_key_value.weight"), &mut b.attention.query_key_value));
-            out.push((format!("{p}.attention.dense.weight"), &mut b.attention.dense));
-            out.push((format!("{p}.mlp.dense_h_to_4h.weight"), &mut b.mlp.dense_h_to_4h));
-            out.push((format!("{p}.mlp.dense_4h_to_h.weight"), &mut b.mlp.dense_4h_to_h));
+            out.push((
+                format!("{p}.attention.query_key_value.weight"),
+                &mut b.attention.query_key_value,
+            ));
+            out.push((
+                format!("{p}.attention.dense.weight"),
+                &mut b.attention.dense,
+            ));
+            out.push((
+                format!("{p}.mlp.dense_h_to_4h.weight"),
+                &mut b.mlp.dense_h_to_4h,
+            ));
+            out.push((
+                format!("{p}.mlp.dense_4h_to_h.weight"),
+                &mut b.mlp.dense_4h_to_h,
+            ));
         }
         if include_lm_head {
             out.push((LM_HEAD_WEIGHT.to_string(), &mut self.lm_head));

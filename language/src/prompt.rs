@@ -1,1 +1,228 @@
-//! VisualGLM prompt construction (placeholder, being written).
+//! VisualGLM prompts (spec §6): the chat template, the image placeholders and the GLM
+//! positions, assembled exactly as the release does it.
+//!
+//! With an image the prompt is `<img></img>` + history + query. `"<img>"` and the rest
+//! (`"</img>问：…\n答："`) are tokenised by **separate** `encode` calls (each gets its own
+//! dummy prefix), with `image_length` placeholder ids between them, then `[gMASK]` `<sop>`:
+//!
+//! ```text
+//! encode("<img>") + [placeholder; image_length] + encode("</img>" + turns) + [gMASK, <sop>]
+//! ```
+//!
+//! Without an image it is `encode(turns) + [gMASK, <sop>]`. Positions come from
+//! [`crate::positions`].
+//!
+//! **Too long:** a prompt of more than `max_length` ids is an error ([`PromptError::TooLong`])
+//! unless [`Overflow::DropOldestTurns`] is chosen; then the oldest history turns are dropped,
+//! one at a time, until it fits (the error remains when even no history is too long).
+
+use std::ops::Range;
+
+use crate::positions;
+use crate::tokenizer::{ChatGlmTokenizer, TokenizerError};
+
+/// Errors of prompt assembly.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// Tokenising a piece of the prompt failed.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    /// The prompt does not fit in the maximum length.
+    #[error("prompt is {len} tokens, more than the maximum length {max} (with {turns} history turns kept)")]
+    TooLong {
+        /// Length of the shortest prompt tried.
+        len: usize,
+        /// The maximum length.
+        max: usize,
+        /// History turns in that prompt.
+        turns: usize,
+    },
+}
+
+/// The chat template (spec §6.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Template {
+    /// `问：{q}\n答：{a}\n` … `问：{query}\n答：` (full-width colons).
+    #[default]
+    Chinese,
+    /// `Q:{q}\nA:{a}\n` … `Q:{query}\nA:` (the release's `--english`).
+    English,
+}
+
+impl Template {
+    fn labels(self) -> (&'static str, &'static str) {
+        match self {
+            Template::Chinese => ("问：", "答："),
+            Template::English => ("Q:", "A:"),
+        }
+    }
+
+    /// The text of the history turns and the query, without the image markers.
+    pub fn render(self, history: &[(String, String)], query: &str) -> String {
+        let (q, a) = self.labels();
+        let mut out = String::new();
+        for (old_q, old_a) in history {
+            out.push_str(&format!("{q}{old_q}\n{a}{old_a}\n"));
+        }
+        out.push_str(&format!("{q}{query}\n{a}"));
+        out
+    }
+}
+
+/// What to do with a prompt longer than the maximum length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Fail with [`PromptError::TooLong`].
+    #[default]
+    Error,
+    /// Drop the oldest history turns until it fits.
+    DropOldestTurns,
+}
+
+/// The image slot of a prompt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSlot {
+    /// Number of placeholder ids (the Q-Former's 32 queries).
+    pub length: usize,
+    /// Their id (never embedded): SAT uses `<pad>` (3), HF `<unk>` (0).
+    pub placeholder: u32,
+}
+
+/// Model inputs of one prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptInputs {
+    /// Token ids, ending with `[gMASK]`, `<sop>`.
+    pub ids: Vec<u32>,
+    /// `len(encode("<img>"))`: where the image embeddings start; 0 without an image.
+    pub pre_image: usize,
+    /// Number of image placeholders; 0 without an image.
+    pub image_length: usize,
+    /// Context length: the index of `<sop>` (everything before it is bidirectional).
+    pub context_len: usize,
+    /// Index of `[gMASK]` (the position every generated token reuses).
+    pub gmask_index: usize,
+    /// 2D position ids of the prompt (spec §6.3).
+    pub position_ids: [Vec<u32>; 2],
+    /// History turns dropped to fit ([`Overflow::DropOldestTurns`]).
+    pub dropped_turns: usize,
+}
+
+impl PromptInputs {
+    /// The ids the image embeddings replace, if there is an image.
+    pub fn image_range(&self) -> Option<Range<usize>> {
+        (self.image_length > 0).then(|| self.pre_image..self.pre_image + self.image_length)
+    }
+}
+
+/// Builds VisualGLM prompts with a tokenizer.
+#[derive(Debug, Clone)]
+pub struct PromptBuilder<'a> {
+    tokenizer: &'a ChatGlmTokenizer,
+    template: Template,
+    image: Option<ImageSlot>,
+    max_length: usize,
+    overflow: Overflow,
+}
+
+impl<'a> PromptBuilder<'a> {
+    /// Chinese template, no image, maximum length 2048, too long = error.
+    pub fn new(tokenizer: &'a ChatGlmTokenizer) -> Self {
+        Self {
+            tokenizer,
+            template: Template::Chinese,
+            image: None,
+            max_length: 2048,
+            overflow: Overflow::Error,
+        }
+    }
+
+    /// Sets the template.
+    pub fn template(mut self, template: Template) -> Self {
+        self.template = template;
+        self
+    }
+
+    /// Adds an image slot of `length` placeholders with id `placeholder`.
+    pub fn image(mut self, length: usize, placeholder: u32) -> Self {
+        self.image = Some(ImageSlot {
+            length,
+            placeholder,
+        });
+        self
+    }
+
+    /// Removes the image slot (text-only prompt).
+    pub fn no_image(mut self) -> Self {
+        self.image = None;
+        self
+    }
+
+    /// Sets the maximum prompt length in tokens.
+    pub fn max_length(mut self, max_length: usize) -> Self {
+        self.max_length = max_length;
+        self
+    }
+
+    /// Sets what happens to a prompt longer than the maximum length.
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Assembles the prompt for `query` after the `(question, answer)` turns of `history`.
+    pub fn build(
+        &self,
+        query: &str,
+        history: &[(String, String)],
+    ) -> Result<PromptInputs, PromptError> {
+        let mut dropped = 0;
+        loop {
+            let kept = &history[dropped..];
+            let inputs = self.assemble(query, kept, dropped)?;
+            if inputs.ids.len() <= self.max_length {
+                return Ok(inputs);
+            }
+            if self.overflow == Overflow::Error || kept.is_empty() {
+                return Err(PromptError::TooLong {
+                    len: inputs.ids.len(),
+                    max: self.max_length,
+                    turns: kept.len(),
+                });
+            }
+            dropped += 1;
+        }
+    }
+
+    fn assemble(
+        &self,
+        query: &str,
+        history: &[(String, String)],
+        dropped: usize,
+    ) -> Result<PromptInputs, PromptError> {
+        let tok = self.tokenizer;
+        let turns = self.template.render(history, query);
+        let (mut ids, pre_image, image_length) = match self.image {
+            Some(slot) => {
+                let mut ids = tok.encode("<img>")?;
+                let pre_image = ids.len();
+                ids.extend(std::iter::repeat_n(slot.placeholder, slot.length));
+                ids.extend(tok.encode(&format!("</img>{turns}"))?);
+                (ids, pre_image, slot.length)
+            }
+            None => (tok.encode(&turns)?, 0, 0),
+        };
+        ids.extend([tok.gmask_id(), tok.sop_id()]);
+        let (context_len, gmask_index) =
+            positions::context_and_mask(&ids, tok.sop_id(), tok.gmask_id(), tok.mask_id());
+        let position_ids = positions::position_ids(ids.len(), context_len, gmask_index);
+        Ok(PromptInputs {
+            ids,
+            pre_image,
+            image_length,
+            context_len,
+            gmask_index,
+            position_ids,
+            dropped_turns: dropped,
+        })
+    }
+}

@@ -44,17 +44,19 @@ pub fn dtype_name(dtype: GgmlDType) -> &'static str {
 /// Parses a name of [`QUANT_TYPES`] (case-insensitive; `q4_k` is accepted for `q4k`).
 pub fn parse_dtype(name: &str) -> Option<GgmlDType> {
     let n = name.trim().to_ascii_lowercase().replace("_k", "k");
-    QUANT_TYPES
-        .iter()
-        .find(|(k, _)| *k == n)
-        .map(|(_, d)| *d)
+    QUANT_TYPES.iter().find(|(k, _)| *k == n).map(|(_, d)| *d)
 }
 
 /// Whether `dtype` is a K-quant (block of 256).
 pub fn is_k_quant(dtype: GgmlDType) -> bool {
     matches!(
         dtype,
-        GgmlDType::Q2K | GgmlDType::Q3K | GgmlDType::Q4K | GgmlDType::Q5K | GgmlDType::Q6K | GgmlDType::Q8K
+        GgmlDType::Q2K
+            | GgmlDType::Q3K
+            | GgmlDType::Q4K
+            | GgmlDType::Q5K
+            | GgmlDType::Q6K
+            | GgmlDType::Q8K
     )
 }
 
@@ -139,7 +141,10 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 3, 64), &dev)?;
         let dense = Linear::from_weights(w, Some(b));
         let mut q = dense.clone();
-        assert_eq!(quantize_linear("t", &mut q, GgmlDType::Q8_0)?, Some(GgmlDType::Q8_0));
+        assert_eq!(
+            quantize_linear("t", &mut q, GgmlDType::Q8_0)?,
+            Some(GgmlDType::Q8_0)
+        );
         assert!(q.weight().is_none());
         let (yd, yq) = (dense.forward(&x)?, q.forward(&x)?);
         assert_eq!(yq.dims(), &[2, 3, 48]);
@@ -147,7 +152,8 @@ mod tests {
         let scale = yd.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(err < 0.02 * scale, "q8_0 error {err} vs scale {scale}");
         // 48 wide input: no 32-block type fits, the layer stays dense.
-        let mut odd = Linear::from_weights(Tensor::zeros((4, 48), candle_core::DType::F32, &dev)?, None);
+        let mut odd =
+            Linear::from_weights(Tensor::zeros((4, 48), candle_core::DType::F32, &dev)?, None);
         assert_eq!(quantize_linear("odd", &mut odd, GgmlDType::Q4_0)?, None);
         assert!(odd.weight().is_some());
         Ok(())

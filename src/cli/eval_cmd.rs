@@ -134,8 +134,7 @@ fn vqa_score(args: VqaArgs) -> Result<()> {
 
 fn retrieval_score(args: RetrievalArgs) -> Result<()> {
     let scores = read_retrieval_scores(&args.scores)?;
-    let report =
-        retrieval::evaluate(&scores).with_context(|| args.scores.display().to_string())?;
+    let report = retrieval::evaluate(&scores).with_context(|| args.scores.display().to_string())?;
     write_report(args.out.as_deref(), &report)?;
     if args.markdown {
         print!("{}", report.metrics.to_markdown());

@@ -40,6 +40,10 @@ pub struct Args {
     /// Weight dtype: auto, f32, f16, bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Quantize the GLM layer weights after loading: q8_0, q4_0, q4_1, q5_0, q5_1, q8_1, q2k,
+    /// q3k, q4k, q5k, q6k.
+    #[arg(long)]
+    quantize: Option<String>,
 }
 
 /// Runs `inspect`.
@@ -53,8 +57,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let model = VisualGlm::load_with(&args.model, &device, dtype, &opts)
+    let mut model = VisualGlm::load_with(&args.model, &device, dtype, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
+    if let Some(q) = &args.quantize {
+        let report = model.quantize_language(visualglm::quantize::parse_quantize_type(q)?)?;
+        eprintln!("quantized GLM weights: {}", report.summary());
+    }
     let mut out: HashMap<String, Tensor> = HashMap::new();
     let f32_cpu = |t: &Tensor| -> anyhow::Result<Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)

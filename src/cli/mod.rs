@@ -2,10 +2,16 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+mod batch;
+mod chat;
 mod convert;
+mod describe;
 mod eval_cmd;
 mod inspect;
+mod model_args;
 mod output;
+mod quantize;
 mod tokenizer_cmd;
 
 /// VisualGLM-6B in Rust: describe images, chat, fine-tune, evaluate.
@@ -21,6 +27,12 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Describe images (or answer a question about them).
+    Describe(describe::Args),
+    /// Chat about an image, with history and streaming answers.
+    Chat(chat::Args),
+    /// Caption a directory or list of images into a JSON Lines file (resumable).
+    Batch(batch::Args),
     /// Run the model on raw token ids and write every stage to a safetensors file.
     Inspect(inspect::Args),
     /// Convert a checkpoint (HF shards, SAT .pt, safetensors) into one safetensors file.
@@ -31,6 +43,10 @@ enum Command {
     /// Score captions, VQA answers and retrieval rankings.
     #[command(subcommand)]
     Eval(eval_cmd::Command),
+    /// Write a checkpoint as one GGUF file with quantized GLM linears.
+    Quantize(quantize::Args),
+    /// Time image encoding, prefill and decode at full size with random weights.
+    Bench(bench::Args),
 }
 
 /// Parses the command line, runs the subcommand and turns errors into a one-line message.
@@ -38,10 +54,15 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
+        Command::Describe(args) => describe::run(args, cli.verbose > 0),
+        Command::Chat(args) => chat::run(args),
+        Command::Batch(args) => batch::run(args, cli.verbose > 0),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Eval(cmd) => eval_cmd::run(cmd),
+        Command::Quantize(args) => quantize::run(args),
+        Command::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,13 +1,150 @@
-//! Placeholder: filled in by its owner.
+//! `visualglm tokenizer`: convert ChatGLM's SentencePiece model to tokenizer.json, and encode
+//! or decode text with either file.
 
-/// Subcommands.
-#[derive(clap::Subcommand, Debug)]
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use visualglm_language::tokenizer::{ChatGlmTokenizer, DecodeOptions};
+
+/// Subcommands of `visualglm tokenizer`.
+#[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Placeholder.
-    Todo,
+    /// Convert a SentencePiece model (ice_text.model) into tokenizer.json.
+    Convert(ConvertArgs),
+    /// Print the token ids of TEXT as a JSON list.
+    Encode(EncodeArgs),
+    /// Print the text of IDS (a JSON list or comma-separated ids).
+    Decode(DecodeArgs),
+}
+
+/// Where the tokenizer comes from.
+#[derive(Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct Source {
+    /// Tokenizer file: a SentencePiece `.model` or a converted `tokenizer.json`.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Model directory holding tokenizer.json, ice_text.model or another *.model.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
+}
+
+impl Source {
+    fn load(&self) -> Result<ChatGlmTokenizer> {
+        let tok = match (&self.tokenizer, &self.model) {
+            (Some(file), _) => ChatGlmTokenizer::from_file(file)?,
+            (None, Some(dir)) => ChatGlmTokenizer::from_dir(dir)?,
+            (None, None) => bail!("give --tokenizer FILE or --model DIR"),
+        };
+        Ok(tok)
+    }
+}
+
+/// Arguments of `tokenizer convert`.
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    /// The SentencePiece model (or a model directory holding one).
+    input: PathBuf,
+    /// Where to write tokenizer.json (written atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// Arguments of `tokenizer encode`.
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Append [gMASK] and <sop>, as the official `encode(text)` does by default.
+    #[arg(long)]
+    special_tokens: bool,
+    /// The text to encode.
+    text: String,
+}
+
+/// Arguments of `tokenizer decode`.
+#[derive(Args, Debug)]
+pub struct DecodeArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Drop <sop>, <eop>, <unk>, <pad> and [MASK] (HF `skip_special_tokens`).
+    #[arg(long)]
+    skip_special_tokens: bool,
+    /// Keep the spaces HF's `clean_up_tokenization_spaces` would remove.
+    #[arg(long)]
+    no_cleanup: bool,
+    /// Ids as a JSON list (`[5, 74874]`) or comma-separated (`5,74874`).
+    ids: String,
+}
+
+/// Parses `[1, 2]` or `1,2` (an empty list is allowed).
+fn parse_ids(text: &str) -> Result<Vec<u32>> {
+    let text = text.trim();
+    let raw: Vec<String> = if text.starts_with('[') {
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(text).context("IDS is not a valid JSON list")?;
+        values.iter().map(|v| v.to_string()).collect()
+    } else if text.is_empty() {
+        Vec::new()
+    } else {
+        text.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    raw.iter()
+        .map(|s| {
+            s.parse::<u32>()
+                .with_context(|| format!("bad id {s:?}: ids are integers from 0 to {}", u32::MAX))
+        })
+        .collect()
 }
 
 /// Runs the subcommand.
-pub fn run(_cmd: Command) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Convert(args) => {
+            let tok = ChatGlmTokenizer::from_path(&args.input)?;
+            tok.to_tokenizer_json(&args.out)?;
+            eprintln!(
+                "wrote {} ({} pieces, from {})",
+                args.out.display(),
+                tok.num_pieces(),
+                tok.source().display()
+            );
+        }
+        Command::Encode(args) => {
+            let tok = args.source.load()?;
+            let ids = if args.special_tokens {
+                tok.encode_with_special_tokens(&args.text)?
+            } else {
+                tok.encode(&args.text)?
+            };
+            println!("{}", serde_json::to_string(&ids)?);
+        }
+        Command::Decode(args) => {
+            let ids = parse_ids(&args.ids)?;
+            let tok = args.source.load()?;
+            let opts = DecodeOptions {
+                skip_special_tokens: args.skip_special_tokens,
+                clean_up_tokenization_spaces: !args.no_cleanup,
+            };
+            println!("{}", tok.decode_with(&ids, opts)?);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_ids;
+
+    #[test]
+    fn ids_parse_from_json_or_commas() {
+        assert_eq!(parse_ids("[1, 2,3]").unwrap(), vec![1, 2, 3]);
+        assert_eq!(parse_ids(" 4, 5 ").unwrap(), vec![4, 5]);
+        assert_eq!(parse_ids("[]").unwrap(), Vec::<u32>::new());
+        assert!(parse_ids("[1, -2]").is_err());
+        assert!(parse_ids("1,x").unwrap_err().to_string().contains("\"x\""));
+        assert!(parse_ids("[1.5]").is_err());
+        assert!(parse_ids("[1,").is_err());
+    }
 }

@@ -1,1 +1,21 @@
-//! visualglm-train
+//! Fine-tuning building blocks for VisualGLM-6B, independent of the model code.
+//!
+//! * [`data`]: the release's data formats, a resumable shuffled sampler, an image prefetcher.
+//! * [`labels`]: `input_ids`/`labels` construction exactly as the release's fine-tune script.
+//! * [`losses`]: the autoregressive loss and BLIP-2's image-text contrastive loss.
+//! * [`optim`], [`grads`], [`schedule`]: AdamW with saveable state, gradient accumulation,
+//!   clipping and skipping, the warmup + cosine learning-rate schedule.
+//! * [`checkpoint`]: atomic, verified, resumable training checkpoints.
+//! * [`rng`]: a counter-based RNG whose whole state is `(seed, counter)`.
+
+pub mod checkpoint;
+pub mod data;
+pub mod error;
+pub mod grads;
+pub mod labels;
+pub mod losses;
+pub mod optim;
+pub mod rng;
+pub mod schedule;
+
+pub use error::{Result, TrainError};

@@ -33,7 +33,9 @@ pub fn score_captions(items: &[CaptionItem], tokenizer: Tokenizer) -> Result<Cap
     }
     let texts: Vec<&str> = items
         .iter()
-        .flat_map(|it| std::iter::once(it.candidate.as_str()).chain(it.references.iter().map(String::as_str)))
+        .flat_map(|it| {
+            std::iter::once(it.candidate.as_str()).chain(it.references.iter().map(String::as_str))
+        })
         .collect();
     let tokenized: Vec<String> = texts.par_iter().map(|t| tokenizer.apply(t)).collect();
     let scores = score_tokenized_flat(items, &tokenized);
@@ -60,11 +62,14 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
     let image = |i: usize| -> (&Encoded, &[Encoded]) {
         let start = spans[i];
         let n_refs = items[i].references.len();
-        (&set.captions[start], &set.captions[start + 1..start + 1 + n_refs])
+        (
+            &set.captions[start],
+            &set.captions[start + 1..start + 1 + n_refs],
+        )
     };
 
     // BLEU statistics, ROUGE-L and the per-image reference n-gram union (max counts).
-    let first: Vec<(BleuStats, f64, Vec<(u32, u32)>)> = (0..items.len())
+    let first: Vec<FirstPass> = (0..items.len())
         .into_par_iter()
         .map(|i| {
             let (cand, refs) = image(i);
@@ -73,10 +78,14 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
             let stats = bleu::item_stats(cand, &union, &lens, &set.order);
             let ref_words: Vec<&[u32]> = refs.iter().map(|r| r.words.as_slice()).collect();
             let rouge = rouge::rouge_l(&cand.words, &ref_words);
-            (stats, rouge, union)
+            FirstPass {
+                stats,
+                rouge,
+                ref_max: union,
+            }
         })
         .collect();
-    let df = cider::document_frequency(first.iter().map(|f| f.2.as_slice()), set.order.len());
+    let df = cider::document_frequency(first.iter().map(|f| f.ref_max.as_slice()), set.order.len());
     let idf = cider::idf(&df, items.len());
     let ciders: Vec<f64> = (0..items.len())
         .into_par_iter()
@@ -88,16 +97,16 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
 
     let mut totals = BleuStats::default();
     let mut per_item = Vec::with_capacity(items.len());
-    for ((it, (stats, rouge, _)), cider) in items.iter().zip(&first).zip(&ciders) {
-        totals.add(stats);
+    for ((it, pass), cider) in items.iter().zip(&first).zip(&ciders) {
+        totals.add(&pass.stats);
         per_item.push(ItemScores {
             image_id: it.image_id.clone(),
-            bleu: stats.scores(),
-            rouge_l: *rouge,
+            bleu: pass.stats.scores(),
+            rouge_l: pass.rouge,
             cider: *cider,
         });
     }
-    let rouges: Vec<f64> = first.iter().map(|f| f.1).collect();
+    let rouges: Vec<f64> = first.iter().map(|f| f.rouge).collect();
     let corpus = CorpusScores {
         bleu: totals.scores(),
         rouge_l: crate::stats::mean(&rouges),
@@ -108,6 +117,15 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
         corpus,
         bleu_totals: totals,
     }
+}
+
+/// Per-image results of the first (CIDEr-independent) pass.
+struct FirstPass {
+    stats: BleuStats,
+    rouge: f64,
+    /// Sorted `(ngram id, max count over references)`: BLEU's clipping counts, and the
+    /// image's distinct reference n-grams for CIDEr's document frequency.
+    ref_max: Vec<(u32, u32)>,
 }
 
 /// Sorted `(ngram id, max count over references)`.

@@ -163,7 +163,10 @@ mod tests {
                 .filter(|g| set.order[g.0 as usize] == o)
                 .count()
         };
-        assert_eq!((per_order(1), per_order(2), per_order(3), per_order(4)), (2, 2, 2, 1));
+        assert_eq!(
+            (per_order(1), per_order(2), per_order(3), per_order(4)),
+            (2, 2, 2, 1)
+        );
         // "b a" shares its ids with the first caption's "b", "a" and "b a".
         let ba = &set.captions[1].grams;
         assert_eq!(ba.len(), 3);
@@ -174,7 +177,9 @@ mod tests {
 
     #[test]
     fn ids_are_dense_and_distinct() {
-        let texts: Vec<String> = (0..200).map(|i| format!("w{} w{} w{}", i % 7, i % 11, i % 13)).collect();
+        let texts: Vec<String> = (0..200)
+            .map(|i| format!("w{} w{} w{}", i % 7, i % 11, i % 13))
+            .collect();
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let set = encode(&refs);
         let mut seen = vec![false; set.order.len()];
@@ -187,6 +192,9 @@ mod tests {
         let mut distinct: Vec<&str> = refs.iter().flat_map(|t| t.split(' ')).collect();
         distinct.sort_unstable();
         distinct.dedup();
-        assert_eq!(set.order.iter().filter(|&&o| o == 1).count(), distinct.len());
+        assert_eq!(
+            set.order.iter().filter(|&&o| o == 1).count(),
+            distinct.len()
+        );
     }
 }

@@ -15,11 +15,7 @@ pub fn lcs_len(a: &[u32], b: &[u32]) -> usize {
         let mut diag = 0;
         for (j, &y) in short.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = if x == y {
-                diag + 1
-            } else {
-                above.max(row[j])
-            };
+            row[j + 1] = if x == y { diag + 1 } else { above.max(row[j]) };
             diag = above;
         }
     }
@@ -29,11 +25,19 @@ pub fn lcs_len(a: &[u32], b: &[u32]) -> usize {
 /// ROUGE-L of one candidate against its references (word ids).
 pub fn rouge_l(candidate: &[u32], references: &[&[u32]]) -> f64 {
     let empty = [EMPTY_TOKEN];
-    let cand = if candidate.is_empty() { &empty[..] } else { candidate };
+    let cand = if candidate.is_empty() {
+        &empty[..]
+    } else {
+        candidate
+    };
     let mut prec_max = 0.0f64;
     let mut rec_max = 0.0f64;
     for reference in references {
-        let r = if reference.is_empty() { &empty[..] } else { reference };
+        let r = if reference.is_empty() {
+            &empty[..]
+        } else {
+            reference
+        };
         let lcs = lcs_len(r, cand) as f64;
         prec_max = prec_max.max(lcs / cand.len() as f64);
         rec_max = rec_max.max(lcs / r.len() as f64);

@@ -42,11 +42,10 @@ pub fn read_caption_predictions(path: &Path) -> Result<Vec<Record<(ImageId, Stri
     records
         .into_iter()
         .map(|r| {
-            let id = r
-                .value
-                .image_id()
-                .cloned()
-                .ok_or_else(|| content(path, &r.location, "missing \"image_id\" (or \"id\")"))?;
+            let id =
+                r.value.image_id().cloned().ok_or_else(|| {
+                    content(path, &r.location, "missing \"image_id\" (or \"id\")")
+                })?;
             let caption = r
                 .value
                 .caption
@@ -120,7 +119,10 @@ pub fn pair_captions(
             content(
                 predictions_path,
                 &p.location,
-                format!("image {image_id} has no references in {}", references_path.display()),
+                format!(
+                    "image {image_id} has no references in {}",
+                    references_path.display()
+                ),
             )
         })?;
         items.push(CaptionItem {

@@ -8,5 +8,7 @@ pub mod retrieval;
 pub mod vqa;
 
 pub use atomic::write_atomic;
-pub use captions::{pair_captions, read_caption_predictions, read_caption_references, read_caption_set};
+pub use captions::{
+    pair_captions, read_caption_predictions, read_caption_references, read_caption_set,
+};
 pub use records::Record;

@@ -16,11 +16,15 @@ pub struct Record<T> {
     pub value: T,
 }
 
-/// Reads a whole file as UTF-8 text.
+/// Reads a whole file as UTF-8 text (a leading byte-order mark is dropped).
 pub(crate) fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|source| EvalError::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| EvalError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    Ok(match text.strip_prefix('\u{feff}') {
+        Some(rest) => rest.to_string(),
+        None => text,
     })
 }
 
@@ -55,11 +59,12 @@ pub(crate) fn read_records<T: DeserializeOwned>(
             // A JSONL file with a single line.
             let lead = &text[..text.len() - trimmed.len()];
             let line = lead.matches('\n').count() + 1;
-            let value = serde_json::from_value(Value::Object(map)).map_err(|e| EvalError::Line {
-                path: path.to_path_buf(),
-                line,
-                message: e.to_string(),
-            })?;
+            let value =
+                serde_json::from_value(Value::Object(map)).map_err(|e| EvalError::Line {
+                    path: path.to_path_buf(),
+                    line,
+                    message: e.to_string(),
+                })?;
             Ok(vec![Record {
                 location: format!("line {line}"),
                 value,

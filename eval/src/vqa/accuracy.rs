@@ -74,7 +74,10 @@ pub struct VqaReport {
     pub per_question: Vec<VqaItemResult>,
 }
 
-fn ordered_map<S: Serializer>(pairs: &[(String, f64)], s: S) -> std::result::Result<S::Ok, S::Error> {
+fn ordered_map<S: Serializer>(
+    pairs: &[(String, f64)],
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_map(pairs.iter().map(|(k, v)| (k, v)))
 }
 
@@ -152,7 +155,12 @@ pub fn evaluate(
             "prediction for question {extra}, which is not in the annotations"
         )));
     }
-    let pct = |v: &[f64]| py_round(100.0 * v.iter().fold(0.0, |a, b| a + b) / v.len() as f64, digits);
+    let pct = |v: &[f64]| {
+        py_round(
+            100.0 * v.iter().fold(0.0, |a, b| a + b) / v.len() as f64,
+            digits,
+        )
+    };
     Ok(VqaReport {
         digits,
         accuracy: VqaAccuracy {
@@ -194,7 +202,9 @@ mod tests {
     #[test]
     fn leave_one_out() {
         let ans = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let yes7 = ans(&["yes", "yes", "yes", "yes", "yes", "yes", "yes", "no", "no", "no"]);
+        let yes7 = ans(&[
+            "yes", "yes", "yes", "yes", "yes", "yes", "yes", "no", "no", "no",
+        ]);
         assert_eq!(answer_accuracy("yes", &yes7), 1.0);
         assert!((answer_accuracy("no", &yes7) - 0.9).abs() < 1e-15);
         let one = ans(&["a", "b", "b", "b", "b", "b", "b", "b", "b", "b"]);

@@ -330,7 +330,7 @@ impl ChatGlmTokenizer {
         let table = self.table();
         if table.len() == RELEASE_VOCAB {
             if let Some(start) = self.piece_to_id("。").filter(|&i| i < self.specials.mask) {
-                return vec![start..self.specials.mask];
+                return std::iter::once(start..self.specials.mask).collect();
             }
         }
         let mut ranges: Vec<Range<u32>> = Vec::new();

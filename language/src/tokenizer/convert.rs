@@ -32,10 +32,13 @@ use tokenizers::models::unigram::Unigram;
 use tokenizers::normalizers::{Precompiled, Replace, Sequence as NormalizerSequence};
 use tokenizers::pre_tokenizers::metaspace::{Metaspace, PrependScheme};
 use tokenizers::processors::template::{SpecialToken, TemplateProcessing};
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer};
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer,
+};
 
 use super::error::{Result, TokenizerError};
 use super::fast::FastEncoder;
+use super::lattice::FastUnigram;
 use super::pieces::{PieceKind, PieceTable};
 use super::spm::{ModelKind, SpModel};
 
@@ -411,7 +414,11 @@ fn fast_encoder(
         .filter(|(_, (_, k))| **k == PieceKind::UserDefined)
         .map(|(id, (p, _))| (p.clone(), id as u32))
         .collect();
-    FastEncoder::new(user, split).map(Some)
+    let unigram = match tokenizer.get_model() {
+        ModelWrapper::Unigram(u) => Some(FastUnigram::new(u, table.unk_id(), table.byte_ids())?),
+        _ => None,
+    };
+    FastEncoder::new(user, split, unigram).map(Some)
 }
 
 /// ChatGLM's templates plus the `sentencepiece:*` entries (see the module doc).

@@ -4,13 +4,14 @@
 //! and memoises each word's ids. The segmentation itself is still the `tokenizers` model's.
 //! `tests/tokenizer_golden.rs` and the benchmark check it gives the same ids as the pipeline.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
+use ahash::AHashMap;
 use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::{Model, ModelWrapper};
 
 use super::convert::SPACE;
+use super::lattice::FastUnigram;
 
 /// Words memoised before the cache is emptied (bounds memory on endless distinct input).
 const CACHE_LIMIT: usize = 1 << 20;
@@ -21,7 +22,8 @@ pub struct FastEncoder {
     matcher: Option<AhoCorasick>,
     user_ids: Vec<u32>,
     split_words: bool,
-    cache: Mutex<HashMap<String, Vec<u32>>>,
+    unigram: Option<FastUnigram>,
+    cache: Mutex<AHashMap<Box<str>, Box<[u32]>>>,
 }
 
 impl Clone for FastEncoder {
@@ -30,15 +32,21 @@ impl Clone for FastEncoder {
             matcher: self.matcher.clone(),
             user_ids: self.user_ids.clone(),
             split_words: self.split_words,
-            cache: Mutex::new(HashMap::new()),
+            unigram: self.unigram.clone(),
+            cache: Mutex::new(AHashMap::new()),
         }
     }
 }
 
 impl FastEncoder {
     /// `user` are the user-defined pieces with their ids; `split_words` whether the input may
-    /// be cut before each `▁` (the `Metaspace` `split` flag).
-    pub fn new(user: Vec<(String, u32)>, split_words: bool) -> Result<Self, String> {
+    /// be cut before each `▁` (the `Metaspace` `split` flag); `unigram` the fast Viterbi
+    /// search to use instead of the model's own (Unigram models only).
+    pub fn new(
+        user: Vec<(String, u32)>,
+        split_words: bool,
+        unigram: Option<FastUnigram>,
+    ) -> Result<Self, String> {
         let matcher = if user.is_empty() {
             None
         } else {
@@ -53,7 +61,8 @@ impl FastEncoder {
             matcher,
             user_ids: user.into_iter().map(|(_, id)| id).collect(),
             split_words,
-            cache: Mutex::new(HashMap::new()),
+            unigram,
+            cache: Mutex::new(AHashMap::new()),
         })
     }
 
@@ -105,18 +114,25 @@ impl FastEncoder {
                 return Ok(());
             }
         }
-        let ids: Vec<u32> = model
-            .tokenize(word)
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|t| t.id)
-            .collect();
+        let ids: Vec<u32> = match &self.unigram {
+            Some(u) => {
+                let mut ids = Vec::new();
+                u.encode(word, &mut ids);
+                ids
+            }
+            None => model
+                .tokenize(word)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .map(|t| t.id)
+                .collect(),
+        };
         out.extend_from_slice(&ids);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(word.to_string(), ids);
+            cache.insert(word.into(), ids.into_boxed_slice());
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 //! * [`convert`] turns it into a `tokenizers::Tokenizer` (BPE or Unigram, byte fallback,
 //!   user-defined pieces) and reads/writes `tokenizer.json`;
 //! * [`fast`] drives the `tokenizers` model without the pipeline's offset bookkeeping;
+//! * [`lattice`] is a string-free copy of `tokenizers`' Unigram Viterbi search for it;
 //! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
 //! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
 //! * [`chatglm`] puts them together as [`ChatGlmTokenizer`].
@@ -13,6 +14,7 @@ pub mod chatglm;
 pub mod convert;
 pub mod error;
 pub mod fast;
+pub mod lattice;
 pub mod pieces;
 pub mod proto;
 pub mod spm;

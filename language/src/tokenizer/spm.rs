@@ -116,7 +116,7 @@ impl SpModel {
                 .unk_surface
                 .unwrap_or_else(|| " \u{2047} ".to_string()),
         )
-        .map_err(|reason| corrupt(reason))?;
+        .map_err(&corrupt)?;
         if byte_fallback && table.byte_ids().is_none() {
             return Err(corrupt(
                 "byte_fallback is on but the 256 <0xXX> pieces are missing".into(),

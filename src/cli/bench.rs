@@ -1,0 +1,219 @@
+//! `visualglm bench`: times image encoding, LM prefill and decode with the full-size widths
+//! and random weights made in memory (no files), for one weight format per run.
+//!
+//! The GLM and ViT depths are configurable (default 2 GLM and 4 ViT layers, full widths,
+//! full 12-layer Q-Former, full 130 528-token vocabulary) so a run fits in a few GB; the
+//! per-layer and `lm_head` times are printed separately so 28-/39-layer figures can be
+//! extrapolated. Peak RSS (`VmHWM`) is for the whole process, so run one format per process
+//! (bench/run_rust.sh does).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use visualglm::quantize::parse_quantize_type;
+use visualglm::{expected_parameters, VisualGlm, VisualGlmConfig};
+use visualglm_language::positions::position_at;
+
+/// Arguments of `visualglm bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Weight format: f32, f16, or a quantization type (q8_0, q4_0, q4k, …) applied to the GLM
+    /// layer weights (activations and other weights f32).
+    #[arg(long, default_value = "f32")]
+    format: String,
+    /// Number of GLM layers (full width 4096); the released model has 28.
+    #[arg(long, default_value_t = 2)]
+    glm_layers: usize,
+    /// Number of ViT layers (full width 1408); the released model has 39.
+    #[arg(long, default_value_t = 4)]
+    vit_layers: usize,
+    /// Prompt length for the prefill.
+    #[arg(long, default_value_t = 300)]
+    prompt_len: usize,
+    /// Decode steps timed after the prefill.
+    #[arg(long, default_value_t = 16)]
+    decode_steps: usize,
+    /// Image batch sizes to time.
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    image_batch: Vec<usize>,
+    /// Timed repetitions of each measurement (after one warm-up).
+    #[arg(long, default_value_t = 2)]
+    reps: usize,
+    /// Skip the image encoder timings.
+    #[arg(long)]
+    no_vision: bool,
+}
+
+/// Random weights for every parameter of `cfg`: LayerNorm weights 1, other 1-D tensors 0,
+/// matrices uniform in ±0.02. `lm_head` shares the word-embedding storage.
+fn random_weights(cfg: &VisualGlmConfig, dtype: DType) -> anyhow::Result<HashMap<String, Tensor>> {
+    let dev = Device::Cpu;
+    let mut out = HashMap::new();
+    let params = expected_parameters(cfg)?;
+    for (name, shape) in &params {
+        if name == "lm_head.weight" {
+            continue;
+        }
+        let t = if shape.len() <= 1 {
+            let norm = name.contains("norm") || name.contains("ln_");
+            if norm && name.ends_with("weight") {
+                Tensor::ones(shape.as_slice(), dtype, &dev)?
+            } else {
+                Tensor::zeros(shape.as_slice(), dtype, &dev)?
+            }
+        } else {
+            Tensor::rand(-0.02f32, 0.02, shape.as_slice(), &dev)?.to_dtype(dtype)?
+        };
+        out.insert(name.clone(), t);
+    }
+    let emb = out
+        .get("transformer.word_embeddings.weight")
+        .cloned()
+        .context("config has no word embeddings")?;
+    out.insert("lm_head.weight".into(), emb);
+    Ok(out)
+}
+
+/// Peak resident set size in MiB, from /proc/self/status.
+fn peak_rss_mib() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Median wall time in ms of `reps` runs of `f` after one warm-up run.
+fn time_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut v = Vec::with_capacity(reps.max(1));
+    for _ in 0..reps.max(1) {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    Ok(v[v.len() / 2])
+}
+
+/// Runs `bench`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let fmt = args.format.to_ascii_lowercase();
+    let (dtype, quant) = match fmt.as_str() {
+        "f32" => (DType::F32, None),
+        "f16" => (DType::F16, None),
+        q => (DType::F32, Some(parse_quantize_type(q)?)),
+    };
+    let mut cfg = VisualGlmConfig::visualglm_6b();
+    cfg.glm.num_layers = args.glm_layers;
+    cfg.vision.num_layers = args.vit_layers;
+    let threads = rayon_threads();
+    eprintln!(
+        "bench: format {fmt}, {} GLM layers, {} ViT layers, {threads} threads",
+        args.glm_layers, args.vit_layers
+    );
+    let t0 = Instant::now();
+    let weights = random_weights(&cfg, dtype)?;
+    let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
+    let mut model = VisualGlm::from_var_builder(&cfg, vb)?;
+    if let Some(q) = quant {
+        let report = model.quantize_language(q)?;
+        eprintln!("quantized: {}", report.summary());
+    }
+    eprintln!("built in {:.1} s", t0.elapsed().as_secs_f64());
+    let mut rows: Vec<(String, f64, &str)> = Vec::new();
+
+    if !args.no_vision {
+        for &b in &args.image_batch {
+            let pixels =
+                Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &Device::Cpu)?.to_dtype(dtype)?;
+            let ms = time_ms(args.reps, || {
+                model.encode_image(&pixels)?;
+                Ok(())
+            })?;
+            rows.push((
+                format!("image_encode_b{b}_ms_per_image"),
+                ms / b as f64,
+                "ms",
+            ));
+        }
+    }
+
+    let g = &cfg.glm;
+    let n = args.prompt_len.max(3);
+    let mut ids: Vec<u32> = (0..n - 2).map(|i| 5 + (i as u32 * 7919) % 60000).collect();
+    ids.push(g.gmask_token_id);
+    ids.push(g.bos_token_id);
+    let glm = model.language_model();
+    let prefill_ms = time_ms(args.reps, || {
+        let mut cache = glm.new_cache();
+        let h = model.prompt_hidden(&ids, None, Some(&mut cache), None)?;
+        glm.logits(&h.narrow(1, n - 1, 1)?)?;
+        Ok(())
+    })?;
+    rows.push((
+        "prefill_tok_per_s".into(),
+        n as f64 / (prefill_ms / 1e3),
+        "tok/s",
+    ));
+    rows.push(("prefill_ms".into(), prefill_ms, "ms"));
+
+    // Decode: prefill once, then time each step (embed, layers with the cache, lm_head).
+    let (context_len, gmask_index) = model.prompt_layout(&ids);
+    let mut cache = glm.new_cache();
+    let h = model.prompt_hidden(&ids, None, Some(&mut cache), None)?;
+    let mut next = glm
+        .logits(&h.narrow(1, n - 1, 1)?)?
+        .flatten_all()?
+        .argmax(0)?
+        .to_scalar::<u32>()?;
+    let mut step_ms = Vec::new();
+    let mut head_ms = Vec::new();
+    for step in 0..args.decode_steps.max(1) {
+        let t = Instant::now();
+        let (p0, p1) = position_at(n + step, context_len, gmask_index);
+        let pos = Tensor::new(&[[[p0], [p1]]], &Device::Cpu)?;
+        let x = glm.embed(&Tensor::new(&[[next]], &Device::Cpu)?)?;
+        let hidden = glm.forward_embeds(&x, &pos, None, Some(&mut cache), None)?;
+        let th = Instant::now();
+        let logits = glm.logits(&hidden)?.flatten_all()?;
+        next = logits.argmax(0)?.to_scalar::<u32>()?;
+        head_ms.push(th.elapsed().as_secs_f64() * 1e3);
+        step_ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    };
+    let step = median(&mut step_ms);
+    let head = median(&mut head_ms);
+    rows.push(("decode_ms_per_token".into(), step, "ms"));
+    rows.push(("decode_lm_head_ms".into(), head, "ms"));
+    let per_layer = (step - head) / args.glm_layers.max(1) as f64;
+    rows.push(("decode_ms_per_glm_layer".into(), per_layer, "ms"));
+    rows.push((
+        "decode_ms_per_token_28_layers_est".into(),
+        head + 28.0 * per_layer,
+        "ms",
+    ));
+    if let Some(rss) = peak_rss_mib() {
+        rows.push(("peak_rss_mib".into(), rss, "MiB"));
+    }
+    for (k, v, unit) in rows {
+        println!("{fmt}\t{k}\t{v:.2}\t{unit}");
+    }
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+}

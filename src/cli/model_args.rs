@@ -1,0 +1,126 @@
+//! Flags shared by the commands that load a model and generate text.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use visualglm::pipeline::{Captioner, Question};
+use visualglm::LoadOptions;
+use visualglm_language::GenerationConfig;
+
+/// Where the model is and how to run it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a local directory (HF shards, SAT, safetensors) or a weights file.
+    #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
+    pub model: PathBuf,
+    /// Tokenizer (`.model`, `tokenizer.json` or a directory); default: found beside the model.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Config file, for a weights file without one beside it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Device: auto, cpu, cuda, cuda:N, metal.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Weight dtype: auto (f32 on CPU, f16 on GPU), f32, f16, bf16 (GPU only).
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// The checkpoint is a SAT file from before July 2023 (per-head interleaved QKV rows).
+    #[arg(long)]
+    pub sat_interleaved_qkv: bool,
+}
+
+impl ModelArgs {
+    /// Loads the model and its tokenizer.
+    pub fn load(&self) -> anyhow::Result<Captioner> {
+        if !self.model.exists() {
+            anyhow::bail!(
+                "model `{}` not found: pass a local directory with the weights (download \
+                 THUDM/visualglm-6b first, e.g. `huggingface-cli download THUDM/visualglm-6b \
+                 --local-dir visualglm-6b`)",
+                self.model.display()
+            );
+        }
+        let device = visualglm::runtime::parse_device(&self.device)?;
+        let dtype = visualglm::runtime::parse_dtype(&self.dtype, &device)?;
+        let opts = LoadOptions {
+            config_path: self.config.clone(),
+            sat_qkv_layout: self
+                .sat_interleaved_qkv
+                .then_some(visualglm::QkvLayout::Interleaved),
+        };
+        let start = std::time::Instant::now();
+        let captioner =
+            Captioner::load_with(&self.model, self.tokenizer.as_deref(), &device, dtype, &opts)
+                .with_context(|| format!("loading {}", self.model.display()))?;
+        tracing::info!(
+            "loaded {} on {:?} as {:?} in {:.1} s",
+            self.model.display(),
+            device,
+            dtype,
+            start.elapsed().as_secs_f64()
+        );
+        Ok(captioner)
+    }
+}
+
+/// Decoding flags; defaults are the release's demo settings.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GenerationArgs {
+    /// Use the English template and suppress Chinese tokens.
+    #[arg(long)]
+    pub english: bool,
+    /// Most new tokens.
+    #[arg(long, default_value_t = 512)]
+    pub max_new_tokens: usize,
+    /// Most tokens of prompt + answer.
+    #[arg(long, default_value_t = 2048)]
+    pub max_length: usize,
+    /// Take the most likely token each step instead of sampling.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f32,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 0.4)]
+    pub top_p: f32,
+    /// Keep only the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 100)]
+    pub top_k: usize,
+    /// Divide logits of already generated tokens by this.
+    #[arg(long, default_value_t = 1.2)]
+    pub repetition_penalty: f32,
+    /// Beam search with this many beams (deterministic; good for captions).
+    #[arg(long, default_value_t = 1)]
+    pub beams: usize,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl GenerationArgs {
+    /// The generation config these flags describe.
+    pub fn config(&self) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: self.max_new_tokens,
+            max_length: self.max_length,
+            do_sample: !self.greedy && self.beams <= 1,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            num_beams: self.beams.max(1),
+            seed: self.seed,
+        }
+    }
+
+    /// A question with these settings.
+    pub fn question(&self, query: Option<String>) -> Question {
+        Question {
+            query,
+            english: self.english,
+            generation: self.config(),
+        }
+    }
+}

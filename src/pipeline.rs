@@ -1,0 +1,449 @@
+//! The captioning and chat API: a loaded model with its tokenizer and image preprocessor.
+//!
+//! ```no_run
+//! # fn main() -> visualglm::Result<()> {
+//! use visualglm::pipeline::{Captioner, Question};
+//! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
+//!     candle_core::DType::F16)?;
+//! let image = visualglm_vision::preprocess::load_image("cat.jpg")?;
+//! println!("{}", captioner.describe(&image, &Question::default())?);
+//! # Ok(()) }
+//! ```
+
+use std::ops::Range;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use image::DynamicImage;
+use serde::{Deserialize, Serialize};
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_language::GenerationConfig;
+use visualglm_vision::preprocess::ImagePreprocessor;
+
+use crate::checkpoint::LoadOptions;
+use crate::error::{Result, VisualGlmError};
+use crate::generate::{beam_search, generate, Flow};
+use crate::model::VisualGlm;
+use crate::prompt_ids::{build_prompt, PromptIds};
+
+/// The release's default first question in Chinese mode.
+pub const DEFAULT_QUERY_ZH: &str = "描述这张图片。";
+/// The release's default first question in English mode.
+pub const DEFAULT_QUERY_EN: &str = "Describe the image.";
+
+/// One question about an image, with how to answer it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Question {
+    /// The question; `None` asks the release's describe-this-image question.
+    pub query: Option<String>,
+    /// Use the English template (`Q:…\nA:`) and suppress Chinese tokens, as `--english` does.
+    pub english: bool,
+    /// Decoding settings.
+    pub generation: GenerationConfig,
+}
+
+impl Default for Question {
+    fn default() -> Self {
+        Self {
+            query: None,
+            english: false,
+            generation: GenerationConfig::default(),
+        }
+    }
+}
+
+impl Question {
+    /// The question text, or the default one for the language.
+    pub fn text(&self) -> &str {
+        match &self.query {
+            Some(q) => q,
+            None if self.english => DEFAULT_QUERY_EN,
+            None => DEFAULT_QUERY_ZH,
+        }
+    }
+}
+
+/// A loaded VisualGLM ready to describe images and chat.
+#[derive(Debug, Clone)]
+pub struct Captioner {
+    model: VisualGlm,
+    tokenizer: ChatGlmTokenizer,
+    preprocessor: ImagePreprocessor,
+}
+
+impl Captioner {
+    /// Loads the checkpoint at `path` and the tokenizer found beside it.
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
+        Self::load_with(path, None, device, dtype, &LoadOptions::default())
+    }
+
+    /// Loads the checkpoint at `path` with options, and the tokenizer at `tokenizer` (a
+    /// `.model`/`.json` file or a directory), by default the one beside the checkpoint.
+    pub fn load_with(
+        path: &Path,
+        tokenizer: Option<&Path>,
+        device: &Device,
+        dtype: DType,
+        opts: &LoadOptions,
+    ) -> Result<Self> {
+        let model = VisualGlm::load_with(path, device, dtype, opts)?;
+        let tokenizer = match tokenizer {
+            Some(t) => ChatGlmTokenizer::from_path(t)?,
+            None => {
+                let dir = if path.is_dir() {
+                    path
+                } else {
+                    path.parent().unwrap_or(Path::new("."))
+                };
+                ChatGlmTokenizer::from_dir(dir)?
+            }
+        };
+        Self::new(model, tokenizer)
+    }
+
+    /// Pairs a model with a tokenizer, checking that their special ids agree.
+    pub fn new(model: VisualGlm, tokenizer: ChatGlmTokenizer) -> Result<Self> {
+        let g = &model.config().glm;
+        let s = tokenizer.special_ids();
+        let pairs = [
+            ("[gMASK]", g.gmask_token_id, s.gmask),
+            ("<sop>", g.bos_token_id, s.sop),
+            ("<eop>", g.eos_id(), s.eop),
+        ];
+        for (name, model_id, tok_id) in pairs {
+            if model_id != tok_id {
+                return Err(VisualGlmError::Input(format!(
+                    "the tokenizer ({}) has {name} = {tok_id} but the model expects {model_id}: \
+                     use the tokenizer that belongs to this model",
+                    tokenizer.source().display()
+                )));
+            }
+        }
+        if tokenizer.num_pieces() > g.vocab_size {
+            return Err(VisualGlmError::Input(format!(
+                "the tokenizer has {} pieces but the model only {} embedding rows",
+                tokenizer.num_pieces(),
+                g.vocab_size
+            )));
+        }
+        Ok(Self {
+            model,
+            tokenizer,
+            preprocessor: ImagePreprocessor::default(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &VisualGlm {
+        &self.model
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &ChatGlmTokenizer {
+        &self.tokenizer
+    }
+
+    /// The image preprocessor.
+    pub fn preprocessor(&self) -> &ImagePreprocessor {
+        &self.preprocessor
+    }
+
+    /// The 32 image embeddings `[B, 32, width]` of a batch of images.
+    pub fn encode_images(&self, images: &[DynamicImage]) -> Result<Tensor> {
+        let pixels = self
+            .preprocessor
+            .preprocess_batch(images, self.model.device())?;
+        self.model.encode_image(&pixels)
+    }
+
+    /// Ids the sampler must never pick: ids without a piece, plus the Chinese block in
+    /// English mode.
+    pub fn invalid_ids(&self, english: bool) -> Vec<Range<usize>> {
+        let mut ranges = vec![self.tokenizer.num_pieces()..self.model.config().glm.vocab_size];
+        if english {
+            ranges.extend(
+                self.tokenizer
+                    .english_suppressed_ranges()
+                    .into_iter()
+                    .map(|r| r.start as usize..r.end as usize),
+            );
+        }
+        ranges
+    }
+
+    /// Builds the prompt ids for `query` after `history`, with an image or not.
+    pub fn prompt(
+        &self,
+        query: &str,
+        history: &[(String, String)],
+        english: bool,
+        with_image: bool,
+        max_length: usize,
+    ) -> Result<PromptIds> {
+        build_prompt(
+            &self.tokenizer,
+            query,
+            history,
+            english,
+            with_image.then_some(self.model.config().image_length),
+            max_length,
+        )
+    }
+
+    /// Describes one image (or answers `question` about it).
+    pub fn describe(&self, image: &DynamicImage, question: &Question) -> Result<String> {
+        let mut out = self.describe_batch(std::slice::from_ref(image), question)?;
+        out.pop()
+            .ok_or_else(|| VisualGlmError::Input("no answer produced".into()))
+    }
+
+    /// Describes many images with one question: the images are encoded together and the
+    /// answers decoded together (greedy or sampled; with beams, one image after another).
+    pub fn describe_batch(&self, images: &[DynamicImage], question: &Question) -> Result<Vec<String>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let embeds = self.encode_images(images)?;
+        self.answer_embeds(&embeds, question)
+    }
+
+    /// [`Captioner::describe_batch`] that also reports how long each phase took.
+    pub fn describe_batch_timed(
+        &self,
+        images: &[DynamicImage],
+        question: &Question,
+        timings: &mut Timings,
+    ) -> Result<Vec<String>> {
+        if images.is_empty() {
+            return Ok(Vec::new());
+        }
+        let start = Instant::now();
+        let embeds = self.encode_images(images)?;
+        timings.encode_ms += start.elapsed().as_secs_f64() * 1e3;
+        timings.images += images.len();
+        self.answer_embeds_timed(&embeds, question, timings)
+    }
+
+    /// Answers `question` for each row of precomputed image embeddings `[B, 32, width]`.
+    pub fn answer_embeds(&self, embeds: &Tensor, question: &Question) -> Result<Vec<String>> {
+        self.answer_embeds_timed(embeds, question, &mut Timings::default())
+    }
+
+    fn answer_embeds_timed(
+        &self,
+        embeds: &Tensor,
+        question: &Question,
+        timings: &mut Timings,
+    ) -> Result<Vec<String>> {
+        let cfg = &question.generation;
+        let prompt = self.prompt(question.text(), &[], question.english, true, cfg.max_length)?;
+        let invalid = self.invalid_ids(question.english);
+        let rows = if cfg.num_beams > 1 {
+            let mut rows = Vec::new();
+            for i in 0..embeds.dim(0)? {
+                let one = embeds.narrow(0, i, 1)?;
+                rows.push(beam_search(
+                    &self.model,
+                    &prompt.ids,
+                    Some((&one, prompt.pre_image)),
+                    cfg,
+                    &invalid,
+                )?);
+            }
+            rows
+        } else {
+            let start = Instant::now();
+            let mut first_step: Option<Instant> = None;
+            let mut steps = 0usize;
+            let rows = generate(
+                &self.model,
+                &prompt.ids,
+                Some((embeds, prompt.pre_image)),
+                cfg,
+                &invalid,
+                &mut |_| {
+                    steps += 1;
+                    first_step.get_or_insert_with(Instant::now);
+                    Flow::Continue
+                },
+            )?;
+            if let Some(first) = first_step {
+                timings.prefill_tokens += prompt.ids.len() * embeds.dim(0)?;
+                timings.prefill_ms += (first - start).as_secs_f64() * 1e3;
+                timings.decode_tokens += steps.saturating_sub(1) * embeds.dim(0)?;
+                timings.decode_ms += first.elapsed().as_secs_f64() * 1e3;
+            }
+            rows
+        };
+        rows.iter()
+            .map(|ids| Ok(clean_answer(&self.tokenizer.decode(ids)?)))
+            .collect()
+    }
+
+    /// Starts a chat; the image (if any) is encoded once and reused every turn.
+    pub fn chat(&self, english: bool) -> ChatSession<'_> {
+        ChatSession {
+            captioner: self,
+            image_embeds: None,
+            history: Vec::new(),
+            english,
+        }
+    }
+}
+
+/// Where the time went, summed over calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Timings {
+    /// Images encoded.
+    pub images: usize,
+    /// Milliseconds spent encoding images (ViT + Q-Former + projection).
+    pub encode_ms: f64,
+    /// Prompt tokens processed in prefill (all rows).
+    pub prefill_tokens: usize,
+    /// Milliseconds of prefill (up to the first new token).
+    pub prefill_ms: f64,
+    /// Tokens decoded after the first (all rows).
+    pub decode_tokens: usize,
+    /// Milliseconds of decoding after the first token.
+    pub decode_ms: f64,
+}
+
+impl Timings {
+    /// A one-line human summary: encode ms per image, prefill and decode tokens per second.
+    pub fn summary(&self) -> String {
+        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+        format!(
+            "image encode {:.1} ms/image, prefill {:.1} tok/s, decode {:.1} tok/s",
+            if self.images > 0 { self.encode_ms / self.images as f64 } else { 0.0 },
+            per_s(self.prefill_tokens, self.prefill_ms),
+            per_s(self.decode_tokens, self.decode_ms)
+        )
+    }
+}
+
+/// A conversation with history about at most one image.
+#[derive(Debug)]
+pub struct ChatSession<'a> {
+    captioner: &'a Captioner,
+    image_embeds: Option<Tensor>,
+    history: Vec<(String, String)>,
+    english: bool,
+}
+
+impl ChatSession<'_> {
+    /// Sets (or replaces) the image and clears the history.
+    pub fn set_image(&mut self, image: &DynamicImage) -> Result<()> {
+        self.image_embeds = Some(
+            self.captioner
+                .encode_images(std::slice::from_ref(image))?,
+        );
+        self.history.clear();
+        Ok(())
+    }
+
+    /// Uses precomputed `[1, 32, width]` image embeddings and clears the history.
+    pub fn set_image_embeds(&mut self, embeds: Tensor) {
+        self.image_embeds = Some(embeds);
+        self.history.clear();
+    }
+
+    /// Forgets the history (keeps the image).
+    pub fn clear_history(&mut self) {
+        self.history.clear();
+    }
+
+    /// The turns so far: (question, answer).
+    pub fn history(&self) -> &[(String, String)] {
+        &self.history
+    }
+
+    /// Whether an image is loaded.
+    pub fn has_image(&self) -> bool {
+        self.image_embeds.is_some()
+    }
+
+    /// Asks a question; `on_text` receives the answer piece by piece as it is generated.
+    /// The oldest turns are dropped when the history no longer fits `max_length`.
+    pub fn ask(
+        &mut self,
+        query: &str,
+        generation: &GenerationConfig,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<String> {
+        let c = self.captioner;
+        let prompt = loop {
+            match c.prompt(
+                query,
+                &self.history,
+                self.english,
+                self.image_embeds.is_some(),
+                generation.max_length.saturating_sub(8),
+            ) {
+                Ok(p) => break p,
+                Err(e) if self.history.is_empty() => return Err(e),
+                Err(_) => {
+                    self.history.remove(0);
+                }
+            }
+        };
+        let invalid = c.invalid_ids(self.english);
+        let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
+        let mut stream = TextStream::default();
+        let mut decode_error = None;
+        let rows = generate(
+            &c.model,
+            &prompt.ids,
+            image,
+            generation,
+            &invalid,
+            &mut |tokens| {
+                if let Some(&t) = tokens.first() {
+                    if t != c.model.config().glm.eos_id() {
+                        match stream.push(&c.tokenizer, t) {
+                            Ok(piece) if !piece.is_empty() => on_text(&piece),
+                            Ok(_) => {}
+                            Err(e) => decode_error = Some(e),
+                        }
+                    }
+                }
+                Flow::Continue
+            },
+        )?;
+        if let Some(e) = decode_error {
+            return Err(e);
+        }
+        let ids = rows.into_iter().next().unwrap_or_default();
+        let answer = clean_answer(&c.tokenizer.decode(&ids)?);
+        self.history.push((query.to_string(), answer.clone()));
+        Ok(answer)
+    }
+}
+
+/// Turns streamed ids into text pieces, holding back incomplete UTF-8 sequences.
+#[derive(Debug, Default)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    emitted: usize,
+}
+
+impl TextStream {
+    /// Adds one id and returns the new text it completes (possibly empty).
+    pub fn push(&mut self, tokenizer: &ChatGlmTokenizer, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let text = tokenizer.decode(&self.ids)?;
+        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
+            return Ok(String::new());
+        }
+        let new = text.get(self.emitted..).unwrap_or("").to_string();
+        self.emitted = text.len();
+        Ok(new)
+    }
+}
+
+/// The release strips the answer; it also cuts at the last `答：`/`A:` of the whole text,
+/// which only matters when the model repeats the template, so we do the same on the answer.
+fn clean_answer(text: &str) -> String {
+    text.trim().to_string()
+}

@@ -1,0 +1,190 @@
+//! `visualglm describe` and `batch` end to end on the tiny golden model.
+
+mod support;
+
+use std::process::Command;
+
+use candle_core::{DType, Device};
+use support::{golden, tiny_tokenizer};
+use visualglm::pipeline::{Captioner, Question};
+use visualglm::{LoadOptions, VisualGlm};
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_language::GenerationConfig;
+use visualglm_vision::preprocess::load_image;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_visualglm"))
+}
+
+fn captioner(tokenizer: &std::path::Path) -> Captioner {
+    let model = VisualGlm::load_with(
+        &golden("checkpoints/hf"),
+        &Device::Cpu,
+        DType::F32,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    Captioner::new(model, ChatGlmTokenizer::from_file(tokenizer).unwrap()).unwrap()
+}
+
+#[test]
+fn describe_prints_the_greedy_answer_of_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    // The library path: prompt ids → verified greedy decoder → text.
+    let c = captioner(&tok);
+    let prompt = c
+        .prompt(visualglm::pipeline::DEFAULT_QUERY_ZH, &[], false, true, 2048)
+        .unwrap();
+    assert!(prompt.pre_image > 0 && prompt.ids.len() > prompt.pre_image + 32);
+    let image = c
+        .encode_images(&[load_image(golden("images/chelsea.png")).unwrap()])
+        .unwrap();
+    let (ids, _) = c
+        .model()
+        .generate_greedy(&prompt.ids, Some((&image, prompt.pre_image)), 12)
+        .unwrap();
+    let ids: Vec<u32> = ids.into_iter().take_while(|&t| t != 1005).collect();
+    let want = c.tokenizer().decode(&ids).unwrap().trim().to_string();
+
+    let out = bin()
+        .args(["describe"])
+        .arg(golden("images/chelsea.png"))
+        .arg("--model")
+        .arg(golden("checkpoints/hf"))
+        .arg("--tokenizer")
+        .arg(&tok)
+        .args(["--greedy", "--repetition-penalty", "1", "--max-new-tokens", "12", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'), want);
+    assert!(!want.is_empty());
+}
+
+#[test]
+fn describe_batch_equals_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = captioner(&tiny_tokenizer(dir.path()));
+    let images: Vec<_> = ["chelsea.png", "astronaut.png", "camera.png"]
+        .iter()
+        .map(|n| load_image(golden(&format!("images/{n}"))).unwrap())
+        .collect();
+    let q = Question {
+        generation: GenerationConfig {
+            max_new_tokens: 10,
+            ..GenerationConfig::greedy()
+        },
+        ..Question::default()
+    };
+    let batch = c.describe_batch(&images, &q).unwrap();
+    for (img, caption) in images.iter().zip(&batch) {
+        assert_eq!(&c.describe(img, &q).unwrap(), caption);
+    }
+    // English mode never emits a Chinese piece.
+    let en = Question {
+        english: true,
+        ..q.clone()
+    };
+    let text = c.describe(&images[0], &en).unwrap();
+    assert!(!text.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)), "{text}");
+}
+
+#[test]
+fn batch_writes_one_line_per_image_records_errors_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    let list = dir.path().join("images.txt");
+    let names = ["chelsea.png", "bad_truncated_rocket.jpg", "camera.png"];
+    let text: String = names
+        .iter()
+        .map(|n| format!("{}\n", golden(&format!("images/{n}")).display()))
+        .collect();
+    std::fs::write(&list, &text).unwrap();
+    let out = dir.path().join("captions.jsonl");
+    let run = || {
+        bin()
+            .arg("batch")
+            .arg(&list)
+            .arg("--out")
+            .arg(&out)
+            .arg("--model")
+            .arg(golden("checkpoints/hf"))
+            .arg("--tokenizer")
+            .arg(&tok)
+            .args(["--greedy", "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu"])
+            .output()
+            .unwrap()
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    let bad = lines
+        .iter()
+        .find(|l| l["image"].as_str().unwrap().ends_with("bad_truncated_rocket.jpg"))
+        .unwrap();
+    assert!(bad["error"].as_str().unwrap().contains("truncated"), "{bad}");
+    assert_eq!(lines.iter().filter(|l| l.get("caption").is_some()).count(), 2);
+
+    // Simulate a crash that cut the last line, then re-run: only that image is redone.
+    let full = std::fs::read_to_string(&out).unwrap();
+    let mut kept: Vec<&str> = full.lines().collect();
+    let last = kept.pop().unwrap();
+    let mut cut = format!("{}\n", kept.join("\n")).into_bytes();
+    cut.extend_from_slice(&last.as_bytes()[..last.len() / 2]);
+    std::fs::write(&out, cut).unwrap();
+    let o = run();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let again = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(again.lines().count(), 3, "{again}");
+    for l in again.lines() {
+        serde_json::from_str::<serde_json::Value>(l).unwrap();
+    }
+    // A third run has nothing to do.
+    let o = run();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
+}
+
+#[test]
+fn describe_bad_inputs_give_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
+        (vec!["/no/such/cat.jpg".into(), "--model".into(), golden("checkpoints/hf").into()], "cat.jpg"),
+        (vec![golden("images/bad_truncated_rocket.jpg").into(), "--model".into(), golden("checkpoints/hf").into()], "truncated"),
+        (vec![golden("images/chelsea.png").into(), "--model".into(), dir.path().into()], "error"),
+        (vec![golden("images/chelsea.png").into(), "--model".into(), "THUDM/visualglm-6b".into()], "download"),
+    ];
+    for (args, needle) in cases {
+        let o = bin()
+            .arg("describe")
+            .args(&args)
+            .arg("--tokenizer")
+            .arg(&tok)
+            .output()
+            .unwrap();
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.to_lowercase().contains(needle), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    // An over-long prompt.
+    let o = bin()
+        .arg("describe")
+        .arg(golden("images/chelsea.png"))
+        .arg("--model")
+        .arg(golden("checkpoints/hf"))
+        .arg("--tokenizer")
+        .arg(&tok)
+        .args(["--max-length", "20", "--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("maximum"), "{err}");
+}

@@ -1,0 +1,136 @@
+//! `visualglm tokenizer convert|encode|decode` end to end on a stand-in model.
+
+use std::process::Command;
+
+const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden/tokenizer");
+
+fn visualglm(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_visualglm"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn golden_case(text: &str) -> serde_json::Value {
+    let all: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{GOLDEN}/golden_standin.json")).unwrap(),
+    )
+    .unwrap();
+    all["cases"]["bpe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["text"] == text)
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn convert_encode_decode_round_trip() {
+    let model = format!("{GOLDEN}/standin_bpe.model");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("tokenizer.json");
+    let json_s = json.to_str().unwrap();
+    let (ok, _, err) = visualglm(&["tokenizer", "convert", &model, "--out", json_s]);
+    assert!(ok, "{err}");
+    assert!(json.is_file());
+
+    let text = "</img>问：描述这张图片。\n答：";
+    let case = golden_case(text);
+    let want = serde_json::to_string(&case["ids"]).unwrap();
+    let dir_s = dir.path().to_str().unwrap();
+    for source in [
+        ["--tokenizer", model.as_str()],
+        ["--tokenizer", json_s],
+        ["--model", dir_s],
+    ] {
+        let (ok, out, err) = visualglm(&["tokenizer", "encode", source[0], source[1], text]);
+        assert!(ok, "{err}");
+        let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(serde_json::to_string(&got).unwrap(), want);
+    }
+
+    let case = golden_case("It 's a cat . Isn't it ? I 'm sure , they 're here !");
+    let ids = case["ids_with_special_tokens"].as_array().unwrap();
+    let commas: Vec<String> = ids.iter().map(|v| v.to_string()).collect();
+    let (ok, out, err) = visualglm(&[
+        "tokenizer",
+        "decode",
+        "--tokenizer",
+        json_s,
+        &commas.join(","),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.strip_suffix('\n').unwrap(),
+        case["hf_decode_with_special_tokens"]
+    );
+    let list = serde_json::to_string(ids).unwrap();
+    let (ok, out, _) = visualglm(&[
+        "tokenizer",
+        "decode",
+        "--tokenizer",
+        &model,
+        "--skip-special-tokens",
+        "--no-cleanup",
+        &list,
+    ]);
+    assert!(ok);
+    let no_cleanup = case["hf_decode_no_cleanup"].as_str().unwrap();
+    assert_eq!(
+        out.strip_suffix('\n').unwrap(),
+        format!("{no_cleanup}[gMASK]")
+    );
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let model = format!("{GOLDEN}/standin_bpe.model");
+    let (ok, _, err) = visualglm(&[
+        "tokenizer",
+        "encode",
+        "--tokenizer",
+        "/no/such/ice_text.model",
+        "hi",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("/no/such/ice_text.model"), "{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("corrupt.model");
+    std::fs::write(&bad, b"\xff\xff\xff garbage").unwrap();
+    let (ok, _, err) = visualglm(&[
+        "tokenizer",
+        "encode",
+        "--tokenizer",
+        bad.to_str().unwrap(),
+        "hi",
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains("corrupt.model") && err.contains("not a SentencePiece model"),
+        "{err}"
+    );
+
+    let (ok, _, err) = visualglm(&["tokenizer", "decode", "--tokenizer", &model, "1,two"]);
+    assert!(!ok);
+    assert!(err.contains("bad id \"two\""), "{err}");
+    let (ok, _, err) = visualglm(&["tokenizer", "decode", "--tokenizer", &model, "[4, 99999]"]);
+    assert!(!ok);
+    assert!(
+        err.contains("99999") && err.contains("outside the vocabulary"),
+        "{err}"
+    );
+
+    let (ok, _, err) = visualglm(&["tokenizer", "encode", "hi"]);
+    assert!(!ok);
+    assert!(err.contains("--tokenizer"), "{err}");
+    let (ok, _, err) = visualglm(&["tokenizer", "convert", "/no/such/dir", "--out", "x.json"]);
+    assert!(!ok);
+    assert!(err.contains("/no/such/dir"), "{err}");
+}

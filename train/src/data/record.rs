@@ -1,0 +1,271 @@
+//! Options, the format dispatcher and the shared record rules for all data readers.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::example::{Example, RecordSource};
+use crate::error::{Result, TrainError};
+
+/// The on-disk data formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataFormat {
+    /// The release's JSON list: `[{"img": path, "prompt": str, "label": str}, ...]`.
+    JsonList,
+    /// One such object per line (blank lines are ignored).
+    JsonLines,
+    /// COCO captions: `{"images":[{"id","file_name"}], "annotations":[{"image_id","caption"}]}`;
+    /// one example per caption, with an empty prompt.
+    CocoCaptions,
+}
+
+/// How data files are read.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Skip (and count) malformed records instead of failing on the first one.
+    pub skip_malformed: bool,
+    /// The largest JSONL line / JSON-list record accepted, in bytes (default 16 MiB).
+    /// Larger ones are refused without being buffered.
+    pub max_record_bytes: usize,
+    /// The largest COCO document accepted, in bytes (default 1 GiB); COCO JSON is parsed
+    /// as one document.
+    pub max_document_bytes: u64,
+    /// Directory that relative image paths are resolved against. `None` (the default)
+    /// means the directory containing the data file.
+    pub image_root: Option<PathBuf>,
+    /// How many skipped-record messages [`LoadReport`] keeps (default 32).
+    pub max_reported_skips: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            skip_malformed: false,
+            max_record_bytes: 16 << 20,
+            max_document_bytes: 1 << 30,
+            image_root: None,
+            max_reported_skips: 32,
+        }
+    }
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// Examples produced.
+    pub loaded: usize,
+    /// Malformed records skipped (only with `skip_malformed`).
+    pub skipped: usize,
+    /// The first `max_reported_skips` skip messages (file, line/record, reason).
+    pub skip_messages: Vec<String>,
+}
+
+/// Reads `path` in `format` (or, if `None`, the format guessed by [`DataFormat::detect`]).
+pub fn load_data_file(
+    path: &Path,
+    format: Option<DataFormat>,
+    opts: &LoadOptions,
+) -> Result<(Vec<Example>, LoadReport)> {
+    let format = match format {
+        Some(f) => f,
+        None => DataFormat::detect(path)?,
+    };
+    let file = File::open(path).map_err(|e| TrainError::io(path, "open", e))?;
+    let reader = BufReader::with_capacity(1 << 16, file);
+    let mut sink = RecordSink::new(path, opts);
+    match format {
+        DataFormat::JsonList => super::json_list::read(reader, &mut sink)?,
+        DataFormat::JsonLines => super::jsonl::read(reader, &mut sink)?,
+        DataFormat::CocoCaptions => super::coco::read(reader, &mut sink)?,
+    }
+    Ok(sink.finish())
+}
+
+impl DataFormat {
+    /// Guesses the format: `.jsonl`/`.ndjson` → JSON Lines; otherwise the first
+    /// non-blank byte `[` → JSON list, `{` → COCO captions.
+    pub fn detect(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        if matches!(ext.as_deref(), Some("jsonl" | "ndjson")) {
+            return Ok(Self::JsonLines);
+        }
+        let file = File::open(path).map_err(|e| TrainError::io(path, "open", e))?;
+        let mut r = BufReader::new(file.take(1 << 20));
+        let mut first = None;
+        'outer: loop {
+            let buf = r.fill_buf().map_err(|e| TrainError::io(path, "read", e))?;
+            if buf.is_empty() {
+                break;
+            }
+            for &b in buf {
+                if !(b.is_ascii_whitespace() || b == 0xEF || b == 0xBB || b == 0xBF) {
+                    first = Some(b);
+                    break 'outer;
+                }
+            }
+            let n = buf.len();
+            r.consume(n);
+        }
+        match first {
+            Some(b'[') => Ok(Self::JsonList),
+            Some(b'{') => Ok(Self::CocoCaptions),
+            _ => Err(TrainError::BadDataFile {
+                path: path.to_path_buf(),
+                reason: "cannot tell the format: expected a JSON list `[...]`, COCO `{...}`, \
+                         or a .jsonl file"
+                    .into(),
+            }),
+        }
+    }
+}
+
+/// Collects examples, applying the shared rules: path resolution, image ids and the
+/// skip-or-fail policy.
+pub(crate) struct RecordSink<'a> {
+    pub(crate) path: Arc<Path>,
+    pub(crate) opts: &'a LoadOptions,
+    base_dir: PathBuf,
+    examples: Vec<Example>,
+    report: LoadReport,
+    image_ids: HashMap<PathBuf, i64>,
+}
+
+impl<'a> RecordSink<'a> {
+    fn new(path: &Path, opts: &'a LoadOptions) -> Self {
+        let base_dir = match &opts.image_root {
+            Some(root) => root.clone(),
+            None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        };
+        Self {
+            path: Arc::from(path),
+            opts,
+            base_dir,
+            examples: Vec::new(),
+            report: LoadReport::default(),
+            image_ids: HashMap::new(),
+        }
+    }
+
+    fn finish(mut self) -> (Vec<Example>, LoadReport) {
+        self.report.loaded = self.examples.len();
+        (self.examples, self.report)
+    }
+
+    /// Resolves an image path from a record against the base directory.
+    pub(crate) fn resolve(&self, img: &str) -> PathBuf {
+        let p = Path::new(img);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// `location` for a record starting at `line` (0 = unknown) with index `record`.
+    pub(crate) fn location(line: u64, record: u64) -> String {
+        if line > 0 {
+            format!("{line} (record {record})")
+        } else {
+            format!("record {record}")
+        }
+    }
+
+    /// Handles a bad record: an error, or (with `skip_malformed`) a counted skip.
+    pub(crate) fn malformed(&mut self, location: String, reason: String) -> Result<()> {
+        let err = TrainError::MalformedRecord {
+            path: self.path.to_path_buf(),
+            location,
+            reason,
+        };
+        self.skip_or_fail(err)
+    }
+
+    /// Skips `err` if allowed, else returns it.
+    pub(crate) fn skip_or_fail(&mut self, err: TrainError) -> Result<()> {
+        if !self.opts.skip_malformed {
+            return Err(err);
+        }
+        self.report.skipped += 1;
+        if self.report.skip_messages.len() < self.opts.max_reported_skips {
+            self.report.skip_messages.push(err.to_string());
+        }
+        tracing::warn!("skipping: {err}");
+        Ok(())
+    }
+
+    /// Adds a `{"img","prompt","label"}` record (list / JSONL formats).
+    pub(crate) fn push_release_record(&mut self, value: Value, line: u64, record: u64) -> Result<()> {
+        match parse_release_record(&value) {
+            Ok((img, prompt, label)) => {
+                let image = self.resolve(img);
+                let next = self.image_ids.len() as i64;
+                let image_id = *self.image_ids.entry(image.clone()).or_insert(next);
+                let (prompt, label) = (prompt.to_owned(), label.to_owned());
+                self.push(image, prompt, label, image_id, line, record);
+                Ok(())
+            }
+            Err(reason) => self.malformed(Self::location(line, record), reason),
+        }
+    }
+
+    /// Adds an already validated example.
+    pub(crate) fn push(
+        &mut self,
+        image: PathBuf,
+        prompt: String,
+        label: String,
+        image_id: i64,
+        line: u64,
+        record: u64,
+    ) {
+        self.examples.push(Example {
+            image,
+            prompt,
+            label,
+            image_id,
+            source: RecordSource {
+                file: self.path.clone(),
+                line,
+                record,
+            },
+        });
+    }
+}
+
+/// Checks one release record; returns `(img, prompt, label)` or why it is malformed.
+fn parse_release_record(v: &Value) -> std::result::Result<(&str, &str, &str), String> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| format!("expected an object, found {}", kind(v)))?;
+    let field = |name: &str| -> std::result::Result<&str, String> {
+        match obj.get(name) {
+            Some(Value::String(s)) => Ok(s.as_str()),
+            Some(other) => Err(format!("field \"{name}\" must be a string, found {}", kind(other))),
+            None => Err(format!("missing field \"{name}\"")),
+        }
+    };
+    let img = field("img")?;
+    if img.is_empty() {
+        return Err("field \"img\" is empty".into());
+    }
+    Ok((img, field("prompt")?, field("label")?))
+}
+
+/// A short name of a JSON value's type.
+pub(crate) fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

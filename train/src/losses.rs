@@ -1,0 +1,299 @@
+//! Training losses, built only from ops that have a backward pass in candle 0.11.1
+//! (no fused softmax / layer-norm; see toolchain-notes §5).
+//!
+//! * [`ar_loss`]: the release's autoregressive loss (shift, CE in f32, ignore −100, mean
+//!   over supervised tokens).
+//! * [`itc_loss`]: BLIP-2's image-text contrastive loss (LAVIS `Blip2Qformer.forward`).
+//! * [`total_loss`]: `ar + λ·itc`.
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::labels::IGNORE_INDEX;
+
+/// `log_softmax` over `dim`, differentiable (the max is a detached stabiliser).
+pub fn log_softmax(x: &Tensor, dim: usize) -> Result<Tensor> {
+    let max = x.max_keepdim(dim)?.detach();
+    let shifted = x.broadcast_sub(&max)?;
+    let lse = shifted.exp()?.sum_keepdim(dim)?.log()?;
+    Ok(shifted.broadcast_sub(&lse)?)
+}
+
+/// The autoregressive loss of one batch.
+#[derive(Debug, Clone)]
+pub struct ArLoss {
+    /// Sum of the per-token cross-entropies (f32 scalar).
+    pub sum: Tensor,
+    /// Number of supervised tokens (labels ≠ −100 after the shift).
+    pub n_supervised: usize,
+}
+
+impl ArLoss {
+    /// The mean over supervised tokens, as the release reports it. With no supervised
+    /// token it is 0 (torch would give NaN); skip such a batch.
+    pub fn mean(&self) -> Result<Tensor> {
+        Ok((&self.sum / self.n_supervised.max(1) as f64)?)
+    }
+}
+
+/// The release's loss: `CE(logits[:, :-1], labels[:, 1:], ignore_index=-100)` in f32.
+///
+/// `logits` is `[B, T, V]` (any float dtype; computed in f32), `labels` `[B, T]` integer
+/// ids or −100. Only supervised rows go through the softmax, so the gradient of every
+/// other position is exactly 0. For gradient accumulation over micro-batches, add the
+/// [`ArLoss::sum`]s and divide by the total count.
+pub fn ar_loss(logits: &Tensor, labels: &Tensor) -> Result<ArLoss> {
+    let (b, t, v) = logits.dims3()?;
+    let (lb, lt) = labels.dims2()?;
+    if (lb, lt) != (b, t) {
+        return Err(TrainError::Config(format!(
+            "ar_loss: logits are [{b}, {t}, {v}] but labels are [{lb}, {lt}]"
+        )));
+    }
+    let device = logits.device();
+    if t < 2 {
+        return Ok(ArLoss {
+            sum: Tensor::zeros((), DType::F32, device)?,
+            n_supervised: 0,
+        });
+    }
+    let shifted = labels
+        .narrow(1, 1, t - 1)?
+        .to_dtype(DType::I64)?
+        .flatten_all()?
+        .to_vec1::<i64>()?;
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (i, &l) in shifted.iter().enumerate() {
+        if l == IGNORE_INDEX {
+            continue;
+        }
+        if l < 0 || l >= v as i64 {
+            return Err(TrainError::Config(format!(
+                "ar_loss: label {l} at batch {}, position {} is outside the vocabulary 0..{v}",
+                i / (t - 1),
+                i % (t - 1) + 1
+            )));
+        }
+        rows.push(((i / (t - 1)) * t + i % (t - 1)) as u32);
+        targets.push(l as u32);
+    }
+    let n = rows.len();
+    if n == 0 {
+        return Ok(ArLoss {
+            sum: Tensor::zeros((), DType::F32, device)?,
+            n_supervised: 0,
+        });
+    }
+    let flat = logits.reshape((b * t, v))?;
+    let rows = Tensor::from_vec(rows, n, device)?;
+    let picked = flat.index_select(&rows, 0)?.to_dtype(DType::F32)?;
+    let logp = log_softmax(&picked, 1)?;
+    let targets = Tensor::from_vec(targets, (n, 1), device)?;
+    let sum = logp.gather(&targets, 1)?.sum_all()?.neg()?;
+    Ok(ArLoss {
+        sum,
+        n_supervised: n,
+    })
+}
+
+/// `F.normalize(x, dim=-1, eps)`: `x / max(‖x‖₂, eps)`.
+pub fn l2_normalize(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
+    let eps = Tensor::full(eps as f32, norm.shape(), norm.device())?.to_dtype(norm.dtype())?;
+    Ok(x.broadcast_div(&norm.maximum(&eps)?)?)
+}
+
+/// The `eps` of `F.normalize` that BLIP-2 uses.
+pub const NORMALIZE_EPS: f64 = 1e-12;
+
+/// Which pairs ITC treats as positives.
+#[derive(Debug, Clone, Copy)]
+pub enum ItcTargets<'a> {
+    /// Pair `b` with `b` (BLIP-2 pre-training).
+    InBatch,
+    /// Every pair with equal image ids is positive, weighted `1/#positives` per row
+    /// (LAVIS's COCO fine-tune branch, `samples["image_id"]`).
+    ImageIds(&'a [i64]),
+}
+
+/// ITC options.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ItcConfig {
+    /// Label smoothing ε (BLIP-2: 0.1): targets are `(1−ε)·positives + ε/B`.
+    pub label_smoothing: f64,
+}
+
+impl Default for ItcConfig {
+    fn default() -> Self {
+        Self {
+            label_smoothing: 0.1,
+        }
+    }
+}
+
+/// The ITC loss and its similarity matrices.
+#[derive(Debug, Clone)]
+pub struct ItcOutput {
+    /// `(CE(sim_i2t) + CE(sim_t2i)) / 2`, f32 scalar.
+    pub loss: Tensor,
+    /// `[B, B]`: `max_q ⟨image_feat[b, q], text_feat[c]⟩ / temp`.
+    pub sim_i2t: Tensor,
+    /// `[B, B]`: `sim_i2tᵀ`.
+    pub sim_t2i: Tensor,
+}
+
+/// BLIP-2 ITC from raw projections: normalises (`eps` 1e-12) then calls
+/// [`itc_loss_normalized`].
+///
+/// `image_proj` is `[B, Q, D]` (projected query outputs), `text_proj` `[B, D]`
+/// (projected text feature), `temp` a scalar tensor (usually [`Temperature::tensor`]).
+pub fn itc_loss(
+    image_proj: &Tensor,
+    text_proj: &Tensor,
+    temp: &Tensor,
+    targets: ItcTargets<'_>,
+    cfg: &ItcConfig,
+) -> Result<ItcOutput> {
+    let image_feats = l2_normalize(image_proj, NORMALIZE_EPS)?;
+    let text_feat = l2_normalize(text_proj, NORMALIZE_EPS)?;
+    itc_loss_normalized(&image_feats, &text_feat, temp, targets, cfg)
+}
+
+/// BLIP-2 ITC from already normalised features.
+pub fn itc_loss_normalized(
+    image_feats: &Tensor,
+    text_feat: &Tensor,
+    temp: &Tensor,
+    targets: ItcTargets<'_>,
+    cfg: &ItcConfig,
+) -> Result<ItcOutput> {
+    let (b, q, d) = image_feats.dims3()?;
+    let (tb, td) = text_feat.dims2()?;
+    if (tb, td) != (b, d) {
+        return Err(TrainError::Config(format!(
+            "itc_loss: image features are [{b}, {q}, {d}] but text features are [{tb}, {td}]"
+        )));
+    }
+    let image_feats = image_feats.to_dtype(DType::F32)?;
+    let text_feat = text_feat.to_dtype(DType::F32)?;
+    let per_query = image_feats
+        .reshape((b * q, d))?
+        .matmul(&text_feat.t()?)?
+        .reshape((b, q, b))?;
+    let temp = temp.to_dtype(DType::F32)?;
+    let sim_i2t = per_query.max(1)?.broadcast_div(&temp)?;
+    let sim_t2i = sim_i2t.t()?;
+    let target = soft_targets(b, targets, cfg.label_smoothing, image_feats.device())?;
+    let loss_i2t = soft_cross_entropy(&sim_i2t, &target)?;
+    let loss_t2i = soft_cross_entropy(&sim_t2i, &target)?;
+    let loss = ((loss_i2t + loss_t2i)? / 2.0)?;
+    Ok(ItcOutput {
+        loss,
+        sim_i2t,
+        sim_t2i,
+    })
+}
+
+/// The `[B, B]` target distribution of each row.
+fn soft_targets(b: usize, targets: ItcTargets<'_>, eps: f64, device: &Device) -> Result<Tensor> {
+    let mut t = vec![0f32; b * b];
+    match targets {
+        ItcTargets::InBatch => {
+            for i in 0..b {
+                t[i * b + i] = 1.0;
+            }
+        }
+        ItcTargets::ImageIds(ids) => {
+            if ids.len() != b {
+                return Err(TrainError::Config(format!(
+                    "itc_loss: {} image ids for a batch of {b}",
+                    ids.len()
+                )));
+            }
+            for i in 0..b {
+                let pos = ids.iter().filter(|&&x| x == ids[i]).count() as f32;
+                for j in 0..b {
+                    if ids[j] == ids[i] {
+                        t[i * b + j] = 1.0 / pos;
+                    }
+                }
+            }
+        }
+    }
+    let t = Tensor::from_vec(t, (b, b), device)?;
+    Ok(((t * (1.0 - eps))? + eps / b as f64)?)
+}
+
+/// `−mean_rows Σ_c target · log_softmax(logits)`.
+fn soft_cross_entropy(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
+    let rows = logits.dim(0)? as f64;
+    let lp = log_softmax(logits, 1)?;
+    Ok(((lp * target)?.sum_all()?.neg()? / rows)?)
+}
+
+/// BLIP-2's learnable temperature: init 0.07, clamped to `[0.001, 0.5]` before each step.
+#[derive(Debug, Clone)]
+pub struct Temperature {
+    var: Var,
+}
+
+impl Temperature {
+    /// BLIP-2's initial value.
+    pub const INIT: f64 = 0.07;
+    /// BLIP-2's clamp range.
+    pub const RANGE: (f64, f64) = (0.001, 0.5);
+
+    /// A new f32 scalar parameter with value `init`.
+    pub fn new(init: f64, device: &Device) -> Result<Self> {
+        Ok(Self {
+            var: Var::from_tensor(&Tensor::new(init as f32, device)?)?,
+        })
+    }
+
+    /// The parameter, to register with the optimiser and checkpoint.
+    pub fn var(&self) -> &Var {
+        &self.var
+    }
+
+    /// The value as a tensor in the graph (use it in [`itc_loss`]).
+    pub fn tensor(&self) -> &Tensor {
+        self.var.as_tensor()
+    }
+
+    /// `temp.clamp_(0.001, 0.5)` under no-grad, as BLIP-2 does at the start of each forward.
+    pub fn clamp(&self) -> Result<()> {
+        clamp_var(&self.var, Self::RANGE.0, Self::RANGE.1)
+    }
+}
+
+/// Clamps a variable's value in place (no gradient involved).
+pub fn clamp_var(var: &Var, min: f64, max: f64) -> Result<()> {
+    let clamped = var.as_tensor().detach().clamp(min, max)?;
+    var.set(&clamped)?;
+    Ok(())
+}
+
+/// Mean of `hidden` `[B, T, H]` over the positions where `mask` `[B, T]` is non-zero: the
+/// ITC text feature is this over the caption tokens of the frozen language model's final
+/// hidden states, then a trainable projection. Rows with an empty mask give 0.
+pub fn masked_mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let (b, t, _) = hidden.dims3()?;
+    if mask.dims2()? != (b, t) {
+        return Err(TrainError::Config(format!(
+            "masked_mean: hidden is {:?} but the mask is {:?}",
+            hidden.dims(),
+            mask.dims()
+        )));
+    }
+    let m = mask.ne(0u32)?.to_dtype(hidden.dtype())?;
+    let count = m.sum_keepdim(1)?.clamp(1.0, f64::INFINITY)?;
+    let summed = hidden.broadcast_mul(&m.unsqueeze(2)?)?.sum(1)?;
+    Ok(summed.broadcast_div(&count)?)
+}
+
+/// `ar + λ·itc`.
+pub fn total_loss(ar: &Tensor, itc: &Tensor, lambda: f64) -> Result<Tensor> {
+    Ok((ar + (itc * lambda)?)?)
+}
