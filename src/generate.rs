@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use candle_core::Tensor;
-use visualglm_language::positions::position_at;
+use visualglm_language::positions::{attends, position_at, position_ids};
 use visualglm_language::{GenerationConfig, Sampler};
 
 use crate::error::{Result, VisualGlmError};
@@ -32,45 +32,136 @@ pub fn token_budget(prompt_len: usize, cfg: &GenerationConfig) -> Result<usize> 
     Ok(cfg.max_new_tokens.min(cfg.max_length - prompt_len))
 }
 
+/// One prompt to answer in a [`generate_many`] batch.
+#[derive(Debug, Clone)]
+pub struct GenRequest<'a> {
+    /// Prompt ids, ending with `[gMASK] <sop>`.
+    pub ids: &'a [u32],
+    /// Image embeddings `[1, 32, width]`, spliced at `pre_image`.
+    pub image: Option<&'a Tensor>,
+    /// Index of the first image placeholder.
+    pub pre_image: usize,
+    /// How to decode this request.
+    pub config: &'a GenerationConfig,
+    /// Ids this request must never produce.
+    pub invalid: &'a [Range<usize>],
+}
+
 /// Generates answers to one prompt `ids` for each of `B` images (`images` `[B, 32, width]`,
 /// spliced at `pre_image`), or for the text alone when `images` is `None` (B = 1).
 ///
-/// Row `i` samples with seed `cfg.seed + i`. `on_step` sees the tokens of every row after each
-/// step (finished rows repeat `<eop>`). Returns each row's tokens without the final `<eop>`.
+/// Row `i` samples with seed `cfg.seed + i`. `on_token(row, token)` sees every token as it is
+/// made (`<eop>` included) and may stop that row. Returns each row's tokens without `<eop>`.
 pub fn generate(
     model: &VisualGlm,
     ids: &[u32],
     images: Option<(&Tensor, usize)>,
     cfg: &GenerationConfig,
     invalid: &[Range<usize>],
-    on_step: &mut dyn FnMut(&[u32]) -> Flow,
+    on_token: &mut dyn FnMut(usize, u32) -> Flow,
 ) -> Result<Vec<Vec<u32>>> {
-    let budget = token_budget(ids.len(), cfg)?;
-    let batch = match images {
-        Some((t, _)) => t.dim(0)?,
-        None => 1,
+    let (rows, pre_image) = match images {
+        Some((t, pre)) => (
+            (0..t.dim(0)?)
+                .map(|i| t.narrow(0, i, 1).map(Some))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            pre,
+        ),
+        None => (vec![None], 0),
     };
-    let eos = model.config().glm.eos_id();
-    let mut samplers: Vec<Sampler> = (0..batch)
-        .map(|i| {
-            let c = GenerationConfig {
-                seed: cfg.seed.wrapping_add(i as u64),
-                ..cfg.clone()
-            };
-            Sampler::new(c, invalid.to_vec())
+    let configs: Vec<GenerationConfig> = (0..rows.len())
+        .map(|i| GenerationConfig {
+            seed: cfg.seed.wrapping_add(i as u64),
+            ..cfg.clone()
         })
         .collect();
+    let requests: Vec<GenRequest<'_>> = rows
+        .iter()
+        .zip(&configs)
+        .map(|(image, config)| GenRequest {
+            ids,
+            image: image.as_ref(),
+            pre_image,
+            config,
+            invalid,
+        })
+        .collect();
+    generate_many(model, &requests, on_token)
+}
+
+/// Decodes several prompts together: prompts are left-padded to a common length (pads are
+/// masked out and never attended), each row keeps its own 2D positions, prefix mask, sampler,
+/// budget and stop. `on_token(request, token)` sees each token as it is made and may stop
+/// that request ([`Flow::Stop`]). Returns each request's tokens without `<eop>`.
+pub fn generate_many(
+    model: &VisualGlm,
+    requests: &[GenRequest<'_>],
+    on_token: &mut dyn FnMut(usize, u32) -> Flow,
+) -> Result<Vec<Vec<u32>>> {
+    let batch = requests.len();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); batch];
-    let mut done = vec![false; batch];
-    if budget == 0 {
+    if batch == 0 {
         return Ok(out);
     }
+    let budgets = requests
+        .iter()
+        .map(|r| token_budget(r.ids.len(), r.config))
+        .collect::<Result<Vec<_>>>()?;
+    let eos = model.config().glm.eos_id();
+    let mut samplers: Vec<Sampler> = requests
+        .iter()
+        .map(|r| Sampler::new(r.config.clone(), r.invalid.to_vec()))
+        .collect();
+    let mut done: Vec<bool> = budgets.iter().map(|&b| b == 0).collect();
+    if done.iter().all(|&d| d) {
+        return Ok(out);
+    }
+    let device = model.device().clone();
     let glm = model.language_model();
+    let seq = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+    let pads: Vec<usize> = requests.iter().map(|r| seq - r.ids.len()).collect();
+    let layouts: Vec<(usize, usize)> = requests.iter().map(|r| model.prompt_layout(r.ids)).collect();
+
+    // Prefill: per-row embeddings, left-padded with zeros.
+    let mut rows = Vec::with_capacity(batch);
+    for (r, &pad) in requests.iter().zip(&pads) {
+        let ids_t = Tensor::new(r.ids, &device)?.unsqueeze(0)?;
+        let embeds = model.input_embeds(&ids_t, r.image.map(|i| (i, r.pre_image)))?;
+        rows.push(if pad > 0 {
+            let zeros = Tensor::zeros((1, pad, embeds.dim(2)?), embeds.dtype(), &device)?;
+            Tensor::cat(&[&zeros, &embeds], 1)?
+        } else {
+            embeds
+        });
+    }
+    let embeds = Tensor::cat(&rows, 0)?;
+    let mut pos = Vec::with_capacity(batch * 2 * seq);
+    let mut mask = Vec::with_capacity(batch * seq * seq);
+    for (r, (&pad, &(ctx, g))) in requests.iter().zip(pads.iter().zip(&layouts)) {
+        let [p0, p1] = position_ids(r.ids.len(), ctx, g);
+        for p in [p0, p1] {
+            pos.extend(std::iter::repeat_n(0u32, pad));
+            pos.extend(p);
+        }
+        for i in 0..seq {
+            for j in 0..seq {
+                let open = if i < pad {
+                    j == i // a pad query looks at itself only, so its row stays finite
+                } else {
+                    j >= pad && attends(i - pad, j - pad, ctx)
+                };
+                mask.push(if open { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    let pos = Tensor::from_vec(pos, (batch, 2, seq), &device)?;
+    let mask = Tensor::from_vec(mask, (batch, 1, seq, seq), &device)?;
     let mut cache = glm.new_cache();
-    let (context_len, gmask_index) = model.prompt_layout(ids);
-    let hidden = model.prompt_hidden_batch(ids, images, batch, &mut cache)?;
-    let mut logits = glm.logits(&hidden.narrow(1, ids.len() - 1, 1)?)?;
-    for step in 0..budget {
+    let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
+    let mut logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?;
+
+    let mut step = 0usize;
+    loop {
         let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
         let mut tokens = Vec::with_capacity(batch);
         for (i, row) in rows.iter().enumerate() {
@@ -79,23 +170,37 @@ pub fn generate(
                 continue;
             }
             let t = samplers[i].next_token(row, &out[i]);
+            let flow = on_token(i, t);
             if t == eos {
                 done[i] = true;
             } else {
                 out[i].push(t);
+                if out[i].len() >= budgets[i] || flow == Flow::Stop {
+                    done[i] = true;
+                }
             }
             tokens.push(t);
         }
-        if on_step(&tokens) == Flow::Stop || done.iter().all(|&d| d) || step + 1 == budget {
+        if done.iter().all(|&d| d) {
             break;
         }
-        let t = ids.len() + step;
-        let (p0, p1) = position_at(t, context_len, gmask_index);
-        let pos = Tensor::new(&[[[p0], [p1]]], model.device())?;
-        let next = Tensor::new(tokens.as_slice(), model.device())?.unsqueeze(1)?;
-        let x = glm.embed(&next)?;
-        let hidden = glm.forward_embeds(&x, &pos, None, Some(&mut cache), None)?;
+        let total = seq + step + 1;
+        let mut pos = Vec::with_capacity(batch * 2);
+        let mut p1s = Vec::with_capacity(batch);
+        let mut mask = Vec::with_capacity(batch * total);
+        for (r, (&pad, &(ctx, g))) in requests.iter().zip(pads.iter().zip(&layouts)) {
+            let (p0, p1) = position_at(r.ids.len() + step, ctx, g);
+            pos.push(p0);
+            p1s.push(p1);
+            mask.extend((0..total).map(|j| if j < pad { f32::NEG_INFINITY } else { 0.0 }));
+        }
+        let pos: Vec<u32> = pos.into_iter().zip(p1s).flat_map(|(a, b)| [a, b]).collect();
+        let pos = Tensor::from_vec(pos, (batch, 2, 1), &device)?;
+        let mask = Tensor::from_vec(mask, (batch, 1, 1, total), &device)?;
+        let next = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(1)?;
+        let hidden = glm.forward_embeds(&glm.embed(&next)?, &pos, Some(&mask), Some(&mut cache), None)?;
         logits = glm.logits(&hidden)?;
+        step += 1;
     }
     Ok(out)
 }

@@ -263,9 +263,11 @@ impl Captioner {
                 Some((embeds, prompt.pre_image)),
                 cfg,
                 &invalid,
-                &mut |_| {
-                    steps += 1;
-                    first_step.get_or_insert_with(Instant::now);
+                &mut |row, _| {
+                    if row == 0 {
+                        steps += 1;
+                        first_step.get_or_insert_with(Instant::now);
+                    }
                     Flow::Continue
                 },
             )?;
@@ -398,14 +400,12 @@ impl ChatSession<'_> {
             image,
             generation,
             &invalid,
-            &mut |tokens| {
-                if let Some(&t) = tokens.first() {
-                    if t != c.model.config().glm.eos_id() {
-                        match stream.push(&c.tokenizer, t) {
-                            Ok(piece) if !piece.is_empty() => on_text(&piece),
-                            Ok(_) => {}
-                            Err(e) => decode_error = Some(e),
-                        }
+            &mut |_, t| {
+                if t != c.model.config().glm.eos_id() {
+                    match stream.push(&c.tokenizer, t) {
+                        Ok(piece) if !piece.is_empty() => on_text(&piece),
+                        Ok(_) => {}
+                        Err(e) => decode_error = Some(e),
                     }
                 }
                 Flow::Continue

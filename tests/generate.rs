@@ -73,9 +73,9 @@ fn greedy_generate_matches_reference_and_streams_each_step() {
         Some((&s.image, 2)),
         &greedy(s.want.len()),
         &[],
-        &mut |tokens| {
+        &mut |row, _| {
             steps += 1;
-            assert_eq!(tokens.len(), 1);
+            assert_eq!(row, 0);
             Flow::Continue
         },
     )
@@ -89,7 +89,7 @@ fn batched_rows_equal_single_runs() {
     let s = setup();
     let both = Tensor::cat(&[&s.image, &s.other_image], 0).unwrap();
     let cfg = greedy(s.want.len());
-    let batched = generate(&s.model, &s.ids, Some((&both, 2)), &cfg, &[], &mut |_| Flow::Continue)
+    let batched = generate(&s.model, &s.ids, Some((&both, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
         .unwrap();
     let single_other = generate(
         &s.model,
@@ -97,7 +97,7 @@ fn batched_rows_equal_single_runs() {
         Some((&s.other_image, 2)),
         &cfg,
         &[],
-        &mut |_| Flow::Continue,
+        &mut |_, _| Flow::Continue,
     )
     .unwrap();
     assert_eq!(batched[0], s.want);
@@ -135,7 +135,7 @@ fn seeded_sampling_is_reproducible_and_the_seed_matters() {
             seed,
             ..GenerationConfig::default()
         };
-        generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_| Flow::Continue)
+        generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
             .unwrap()
     };
     assert_eq!(run(1), run(1));
@@ -153,12 +153,12 @@ fn invalid_ranges_and_stop_are_honoured() {
         Some((&s.image, 2)),
         &greedy(3),
         &[first..first + 1],
-        &mut |_| Flow::Continue,
+        &mut |_, _| Flow::Continue,
     )
     .unwrap();
     assert_ne!(out[0][0], s.want[0]);
     // The callback can stop generation.
-    let out = generate(&s.model, &s.ids, Some((&s.image, 2)), &greedy(8), &[], &mut |_| Flow::Stop)
+    let out = generate(&s.model, &s.ids, Some((&s.image, 2)), &greedy(8), &[], &mut |_, _| Flow::Stop)
         .unwrap();
     assert_eq!(out[0].len(), 1);
 }
@@ -170,7 +170,57 @@ fn over_long_prompt_is_a_clear_error() {
         max_length: 10,
         ..greedy(4)
     };
-    let err = generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_| Flow::Continue)
+    let err = generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
         .unwrap_err();
     assert!(err.to_string().contains("maximum length"), "{err}");
+}
+
+#[test]
+fn different_prompts_batched_equal_each_alone() {
+    use visualglm::generate::{generate_many, GenRequest};
+    let s = setup();
+    let cfg = greedy(6);
+    // A shorter text-only prompt and the image prompt, decoded together.
+    let text_ids: Vec<u32> = vec![20, 21, 22, 23, 1001, 1004];
+    let requests = [
+        GenRequest {
+            ids: &s.ids,
+            image: Some(&s.image),
+            pre_image: 2,
+            config: &cfg,
+            invalid: &[],
+        },
+        GenRequest {
+            ids: &text_ids,
+            image: None,
+            pre_image: 0,
+            config: &cfg,
+            invalid: &[],
+        },
+        GenRequest {
+            ids: &s.ids,
+            image: Some(&s.other_image),
+            pre_image: 2,
+            config: &cfg,
+            invalid: &[],
+        },
+    ];
+    let batched = generate_many(&s.model, &requests, &mut |_, _| Flow::Continue).unwrap();
+    for (i, r) in requests.iter().enumerate() {
+        let alone = generate_many(&s.model, std::slice::from_ref(r), &mut |_, _| Flow::Continue)
+            .unwrap();
+        assert_eq!(batched[i], alone[0], "request {i}");
+    }
+    assert_eq!(batched[0], s.want[..6].to_vec());
+    // Stopping one request leaves the others running.
+    let stopped = generate_many(&s.model, &requests, &mut |row, _| {
+        if row == 1 {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    })
+    .unwrap();
+    assert_eq!(stopped[1].len(), 1);
+    assert_eq!(stopped[0], batched[0]);
 }

@@ -6,6 +6,7 @@
 //! * [`optim`], [`grads`], [`schedule`]: AdamW with saveable state, gradient accumulation,
 //!   clipping and skipping, the warmup + cosine learning-rate schedule.
 //! * [`checkpoint`]: atomic, verified, resumable training checkpoints.
+//! * [`step`]: one guarded optimiser step (skip non-finite, clip, AdamW at the scheduled lr).
 //! * [`rng`]: a counter-based RNG whose whole state is `(seed, counter)`.
 
 pub mod checkpoint;
@@ -17,5 +18,6 @@ pub mod losses;
 pub mod optim;
 pub mod rng;
 pub mod schedule;
+pub mod step;
 
 pub use error::{Result, TrainError};

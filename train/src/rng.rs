@@ -18,7 +18,7 @@ pub fn mix64(mut z: u64) -> u64 {
 }
 
 /// The full state of a [`TrainRng`]: saved in checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RngState {
     /// The seed the stream was started from.
     pub seed: u64,

@@ -128,16 +128,34 @@ struct FirstPass {
     ref_max: Vec<(u32, u32)>,
 }
 
-/// Sorted `(ngram id, max count over references)`.
+/// Sorted `(ngram id, max count over references)`, by merging the sorted reference lists.
 fn ref_max_counts(refs: &[Encoded]) -> Vec<(u32, u32)> {
-    let mut all: Vec<(u32, u32)> = refs.iter().flat_map(|r| r.grams.iter().copied()).collect();
-    all.sort_unstable();
-    let mut out: Vec<(u32, u32)> = Vec::with_capacity(all.len());
-    for (id, count) in all {
-        match out.last_mut() {
-            Some((last, max)) if *last == id => *max = (*max).max(count),
-            _ => out.push((id, count)),
+    let mut acc: Vec<(u32, u32)> = Vec::new();
+    for reference in refs {
+        let other = &reference.grams;
+        let mut merged = Vec::with_capacity(acc.len() + other.len());
+        let (mut i, mut j) = (0, 0);
+        while i < acc.len() && j < other.len() {
+            let (a, b) = (acc[i], other[j]);
+            match a.0.cmp(&b.0) {
+                std::cmp::Ordering::Less => {
+                    merged.push(a);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    merged.push(b);
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    merged.push((a.0, a.1.max(b.1)));
+                    i += 1;
+                    j += 1;
+                }
+            }
         }
+        merged.extend_from_slice(&acc[i..]);
+        merged.extend_from_slice(&other[j..]);
+        acc = merged;
     }
-    out
+    acc
 }

@@ -5,7 +5,6 @@
 //! thread count): words first, then n-grams of order k as `(id of the (k-1)-gram, next word)`.
 
 use std::hash::{BuildHasher, BuildHasherDefault, Hash};
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use rayon::prelude::*;
 
@@ -15,7 +14,7 @@ use crate::hash::{FastHasher, FastMap};
 pub(crate) const MAX_N: usize = 4;
 
 /// Number of interning shards (fixed for reproducible ids).
-const SHARDS: usize = 8;
+const SHARDS: usize = 16;
 
 /// One caption after encoding.
 #[derive(Debug, Clone, Default)]
@@ -43,34 +42,39 @@ fn shard_of(hash: u64) -> usize {
 /// number of distinct keys.
 fn intern<K: Hash + Eq + Copy + Send + Sync>(keys: &[K], first_id: u32) -> (Vec<u32>, u32) {
     let build = BuildHasherDefault::<FastHasher>::default();
-    let hashes: Vec<u64> = keys.par_iter().map(|k| build.hash_one(k)).collect();
-    let local: Vec<AtomicU32> = (0..keys.len()).map(|_| AtomicU32::new(0)).collect();
-    let sizes: Vec<u32> = (0..SHARDS)
-        .into_par_iter()
-        .map(|shard| {
+    let shards: Vec<u8> = keys
+        .par_iter()
+        .map(|k| shard_of(build.hash_one(k)) as u8)
+        .collect();
+    let mut buckets: Vec<Vec<u32>> = vec![Vec::with_capacity(keys.len() / SHARDS + 16); SHARDS];
+    for (i, &shard) in shards.iter().enumerate() {
+        buckets[usize::from(shard)].push(i as u32);
+    }
+    // Per shard: the local id of each of its keys (in bucket order) and the distinct count.
+    let local: Vec<(Vec<u32>, u32)> = buckets
+        .par_iter()
+        .map(|bucket| {
             let mut map: FastMap<K, u32> = FastMap::default();
-            for (i, (key, &h)) in keys.iter().zip(&hashes).enumerate() {
-                if shard_of(h) == shard {
+            map.reserve(bucket.len() / 2);
+            let ids = bucket
+                .iter()
+                .map(|&i| {
                     let next = map.len() as u32;
-                    let id = *map.entry(*key).or_insert(next);
-                    local[i].store(id, Ordering::Relaxed);
-                }
-            }
-            map.len() as u32
+                    *map.entry(keys[i as usize]).or_insert(next)
+                })
+                .collect();
+            (ids, map.len() as u32)
         })
         .collect();
-    let mut bases = [0u32; SHARDS];
-    let mut total = first_id;
-    for (base, size) in bases.iter_mut().zip(&sizes) {
-        *base = total;
-        total += size;
+    let mut ids = vec![0u32; keys.len()];
+    let mut base = first_id;
+    for (bucket, (local_ids, count)) in buckets.iter().zip(&local) {
+        for (&i, &l) in bucket.iter().zip(local_ids) {
+            ids[i as usize] = base + l;
+        }
+        base += count;
     }
-    let ids = local
-        .into_par_iter()
-        .zip(hashes.into_par_iter())
-        .map(|(l, h)| bases[shard_of(h)] + l.into_inner())
-        .collect();
-    (ids, total - first_id)
+    (ids, base - first_id)
 }
 
 /// Start offsets of each caption's k-grams in a flat array, plus the total.

@@ -14,7 +14,7 @@ use super::convert::SPACE;
 use super::lattice::FastUnigram;
 
 /// Words memoised before the cache is emptied (bounds memory on endless distinct input).
-const CACHE_LIMIT: usize = 1 << 20;
+const CACHE_LIMIT: usize = 1 << 19;
 
 /// Splits on user-defined pieces and `▁` word starts, then asks the model per word.
 #[derive(Debug)]

@@ -4,6 +4,8 @@
 //! strings. Only used for words missing from the word cache; `tests/tokenizer_golden.rs`
 //! and the benchmark check it against the `tokenizers` model id for id.
 
+use std::cell::RefCell;
+
 use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::models::unigram::Unigram;
 
@@ -18,6 +20,11 @@ pub struct FastUnigram {
     unk_id: u32,
     unk_score: f64,
     byte_ids: Option<[u32; 256]>,
+}
+
+thread_local! {
+    /// Reused per-thread buffers: lattice edges and best paths.
+    static SCRATCH: RefCell<(Vec<(usize, usize, u32)>, Vec<Best>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[derive(Clone, Copy)]
@@ -51,15 +58,32 @@ impl FastUnigram {
 
     /// Appends the ids of `word` to `out`.
     pub fn encode(&self, word: &str, out: &mut Vec<u32>) {
-        let n = word.len();
-        if n == 0 {
+        if word.is_empty() {
             return;
         }
-        let mut edges: Vec<(usize, usize, u32)> = self
-            .automaton
-            .find_overlapping_iter(word)
-            .map(|m| (m.start(), m.end(), m.pattern().as_u32()))
-            .collect();
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut s) => {
+                let (edges, best) = &mut *s;
+                self.search(word, edges, best, out);
+            }
+            Err(_) => self.search(word, &mut Vec::new(), &mut Vec::new(), out),
+        });
+    }
+
+    fn search(
+        &self,
+        word: &str,
+        edges: &mut Vec<(usize, usize, u32)>,
+        best: &mut Vec<Best>,
+        out: &mut Vec<u32>,
+    ) {
+        let n = word.len();
+        edges.clear();
+        edges.extend(
+            self.automaton
+                .find_overlapping_iter(word)
+                .map(|m| (m.start(), m.end(), m.pattern().as_u32())),
+        );
         edges.sort_unstable();
         let unset = Best {
             score: 0.0,
@@ -67,7 +91,8 @@ impl FastUnigram {
             id: 0,
             reached: false,
         };
-        let mut best = vec![unset; n + 1];
+        best.clear();
+        best.resize(n + 1, unset);
         let mut e = 0;
         for (start, ch) in word.char_indices() {
             while e < edges.len() && edges[e].0 < start {
@@ -104,7 +129,9 @@ impl FastUnigram {
             }
         }
         // Backtrack, then emit with consecutive unknowns fused (as bytes with fallback).
-        let mut path: Vec<(usize, usize, u32)> = Vec::new();
+        // The edge buffer is free again: reuse it for the path.
+        let path = edges;
+        path.clear();
         let mut end = n;
         while end > 0 && best[end].reached {
             let b = best[end];
