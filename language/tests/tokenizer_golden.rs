@@ -126,3 +126,39 @@ fn bpe_standin_matches_official_tokenizer() {
 fn unigram_standin_matches_official_tokenizer() {
     check_model("unigram");
 }
+
+/// The lean encoder equals the full `tokenizers` pipeline on pseudo-random mixed text.
+#[test]
+fn lean_encoder_equals_pipeline_on_random_text() {
+    let g = golden();
+    // Characters drawn from the fixture texts plus a few extra.
+    let mut chars: Vec<char> = g["cases"]["bpe"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["text"].as_str().unwrap().chars().collect::<Vec<_>>())
+        .collect();
+    chars.extend("  \t\n<>|_0x41[gMASK]<sop>é😀".chars());
+    chars.sort_unstable();
+    chars.dedup();
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move |n: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % n
+    };
+    let texts: Vec<String> = (0..300)
+        .map(|_| (0..next(60)).map(|_| chars[next(chars.len())]).collect())
+        .collect();
+    for kind in ["bpe", "unigram"] {
+        let tok = ChatGlmTokenizer::from_file(format!("{GOLDEN}/standin_{kind}.model")).unwrap();
+        for text in &texts {
+            assert_eq!(
+                tok.encode(text).unwrap(),
+                tok.encode_reference(text).unwrap(),
+                "{kind}: {text:?}"
+            );
+        }
+    }
+}

@@ -51,8 +51,8 @@ pub(crate) struct RawScores {
 
 /// Scores already-tokenised text laid out as `[cand_0, refs_0.., cand_1, refs_1..]`.
 fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScores {
-    let refs: Vec<&str> = tokenized.iter().map(String::as_str).collect();
-    let set = ngrams::encode(&refs);
+    let texts: Vec<&str> = tokenized.iter().map(String::as_str).collect();
+    let set = ngrams::encode(&texts);
     let mut spans = Vec::with_capacity(items.len());
     let mut offset = 0;
     for it in items {

@@ -46,7 +46,9 @@ fn intern<K: Hash + Eq + Copy + Send + Sync>(keys: &[K], first_id: u32) -> (Vec<
         .par_iter()
         .map(|k| shard_of(build.hash_one(k)) as u8)
         .collect();
-    let mut buckets: Vec<Vec<u32>> = vec![Vec::with_capacity(keys.len() / SHARDS + 16); SHARDS];
+    let mut buckets: Vec<Vec<u32>> = (0..SHARDS)
+        .map(|_| Vec::with_capacity(keys.len() / SHARDS + 16))
+        .collect();
     for (i, &shard) in shards.iter().enumerate() {
         buckets[usize::from(shard)].push(i as u32);
     }

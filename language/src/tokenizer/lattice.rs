@@ -22,9 +22,12 @@ pub struct FastUnigram {
     byte_ids: Option<[u32; 256]>,
 }
 
+/// A lattice edge or path step: start byte, end byte, piece id.
+type Edge = (usize, usize, u32);
+
 thread_local! {
     /// Reused per-thread buffers: lattice edges and best paths.
-    static SCRATCH: RefCell<(Vec<(usize, usize, u32)>, Vec<Best>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<(Vec<Edge>, Vec<Best>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
 #[derive(Clone, Copy)]
@@ -70,13 +73,7 @@ impl FastUnigram {
         });
     }
 
-    fn search(
-        &self,
-        word: &str,
-        edges: &mut Vec<(usize, usize, u32)>,
-        best: &mut Vec<Best>,
-        out: &mut Vec<u32>,
-    ) {
+    fn search(&self, word: &str, edges: &mut Vec<Edge>, best: &mut Vec<Best>, out: &mut Vec<u32>) {
         let n = word.len();
         edges.clear();
         edges.extend(

@@ -1,0 +1,363 @@
+//! Turning a validated request body into a [`Prepared`] prompt for the model: the
+//! conversation becomes VisualGLM's history and query, the sampling fields a
+//! [`GenerationConfig`], the image a decoded picture.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use image::DynamicImage;
+use visualglm_language::GenerationConfig;
+
+use super::error::ApiError;
+use super::image::ImagePolicy;
+use super::types::{ChatCompletionRequest, ContentPart, MessageContent, ReleaseRequest};
+use crate::pipeline::{Captioner, DEFAULT_QUERY_ZH};
+
+/// The release demos' sampling settings (`api.py`, `web_demo.py`).
+const DEFAULT_TEMPERATURE: f32 = 0.8;
+const DEFAULT_TOP_P: f32 = 0.4;
+const DEFAULT_TOP_K: usize = 100;
+const DEFAULT_REPETITION_PENALTY: f32 = 1.2;
+
+/// Server-wide limits that shape every prompt.
+#[derive(Debug, Clone)]
+pub struct PromptLimits {
+    /// Most tokens of prompt + answer.
+    pub max_length: usize,
+    /// New tokens when the request does not say.
+    pub default_max_tokens: usize,
+}
+
+impl Default for PromptLimits {
+    fn default() -> Self {
+        Self {
+            max_length: 2048,
+            default_max_tokens: 512,
+        }
+    }
+}
+
+/// A request ready to queue.
+#[derive(Debug)]
+pub struct Prepared {
+    /// Prompt ids (the image's 32 placeholders included).
+    pub ids: Vec<u32>,
+    /// Index of the first image placeholder.
+    pub pre_image: usize,
+    /// The image, if any.
+    pub image: Option<DynamicImage>,
+    /// Decoding settings.
+    pub config: GenerationConfig,
+    /// English template and suppression of Chinese tokens.
+    pub english: bool,
+    /// The question asked (for the release's history).
+    pub query: String,
+    /// The earlier turns.
+    pub history: Vec<(String, String)>,
+}
+
+/// A chat reduced to VisualGLM's shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// The last user message's text.
+    pub query: String,
+    /// Earlier (user, assistant) turns.
+    pub history: Vec<(String, String)>,
+    /// The URL of the conversation's image: the last one if there are several.
+    pub image_url: Option<String>,
+}
+
+/// Reduces OpenAI messages to a query, a history and at most one image.
+///
+/// System messages are ignored (VisualGLM has no system prompt). Consecutive user messages
+/// are joined with a newline; an assistant message must follow a user message; the last
+/// message must be the user's. A user message with only an image asks the release's default
+/// question (`描述这张图片。`).
+pub fn conversation(messages: &[super::types::ChatMessage]) -> Result<Conversation, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::bad_request("`messages` must not be empty").with_param("messages"));
+    }
+    let mut history = Vec::new();
+    let mut pending: Option<String> = None;
+    let mut image_url = None;
+    for (i, m) in messages.iter().enumerate() {
+        let mut texts = Vec::new();
+        match &m.content {
+            None => {}
+            Some(MessageContent::Text(t)) => texts.push(t.as_str()),
+            Some(MessageContent::Parts(parts)) => {
+                for p in parts {
+                    match p {
+                        ContentPart::Text { text } => texts.push(text.as_str()),
+                        ContentPart::ImageUrl { image_url: u } => image_url = Some(u.url.clone()),
+                    }
+                }
+            }
+        }
+        let text = texts.join("\n");
+        match m.role.as_str() {
+            "system" | "developer" => {}
+            "user" => {
+                pending = Some(match pending.take() {
+                    Some(prev) if !text.is_empty() => format!("{prev}\n{text}"),
+                    Some(prev) => prev,
+                    None => text,
+                })
+            }
+            "assistant" => match pending.take() {
+                Some(q) => history.push((q, text)),
+                None => {
+                    return Err(ApiError::bad_request(format!(
+                        "messages[{i}]: an assistant message must follow a user message"
+                    ))
+                    .with_param(format!("messages[{i}]")))
+                }
+            },
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "messages[{i}]: unsupported role `{other}` (use system, user or assistant)"
+                ))
+                .with_param(format!("messages[{i}].role")))
+            }
+        }
+    }
+    let Some(query) = pending else {
+        return Err(ApiError::bad_request("the last message must come from the user")
+            .with_param("messages"));
+    };
+    let query = if query.trim().is_empty() {
+        DEFAULT_QUERY_ZH.to_string()
+    } else {
+        query
+    };
+    Ok(Conversation {
+        query,
+        history,
+        image_url,
+    })
+}
+
+/// The release's language switch (`is_chinese`): Chinese mode when the query has a CJK
+/// ideograph (U+4E00–U+9FA5), English mode otherwise.
+pub fn is_chinese(text: &str) -> bool {
+    text.chars().any(|c| ('\u{4e00}'..='\u{9fa5}').contains(&c))
+}
+
+/// A seed for requests that do not give one.
+fn random_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64 of the mix, so consecutive requests get unrelated seeds.
+    let mut z = nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Sampling settings shared by both endpoints.
+struct Sampling {
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    repetition_penalty: Option<f32>,
+    seed: Option<i64>,
+}
+
+impl Sampling {
+    fn config(&self, max_new_tokens: usize, max_length: usize) -> Result<GenerationConfig, ApiError> {
+        let temperature = self.temperature.unwrap_or(DEFAULT_TEMPERATURE);
+        if !(0.0..=2.0).contains(&temperature) {
+            return Err(ApiError::bad_request("`temperature` must be between 0 and 2")
+                .with_param("temperature"));
+        }
+        let top_p = self.top_p.unwrap_or(DEFAULT_TOP_P);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::bad_request("`top_p` must be in (0, 1]").with_param("top_p"));
+        }
+        let repetition_penalty = self.repetition_penalty.unwrap_or(DEFAULT_REPETITION_PENALTY);
+        if !(repetition_penalty > 0.0 && repetition_penalty.is_finite()) {
+            return Err(ApiError::bad_request("`repetition_penalty` must be positive")
+                .with_param("repetition_penalty"));
+        }
+        Ok(GenerationConfig {
+            max_new_tokens,
+            max_length,
+            do_sample: temperature > 0.0,
+            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            top_p,
+            top_k: self.top_k.unwrap_or(DEFAULT_TOP_K),
+            repetition_penalty,
+            num_beams: 1,
+            seed: self.seed.map(|s| s as u64).unwrap_or_else(random_seed),
+        })
+    }
+}
+
+/// Validates an OpenAI chat request and builds its prompt (decoding its image).
+pub fn prepare_chat(
+    captioner: &Captioner,
+    req: &ChatCompletionRequest,
+    policy: &ImagePolicy,
+    limits: &PromptLimits,
+) -> Result<Prepared, ApiError> {
+    if let Some(n) = req.n {
+        if n != 1 {
+            return Err(ApiError::bad_request("only `n` = 1 is supported").with_param("n"));
+        }
+    }
+    let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
+        None => limits.default_max_tokens,
+        Some(0) => {
+            return Err(ApiError::bad_request("`max_tokens` must be at least 1")
+                .with_param("max_tokens"))
+        }
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+    };
+    let conv = conversation(&req.messages)?;
+    let sampling = Sampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        repetition_penalty: req.repetition_penalty,
+        seed: req.seed,
+    };
+    let config = sampling.config(max_tokens, limits.max_length)?;
+    let image = conv
+        .image_url
+        .as_deref()
+        .map(|u| policy.load_url(u))
+        .transpose()?;
+    let english = !is_chinese(&conv.query);
+    build(captioner, conv.query, conv.history, image, config, english)
+}
+
+/// Validates a release `POST /` request and builds its prompt (decoding its image).
+pub fn prepare_release(
+    captioner: &Captioner,
+    req: &ReleaseRequest,
+    policy: &ImagePolicy,
+    limits: &PromptLimits,
+) -> Result<Prepared, ApiError> {
+    let max_length = req.max_length.unwrap_or(limits.max_length);
+    if max_length == 0 || max_length > limits.max_length {
+        return Err(ApiError::bad_request(format!(
+            "`max_length` must be between 1 and {}",
+            limits.max_length
+        ))
+        .with_param("max_length"));
+    }
+    let sampling = Sampling {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        repetition_penalty: None,
+        seed: req.seed,
+    };
+    // The release generates until `max_length` (prompt + answer) or `<eop>`.
+    let config = sampling.config(max_length, max_length)?;
+    let image = match req.image.as_deref() {
+        Some(s) if !s.trim().is_empty() => Some(policy.load_base64(s)?),
+        _ => None,
+    };
+    let english = !is_chinese(&req.text);
+    let history = req.history.clone().unwrap_or_default();
+    build(captioner, req.text.clone(), history, image, config, english)
+}
+
+fn build(
+    captioner: &Captioner,
+    query: String,
+    history: Vec<(String, String)>,
+    image: Option<DynamicImage>,
+    config: GenerationConfig,
+    english: bool,
+) -> Result<Prepared, ApiError> {
+    // Leave room for at least one new token.
+    let room = config.max_length.saturating_sub(1);
+    let prompt = captioner
+        .prompt(&query, &history, english, image.is_some(), room)
+        .map_err(|e| {
+            ApiError::bad_request(format!(
+                "{e}; the maximum length (prompt + answer) is {} tokens",
+                config.max_length
+            ))
+            .with_param("messages")
+            .with_code("context_length_exceeded")
+        })?;
+    Ok(Prepared {
+        ids: prompt.ids,
+        pre_image: prompt.pre_image,
+        image,
+        config,
+        english,
+        query,
+        history,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::types::ChatMessage;
+
+    fn msgs(v: serde_json::Value) -> Vec<ChatMessage> {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn messages_become_history_query_and_the_last_image() {
+        let c = conversation(&msgs(serde_json::json!([
+            {"role": "system", "content": "be nice"},
+            {"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": "data:a"}},
+                {"type": "text", "text": "what is it?"}]},
+            {"role": "assistant", "content": "a cat"},
+            {"role": "user", "content": [
+                {"type": "text", "text": "and"},
+                {"type": "image_url", "image_url": {"url": "data:b"}},
+                {"type": "text", "text": "this?"}]},
+        ])))
+        .unwrap();
+        assert_eq!(c.history, vec![("what is it?".into(), "a cat".into())]);
+        assert_eq!(c.query, "and\nthis?");
+        assert_eq!(c.image_url.as_deref(), Some("data:b"));
+
+        let only_image = conversation(&msgs(serde_json::json!([
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}
+        ])))
+        .unwrap();
+        assert_eq!(only_image.query, DEFAULT_QUERY_ZH);
+
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!([{"role": "assistant", "content": "hi"}]),
+            serde_json::json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]),
+            serde_json::json!([{"role": "tool", "content": "x"}, {"role": "user", "content": "hi"}]),
+        ] {
+            let e = conversation(&msgs(bad.clone())).unwrap_err();
+            assert_eq!(e.status.as_u16(), 400, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sampling_defaults_and_ranges() {
+        let s = Sampling {
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            repetition_penalty: None,
+            seed: Some(7),
+        };
+        let c = s.config(10, 100).unwrap();
+        assert!(c.do_sample);
+        assert_eq!((c.temperature, c.top_p, c.top_k, c.seed), (0.8, 0.4, 100, 7));
+        let greedy = Sampling { temperature: Some(0.0), ..s };
+        assert!(!greedy.config(10, 100).unwrap().do_sample);
+        let hot = Sampling { temperature: Some(3.0), ..greedy };
+        assert_eq!(hot.config(1, 2).unwrap_err().param.as_deref(), Some("temperature"));
+        assert!(is_chinese("描述") && !is_chinese("Describe the image."));
+    }
+}

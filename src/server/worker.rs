@@ -1,0 +1,302 @@
+//! The request queue and the model worker: one thread owns the model, takes the waiting
+//! requests in batches (up to `max_batch`), encodes their images together, and decodes all
+//! their prompts together with [`generate_many`], streaming each token to its request.
+//!
+//! A batch runs until its last request ends; requests arriving meanwhile wait for the next
+//! batch (no joining a running batch). A request whose client went away is stopped with
+//! [`Flow::Stop`] at its next token and frees its slot.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use candle_core::Tensor;
+use image::DynamicImage;
+use tokio::sync::mpsc::UnboundedSender;
+use visualglm_language::GenerationConfig;
+
+use super::error::ApiError;
+use super::types::FinishReason;
+use crate::generate::{generate_many, token_budget, Flow, GenRequest};
+use crate::pipeline::Captioner;
+
+/// One request, ready for the model.
+#[derive(Debug)]
+pub struct Job {
+    /// Prompt ids (with the 32 image placeholders when there is an image).
+    pub ids: Vec<u32>,
+    /// Index of the first image placeholder.
+    pub pre_image: usize,
+    /// The decoded image, if any.
+    pub image: Option<DynamicImage>,
+    /// Decoding settings.
+    pub config: GenerationConfig,
+    /// English mode: suppress the Chinese block.
+    pub english: bool,
+    /// Where the tokens go; dropping the receiver cancels the request.
+    pub events: UnboundedSender<Event>,
+}
+
+/// What the worker tells a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A new token (never `<eop>`).
+    Token(u32),
+    /// The answer is complete.
+    Done {
+        /// All generated tokens, without `<eop>`.
+        tokens: Vec<u32>,
+        /// Why it ended.
+        finish: FinishReason,
+    },
+    /// The request failed inside the model.
+    Failed(ApiError),
+}
+
+/// How requests are grouped.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    /// Most requests decoded together (1: one at a time).
+    pub max_batch: usize,
+    /// Most requests waiting; more are refused with 503.
+    pub max_queue: usize,
+    /// How long an idle worker waits for more requests after the first one arrives.
+    pub window: Duration,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 16,
+            max_queue: 256,
+            window: Duration::from_millis(5),
+        }
+    }
+}
+
+/// The sending side of the queue, shared by the HTTP handlers.
+#[derive(Debug, Clone)]
+pub struct Queue {
+    tx: SyncSender<Job>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Queue {
+    /// Starts the worker thread; it ends when every [`Queue`] clone is dropped.
+    pub fn start(
+        captioner: Arc<Captioner>,
+        opts: BatchOptions,
+    ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(opts.max_queue.max(1));
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let counter = in_flight.clone();
+        let handle = std::thread::Builder::new()
+            .name("visualglm-worker".into())
+            .spawn(move || run(&captioner, &rx, opts, &counter))?;
+        Ok((Self { tx, in_flight }, handle))
+    }
+
+    /// Queues a job, or refuses it with 503 when the queue is full or the worker stopped.
+    pub fn submit(&self, job: Job) -> Result<(), ApiError> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        match self.tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Err(match e {
+                    TrySendError::Full(_) => {
+                        ApiError::unavailable("the server is busy: too many queued requests")
+                    }
+                    TrySendError::Disconnected(_) => {
+                        ApiError::unavailable("the model worker has stopped")
+                    }
+                })
+            }
+        }
+    }
+
+    /// Requests queued or running.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+}
+
+fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, in_flight: &AtomicUsize) {
+    let max_batch = opts.max_batch.max(1);
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        let deadline = Instant::now() + opts.window;
+        while jobs.len() < max_batch {
+            let next = match rx.try_recv() {
+                Ok(job) => Ok(job),
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    rx.recv_timeout(left)
+                }
+            };
+            match next {
+                Ok(job) => jobs.push(job),
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let count = jobs.len();
+        let (live, gone): (Vec<Job>, Vec<Job>) =
+            jobs.into_iter().partition(|j| !j.events.is_closed());
+        if !gone.is_empty() {
+            tracing::debug!("{} request(s) cancelled before they started", gone.len());
+        }
+        if !live.is_empty() {
+            let start = Instant::now();
+            let outcome =
+                std::panic::catch_unwind(AssertUnwindSafe(|| run_batch(captioner, &live)));
+            if outcome.is_err() {
+                tracing::error!("the model panicked on a batch of {}", live.len());
+                for job in &live {
+                    let _ = job
+                        .events
+                        .send(Event::Failed(ApiError::internal("the model failed on this batch")));
+                }
+            }
+            tracing::info!(
+                batch = live.len(),
+                ms = start.elapsed().as_millis() as u64,
+                "batch done"
+            );
+        }
+        in_flight.fetch_sub(count, Ordering::SeqCst);
+    }
+    tracing::debug!("model worker stopped");
+}
+
+/// Where one request of the running batch stands.
+struct Slot {
+    tokens: Vec<u32>,
+    budget: usize,
+    ended: bool,
+}
+
+fn run_batch(captioner: &Captioner, jobs: &[Job]) {
+    let model = captioner.model();
+    let eos = model.config().glm.eos_id();
+    // Encode all images of the batch at once.
+    let with_image: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].image.is_some()).collect();
+    let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
+    if !with_image.is_empty() {
+        let images: Vec<DynamicImage> = with_image
+            .iter()
+            .filter_map(|&i| jobs[i].image.clone())
+            .collect();
+        let encoded = captioner.encode_images(&images).and_then(|all| {
+            with_image
+                .iter()
+                .enumerate()
+                .map(|(row, &i)| Ok((i, all.narrow(0, row, 1)?)))
+                .collect::<crate::Result<Vec<_>>>()
+        });
+        match encoded {
+            Ok(rows) => {
+                for (i, t) in rows {
+                    embeds[i] = Some(t);
+                }
+            }
+            Err(e) => {
+                let err = ApiError::from(e);
+                for job in jobs {
+                    let _ = job.events.send(Event::Failed(err.clone()));
+                }
+                return;
+            }
+        }
+    }
+    let invalid: Vec<_> = jobs.iter().map(|j| captioner.invalid_ids(j.english)).collect();
+    let mut slots = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match token_budget(job.ids.len(), &job.config) {
+            Ok(budget) => slots.push(Slot {
+                tokens: Vec::new(),
+                budget,
+                ended: false,
+            }),
+            Err(e) => {
+                let err = ApiError::from(e);
+                for job in jobs {
+                    let _ = job.events.send(Event::Failed(err.clone()));
+                }
+                return;
+            }
+        }
+    }
+    let requests: Vec<GenRequest<'_>> = jobs
+        .iter()
+        .zip(&embeds)
+        .zip(&invalid)
+        .map(|((job, image), invalid)| GenRequest {
+            ids: &job.ids,
+            image: image.as_ref(),
+            pre_image: job.pre_image,
+            config: &job.config,
+            invalid,
+        })
+        .collect();
+    let result = generate_many(model, &requests, &mut |i, t| {
+        let (Some(slot), Some(job)) = (slots.get_mut(i), jobs.get(i)) else {
+            return Flow::Stop;
+        };
+        if slot.ended {
+            return Flow::Stop;
+        }
+        if t == eos {
+            slot.ended = true;
+            let tokens = std::mem::take(&mut slot.tokens);
+            let _ = job.events.send(Event::Done {
+                tokens,
+                finish: FinishReason::Stop,
+            });
+            return Flow::Continue;
+        }
+        slot.tokens.push(t);
+        if job.events.send(Event::Token(t)).is_err() {
+            slot.ended = true;
+            tracing::debug!("request {i} of the batch was cancelled");
+            return Flow::Stop;
+        }
+        if slot.tokens.len() >= slot.budget {
+            slot.ended = true;
+            let tokens = std::mem::take(&mut slot.tokens);
+            let _ = job.events.send(Event::Done {
+                tokens,
+                finish: FinishReason::Length,
+            });
+        }
+        Flow::Continue
+    });
+    match result {
+        Ok(outs) => {
+            // Requests the generator ended without a token telling us so.
+            for ((slot, job), out) in slots.iter().zip(jobs).zip(outs) {
+                if !slot.ended {
+                    let finish = if out.len() >= slot.budget {
+                        FinishReason::Length
+                    } else {
+                        FinishReason::Stop
+                    };
+                    let _ = job.events.send(Event::Done { tokens: out, finish });
+                }
+            }
+        }
+        Err(e) => {
+            let err = ApiError::from(e);
+            for (slot, job) in slots.iter().zip(jobs) {
+                if !slot.ended {
+                    let _ = job.events.send(Event::Failed(err.clone()));
+                }
+            }
+        }
+    }
+}
