@@ -43,8 +43,15 @@ struct Toy {
 }
 
 impl Toy {
+    /// The frozen weights always come from the same "base model"; `seed` draws the
+    /// trainable ones (a resumed run overwrites them from the checkpoint).
     fn new(seed: u64) -> Self {
         let d = Device::Cpu;
+        let mut base = TrainRng::new(7);
+        let frozen: Vec<f32> = (0..IN * IN)
+            .map(|_| ((base.next_f64() * 2.0 - 1.0) * 0.8) as f32)
+            .collect();
+        let frozen = Var::from_tensor(&Tensor::from_vec(frozen, (IN, IN), &d).unwrap()).unwrap();
         let mut rng = TrainRng::new(seed);
         let mut t = |shape: (usize, usize), scale: f64| {
             let v: Vec<f32> = (0..shape.0 * shape.1)
@@ -52,7 +59,6 @@ impl Toy {
                 .collect();
             Var::from_tensor(&Tensor::from_vec(v, shape, &d).unwrap()).unwrap()
         };
-        let frozen = t((IN, IN), 0.8);
         let w1 = t((IN, HID), 0.7);
         let w2 = t((HID, 1), 0.5);
         let b1 = Var::zeros(HID, DType::F32, &d).unwrap();
