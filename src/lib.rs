@@ -11,6 +11,7 @@ pub mod pipeline;
 mod prompt_ids;
 pub mod quantize;
 pub mod runtime;
+pub mod server;
 
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
 pub use config::{ConfigError, VisualGlmConfig};

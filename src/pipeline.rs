@@ -33,7 +33,7 @@ pub const DEFAULT_QUERY_ZH: &str = "描述这张图片。";
 pub const DEFAULT_QUERY_EN: &str = "Describe the image.";
 
 /// One question about an image, with how to answer it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Question {
     /// The question; `None` asks the release's describe-this-image question.
@@ -42,16 +42,6 @@ pub struct Question {
     pub english: bool,
     /// Decoding settings.
     pub generation: GenerationConfig,
-}
-
-impl Default for Question {
-    fn default() -> Self {
-        Self {
-            query: None,
-            english: false,
-            generation: GenerationConfig::default(),
-        }
-    }
 }
 
 impl Question {
@@ -161,7 +151,8 @@ impl Captioner {
     /// Ids the sampler must never pick: ids without a piece, plus the Chinese block in
     /// English mode.
     pub fn invalid_ids(&self, english: bool) -> Vec<Range<usize>> {
-        let mut ranges = vec![self.tokenizer.num_pieces()..self.model.config().glm.vocab_size];
+        let no_piece = self.tokenizer.num_pieces()..self.model.config().glm.vocab_size;
+        let mut ranges = Vec::from([no_piece]);
         if english {
             ranges.extend(
                 self.tokenizer

@@ -135,7 +135,7 @@ impl Sampler {
             .map(|&(_, l)| ((l - max) as f64).exp())
             .collect();
         let total: f64 = weights.iter().sum();
-        if !(total > 0.0) || !total.is_finite() {
+        if total.is_nan() || total <= 0.0 || !total.is_finite() {
             return argmax(&logits);
         }
         let mut u = self.rng.random::<f64>() * total;
@@ -166,7 +166,7 @@ pub fn argmax(values: &[f32]) -> u32 {
 /// token, so `top_p = 0` is greedy), as the release does.
 pub fn top_k_top_p(logits: &[f32], top_k: usize, top_p: f32) -> Vec<(u32, f32)> {
     let mut idx: Vec<u32> = (0..logits.len() as u32)
-        .filter(|&i| logits[i as usize] > f32::NEG_INFINITY && logits[i as usize] > FILTER_VALUE)
+        .filter(|&i| logits[i as usize] > FILTER_VALUE)
         .collect();
     if idx.is_empty() {
         return vec![(argmax(logits), 0.0)];

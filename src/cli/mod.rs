@@ -12,6 +12,7 @@ mod inspect;
 mod model_args;
 mod output;
 mod quantize;
+mod serve;
 mod tokenizer_cmd;
 
 /// VisualGLM-6B in Rust: describe images, chat, fine-tune, evaluate.
@@ -47,6 +48,8 @@ enum Command {
     Quantize(quantize::Args),
     /// Time image encoding, prefill and decode at full size with random weights.
     Bench(bench::Args),
+    /// Serve the model over HTTP (OpenAI chat completions and the release's API).
+    Serve(serve::Args),
 }
 
 /// Parses the command line, runs the subcommand and turns errors into a one-line message.
@@ -63,6 +66,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Eval(cmd) => eval_cmd::run(cmd),
         Command::Quantize(args) => quantize::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -8,7 +8,7 @@ use image::DynamicImage;
 use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
-use super::image::ImagePolicy;
+use super::images::ImagePolicy;
 use super::types::{ChatCompletionRequest, ContentPart, MessageContent, ReleaseRequest};
 use crate::pipeline::{Captioner, DEFAULT_QUERY_ZH};
 

@@ -117,7 +117,9 @@ impl Checkpoint {
             ));
         }
         let manifest: Manifest = serde_json::from_slice(&read_limited(&manifest_path, 1 << 20)?)
-            .map_err(|e| TrainError::checkpoint(&manifest_path, format!("unreadable manifest: {e}")))?;
+            .map_err(|e| {
+                TrainError::checkpoint(&manifest_path, format!("unreadable manifest: {e}"))
+            })?;
         if manifest.format != FORMAT {
             return Err(TrainError::checkpoint(
                 &manifest_path,
@@ -148,7 +150,10 @@ impl Checkpoint {
             if hash != entry.fnv1a64 {
                 return Err(TrainError::checkpoint(
                     &path,
-                    format!("corrupt: FNV-1a-64 {hash}, the manifest says {}", entry.fnv1a64),
+                    format!(
+                        "corrupt: FNV-1a-64 {hash}, the manifest says {}",
+                        entry.fnv1a64
+                    ),
                 ));
             }
             contents.insert(entry.name.clone(), data);
@@ -387,7 +392,8 @@ fn serialize_tensors(tensors: &HashMap<String, Tensor>, dir: &Path) -> Result<Ve
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut f = File::create(path).map_err(|e| TrainError::io(path, "create", e))?;
-    f.write_all(bytes).map_err(|e| TrainError::io(path, "write", e))?;
+    f.write_all(bytes)
+        .map_err(|e| TrainError::io(path, "write", e))?;
     f.sync_all().map_err(|e| TrainError::io(path, "fsync", e))
 }
 

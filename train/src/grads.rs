@@ -65,7 +65,11 @@ impl Gradients {
     pub fn global_norm(&self) -> Result<f64> {
         let mut total = 0f64;
         for g in self.grads.iter().flatten() {
-            total += g.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            total += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?;
         }
         Ok(total.sqrt())
     }
@@ -179,7 +183,13 @@ mod tests {
             assert!((a - b).abs() < 1e-6);
         }
         let loss = (y.sqr().unwrap().sum_all().unwrap() * 0.5).unwrap();
-        let g: Vec<f32> = loss.backward().unwrap().get(x.as_tensor()).unwrap().to_vec1().unwrap();
+        let g: Vec<f32> = loss
+            .backward()
+            .unwrap()
+            .get(x.as_tensor())
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         for (a, b) in g.iter().zip([0.15f32, -0.2, 0.3]) {
             assert!((a - b).abs() < 1e-6, "{a} vs {b}");
         }

@@ -297,3 +297,99 @@ pub fn masked_mean(hidden: &Tensor, mask: &Tensor) -> Result<Tensor> {
 pub fn total_loss(ar: &Tensor, itc: &Tensor, lambda: f64) -> Result<Tensor> {
     Ok((ar + (itc * lambda)?)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ar_loss_rejects_bad_labels_and_handles_no_supervision() {
+        let d = Device::Cpu;
+        let logits = Tensor::zeros((1, 3, 5), DType::F32, &d).unwrap();
+        let bad = Tensor::new(&[[-100i64, 7, 1]], &d).unwrap();
+        let err = ar_loss(&logits, &bad).unwrap_err().to_string();
+        assert!(err.contains("label 7 at batch 0, position 1"), "{err}");
+        let none = Tensor::new(&[[-100i64, -100, -100]], &d).unwrap();
+        let out = ar_loss(&logits, &none).unwrap();
+        assert_eq!(out.n_supervised, 0);
+        assert_eq!(out.mean().unwrap().to_scalar::<f32>().unwrap(), 0.0);
+        let wrong = Tensor::new(&[[1i64, 2]], &d).unwrap();
+        assert!(ar_loss(&logits, &wrong).is_err());
+        // Uniform logits: each supervised token costs ln 5.
+        let one = Tensor::new(&[[-100i64, 2, 4]], &d).unwrap();
+        let out = ar_loss(&logits, &one).unwrap();
+        assert_eq!(out.n_supervised, 2);
+        let m = out.mean().unwrap().to_scalar::<f32>().unwrap();
+        assert!((m - 5f32.ln()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn temperature_clamps_in_place() {
+        let t = Temperature::new(0.9, &Device::Cpu).unwrap();
+        t.clamp().unwrap();
+        assert_eq!(t.tensor().to_scalar::<f32>().unwrap(), 0.5);
+        let t = Temperature::new(1e-5, &Device::Cpu).unwrap();
+        t.clamp().unwrap();
+        assert_eq!(t.tensor().to_scalar::<f32>().unwrap(), 0.001);
+        let t = Temperature::new(Temperature::INIT, &Device::Cpu).unwrap();
+        t.clamp().unwrap();
+        assert_eq!(t.tensor().to_scalar::<f32>().unwrap(), 0.07);
+    }
+
+    #[test]
+    fn masked_mean_pools_only_masked_positions_with_gradient() {
+        let d = Device::Cpu;
+        let h = Var::new(&[[[1f32, 2.0], [3.0, 4.0], [100.0, 100.0]]], &d).unwrap();
+        let mask = Tensor::new(&[[1u8, 1, 0]], &d).unwrap();
+        let m = masked_mean(h.as_tensor(), &mask).unwrap();
+        assert_eq!(m.to_vec2::<f32>().unwrap(), [[2.0, 3.0]]);
+        let g = m.sum_all().unwrap().backward().unwrap();
+        let g = g.get(h.as_tensor()).unwrap().to_vec3::<f32>().unwrap();
+        assert_eq!(g, [[[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]]]);
+        let empty = Tensor::new(&[[0u8, 0, 0]], &d).unwrap();
+        assert_eq!(
+            masked_mean(h.as_tensor(), &empty)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap(),
+            [[0.0, 0.0]]
+        );
+    }
+
+    #[test]
+    fn total_is_ar_plus_lambda_itc() {
+        let d = Device::Cpu;
+        let t = total_loss(
+            &Tensor::new(2f32, &d).unwrap(),
+            &Tensor::new(3f32, &d).unwrap(),
+            0.5,
+        )
+        .unwrap();
+        assert_eq!(t.to_scalar::<f32>().unwrap(), 3.5);
+    }
+
+    #[test]
+    fn image_id_targets_need_one_id_per_row() {
+        let d = Device::Cpu;
+        let img = Tensor::ones((2, 3, 4), DType::F32, &d).unwrap();
+        let txt = Tensor::ones((2, 4), DType::F32, &d).unwrap();
+        let temp = Tensor::new(0.07f32, &d).unwrap();
+        let r = itc_loss(
+            &img,
+            &txt,
+            &temp,
+            ItcTargets::ImageIds(&[1]),
+            &ItcConfig::default(),
+        );
+        assert!(r.is_err());
+        let bad = Tensor::ones((2, 5), DType::F32, &d).unwrap();
+        assert!(itc_loss(
+            &img,
+            &bad,
+            &temp,
+            ItcTargets::InBatch,
+            &ItcConfig::default()
+        )
+        .is_err());
+    }
+}

@@ -80,11 +80,16 @@ impl LrSchedule {
             return bad(format!("lr must be finite and >= 0, got {}", self.lr));
         }
         if !(0.0..=1.0).contains(&self.min_lr_ratio) {
-            return bad(format!("min_lr_ratio must be in [0, 1], got {}", self.min_lr_ratio));
+            return bad(format!(
+                "min_lr_ratio must be in [0, 1], got {}",
+                self.min_lr_ratio
+            ));
         }
         if let Some((_, rate)) = self.auto_warmup {
             if !(rate.is_finite() && rate >= 0.0) {
-                return bad(format!("auto_warmup rate must be finite and >= 0, got {rate}"));
+                return bad(format!(
+                    "auto_warmup rate must be finite and >= 0, got {rate}"
+                ));
             }
         }
         Ok(())

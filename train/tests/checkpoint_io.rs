@@ -13,7 +13,15 @@ use visualglm_train::TrainError;
 
 fn optimiser(seed: f32) -> AdamW {
     let d = Device::Cpu;
-    let w = Var::from_tensor(&(Tensor::arange(0f32, 6.0, &d).unwrap().reshape((2, 3)).unwrap() * f64::from(seed)).unwrap()).unwrap();
+    let w = Var::from_tensor(
+        &(Tensor::arange(0f32, 6.0, &d)
+            .unwrap()
+            .reshape((2, 3))
+            .unwrap()
+            * f64::from(seed))
+        .unwrap(),
+    )
+    .unwrap();
     let b = Var::new(&[seed, -seed], &d).unwrap();
     let params = ParamSet::new([("w".to_string(), w), ("b".to_string(), b)]).unwrap();
     AdamW::new(params, AdamWConfig::default()).unwrap()
@@ -45,7 +53,13 @@ fn state(step: u64) -> TrainState {
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
 }
 
 #[test]
@@ -58,7 +72,10 @@ fn save_and_restore_is_exact() {
     step_once(&mut a, -0.25);
     let saved = mgr.save_training(&state(2), &a).unwrap();
     assert_eq!(saved, dir.path().join("ckpt/step-2"));
-    assert_eq!(fs::read_to_string(dir.path().join("ckpt/latest")).unwrap(), "step-2");
+    assert_eq!(
+        fs::read_to_string(dir.path().join("ckpt/latest")).unwrap(),
+        "step-2"
+    );
 
     let mut b = optimiser(7.0);
     let ck = mgr.load_latest(&Device::Cpu).unwrap().unwrap();
@@ -67,13 +84,23 @@ fn save_and_restore_is_exact() {
     want.metrics.remove("nan_metric");
     assert_eq!(ck.state, want);
     for (pa, pb) in a.params().params().iter().zip(b.params().params()) {
-        assert_eq!(bits(pa.var.as_tensor()), bits(pb.var.as_tensor()), "{}", pa.name);
+        assert_eq!(
+            bits(pa.var.as_tensor()),
+            bits(pb.var.as_tensor()),
+            "{}",
+            pa.name
+        );
     }
     // The moments were restored too: the next step is identical.
     step_once(&mut a, 0.125);
     step_once(&mut b, 0.125);
     for (pa, pb) in a.params().params().iter().zip(b.params().params()) {
-        assert_eq!(bits(pa.var.as_tensor()), bits(pb.var.as_tensor()), "{}", pa.name);
+        assert_eq!(
+            bits(pa.var.as_tensor()),
+            bits(pb.var.as_tensor()),
+            "{}",
+            pa.name
+        );
     }
 }
 
@@ -149,6 +176,11 @@ fn keeps_only_the_last_k_and_replaces_a_resaved_step() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(names.iter().all(|n| !n.ends_with(".old") && !n.ends_with(".tmp")), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| !n.ends_with(".old") && !n.ends_with(".tmp")),
+        "{names:?}"
+    );
     assert!(CheckpointManager::new(&root, 0).is_err());
 }

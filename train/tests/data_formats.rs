@@ -38,7 +38,10 @@ fn json_list_reads_records_and_resolves_paths() {
     assert_eq!(ex[0].image, d.path().join("imgs/a.png"));
     assert_eq!(ex[0].label, "a \"cat\" [x]");
     assert_eq!(ex[1].image, PathBuf::from("/abs/b.png"));
-    assert_eq!((ex[0].source.line, ex[1].source.line, ex[2].source.line), (2, 3, 4));
+    assert_eq!(
+        (ex[0].source.line, ex[1].source.line, ex[2].source.line),
+        (2, 3, 4)
+    );
     assert_eq!((ex[0].image_id, ex[1].image_id, ex[2].image_id), (0, 1, 0));
     // An explicit image root overrides the data file's directory.
     let opts = LoadOptions {
@@ -67,7 +70,11 @@ fn json_list_malformed_record_names_file_line_and_index() {
     assert_eq!(ex.len(), 2);
     assert_eq!(report.skipped, 2);
     // The syntax error is reported at the line inside the record where it is.
-    assert!(report.skip_messages[1].contains("bad.json:5 (record 2)"), "{:?}", report.skip_messages);
+    assert!(
+        report.skip_messages[1].contains("bad.json:5 (record 2)"),
+        "{:?}",
+        report.skip_messages
+    );
     assert_eq!(ex[1].label, "l");
     assert_eq!(ex[1].source.record, 3);
 }
@@ -75,7 +82,11 @@ fn json_list_malformed_record_names_file_line_and_index() {
 #[test]
 fn json_list_structural_errors_are_fatal_even_when_skipping() {
     let d = tempfile::tempdir().unwrap();
-    let truncated = write(d.path(), "t.json", "[{\"img\": \"a\", \"prompt\": \"p\", \"label\": \"l\"},\n{\"img\":");
+    let truncated = write(
+        d.path(),
+        "t.json",
+        "[{\"img\": \"a\", \"prompt\": \"p\", \"label\": \"l\"},\n{\"img\":",
+    );
     let err = load_data_file(&truncated, Some(DataFormat::JsonList), &skip()).unwrap_err();
     assert!(err.to_string().contains("truncated"), "{err}");
     let not_list = write(d.path(), "n.json", "  \"hello\"");
@@ -85,7 +96,11 @@ fn json_list_structural_errors_are_fatal_even_when_skipping() {
     assert!(load_data_file(&trailing, Some(DataFormat::JsonList), &skip()).is_err());
     let empty = write(d.path(), "e.json", " [ ] ");
     assert_eq!(load_data_file(&empty, None, &skip()).unwrap().0.len(), 0);
-    let stray = write(d.path(), "s.json", "[{\"img\":\"a\",\"prompt\":\"\",\"label\":\"\"},]");
+    let stray = write(
+        d.path(),
+        "s.json",
+        "[{\"img\":\"a\",\"prompt\":\"\",\"label\":\"\"},]",
+    );
     let err = load_data_file(&stray, None, &LoadOptions::default()).unwrap_err();
     assert!(err.to_string().contains("stray comma"), "{err}");
 }
@@ -99,18 +114,42 @@ fn oversized_records_are_refused_or_skipped() {
         max_record_bytes: 1024,
         ..LoadOptions::default()
     };
-    let list = write(d.path(), "l.json", &format!("[{},\n{},\n{}]", rec("1"), rec(&big), rec("3")));
+    let list = write(
+        d.path(),
+        "l.json",
+        &format!("[{},\n{},\n{}]", rec("1"), rec(&big), rec("3")),
+    );
     let err = load_data_file(&list, None, &small).unwrap_err();
     assert!(matches!(err, TrainError::RecordTooLarge { .. }), "{err}");
     assert!(err.to_string().contains("l.json:2 (record 1)"), "{err}");
-    let (ex, rep) = load_data_file(&list, None, &LoadOptions { skip_malformed: true, ..small.clone() }).unwrap();
+    let (ex, rep) = load_data_file(
+        &list,
+        None,
+        &LoadOptions {
+            skip_malformed: true,
+            ..small.clone()
+        },
+    )
+    .unwrap();
     assert_eq!((ex.len(), rep.skipped), (2, 1));
     assert_eq!(ex[1].label, "3");
 
-    let jsonl = write(d.path(), "l.jsonl", &format!("{}\n{}\n\n{}\n", rec("1"), rec(&big), rec("3")));
+    let jsonl = write(
+        d.path(),
+        "l.jsonl",
+        &format!("{}\n{}\n\n{}\n", rec("1"), rec(&big), rec("3")),
+    );
     let err = load_data_file(&jsonl, None, &small).unwrap_err();
     assert!(err.to_string().contains("l.jsonl:2 (record 1)"), "{err}");
-    let (ex, rep) = load_data_file(&jsonl, None, &LoadOptions { skip_malformed: true, ..small }).unwrap();
+    let (ex, rep) = load_data_file(
+        &jsonl,
+        None,
+        &LoadOptions {
+            skip_malformed: true,
+            ..small
+        },
+    )
+    .unwrap();
     assert_eq!((ex.len(), rep.skipped), (2, 1));
     assert_eq!(ex[1].source.line, 4);
 }
@@ -173,8 +212,16 @@ fn coco_captions_give_one_example_per_caption() {
 #[test]
 fn dataset_concatenates_files() {
     let d = tempfile::tempdir().unwrap();
-    let a = write(d.path(), "a.jsonl", "{\"img\":\"1\",\"prompt\":\"\",\"label\":\"x\"}\n");
-    let b = write(d.path(), "b.json", "[{\"img\":\"2\",\"prompt\":\"\",\"label\":\"y\"}]");
+    let a = write(
+        d.path(),
+        "a.jsonl",
+        "{\"img\":\"1\",\"prompt\":\"\",\"label\":\"x\"}\n",
+    );
+    let b = write(
+        d.path(),
+        "b.json",
+        "[{\"img\":\"2\",\"prompt\":\"\",\"label\":\"y\"}]",
+    );
     let (ds, rep) = Dataset::load(&[(&a, None), (&b, None)], &LoadOptions::default()).unwrap();
     assert_eq!((ds.len(), rep.loaded), (2, 2));
     assert_eq!(ds.get(1).unwrap().label, "y");
@@ -188,7 +235,9 @@ fn prefetcher_loads_ahead_and_reports_failures() {
         if i > 0 {
             text.push(',');
         }
-        text.push_str(&format!("{{\"img\":\"{i}.png\",\"prompt\":\"\",\"label\":\"{i}\"}}"));
+        text.push_str(&format!(
+            "{{\"img\":\"{i}.png\",\"prompt\":\"\",\"label\":\"{i}\"}}"
+        ));
     }
     text.push(']');
     let p = write(d.path(), "d.json", &text);
@@ -211,7 +260,13 @@ fn prefetcher_loads_ahead_and_reports_failures() {
     assert_loader(&*loader);
 
     let mut reference = Sampler::new(ds.len(), cfg).unwrap();
-    let pre = Prefetcher::spawn(ds.clone(), Sampler::new(ds.len(), cfg).unwrap(), loader, 2, Some(6));
+    let pre = Prefetcher::spawn(
+        ds.clone(),
+        Sampler::new(ds.len(), cfg).unwrap(),
+        loader,
+        2,
+        Some(6),
+    );
     let mut n = 0;
     let mut failures = 0;
     for batch in pre {
@@ -228,11 +283,20 @@ fn prefetcher_loads_ahead_and_reports_failures() {
         n += 1;
     }
     assert_eq!(n, 6);
-    assert_eq!(failures, 2, "image 7 appears once per epoch; 6 batches of 4 cover 2 epochs");
+    assert_eq!(
+        failures, 2,
+        "image 7 appears once per epoch; 6 batches of 4 cover 2 epochs"
+    );
 
     // Dropping an endless prefetcher early stops its thread.
     let loader = Arc::new(|_: &Path| -> Result<(), String> { Ok(()) });
-    let mut endless = Prefetcher::spawn(ds.clone(), Sampler::new(ds.len(), cfg).unwrap(), loader, 1, None);
+    let mut endless = Prefetcher::spawn(
+        ds.clone(),
+        Sampler::new(ds.len(), cfg).unwrap(),
+        loader,
+        1,
+        None,
+    );
     assert!(endless.next_batch().is_some());
     drop(endless);
 }

@@ -76,7 +76,13 @@ impl Toy {
 
     fn loss(&self, x: &Tensor, y: &Tensor) -> Tensor {
         let h = x.matmul(self.frozen.as_tensor()).unwrap();
-        let h = h.matmul(self.w1.as_tensor()).unwrap().broadcast_add(self.b1.as_tensor()).unwrap().tanh().unwrap();
+        let h = h
+            .matmul(self.w1.as_tensor())
+            .unwrap()
+            .broadcast_add(self.b1.as_tensor())
+            .unwrap()
+            .tanh()
+            .unwrap();
         let out = h.matmul(self.w2.as_tensor()).unwrap().squeeze(1).unwrap();
         (out - y).unwrap().sqr().unwrap().mean_all().unwrap()
     }
@@ -93,12 +99,24 @@ struct RunResult {
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
 }
 
 /// Trains to `steps` applied updates. Resumes from `ckpt`'s latest checkpoint if any;
 /// saves after update `save_at`; poisons the first micro-batch of attempt `nan_attempt`.
-fn run(ckpt: &Path, steps: u64, save_at: Option<u64>, nan_attempt: Option<u64>, model_seed: u64) -> RunResult {
+fn run(
+    ckpt: &Path,
+    steps: u64,
+    save_at: Option<u64>,
+    nan_attempt: Option<u64>,
+    model_seed: u64,
+) -> RunResult {
     let d = Device::Cpu;
     let (xs, ys) = dataset();
     let toy = Toy::new(model_seed);
@@ -147,7 +165,10 @@ fn run(ckpt: &Path, steps: u64, save_at: Option<u64>, nan_attempt: Option<u64>, 
             let loss = toy.loss(&x, &y);
             loss_sum += f64::from(loss.to_scalar::<f32>().unwrap());
             let store = loss.backward().unwrap();
-            assert!(store.get(toy.frozen.as_tensor()).is_some(), "the frozen path must carry a gradient");
+            assert!(
+                store.get(toy.frozen.as_tensor()).is_some(),
+                "the frozen path must carry a gradient"
+            );
             let g = Gradients::from_store(&store, opt.params()).unwrap();
             if first_grads_nonzero.is_none() {
                 let flags = opt
@@ -157,7 +178,13 @@ fn run(ckpt: &Path, steps: u64, save_at: Option<u64>, nan_attempt: Option<u64>, 
                     .enumerate()
                     .map(|(i, p)| {
                         let nz = g.get(i).is_some_and(|t| {
-                            t.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0
+                            t.abs()
+                                .unwrap()
+                                .sum_all()
+                                .unwrap()
+                                .to_scalar::<f32>()
+                                .unwrap()
+                                > 0.0
                         });
                         (p.name.clone(), nz)
                     })
@@ -169,7 +196,15 @@ fn run(ckpt: &Path, steps: u64, save_at: Option<u64>, nan_attempt: Option<u64>, 
         }
         let grads = acc.take_mean().unwrap().unwrap();
         let mean_loss = loss_sum / ACCUM as f64;
-        let outcome = apply_step(&mut opt, &schedule, &mut state.counters, mean_loss, grads, Some(1.0)).unwrap();
+        let outcome = apply_step(
+            &mut opt,
+            &schedule,
+            &mut state.counters,
+            mean_loss,
+            grads,
+            Some(1.0),
+        )
+        .unwrap();
         state.data_position = sampler.position();
         state.rng = rng.state();
         if let StepOutcome::Applied { grad_norm, .. } = outcome {
@@ -189,7 +224,12 @@ fn run(ckpt: &Path, steps: u64, save_at: Option<u64>, nan_attempt: Option<u64>, 
         step_losses,
         eval_loss,
         counters: state.counters,
-        weights: opt.params().params().iter().map(|p| bits(p.var.as_tensor())).collect(),
+        weights: opt
+            .params()
+            .params()
+            .iter()
+            .map(|p| bits(p.var.as_tensor()))
+            .collect(),
         frozen_before,
         frozen_after: bits(toy.frozen.as_tensor()),
         first_grads_nonzero,
@@ -210,8 +250,19 @@ fn toy_training_grads_frozen_resume_and_nan_skip() {
     assert_eq!(full.frozen_before, full.frozen_after);
     // Training helps.
     let untrained = run(&dir.path().join("none"), 0, None, None, 1);
-    assert!(full.eval_loss < 0.8 * untrained.eval_loss, "{} vs {}", full.eval_loss, untrained.eval_loss);
-    assert_eq!(full.counters, StepCounters { step: 2 * K, skipped_steps: 0 });
+    assert!(
+        full.eval_loss < 0.8 * untrained.eval_loss,
+        "{} vs {}",
+        full.eval_loss,
+        untrained.eval_loss
+    );
+    assert_eq!(
+        full.counters,
+        StepCounters {
+            step: 2 * K,
+            skipped_steps: 0
+        }
+    );
 
     // (c) A run stopped at k, then resumed in a fresh model (different init, overwritten
     // by the checkpoint), reaches the same step-2k loss and weights, bit for bit.
@@ -220,18 +271,35 @@ fn toy_training_grads_frozen_resume_and_nan_skip() {
     assert_eq!(first.step_losses[..], full.step_losses[..K as usize]);
     let resumed = run(&part, 2 * K, None, None, 42);
     assert_eq!(resumed.step_losses.first().map(|s| s.0), Some(K + 1));
-    let full_tail: Vec<(u64, u32)> = full.step_losses[K as usize..].iter().map(|(s, l)| (*s, l.to_bits())).collect();
-    let resumed_tail: Vec<(u64, u32)> = resumed.step_losses.iter().map(|(s, l)| (*s, l.to_bits())).collect();
+    let full_tail: Vec<(u64, u32)> = full.step_losses[K as usize..]
+        .iter()
+        .map(|(s, l)| (*s, l.to_bits()))
+        .collect();
+    let resumed_tail: Vec<(u64, u32)> = resumed
+        .step_losses
+        .iter()
+        .map(|(s, l)| (*s, l.to_bits()))
+        .collect();
     assert_eq!(full_tail, resumed_tail);
     assert_eq!(full.weights, resumed.weights);
     assert_eq!(full.eval_loss.to_bits(), resumed.eval_loss.to_bits());
 
     // (d) A NaN in attempt 3's batch: skipped, counted, and the run still makes 2k updates.
     let nan = run(&dir.path().join("nan"), 2 * K, None, Some(3), 1);
-    assert_eq!(nan.counters, StepCounters { step: 2 * K, skipped_steps: 1 });
+    assert_eq!(
+        nan.counters,
+        StepCounters {
+            step: 2 * K,
+            skipped_steps: 1
+        }
+    );
     assert_eq!(nan.step_losses.len(), 2 * K as usize);
     assert!(nan.step_losses.iter().all(|(_, l)| l.is_finite()));
     assert_eq!(nan.step_losses[..3], full.step_losses[..3]);
     assert!(nan.eval_loss.is_finite());
-    assert!(nan.weights.iter().flatten().all(|b| f32::from_bits(*b).is_finite()));
+    assert!(nan
+        .weights
+        .iter()
+        .flatten()
+        .all(|b| f32::from_bits(*b).is_finite()));
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use visualglm_train::labels::{build_labeled_ids, LabelConfig, SpecialIds, IGNORE_INDEX};
 use visualglm_train::losses::{
-    ar_loss, itc_loss, itc_loss_normalized, l2_normalize, ItcConfig, ItcTargets, Temperature, NORMALIZE_EPS,
+    ar_loss, itc_loss, itc_loss_normalized, l2_normalize, ItcConfig, ItcTargets, Temperature,
+    NORMALIZE_EPS,
 };
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
@@ -17,7 +18,16 @@ fn load(name: &str) -> HashMap<String, Tensor> {
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn scalar(t: &Tensor) -> f32 {
@@ -41,7 +51,9 @@ fn ar_loss_value_count_and_gradient_match() {
     let diff = (scalar(&loss) - scalar(&g["loss"])).abs();
     assert!(diff <= 1e-5, "loss differs by {diff}");
     let grads = loss.backward().unwrap();
-    let grad = grads.get(logits.as_tensor()).expect("logits got no gradient");
+    let grad = grads
+        .get(logits.as_tensor())
+        .expect("logits got no gradient");
     let d = max_abs_diff(grad, &g["grad_logits"]);
     assert!(d <= 1e-6, "grad_logits differ by {d}");
 }
@@ -86,7 +98,10 @@ fn ar_labels_are_rebuilt_from_the_fixture_ids() {
         assert_eq!(&built.labels, lab);
         assert_eq!(built.context_len, g_at + 1);
     }
-    assert!(saw_masked_answer_pad, "the fixture's pad-in-answer quirk was not exercised");
+    assert!(
+        saw_masked_answer_pad,
+        "the fixture's pad-in-answer quirk was not exercised"
+    );
     // The shifted labels of the fixture are labels[:, 1:].
     let shift: Vec<Vec<i64>> = g["shift_labels"].to_vec2().unwrap();
     for (s, l) in shift.iter().zip(&labels) {
@@ -102,7 +117,10 @@ fn check_itc(prefix: &str, targets: ItcTargets<'_>) {
     let reference = scalar(&get("loss"));
     let loss_ok = |loss: &Tensor| {
         let diff = (scalar(loss) - reference).abs();
-        assert!(diff <= 1e-5 + 1e-5 * reference.abs(), "{prefix}loss differs by {diff}");
+        assert!(
+            diff <= 1e-5 + 1e-5 * reference.abs(),
+            "{prefix}loss differs by {diff}"
+        );
     };
 
     // 1. From the normalised features (leaf variables): loss, sims, feature and temp grads.
@@ -126,7 +144,9 @@ fn check_itc(prefix: &str, targets: ItcTargets<'_>) {
         (text_feat.as_tensor(), "grad_text_feat"),
         (temp.tensor(), "grad_temp"),
     ] {
-        let grad = grads.get(t).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let grad = grads
+            .get(t)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         let d = max_abs_diff(grad, &get(name));
         assert!(d <= 1e-4, "{prefix}{name} differs by {d}");
     }
@@ -138,8 +158,14 @@ fn check_itc(prefix: &str, targets: ItcTargets<'_>) {
     assert!(max_abs_diff(&normed, &get("image_feats")) <= 1e-6);
     let normed = l2_normalize(text_raw.as_tensor(), NORMALIZE_EPS).unwrap();
     assert!(max_abs_diff(&normed, &get("text_feat")) <= 1e-6);
-    let out = itc_loss(image_raw.as_tensor(), text_raw.as_tensor(), temp.tensor(), targets, &cfg)
-        .unwrap();
+    let out = itc_loss(
+        image_raw.as_tensor(),
+        text_raw.as_tensor(),
+        temp.tensor(),
+        targets,
+        &cfg,
+    )
+    .unwrap();
     loss_ok(&out.loss);
     let grads = out.loss.backward().unwrap();
     for (t, name) in [
@@ -147,7 +173,9 @@ fn check_itc(prefix: &str, targets: ItcTargets<'_>) {
         (text_raw.as_tensor(), "grad_text_proj_raw"),
         (temp.tensor(), "grad_temp"),
     ] {
-        let grad = grads.get(t).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let grad = grads
+            .get(t)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
         let d = max_abs_diff(grad, &get(name));
         assert!(d <= 1e-4, "{prefix}{name} differs by {d}");
     }

@@ -21,6 +21,8 @@
 //! holds unused entries named `sentencepiece:<type>` listing the ids and pieces of that type.
 
 use std::collections::HashMap;
+
+use ahash::AHashMap;
 use std::path::Path;
 
 use tokenizers::decoders::byte_fallback::ByteFallback;
@@ -39,6 +41,7 @@ use tokenizers::{
 use super::error::{Result, TokenizerError};
 use super::fast::FastEncoder;
 use super::lattice::FastUnigram;
+use super::merges::FastBpe;
 use super::pieces::{PieceKind, PieceTable};
 use super::spm::{ModelKind, SpModel};
 
@@ -418,7 +421,17 @@ fn fast_encoder(
         ModelWrapper::Unigram(u) => Some(FastUnigram::new(u, table.unk_id(), table.byte_ids())?),
         _ => None,
     };
-    FastEncoder::new(user, split, unigram).map(Some)
+    let bpe = match (tokenizer.get_model(), table.byte_ids()) {
+        (ModelWrapper::BPE(b), Some(bytes)) if b.byte_fallback && b.dropout.is_none() => {
+            let value = serde_json::to_value(b).map_err(|e| e.to_string())?;
+            let merges: Vec<(String, String)> =
+                serde_json::from_value(value["merges"].clone()).map_err(|e| e.to_string())?;
+            let vocab: AHashMap<String, u32> = b.get_vocab().into_iter().collect();
+            FastBpe::new(&vocab, &merges, bytes)
+        }
+        _ => None,
+    };
+    FastEncoder::new(user, split, unigram, bpe).map(Some)
 }
 
 /// ChatGLM's templates plus the `sentencepiece:*` entries (see the module doc).

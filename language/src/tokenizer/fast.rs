@@ -12,6 +12,7 @@ use tokenizers::{Model, ModelWrapper};
 
 use super::convert::SPACE;
 use super::lattice::FastUnigram;
+use super::merges::FastBpe;
 
 /// Words memoised before the cache is emptied (bounds memory on endless distinct input).
 const CACHE_LIMIT: usize = 1 << 19;
@@ -23,6 +24,7 @@ pub struct FastEncoder {
     user_ids: Vec<u32>,
     split_words: bool,
     unigram: Option<FastUnigram>,
+    bpe: Option<FastBpe>,
     cache: Mutex<AHashMap<Box<str>, Box<[u32]>>>,
 }
 
@@ -33,6 +35,7 @@ impl Clone for FastEncoder {
             user_ids: self.user_ids.clone(),
             split_words: self.split_words,
             unigram: self.unigram.clone(),
+            bpe: self.bpe.clone(),
             cache: Mutex::new(AHashMap::new()),
         }
     }
@@ -41,11 +44,12 @@ impl Clone for FastEncoder {
 impl FastEncoder {
     /// `user` are the user-defined pieces with their ids; `split_words` whether the input may
     /// be cut before each `▁` (the `Metaspace` `split` flag); `unigram` the fast Viterbi
-    /// search to use instead of the model's own (Unigram models only).
+    /// search and `bpe` the merge loop to use instead of the model's own.
     pub fn new(
         user: Vec<(String, u32)>,
         split_words: bool,
         unigram: Option<FastUnigram>,
+        bpe: Option<FastBpe>,
     ) -> Result<Self, String> {
         let matcher = if user.is_empty() {
             None
@@ -62,6 +66,7 @@ impl FastEncoder {
             user_ids: user.into_iter().map(|(_, id)| id).collect(),
             split_words,
             unigram,
+            bpe,
             cache: Mutex::new(AHashMap::new()),
         })
     }
@@ -114,19 +119,23 @@ impl FastEncoder {
                 return Ok(());
             }
         }
-        let ids: Vec<u32> = match &self.unigram {
-            Some(u) => {
-                let mut ids = Vec::new();
+        let mut ids = Vec::new();
+        let done = match (&self.unigram, &self.bpe) {
+            (Some(u), _) => {
                 u.encode(word, &mut ids);
-                ids
+                true
             }
-            None => model
+            (None, Some(b)) => b.encode(word, &mut ids),
+            (None, None) => false,
+        };
+        if !done {
+            ids = model
                 .tokenize(word)
                 .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|t| t.id)
-                .collect(),
-        };
+                .collect();
+        }
         out.extend_from_slice(&ids);
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_LIMIT {

@@ -6,6 +6,7 @@
 //!   user-defined pieces) and reads/writes `tokenizer.json`;
 //! * [`fast`] drives the `tokenizers` model without the pipeline's offset bookkeeping;
 //! * [`lattice`] is a string-free copy of `tokenizers`' Unigram Viterbi search for it;
+//! * [`merges`] is the same for BPE merges (short words);
 //! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
 //! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
 //! * [`chatglm`] puts them together as [`ChatGlmTokenizer`].
@@ -15,6 +16,7 @@ pub mod convert;
 pub mod error;
 pub mod fast;
 pub mod lattice;
+pub mod merges;
 pub mod pieces;
 pub mod proto;
 pub mod spm;

@@ -78,15 +78,30 @@ mod tests {
         let data = b"ab\r\n\nxxxxxxxxxx\ncd";
         let mut r = io::BufReader::with_capacity(3, &data[..]);
         let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, true).unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, true).unwrap(),
+            LineRead::Line
+        );
         assert_eq!(buf, b"ab");
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, true).unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, true).unwrap(),
+            LineRead::Line
+        );
         assert!(buf.is_empty());
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, true).unwrap(), LineRead::TooLong);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, true).unwrap(),
+            LineRead::TooLong
+        );
         assert_eq!(buf.len(), 4);
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, true).unwrap(), LineRead::Line);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, true).unwrap(),
+            LineRead::Line
+        );
         assert_eq!(buf, b"cd");
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, true).unwrap(), LineRead::Eof);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, true).unwrap(),
+            LineRead::Eof
+        );
     }
 
     #[test]
@@ -94,7 +109,10 @@ mod tests {
         let data = b"xxxxxxxxxx\ncd\n";
         let mut r = io::BufReader::with_capacity(3, &data[..]);
         let mut buf = Vec::new();
-        assert_eq!(read_line_bounded(&mut r, &mut buf, 4, false).unwrap(), LineRead::TooLong);
+        assert_eq!(
+            read_line_bounded(&mut r, &mut buf, 4, false).unwrap(),
+            LineRead::TooLong
+        );
         let mut rest = Vec::new();
         io::Read::read_to_end(&mut r, &mut rest).unwrap();
         assert_eq!(rest, b"xxxxxx\ncd\n");

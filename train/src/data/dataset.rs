@@ -22,7 +22,10 @@ impl Dataset {
     }
 
     /// Loads and concatenates several data files (format guessed per file when `None`).
-    pub fn load(files: &[(&Path, Option<DataFormat>)], opts: &LoadOptions) -> Result<(Self, LoadReport)> {
+    pub fn load(
+        files: &[(&Path, Option<DataFormat>)],
+        opts: &LoadOptions,
+    ) -> Result<(Self, LoadReport)> {
         let mut examples = Vec::new();
         let mut report = LoadReport::default();
         for (path, format) in files {
@@ -30,8 +33,12 @@ impl Dataset {
             examples.extend(ex);
             report.loaded += rep.loaded;
             report.skipped += rep.skipped;
-            let room = opts.max_reported_skips.saturating_sub(report.skip_messages.len());
-            report.skip_messages.extend(rep.skip_messages.into_iter().take(room));
+            let room = opts
+                .max_reported_skips
+                .saturating_sub(report.skip_messages.len());
+            report
+                .skip_messages
+                .extend(rep.skip_messages.into_iter().take(room));
         }
         Ok((Self { examples }, report))
     }
@@ -188,7 +195,10 @@ mod tests {
             assert_eq!(a.next_batch(), b.next_batch());
         }
         // Epoch 0: 3,3,3,1; then epoch 1 starts.
-        assert_eq!(seen.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 3, 1, 3]);
+        assert_eq!(
+            seen.iter().map(Vec::len).collect::<Vec<_>>(),
+            [3, 3, 3, 1, 3]
+        );
         let mut epoch0: Vec<usize> = seen[..4].concat();
         epoch0.sort_unstable();
         assert_eq!(epoch0, (0..10).collect::<Vec<_>>());

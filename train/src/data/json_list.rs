@@ -105,8 +105,14 @@ pub(crate) fn read<R: BufRead>(r: R, sink: &mut RecordSink<'_>) -> Result<()> {
         }
         elem.clear();
         let mut too_large = false;
-        let end = scan_element(&mut bytes, &mut elem, limit, &mut too_large, sink.opts.skip_malformed)
-            .map_err(io_err)?;
+        let end = scan_element(
+            &mut bytes,
+            &mut elem,
+            limit,
+            &mut too_large,
+            sink.opts.skip_malformed,
+        )
+        .map_err(io_err)?;
         let end = match end {
             Some(end) => end,
             None if too_large && !sink.opts.skip_malformed => {

@@ -201,7 +201,12 @@ impl<'a> RecordSink<'a> {
     }
 
     /// Adds a `{"img","prompt","label"}` record (list / JSONL formats).
-    pub(crate) fn push_release_record(&mut self, value: Value, line: u64, record: u64) -> Result<()> {
+    pub(crate) fn push_release_record(
+        &mut self,
+        value: Value,
+        line: u64,
+        record: u64,
+    ) -> Result<()> {
         match parse_release_record(&value) {
             Ok((img, prompt, label)) => {
                 let image = self.resolve(img);
@@ -247,7 +252,10 @@ fn parse_release_record(v: &Value) -> std::result::Result<(&str, &str, &str), St
     let field = |name: &str| -> std::result::Result<&str, String> {
         match obj.get(name) {
             Some(Value::String(s)) => Ok(s.as_str()),
-            Some(other) => Err(format!("field \"{name}\" must be a string, found {}", kind(other))),
+            Some(other) => Err(format!(
+                "field \"{name}\" must be a string, found {}",
+                kind(other)
+            )),
             None => Err(format!("missing field \"{name}\"")),
         }
     };

@@ -1,0 +1,168 @@
+//! An OpenAI-compatible HTTP server for VisualGLM (`visualglm serve`).
+//!
+//! Routes:
+//! * `POST /v1/chat/completions`: OpenAI chat completions, streaming (server-sent
+//!   `chat.completion.chunk` events) or not. Earlier user/assistant messages become the
+//!   VisualGLM history; the conversation's image is the last `image_url` part in it. Images
+//!   must be `data:image/...;base64,` URLs (local paths only under `--allow-local-dir`;
+//!   remote URLs are refused). Chinese or English mode follows the release's `is_chinese`
+//!   test on the question.
+//! * `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`.
+//! * `POST /`: the release's `api.py` request `{"image", "text", "history"}` →
+//!   `{"result", "history", "status", "time"}`.
+//!
+//! Requests go to a queue served by one model worker thread, which decodes up to
+//! `max_batch` waiting requests together (see [`worker`]). Errors are OpenAI-shaped JSON
+//! (see [`error`]).
+//!
+//! ```no_run
+//! # fn main() -> anyhow::Result<()> {
+//! use visualglm::pipeline::Captioner;
+//! use visualglm::server::{Server, ServerConfig};
+//! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
+//!     candle_core::DType::F32)?;
+//! let server = Server::start(captioner, ServerConfig::default())?;
+//! println!("listening on http://{}", server.addr());
+//! server.wait()?;
+//! # Ok(()) }
+//! ```
+
+pub mod error;
+pub mod images;
+pub mod request;
+pub mod routes;
+pub mod stream;
+pub mod types;
+pub mod worker;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use crate::pipeline::Captioner;
+pub use error::ApiError;
+pub use images::ImagePolicy;
+pub use request::PromptLimits;
+pub use routes::{router, AppState};
+pub use worker::BatchOptions;
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where to listen (default `127.0.0.1:8080`; port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// The name clients use in `model` (default `visualglm-6b`).
+    pub model_name: String,
+    /// Batching and queue size.
+    pub batch: BatchOptions,
+    /// Largest request body in bytes (default 20 MiB).
+    pub max_body_bytes: usize,
+    /// Image size limits and the local directory, if any.
+    pub images: ImagePolicy,
+    /// Prompt length limits.
+    pub limits: PromptLimits,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            model_name: "visualglm-6b".into(),
+            batch: BatchOptions::default(),
+            max_body_bytes: 20 << 20,
+            images: ImagePolicy::default(),
+            limits: PromptLimits::default(),
+        }
+    }
+}
+
+/// A running server: HTTP on a background thread, the model on the worker thread.
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Binds `config.addr`, starts the model worker and serves until [`Server::stop`],
+    /// Ctrl-C (with [`Server::wait`]) or drop.
+    pub fn start(captioner: Captioner, config: ServerConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.addr)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let captioner = Arc::new(captioner);
+        let (queue, _worker) = worker::Queue::start(captioner.clone(), config.batch)?;
+        let state = Arc::new(AppState {
+            captioner,
+            queue,
+            model_name: config.model_name,
+            created: routes::unix_now(),
+            images: config.images,
+            limits: config.limits,
+            max_body_bytes: config.max_body_bytes,
+        });
+        let (tx, rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("visualglm-http".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .thread_name("visualglm-http-rt")
+                    .build()?;
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener)?;
+                    let stop = async move {
+                        tokio::select! {
+                            _ = rx => {}
+                            _ = tokio::signal::ctrl_c() => {
+                                tracing::info!("Ctrl-C: shutting down");
+                            }
+                        }
+                    };
+                    axum::serve(listener, router(state))
+                        .with_graceful_shutdown(stop)
+                        .await
+                })
+            })?;
+        tracing::info!("serving on http://{addr}");
+        Ok(Self {
+            addr,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// The bound address (with the real port when port 0 was asked for).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until the server stops (Ctrl-C) and returns its result.
+    pub fn wait(mut self) -> std::io::Result<()> {
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP thread panicked"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Stops accepting connections, lets open requests finish, and waits for that.
+    pub fn stop(mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.wait()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}

@@ -1,0 +1,329 @@
+//! The HTTP routes: OpenAI chat completions and model list, health, and the release's
+//! `POST /`. Handlers validate and prepare the request off the async threads, queue it for
+//! the model worker, and answer from the worker's events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use super::error::ApiError;
+use super::images::ImagePolicy;
+use super::request::{prepare_chat, prepare_release, Prepared, PromptLimits};
+use super::stream::{chunks, ChunkHeader};
+use super::types::{
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, FinishReason, Health,
+    ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
+};
+use super::worker::{Event, Job, Queue};
+use crate::pipeline::Captioner;
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// The model and tokenizer (the handlers only tokenize; the worker runs the model).
+    pub captioner: Arc<Captioner>,
+    /// The model worker's queue.
+    pub queue: Queue,
+    /// The name clients use for the model.
+    pub model_name: String,
+    /// Unix seconds when the server started.
+    pub created: u64,
+    /// Which images are accepted.
+    pub images: ImagePolicy,
+    /// Prompt length limits.
+    pub limits: PromptLimits,
+    /// Largest request body in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// The router with every route; unknown paths and methods get OpenAI-shaped errors.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", post(release))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{id}", get(model))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Bodies are read (and limited) by `read_json`.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn completion_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("chatcmpl-{:08x}{n:08x}", nanos)
+}
+
+/// Reads the body up to the limit (413 beyond it) and parses it as JSON (400 if malformed).
+async fn read_json<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    let too_large = || {
+        ApiError::too_large(format!(
+            "the request body is larger than the limit of {limit} bytes"
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk
+            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"))
+            .with_code("invalid_json")
+    })
+}
+
+/// Runs `prepare` (tokenizing, image decoding) on a blocking thread.
+async fn prepare_off_thread<F>(prepare: F) -> Result<Prepared, ApiError>
+where
+    F: FnOnce() -> Result<Prepared, ApiError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(prepare)
+        .await
+        .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))?
+}
+
+/// Queues a prepared request; returns its event receiver.
+fn enqueue(state: &AppState, p: &mut Prepared) -> Result<UnboundedReceiver<Event>, ApiError> {
+    let (tx, rx) = unbounded_channel();
+    state.queue.submit(Job {
+        ids: std::mem::take(&mut p.ids),
+        pre_image: p.pre_image,
+        image: p.image.take(),
+        config: p.config.clone(),
+        english: p.english,
+        events: tx,
+    })?;
+    Ok(rx)
+}
+
+/// Waits for the whole answer: (tokens, finish reason).
+async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishReason), ApiError> {
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            Event::Token(_) => {}
+            Event::Done { tokens, finish } => return Ok((tokens, finish)),
+            Event::Failed(e) => return Err(e),
+        }
+    }
+    Err(ApiError::internal("the model worker dropped the request"))
+}
+
+fn decode_answer(captioner: &Captioner, tokens: &[u32]) -> Result<String, ApiError> {
+    captioner
+        .tokenizer()
+        .decode(tokens)
+        .map(|t| t.trim().to_string())
+        .map_err(|e| ApiError::internal(format!("cannot decode the answer: {e}")))
+}
+
+async fn chat_completions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let start = Instant::now();
+    let req: ChatCompletionRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    if let Some(m) = &req.model {
+        if m != &state.model_name {
+            return Err(ApiError::model_not_found(m));
+        }
+    }
+    let stream = req.stream;
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    let s = state.clone();
+    let mut prepared =
+        prepare_off_thread(move || prepare_chat(&s.captioner, &req, &s.images, &s.limits)).await?;
+    let prompt_tokens = prepared.ids.len();
+    let rx = enqueue(&state, &mut prepared)?;
+    let id = completion_id();
+    let created = unix_now();
+    if stream {
+        let header = ChunkHeader {
+            id,
+            created,
+            model: state.model_name.clone(),
+            prompt_tokens,
+            include_usage,
+        };
+        let events = chunks(state.captioner.clone(), rx, header);
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
+    let (tokens, finish) = collect(rx).await?;
+    let content = decode_answer(&state.captioner, &tokens)?;
+    let usage = Usage::new(prompt_tokens, tokens.len());
+    tracing::info!(
+        id = %id,
+        prompt_tokens,
+        completion_tokens = tokens.len(),
+        ms = start.elapsed().as_millis() as u64,
+        "chat completion"
+    );
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model: state.model_name.clone(),
+        choices: vec![Choice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+            },
+            finish_reason: finish,
+            logprobs: None,
+        }],
+        usage,
+    })
+    .into_response())
+}
+
+async fn release(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<ReleaseResponse>, ApiError> {
+    let req: ReleaseRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    let s = state.clone();
+    let mut prepared =
+        prepare_off_thread(move || prepare_release(&s.captioner, &req, &s.images, &s.limits))
+            .await?;
+    let rx = enqueue(&state, &mut prepared)?;
+    let (tokens, _) = collect(rx).await?;
+    let result = decode_answer(&state.captioner, &tokens)?;
+    let mut history = std::mem::take(&mut prepared.history);
+    history.push((std::mem::take(&mut prepared.query), result.clone()));
+    Ok(Json(ReleaseResponse {
+        result,
+        history,
+        status: 200,
+        time: format_utc(unix_now()),
+    }))
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
+    Json(ModelList {
+        object: "list",
+        data: vec![card(&state)],
+    })
+}
+
+async fn model(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<ModelCard>, ApiError> {
+    if id == state.model_name {
+        Ok(Json(card(&state)))
+    } else {
+        Err(ApiError::model_not_found(&id))
+    }
+}
+
+fn card(state: &AppState) -> ModelCard {
+    ModelCard {
+        id: state.model_name.clone(),
+        object: "model",
+        created: state.created,
+        owned_by: "visualglm",
+    }
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
+    Json(Health {
+        status: "ok",
+        model: state.model_name.clone(),
+        in_flight: state.queue.in_flight(),
+    })
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(uri.path())
+}
+
+async fn method_not_allowed(uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: Some("method_not_allowed"),
+        ..ApiError::bad_request(format!("method not allowed for `{}`", uri.path()))
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` of a Unix time, in UTC (the release prints its local time).
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_utc;
+
+    #[test]
+    fn formats_utc_times() {
+        assert_eq!(format_utc(0), "1970-01-01 00:00:00");
+        assert_eq!(format_utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(format_utc(1_764_142_496), "2025-11-26 07:34:56");
+    }
+}
