@@ -346,6 +346,9 @@ mod tests {
         let g = m.sum_all().unwrap().backward().unwrap();
         let g = g.get(h.as_tensor()).unwrap().to_vec3::<f32>().unwrap();
         assert_eq!(g, [[[0.5, 0.5], [0.5, 0.5], [0.0, 0.0]]]);
+        let fmask = Tensor::new(&[[0f32, 1.0, 1.0]], &d).unwrap();
+        let m = masked_mean(h.as_tensor(), &fmask).unwrap();
+        assert_eq!(m.to_vec2::<f32>().unwrap(), [[51.5, 52.0]]);
         let empty = Tensor::new(&[[0u8, 0, 0]], &d).unwrap();
         assert_eq!(
             masked_mean(h.as_tensor(), &empty)
