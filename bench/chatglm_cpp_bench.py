@@ -137,11 +137,11 @@ def main():
 
 
 def run(_C, path, a):
-    pipe = _C.Pipeline(path, max_length=2048)
+    pipe = _C.Pipeline(path, max_length=512)
     model = pipe.model
     n = max(a.prompt_len, 3)
     ids = [5 + (i * 7919) % 60000 for i in range(n - 2)] + [130001, 130004]
-    cfg = _C.GenerationConfig(max_length=2048, max_context_length=2048, do_sample=False)
+    cfg = _C.GenerationConfig(max_length=512, max_context_length=512, do_sample=False)
     prefill = lambda: model.generate_next_token(ids, None, cfg, 0, n)
     ms = timed(a.reps, prefill)
     rows = [("prefill_tok_per_s", n / (ms / 1e3), "tok/s"), ("prefill_ms", ms, "ms")]

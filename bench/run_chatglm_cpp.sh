@@ -5,7 +5,7 @@
 set -euo pipefail
 GLM=${1:-2}
 mkdir -p bench/results
-out=bench/results/chatglm_cpp.tsv
+out=${OUT:-bench/results/chatglm_cpp.tsv}
 : > "$out"
 for fmt in f32 f16 q8_0 q4_0; do
   taskset -c 0,1 python3 bench/chatglm_cpp_bench.py --format "$fmt" --glm-layers "$GLM" \

@@ -6,7 +6,7 @@ set -euo pipefail
 GLM=${1:-2}
 VIT=${2:-4}
 mkdir -p bench/results
-out=bench/results/torch.tsv
+out=${OUT:-bench/results/torch.tsv}
 : > "$out"
 for fmt in f32 bf16 int8dyn; do
   python3 bench/torch_bench.py --format "$fmt" --glm-layers "$GLM" --vit-layers "$VIT" \

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod generate;
+pub mod hub;
 pub mod gguf;
 pub mod model;
 pub mod param_shapes;

@@ -158,10 +158,12 @@ fn describe_bad_inputs_give_one_line_errors() {
         (vec!["/no/such/cat.jpg".into(), "--model".into(), golden("checkpoints/hf").into()], "cat.jpg"),
         (vec![golden("images/bad_truncated_rocket.jpg").into(), "--model".into(), golden("checkpoints/hf").into()], "truncated"),
         (vec![golden("images/chelsea.png").into(), "--model".into(), dir.path().into()], "error"),
-        (vec![golden("images/chelsea.png").into(), "--model".into(), "THUDM/visualglm-6b".into()], "download"),
+        (vec![golden("images/chelsea.png").into(), "--model".into(), "THUDM/visualglm-6b".into(), "--offline".into()], "--offline"),
+        (vec![golden("images/chelsea.png").into(), "--model".into(), "no/such/dir".into()], "not found"),
     ];
     for (args, needle) in cases {
         let o = bin()
+            .env("HF_HOME", dir.path().join("empty-hf-home"))
             .arg("describe")
             .args(&args)
             .arg("--tokenizer")
@@ -187,4 +189,45 @@ fn describe_bad_inputs_give_one_line_errors() {
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("maximum"), "{err}");
+}
+
+#[test]
+fn hub_ids_resolve_from_the_cache_offline() {
+    let home = tempfile::tempdir().unwrap();
+    // The layout hf-hub writes: hub/models--OWNER--NAME/{refs/main, snapshots/REV/...}.
+    let repo = home.path().join("hub").join("models--THUDM--visualglm-tiny");
+    let snapshot = repo.join("snapshots").join("0123abc");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs").join("main"), "0123abc").unwrap();
+    for f in std::fs::read_dir(golden("checkpoints/hf")).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, snapshot.join(f.file_name().unwrap())).unwrap();
+    }
+    std::fs::copy(tiny_tokenizer(home.path()), snapshot.join("ice_text.model")).unwrap();
+    let o = bin()
+        .env("HF_HOME", home.path())
+        .args(["describe"])
+        .arg(golden("images/chelsea.png"))
+        .args(["--model", "THUDM/visualglm-tiny", "--offline", "--greedy", "--max-new-tokens", "4"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!String::from_utf8_lossy(&o.stdout).trim().is_empty());
+    // A shard missing from the cache means "not cached", not a half-loaded model.
+    let shard = std::fs::read_dir(&snapshot)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "bin"))
+        .unwrap();
+    std::fs::remove_file(shard).unwrap();
+    let o = bin()
+        .env("HF_HOME", home.path())
+        .args(["describe"])
+        .arg(golden("images/chelsea.png"))
+        .args(["--model", "THUDM/visualglm-tiny", "--offline"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not in the hub cache"));
 }

@@ -8,14 +8,18 @@
 //! (bench/run_rust.sh does).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
+use visualglm::gguf::is_glm_linear_weight;
 use visualglm::quantize::parse_quantize_type;
 use visualglm::{expected_parameters, VisualGlm, VisualGlmConfig};
 use visualglm_language::positions::position_at;
+use visualglm_lora::quant::{dtype_name, fit_dtype};
 
 /// Arguments of `visualglm bench`.
 #[derive(clap::Args, Debug)]
@@ -48,8 +52,13 @@ pub struct Args {
 }
 
 /// Random weights for every parameter of `cfg`: LayerNorm weights 1, other 1-D tensors 0,
-/// matrices uniform in ±0.02. `lm_head` shares the word-embedding storage.
-fn random_weights(cfg: &VisualGlmConfig, dtype: DType) -> anyhow::Result<HashMap<String, Tensor>> {
+/// matrices uniform in ±0.02. `lm_head` shares the word-embedding storage. With `placeholders`
+/// the GLM layer weights are zero-stride views (no memory), to be replaced by quantized ones.
+fn random_weights(
+    cfg: &VisualGlmConfig,
+    dtype: DType,
+    placeholders: bool,
+) -> anyhow::Result<HashMap<String, Tensor>> {
     let dev = Device::Cpu;
     let mut out = HashMap::new();
     let params = expected_parameters(cfg)?;
@@ -57,7 +66,9 @@ fn random_weights(cfg: &VisualGlmConfig, dtype: DType) -> anyhow::Result<HashMap
         if name == "lm_head.weight" {
             continue;
         }
-        let t = if shape.len() <= 1 {
+        let t = if placeholders && is_glm_linear_weight(name) {
+            Tensor::zeros((), dtype, &dev)?.broadcast_as(shape.as_slice())?
+        } else if shape.len() <= 1 {
             let norm = name.contains("norm") || name.contains("ln_");
             if norm && name.ends_with("weight") {
                 Tensor::ones(shape.as_slice(), dtype, &dev)?
@@ -77,10 +88,10 @@ fn random_weights(cfg: &VisualGlmConfig, dtype: DType) -> anyhow::Result<HashMap
     Ok(out)
 }
 
-/// Peak resident set size in MiB, from /proc/self/status.
-fn peak_rss_mib() -> Option<f64> {
+/// A `/proc/self/status` memory entry (`VmHWM:` = peak RSS, `VmRSS:` = current) in MiB.
+fn proc_status_mib(key: &str) -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
 }
@@ -115,15 +126,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.glm_layers, args.vit_layers
     );
     let t0 = Instant::now();
-    let weights = random_weights(&cfg, dtype)?;
+    let weights = random_weights(&cfg, dtype, quant.is_some())?;
     let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
     let mut model = VisualGlm::from_var_builder(&cfg, vb)?;
     if let Some(q) = quant {
-        let report = model.quantize_language(q)?;
-        eprintln!("quantized: {}", report.summary());
+        // One f32 weight at a time: peak memory stays that of the quantized model.
+        let mut types = Vec::new();
+        for (name, linear) in model.language_model_mut().named_linears_mut(false) {
+            let (out, inp) = linear.dims()?;
+            let d = fit_dtype(q, inp).with_context(|| format!("{name}: no type fits"))?;
+            let w = Tensor::rand(-0.02f32, 0.02, (out, inp), &Device::Cpu)?;
+            linear.set_quantized_base(Arc::new(QTensor::quantize(&w, d)?))?;
+            types.push(dtype_name(d));
+        }
+        types.dedup();
+        eprintln!("quantized GLM weights: {}", types.join(", "));
     }
     eprintln!("built in {:.1} s", t0.elapsed().as_secs_f64());
     let mut rows: Vec<(String, f64, &str)> = Vec::new();
+    if let Some(rss) = proc_status_mib("VmRSS:") {
+        rows.push(("rss_after_build_mib".into(), rss, "MiB"));
+    }
 
     if !args.no_vision {
         for &b in &args.image_batch {
@@ -198,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         head + 28.0 * per_layer,
         "ms",
     ));
-    if let Some(rss) = peak_rss_mib() {
+    if let Some(rss) = proc_status_mib("VmHWM:") {
         rows.push(("peak_rss_mib".into(), rss, "MiB"));
     }
     for (k, v, unit) in rows {

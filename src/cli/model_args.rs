@@ -10,9 +10,13 @@ use visualglm_language::GenerationConfig;
 /// Where the model is and how to run it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: a local directory (HF shards, SAT, safetensors) or a weights file.
+    /// Model: a local directory (HF shards, SAT, safetensors), a weights file, or a hub id
+    /// such as THUDM/visualglm-6b (downloaded into the Hugging Face cache).
     #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
-    pub model: PathBuf,
+    pub model: String,
+    /// Never touch the network: a hub id must already be in the cache.
+    #[arg(long, env = "HF_HUB_OFFLINE")]
+    pub offline: bool,
     /// Tokenizer (`.model`, `tokenizer.json` or a directory); default: found beside the model.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -33,14 +37,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Loads the model and its tokenizer.
     pub fn load(&self) -> anyhow::Result<Captioner> {
-        if !self.model.exists() {
-            anyhow::bail!(
-                "model `{}` not found: pass a local directory with the weights (download \
-                 THUDM/visualglm-6b first, e.g. `huggingface-cli download THUDM/visualglm-6b \
-                 --local-dir visualglm-6b`)",
-                self.model.display()
-            );
-        }
+        let model = visualglm::hub::resolve_model(&self.model, self.offline)?;
         let device = visualglm::runtime::parse_device(&self.device)?;
         let dtype = visualglm::runtime::parse_dtype(&self.dtype, &device)?;
         let opts = LoadOptions {
@@ -51,11 +48,11 @@ impl ModelArgs {
         };
         let start = std::time::Instant::now();
         let captioner =
-            Captioner::load_with(&self.model, self.tokenizer.as_deref(), &device, dtype, &opts)
-                .with_context(|| format!("loading {}", self.model.display()))?;
+            Captioner::load_with(&model, self.tokenizer.as_deref(), &device, dtype, &opts)
+                .with_context(|| format!("loading {}", model.display()))?;
         tracing::info!(
             "loaded {} on {:?} as {:?} in {:.1} s",
-            self.model.display(),
+            model.display(),
             device,
             dtype,
             start.elapsed().as_secs_f64()

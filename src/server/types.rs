@@ -282,4 +282,6 @@ pub struct Health {
     pub model: String,
     /// Requests waiting or running.
     pub in_flight: usize,
+    /// Tokens generated since the start, over all requests.
+    pub tokens_generated: u64,
 }

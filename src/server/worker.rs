@@ -7,7 +7,7 @@
 //! [`Flow::Stop`] at its next token and frees its slot.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -81,7 +81,16 @@ impl Default for BatchOptions {
 #[derive(Debug, Clone)]
 pub struct Queue {
     tx: SyncSender<Job>,
-    in_flight: Arc<AtomicUsize>,
+    stats: Arc<Stats>,
+}
+
+/// Counters the worker keeps.
+#[derive(Debug, Default)]
+struct Stats {
+    /// Requests queued or running.
+    in_flight: AtomicUsize,
+    /// Tokens generated since the start (all requests).
+    tokens: AtomicU64,
 }
 
 impl Queue {
@@ -91,21 +100,21 @@ impl Queue {
         opts: BatchOptions,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::sync_channel(opts.max_queue.max(1));
-        let in_flight = Arc::new(AtomicUsize::new(0));
-        let counter = in_flight.clone();
+        let stats = Arc::new(Stats::default());
+        let counters = stats.clone();
         let handle = std::thread::Builder::new()
             .name("visualglm-worker".into())
-            .spawn(move || run(&captioner, &rx, opts, &counter))?;
-        Ok((Self { tx, in_flight }, handle))
+            .spawn(move || run(&captioner, &rx, opts, &counters))?;
+        Ok((Self { tx, stats }, handle))
     }
 
     /// Queues a job, or refuses it with 503 when the queue is full or the worker stopped.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
-                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
                 Err(match e {
                     TrySendError::Full(_) => {
                         ApiError::unavailable("the server is busy: too many queued requests")
@@ -120,11 +129,16 @@ impl Queue {
 
     /// Requests queued or running.
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
+        self.stats.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Tokens generated since the start, over all requests (`<eop>` not counted).
+    pub fn tokens_generated(&self) -> u64 {
+        self.stats.tokens.load(Ordering::SeqCst)
     }
 }
 
-fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, in_flight: &AtomicUsize) {
+fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &Stats) {
     let max_batch = opts.max_batch.max(1);
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
@@ -154,7 +168,7 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, in_flight:
         if !live.is_empty() {
             let start = Instant::now();
             let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| run_batch(captioner, &live)));
+                std::panic::catch_unwind(AssertUnwindSafe(|| run_batch(captioner, &live, &stats.tokens)));
             if outcome.is_err() {
                 tracing::error!("the model panicked on a batch of {}", live.len());
                 for job in &live {
@@ -169,7 +183,7 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, in_flight:
                 "batch done"
             );
         }
-        in_flight.fetch_sub(count, Ordering::SeqCst);
+        stats.in_flight.fetch_sub(count, Ordering::SeqCst);
     }
     tracing::debug!("model worker stopped");
 }
@@ -181,7 +195,7 @@ struct Slot {
     ended: bool,
 }
 
-fn run_batch(captioner: &Captioner, jobs: &[Job]) {
+fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
     let model = captioner.model();
     let eos = model.config().glm.eos_id();
     // Encode all images of the batch at once.
@@ -261,6 +275,7 @@ fn run_batch(captioner: &Captioner, jobs: &[Job]) {
             return Flow::Continue;
         }
         slot.tokens.push(t);
+        tokens_made.fetch_add(1, Ordering::Relaxed);
         if job.events.send(Event::Token(t)).is_err() {
             slot.ended = true;
             tracing::debug!("request {i} of the batch was cancelled");

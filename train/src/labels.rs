@@ -11,6 +11,7 @@
 //!   also masks genuine answer tokens whose id equals the pad id; see
 //!   [`LabelConfig::mask_pad_id_in_answer`].
 
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
@@ -140,6 +141,67 @@ pub fn build_labeled_ids(
     })
 }
 
+/// The release's prompt part: `encode("<img>") + [placeholder] × image_len +
+/// encode("</img>问：" + prompt + "\n答：")` (spec §6.2, §7), from the two encodings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceIds {
+    /// The assembled `a_ids`.
+    pub ids: Vec<u32>,
+    /// Index of the first image placeholder (`pre_image`).
+    pub pre_image: usize,
+    /// Number of placeholders (32 for VisualGLM).
+    pub image_len: usize,
+}
+
+impl SourceIds {
+    /// Assembles `prefix + [placeholder] × image_len + suffix`. The placeholder is 3 (SAT
+    /// `<pad>`) or 0 (HF `<unk>`); the model overwrites those rows with image embeddings.
+    pub fn assemble(prefix: &[u32], image_len: usize, placeholder: u32, suffix: &[u32]) -> Self {
+        let mut ids = Vec::with_capacity(prefix.len() + image_len + suffix.len());
+        ids.extend_from_slice(prefix);
+        ids.resize(prefix.len() + image_len, placeholder);
+        ids.extend_from_slice(suffix);
+        Self {
+            ids,
+            pre_image: prefix.len(),
+            image_len,
+        }
+    }
+
+    /// Whether all image placeholders survive the release's cut to `max_source_length − 1`
+    /// (if not, the release silently trains on a partial image; callers may skip such
+    /// examples).
+    pub fn image_fits(&self, cfg: &LabelConfig) -> bool {
+        self.pre_image + self.image_len < cfg.max_source_length
+    }
+}
+
+/// Stacks built sequences into `input_ids` `[B, T]` (u32) and `labels` `[B, T]` (i64).
+pub fn collate(batch: &[LabeledIds], device: &Device) -> Result<(Tensor, Tensor)> {
+    let t = batch.first().map_or(0, |x| x.input_ids.len());
+    if batch.is_empty()
+        || batch
+            .iter()
+            .any(|x| x.input_ids.len() != t || x.labels.len() != t)
+    {
+        return Err(TrainError::Config(
+            "collate needs a non-empty batch of equally long sequences".into(),
+        ));
+    }
+    let ids: Vec<u32> = batch
+        .iter()
+        .flat_map(|x| x.input_ids.iter().copied())
+        .collect();
+    let labels: Vec<i64> = batch
+        .iter()
+        .flat_map(|x| x.labels.iter().copied())
+        .collect();
+    Ok((
+        Tensor::from_vec(ids, (batch.len(), t), device)?,
+        Tensor::from_vec(labels, (batch.len(), t), device)?,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +240,30 @@ mod tests {
         cfg.mask_pad_id_in_answer = false;
         let out = build_labeled_ids(&[10], &[3, 20], &SP, &cfg).unwrap();
         assert_eq!(out.labels, [-100, -100, 46, 3, 20, 47, -100, -100, -100]);
+    }
+
+    #[test]
+    fn source_assembly_and_collation() {
+        let src = SourceIds::assemble(&[5, 6], 3, 0, &[7, 8, 9]);
+        assert_eq!(src.ids, [5, 6, 0, 0, 0, 7, 8, 9]);
+        assert_eq!(src.pre_image, 2);
+        let cfg = LabelConfig {
+            max_source_length: 6,
+            max_target_length: 4,
+            mask_pad_id_in_answer: true,
+        };
+        assert!(src.image_fits(&cfg));
+        let tight = LabelConfig {
+            max_source_length: 5,
+            ..cfg
+        };
+        assert!(!src.image_fits(&tight));
+        let a = build_labeled_ids(&src.ids, &[20], &SP, &cfg).unwrap();
+        let b = build_labeled_ids(&[1], &[21, 22], &SP, &cfg).unwrap();
+        let (ids, labels) = collate(&[a.clone(), b], &Device::Cpu).unwrap();
+        assert_eq!(ids.dims(), [2, 10]);
+        assert_eq!(labels.to_vec2::<i64>().unwrap()[0], a.labels);
+        assert!(collate(&[], &Device::Cpu).is_err());
     }
 
     #[test]

@@ -61,9 +61,11 @@ impl TrainRng {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    /// A uniform integer in `0..n` (`n > 0`), without modulo bias.
+    /// A uniform integer in `0..n`, without modulo bias; `0` (drawing nothing) when `n == 0`.
     pub fn below(&mut self, n: u64) -> u64 {
-        assert!(n > 0, "TrainRng::below(0)");
+        if n == 0 {
+            return 0;
+        }
         // Lemire's widening multiply with rejection.
         loop {
             let x = self.next_u64();
@@ -123,6 +125,7 @@ mod tests {
             let f = r.next_f64();
             assert!((0.0..1.0).contains(&f));
             assert!(r.below(3) < 3);
+            assert_eq!(r.below(0), 0);
         }
     }
 }

@@ -6,8 +6,11 @@
 
 use std::cell::RefCell;
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use tokenizers::models::unigram::Unigram;
+
+/// Largest vocabulary searched with a DFA (else a contiguous NFA).
+const DFA_MAX_PIECES: usize = 20_000;
 
 /// Penalty of an unknown character below the lowest piece score (SentencePiece, tokenizers).
 const UNK_PENALTY: f64 = 10.0;
@@ -42,8 +45,11 @@ impl FastUnigram {
     /// Mirrors `model`; `byte_ids` are the byte pieces when byte fallback is on.
     pub fn new(model: &Unigram, unk_id: u32, byte_ids: Option<[u32; 256]>) -> Result<Self, String> {
         let vocab: Vec<&(String, f64)> = model.iter().collect();
+        // A DFA is fastest but its size grows with the vocabulary: only for small ones.
+        let kind = (vocab.len() <= DFA_MAX_PIECES).then_some(AhoCorasickKind::DFA);
         let automaton = AhoCorasick::builder()
             .match_kind(MatchKind::Standard)
+            .kind(kind)
             .build(vocab.iter().map(|(p, _)| p.as_str()))
             .map_err(|e| e.to_string())?;
         Ok(Self {

@@ -1,0 +1,153 @@
+//! Resolving `--model`: a local path, or a Hugging Face hub id (`THUDM/visualglm-6b`) found in
+//! (or downloaded into) the hub cache with the `hf-hub` crate.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, VisualGlmError};
+
+/// Files of a model repository besides the weight shards.
+const SIDE_FILES: [&str; 4] = [
+    "config.json",
+    "ice_text.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+];
+/// Weight indexes and single-file weights, in order of preference.
+const WEIGHT_FILES: [&str; 4] = [
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+];
+
+/// Whether `spec` looks like a hub id (`owner/name`) rather than a path.
+pub fn is_hub_id(spec: &str) -> bool {
+    let mut parts = spec.split('/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(owner), Some(name), None) => {
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && !s.starts_with('.')
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            };
+            ok(owner) && ok(name)
+        }
+        _ => false,
+    }
+}
+
+/// The local directory for `spec`: the path itself when it exists; else, for a hub id, the
+/// cached snapshot (downloading the missing files first unless `offline`).
+pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    if !is_hub_id(spec) {
+        return Err(VisualGlmError::Input(format!(
+            "model `{spec}` not found: pass a local directory or file, or a hub id like \
+             THUDM/visualglm-6b"
+        )));
+    }
+    let cache = hf_hub::Cache::from_env();
+    if offline {
+        return cached_snapshot(&cache, spec).ok_or_else(|| {
+            VisualGlmError::Input(format!(
+                "`{spec}` is not in the hub cache ({}) and --offline forbids downloading: run \
+                 once without --offline, or pass a local directory",
+                cache.path().display()
+            ))
+        });
+    }
+    download(spec)
+}
+
+/// The snapshot directory of a fully cached model, if every weight file is there.
+fn cached_snapshot(cache: &hf_hub::Cache, id: &str) -> Option<PathBuf> {
+    let repo = cache.model(id.to_string());
+    let config = repo.get("config.json")?;
+    for name in WEIGHT_FILES {
+        if let Some(file) = repo.get(name) {
+            if !name.ends_with(".index.json") {
+                return config.parent().map(Path::to_path_buf);
+            }
+            let shards = shards_of(&file).ok()?;
+            if shards.iter().all(|s| repo.get(s).is_some()) {
+                return config.parent().map(Path::to_path_buf);
+            }
+            return None;
+        }
+    }
+    None
+}
+
+/// Downloads the config, tokenizer and weights of `id` into the hub cache.
+fn download(id: &str) -> Result<PathBuf> {
+    let net = |e: hf_hub::api::sync::ApiError| {
+        VisualGlmError::Input(format!(
+            "cannot download `{id}` from the hub ({e}); use --offline with a cached model or \
+             pass a local directory"
+        ))
+    };
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(true)
+        .build()
+        .map_err(net)?;
+    let repo = api.model(id.to_string());
+    let config = repo.get("config.json").map_err(net)?;
+    for name in SIDE_FILES.iter().skip(1) {
+        // Optional files: a repository may have either tokenizer file.
+        let _ = repo.get(name);
+    }
+    for name in WEIGHT_FILES {
+        let Ok(file) = repo.get(name) else { continue };
+        if name.ends_with(".index.json") {
+            for shard in shards_of(&file)? {
+                repo.get(&shard).map_err(net)?;
+            }
+        }
+        return config
+            .parent()
+            .map(Path::to_path_buf)
+            .ok_or_else(|| VisualGlmError::Input(format!("bad cache path for `{id}`")));
+    }
+    Err(VisualGlmError::Input(format!(
+        "`{id}` has no weights this tool knows ({})",
+        WEIGHT_FILES.join(", ")
+    )))
+}
+
+/// The shard file names listed by a weight index.
+fn shards_of(index: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(index)
+        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", index.display())))?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", index.display())))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| VisualGlmError::Input(format!("{}: no weight_map", index.display())))?;
+    let mut shards: Vec<String> = map
+        .values()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    shards.sort();
+    shards.dedup();
+    Ok(shards)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_ids_are_told_from_paths() {
+        assert!(is_hub_id("THUDM/visualglm-6b"));
+        assert!(!is_hub_id("./models/x"));
+        assert!(!is_hub_id("/abs/path"));
+        assert!(!is_hub_id("a/b/c"));
+        assert!(!is_hub_id("visualglm-6b"));
+        assert!(!is_hub_id("../x"));
+    }
+}
