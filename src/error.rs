@@ -15,6 +15,9 @@ pub enum VisualGlmError {
     /// The tokenizer could not be loaded or failed.
     #[error(transparent)]
     Tokenizer(#[from] visualglm_language::tokenizer::TokenizerError),
+    /// The prompt could not be built (e.g. it is too long).
+    #[error(transparent)]
+    Prompt(#[from] visualglm_language::prompt::PromptError),
     /// An image could not be read or preprocessed.
     #[error(transparent)]
     Image(#[from] visualglm_vision::preprocess::PreprocessError),

@@ -9,7 +9,6 @@ pub mod gguf;
 pub mod model;
 pub mod param_shapes;
 pub mod pipeline;
-mod prompt_ids;
 pub mod quantize;
 pub mod runtime;
 pub mod server;

@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
 use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::ImagePreprocessor;
 
@@ -25,7 +26,6 @@ use crate::checkpoint::LoadOptions;
 use crate::error::{Result, VisualGlmError};
 use crate::generate::{beam_search, generate, Flow};
 use crate::model::VisualGlm;
-use crate::prompt_ids::{build_prompt, PromptIds};
 
 /// The release's default first question in Chinese mode.
 pub const DEFAULT_QUERY_ZH: &str = "描述这张图片。";
@@ -164,7 +164,8 @@ impl Captioner {
         ranges
     }
 
-    /// Builds the prompt ids for `query` after `history`, with an image or not.
+    /// Builds the prompt for `query` after `history`, with an image or not; a prompt longer
+    /// than `max_length` is an error.
     pub fn prompt(
         &self,
         query: &str,
@@ -172,15 +173,38 @@ impl Captioner {
         english: bool,
         with_image: bool,
         max_length: usize,
-    ) -> Result<PromptIds> {
-        build_prompt(
-            &self.tokenizer,
-            query,
-            history,
-            english,
-            with_image.then_some(self.model.config().image_length),
-            max_length,
-        )
+    ) -> Result<PromptInputs> {
+        self.prompt_with(query, history, english, with_image, max_length, false)
+    }
+
+    /// [`Captioner::prompt`] that, with `drop_oldest`, drops the oldest history turns until the
+    /// prompt fits (`dropped_turns` says how many).
+    pub fn prompt_with(
+        &self,
+        query: &str,
+        history: &[(String, String)],
+        english: bool,
+        with_image: bool,
+        max_length: usize,
+        drop_oldest: bool,
+    ) -> Result<PromptInputs> {
+        let template = if english {
+            Template::English
+        } else {
+            Template::Chinese
+        };
+        let mut builder = PromptBuilder::new(&self.tokenizer)
+            .template(template)
+            .max_length(max_length)
+            .overflow(if drop_oldest {
+                Overflow::DropOldestTurns
+            } else {
+                Overflow::Error
+            });
+        if with_image {
+            builder = builder.image(self.model.config().image_length, self.tokenizer.pad_id());
+        }
+        Ok(builder.build(query, history)?)
     }
 
     /// Describes one image (or answers `question` about it).
@@ -229,7 +253,13 @@ impl Captioner {
         timings: &mut Timings,
     ) -> Result<Vec<String>> {
         let cfg = &question.generation;
-        let prompt = self.prompt(question.text(), &[], question.english, true, cfg.max_length)?;
+        let prompt = self.prompt(
+            question.text(),
+            &[],
+            question.english,
+            true,
+            cfg.max_length.saturating_sub(1),
+        )?;
         let invalid = self.invalid_ids(question.english);
         let rows = if cfg.num_beams > 1 {
             let mut rows = Vec::new();
@@ -366,21 +396,15 @@ impl ChatSession<'_> {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String> {
         let c = self.captioner;
-        let prompt = loop {
-            match c.prompt(
-                query,
-                &self.history,
-                self.english,
-                self.image_embeds.is_some(),
-                generation.max_length.saturating_sub(8),
-            ) {
-                Ok(p) => break p,
-                Err(e) if self.history.is_empty() => return Err(e),
-                Err(_) => {
-                    self.history.remove(0);
-                }
-            }
-        };
+        let prompt = c.prompt_with(
+            query,
+            &self.history,
+            self.english,
+            self.image_embeds.is_some(),
+            generation.max_length.saturating_sub(1),
+            true,
+        )?;
+        self.history.drain(..prompt.dropped_turns.min(self.history.len()));
         let invalid = c.invalid_ids(self.english);
         let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
         let mut stream = TextStream::default();

@@ -188,7 +188,7 @@ fn describe_bad_inputs_give_one_line_errors() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("maximum"), "{err}");
+    assert!(err.contains("maximum length"), "{err}");
 }
 
 #[test]

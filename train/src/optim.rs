@@ -194,6 +194,14 @@ impl AdamW {
         } = self.cfg;
         for (i, p) in self.params.params.iter().enumerate() {
             let Some(g) = grads.get(i) else { continue };
+            if g.dims() != p.var.dims() {
+                return Err(TrainError::Config(format!(
+                    "gradient of {:?} has shape {:?}, the parameter {:?}",
+                    p.name,
+                    g.dims(),
+                    p.var.dims()
+                )));
+            }
             self.steps[i] += 1;
             let t = self.steps[i] as i32;
             let g = g.to_dtype(DType::F32)?;

@@ -1,5 +1,6 @@
 //! Loads the images of upcoming batches on rayon while the current step runs.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -78,7 +79,12 @@ impl<T: Send + 'static> Prefetcher<T> {
                 let loaded: Vec<(Example, Result<T, String>)> = indices
                     .par_iter()
                     .filter_map(|&i| dataset.get(i))
-                    .map(|ex| (ex.clone(), loader.load(&ex.image)))
+                    .map(|ex| {
+                        // A panicking loader fails this image, not the whole stream.
+                        let res = catch_unwind(AssertUnwindSafe(|| loader.load(&ex.image)))
+                            .unwrap_or_else(|_| Err("the image loader panicked".into()));
+                        (ex.clone(), res)
+                    })
                     .collect();
                 let mut batch = LoadedBatch {
                     examples: Vec::with_capacity(loaded.len()),

@@ -1,0 +1,530 @@
+//! `visualglm::server` end to end on the tiny golden model: OpenAI chat completions
+//! (plain and streamed), the release's `POST /`, model list, health, cancellation, and every
+//! kind of bad request. Loopback only.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use candle_core::{DType, Device};
+use serde_json::{json, Value};
+use support::{golden, tiny_tokenizer};
+use visualglm::generate::{generate, Flow};
+use visualglm::pipeline::Captioner;
+use visualglm::server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
+use visualglm::{LoadOptions, VisualGlm};
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_language::GenerationConfig;
+use visualglm_vision::preprocess::{load_image, DecodeLimits};
+
+const NAME: &str = "visualglm-tiny";
+
+fn captioner(tokenizer: &Path) -> Captioner {
+    let model = VisualGlm::load_with(
+        &golden("checkpoints/hf"),
+        &Device::Cpu,
+        DType::F32,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    Captioner::new(model, ChatGlmTokenizer::from_file(tokenizer).unwrap()).unwrap()
+}
+
+fn config() -> ServerConfig {
+    ServerConfig {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        model_name: NAME.into(),
+        batch: BatchOptions {
+            max_batch: 4,
+            ..BatchOptions::default()
+        },
+        max_body_bytes: 1 << 20,
+        images: ImagePolicy {
+            limits: DecodeLimits {
+                max_pixels: 1_000_000,
+                max_alloc: 64 << 20,
+            },
+            local_dir: None,
+        },
+        limits: PromptLimits::default(),
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    captioner: Captioner,
+    server: Server,
+    base: String,
+    agent: ureq::Agent,
+}
+
+fn start(config: ServerConfig) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    let c = captioner(&tok);
+    let server = Server::start(c.clone(), config).unwrap();
+    assert!(server.addr().ip().is_loopback());
+    let base = format!("http://{}", server.addr());
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(120))
+        .build();
+    Fixture {
+        _dir: dir,
+        captioner: c,
+        server,
+        base,
+        agent,
+    }
+}
+
+impl Fixture {
+    fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
+        let r = self
+            .agent
+            .post(&format!("{}{path}", self.base))
+            .set("Content-Type", "application/json")
+            .send_string(body);
+        read(r)
+    }
+
+    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.post_raw(path, &body.to_string())
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        read(self.agent.get(&format!("{}{path}", self.base)).call())
+    }
+
+    /// The SSE `data:` payloads of a streamed request.
+    fn stream(&self, body: &Value) -> Vec<String> {
+        let r = self
+            .agent
+            .post(&format!("{}/v1/chat/completions", self.base))
+            .send_json(body.clone())
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert!(r.content_type().starts_with("text/event-stream"), "{}", r.content_type());
+        BufReader::new(r.into_reader())
+            .lines()
+            .map(|l| l.unwrap())
+            .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
+            .collect()
+    }
+}
+
+fn read(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+    match r {
+        Ok(resp) => (resp.status(), resp.into_json().unwrap()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_json().unwrap()),
+        Err(e) => panic!("transport error: {e}"),
+    }
+}
+
+fn data_url(path: &Path) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap());
+    format!("data:image/png;base64,{b64}")
+}
+
+fn png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 100, 50]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn image_message(text: &str, url: &str) -> Value {
+    json!({"role": "user", "content": [
+        {"type": "text", "text": text},
+        {"type": "image_url", "image_url": {"url": url}}
+    ]})
+}
+
+/// The server's sampling defaults with temperature 0.
+fn greedy_defaults(max_new_tokens: usize) -> GenerationConfig {
+    GenerationConfig {
+        max_new_tokens,
+        max_length: 2048,
+        do_sample: false,
+        temperature: 1.0,
+        top_p: 0.4,
+        top_k: 100,
+        repetition_penalty: 1.2,
+        num_beams: 1,
+        seed: 0,
+    }
+}
+
+/// What the library answers, with the prompt length: the reference for the server.
+fn library_answer(
+    c: &Captioner,
+    query: &str,
+    history: &[(String, String)],
+    image: Option<&Path>,
+    cfg: &GenerationConfig,
+) -> (String, usize, usize) {
+    let english = !query.chars().any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
+    let p = c
+        .prompt(query, history, english, image.is_some(), cfg.max_length - 1)
+        .unwrap();
+    let embeds = image.map(|i| c.encode_images(&[load_image(i).unwrap()]).unwrap());
+    let rows = generate(
+        c.model(),
+        &p.ids,
+        embeds.as_ref().map(|e| (e, p.pre_image)),
+        cfg,
+        &c.invalid_ids(english),
+        &mut |_, _| Flow::Continue,
+    )
+    .unwrap();
+    let text = c.tokenizer().decode(&rows[0]).unwrap().trim().to_string();
+    (text, p.ids.len(), rows[0].len())
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, want_code: Option<&str>, what: &str) {
+    assert_eq!(status, want_status, "{what}: {body}");
+    let e = &body["error"];
+    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+    assert!(e["type"].is_string(), "{what}: {body}");
+    assert!(e.get("param").is_some() && e.get("code").is_some(), "{what}: {body}");
+    if let Some(code) = want_code {
+        assert_eq!(e["code"], code, "{what}: {body}");
+    }
+}
+
+#[test]
+fn chat_completion_plain_and_streamed_match_the_library() {
+    let f = start(config());
+    let chelsea = golden("images/chelsea.png");
+    let url = data_url(&chelsea);
+    let query = "这是什么？";
+    let body = json!({
+        "model": NAME,
+        "messages": [image_message(query, &url)],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    let (want, prompt_len, completion_len) =
+        library_answer(&f.captioner, query, &[], Some(&chelsea), &greedy_defaults(12));
+    assert!(prompt_len > 32);
+    let (status, v) = f.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(v["model"], NAME);
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert!(v["created"].as_u64().unwrap() > 1_600_000_000);
+    let choice = &v["choices"][0];
+    assert_eq!(choice["message"]["role"], "assistant");
+    assert_eq!(choice["message"]["content"], want.as_str());
+    let finish = if completion_len == 12 { "length" } else { "stop" };
+    assert_eq!(choice["finish_reason"], finish);
+    assert_eq!(
+        v["usage"],
+        json!({"prompt_tokens": prompt_len, "completion_tokens": completion_len,
+               "total_tokens": prompt_len + completion_len})
+    );
+
+    // The same request streamed.
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let events = f.stream(&sbody);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks.len() >= 2);
+    let id = chunks[0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("chatcmpl-"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let mut text = String::new();
+    for c in &chunks {
+        assert_eq!(c["object"], "chat.completion.chunk");
+        assert_eq!(c["id"], id.as_str());
+        assert_eq!(c["model"], NAME);
+        text.push_str(c["choices"][0]["delta"]["content"].as_str().unwrap_or(""));
+    }
+    for c in &chunks[..chunks.len() - 1] {
+        assert!(c["choices"][0]["finish_reason"].is_null(), "{c}");
+    }
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], finish);
+    assert_eq!(last["usage"], v["usage"]);
+    assert_eq!(text.trim_end(), want);
+
+    // include_usage adds a usage-only chunk before [DONE].
+    sbody["stream_options"] = json!({"include_usage": true});
+    let events = f.stream(&sbody);
+    let n = events.len();
+    assert_eq!(events[n - 1], "[DONE]");
+    let usage_chunk: Value = serde_json::from_str(&events[n - 2]).unwrap();
+    assert_eq!(usage_chunk["choices"], json!([]));
+    assert_eq!(usage_chunk["usage"], v["usage"]);
+
+    // Without a model name, and text only, in English.
+    let (status, v) = f.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "Hello there"}],
+                "max_tokens": 6, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (want, prompt_len, _) =
+        library_answer(&f.captioner, "Hello there", &[], None, &greedy_defaults(6));
+    assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
+    assert_eq!(v["usage"]["prompt_tokens"], prompt_len);
+}
+
+#[test]
+fn history_and_the_last_image_of_the_conversation_are_used() {
+    let f = start(config());
+    let first = golden("images/camera.png");
+    let last = golden("images/chelsea.png");
+    let body = json!({
+        "messages": [
+            {"role": "system", "content": "ignored"},
+            image_message("描述这张图片。", &data_url(&first)),
+            {"role": "assistant", "content": "一只猫"},
+            image_message("它在哪里？", &data_url(&last)),
+        ],
+        "max_tokens": 8,
+        "temperature": 0,
+    });
+    let history = vec![("描述这张图片。".to_string(), "一只猫".to_string())];
+    let (want, prompt_len, _) =
+        library_answer(&f.captioner, "它在哪里？", &history, Some(&last), &greedy_defaults(8));
+    let (status, v) = f.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["usage"]["prompt_tokens"], prompt_len);
+    assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
+    // Same prompt with the first image gives the first image's answer, not this one's
+    // (unless the tiny model happens to say the same for both).
+    let (other, _, _) =
+        library_answer(&f.captioner, "它在哪里？", &history, Some(&first), &greedy_defaults(8));
+    if other != want {
+        assert_ne!(v["choices"][0]["message"]["content"], other.as_str());
+    }
+}
+
+#[test]
+fn release_endpoint_answers_like_api_py() {
+    let f = start(config());
+    let chelsea = golden("images/chelsea.png");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&chelsea).unwrap());
+    let text = "描述这张图片。";
+    let history = vec![("你好".to_string(), "你好！".to_string())];
+    let (status, v) = f.post(
+        "/",
+        &json!({"image": b64, "text": text, "history": [["你好", "你好！"]],
+                "max_length": 120, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let mut cfg = greedy_defaults(120);
+    cfg.max_length = 120;
+    let (want, _, _) = library_answer(&f.captioner, text, &history, Some(&chelsea), &cfg);
+    assert_eq!(v["result"], want.as_str());
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["history"], json!([["你好", "你好！"], [text, want]]));
+    let time = v["time"].as_str().unwrap();
+    assert_eq!(time.len(), 19, "{time}");
+    assert_eq!((&time[4..5], &time[10..11], &time[13..14]), ("-", " ", ":"));
+
+    // Without an image and without history.
+    let (status, v) = f.post("/", &json!({"text": "hi", "history": [], "max_length": 60}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["history"].as_array().unwrap().len(), 1);
+
+    let (s, v) = f.post("/", &json!({"image": "%%%", "text": "hi", "history": []}));
+    assert_error(s, &v, 400, Some("invalid_base64"), "release bad base64");
+    let (s, v) = f.post("/", &json!({"image": b64}));
+    assert_error(s, &v, 400, Some("invalid_json"), "release without text");
+}
+
+#[test]
+fn models_and_health() {
+    let f = start(config());
+    let (s, v) = f.get("/v1/models");
+    assert_eq!(s, 200);
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["id"], NAME);
+    assert_eq!(v["data"][0]["object"], "model");
+    let (s, v) = f.get(&format!("/v1/models/{NAME}"));
+    assert_eq!((s, v["id"].as_str()), (200, Some(NAME)));
+    let (s, v) = f.get("/v1/models/gpt-4");
+    assert_error(s, &v, 404, Some("model_not_found"), "unknown model card");
+    let (s, v) = f.get("/health");
+    assert_eq!(s, 200);
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["model"], NAME);
+    assert_eq!(v["in_flight"], 0);
+}
+
+#[test]
+fn bad_requests_get_openai_shaped_4xx_errors() {
+    let mut cfg = config();
+    cfg.max_body_bytes = 64 << 10;
+    cfg.images.limits.max_pixels = 100_000;
+    let f = start(cfg);
+    let chat = "/v1/chat/completions";
+    let user = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
+    let with_url = |url: &str| json!({"messages": [image_message("hi", url)], "max_tokens": 2});
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+
+    let (s, v) = f.post_raw(chat, "{\"messages\": [");
+    assert_error(s, &v, 400, Some("invalid_json"), "malformed JSON");
+    let (s, v) = f.post_raw(chat, "[1, 2]");
+    assert_error(s, &v, 400, Some("invalid_json"), "not an object");
+    let (s, v) = f.post(chat, &json!({"model": NAME}));
+    assert_error(s, &v, 400, Some("invalid_json"), "no messages");
+    let (s, v) = f.post(chat, &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}));
+    assert_error(s, &v, 404, Some("model_not_found"), "other model");
+    assert_eq!(v["error"]["param"], "model");
+    let (s, v) = f.post(chat, &json!({"messages": []}));
+    assert_error(s, &v, 400, None, "empty messages");
+    let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}));
+    assert_error(s, &v, 400, None, "last message from the assistant");
+    let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": [{"type": "audio", "x": 1}]}]}));
+    assert_error(s, &v, 400, Some("invalid_json"), "unknown part type");
+    let mut body = user(json!("hi"));
+    body["max_tokens"] = json!(0);
+    let (s, v) = f.post(chat, &body);
+    assert_error(s, &v, 400, None, "max_tokens 0");
+    body["max_tokens"] = json!(4);
+    body["temperature"] = json!(5.0);
+    let (s, v) = f.post(chat, &body);
+    assert_error(s, &v, 400, None, "temperature 5");
+    assert_eq!(v["error"]["param"], "temperature");
+    body["temperature"] = json!(0.5);
+    body["n"] = json!(3);
+    let (s, v) = f.post(chat, &body);
+    assert_error(s, &v, 400, None, "n 3");
+
+    // Images.
+    let (s, v) = f.post(chat, &with_url("https://example.com/cat.png"));
+    assert_error(s, &v, 400, Some("invalid_image_url"), "remote URL");
+    let (s, v) = f.post(chat, &with_url(&golden("images/chelsea.png").display().to_string()));
+    assert_error(s, &v, 400, Some("invalid_image_url"), "local path without --allow-local-dir");
+    let (s, v) = f.post(chat, &with_url("data:image/png;base64,!!not base64!!"));
+    assert_error(s, &v, 400, Some("invalid_base64"), "bad base64");
+    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(b"just text, no image"))));
+    assert_error(s, &v, 400, Some("invalid_image"), "undecodable image");
+    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(&png(400, 400)))));
+    assert_error(s, &v, 413, Some("image_too_large"), "too many pixels");
+    let truncated = std::fs::read(golden("images/bad_truncated_rocket.jpg")).unwrap();
+    let (s, v) = f.post(chat, &with_url(&format!("data:image/jpeg;base64,{}", b64(&truncated))));
+    assert_error(s, &v, 400, Some("invalid_image"), "truncated image");
+
+    // Over-long prompt (fits the body limit, not the 2048-token context).
+    let long = "hello world ".repeat(3000);
+    let (s, v) = f.post(chat, &user(json!(long)));
+    assert_error(s, &v, 400, Some("context_length_exceeded"), "over-long prompt");
+
+    // Body over the limit: declared by Content-Length, and actually sent.
+    let big = format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "x".repeat(70 << 10));
+    let (s, v) = f.post_raw(chat, &big);
+    assert_error(s, &v, 413, Some("request_too_large"), "body over the limit");
+    let addr = f.server.addr();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: 999999999\r\n\r\n{{"
+    )
+    .unwrap();
+    let mut head = String::new();
+    BufReader::new(&tcp).read_line(&mut head).unwrap();
+    assert!(head.contains(" 413 "), "{head}");
+
+    // Unknown route and method.
+    let (s, v) = f.get("/v2/nothing");
+    assert_error(s, &v, 404, Some("not_found"), "unknown route");
+    let (s, v) = f.get(chat);
+    assert_error(s, &v, 405, None, "GET on a POST route");
+
+    // Still serving.
+    let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}));
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = f.get("/health");
+    assert_eq!((s, &v["in_flight"]), (200, &json!(0)));
+}
+
+#[test]
+fn local_images_only_under_the_allowed_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("images")).unwrap();
+    std::fs::copy(golden("images/chelsea.png"), dir.path().join("images/cat.png")).unwrap();
+    std::fs::write(dir.path().join("secret.png"), png(8, 8)).unwrap();
+    let mut cfg = config();
+    cfg.images.local_dir = Some(dir.path().join("images").canonicalize().unwrap());
+    let f = start(cfg);
+    let chat = "/v1/chat/completions";
+    let body = |url: &str| json!({"messages": [image_message("hi", url)], "max_tokens": 3, "temperature": 0});
+    let (s, v) = f.post(chat, &body("cat.png"));
+    assert_eq!(s, 200, "{v}");
+    let inline = f.post(chat, &body(&data_url(&golden("images/chelsea.png")))).1;
+    assert_eq!(v["choices"][0]["message"], inline["choices"][0]["message"]);
+    let abs = dir.path().join("images/cat.png").canonicalize().unwrap();
+    assert_eq!(f.post(chat, &body(&format!("file://{}", abs.display()))).0, 200);
+    for escape in ["../secret.png", &dir.path().join("secret.png").display().to_string(), "missing.png"] {
+        let (s, v) = f.post(chat, &body(escape));
+        assert_error(s, &v, 400, Some("invalid_image_url"), escape);
+    }
+}
+
+#[test]
+fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+    let mut cfg = config();
+    cfg.batch.max_batch = 1;
+    let f = start(cfg);
+    let long = json!({"messages": [{"role": "user", "content": "Tell me a long story"}],
+                      "max_tokens": 1500, "temperature": 0, "repetition_penalty": 1.0});
+    // The full answer really is long (the tiny model never ends it on its own).
+    let (s, v) = f.post("/v1/chat/completions", &long);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["usage"]["completion_tokens"], 1500, "{v}");
+    let before = f.get("/health").1["tokens_generated"].as_u64().unwrap();
+
+    let mut body = long.clone();
+    body["stream"] = json!(true);
+    let payload = body.to_string();
+    let addr = f.server.addr();
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{payload}",
+        payload.len()
+    )
+    .unwrap();
+    // Read until the first content chunk, then hang up.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"content\":\"") || seen.len() < 600 {
+        let n = tcp.read(&mut buf).unwrap();
+        assert!(n > 0, "stream ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let h = f.get("/health").1;
+        if h["in_flight"] == 0 {
+            let made = h["tokens_generated"].as_u64().unwrap() - before;
+            eprintln!("tokens made by the cancelled request: {made}");
+            assert!(made < 500, "the stopped request still made {made} tokens");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the request never ended: {h}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The slot is free: a new request is served.
+    let (s, _) = f.post(
+        "/v1/chat/completions",
+        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}),
+    );
+    assert_eq!(s, 200);
+}
