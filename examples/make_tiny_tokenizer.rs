@@ -10,7 +10,14 @@ use visualglm_language::tokenizer::proto::{ModelProto, SentencePiece};
 
 /// The ChatGLM special pieces, in the order of the released vocabulary.
 const SPECIALS: [&str; 8] = [
-    "[MASK]", "[gMASK]", "[sMASK]", "<unused_0>", "<sop>", "<eop>", "<ENC>", "<dBLOCK>",
+    "[MASK]",
+    "[gMASK]",
+    "[sMASK]",
+    "<unused_0>",
+    "<sop>",
+    "<eop>",
+    "<ENC>",
+    "<dBLOCK>",
 ];
 /// Id of `[MASK]` in the tiny golden model.
 const FIRST_SPECIAL: usize = 1000;

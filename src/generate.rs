@@ -120,7 +120,10 @@ pub fn generate_many(
     let glm = model.language_model();
     let seq = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
     let pads: Vec<usize> = requests.iter().map(|r| seq - r.ids.len()).collect();
-    let layouts: Vec<(usize, usize)> = requests.iter().map(|r| model.prompt_layout(r.ids)).collect();
+    let layouts: Vec<(usize, usize)> = requests
+        .iter()
+        .map(|r| model.prompt_layout(r.ids))
+        .collect();
 
     // Prefill: per-row embeddings, left-padded with zeros.
     let mut rows = Vec::with_capacity(batch);
@@ -198,7 +201,13 @@ pub fn generate_many(
         let pos = Tensor::from_vec(pos, (batch, 2, 1), &device)?;
         let mask = Tensor::from_vec(mask, (batch, 1, 1, total), &device)?;
         let next = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(1)?;
-        let hidden = glm.forward_embeds(&glm.embed(&next)?, &pos, Some(&mask), Some(&mut cache), None)?;
+        let hidden = glm.forward_embeds(
+            &glm.embed(&next)?,
+            &pos,
+            Some(&mask),
+            Some(&mut cache),
+            None,
+        )?;
         logits = glm.logits(&hidden)?;
         step += 1;
     }

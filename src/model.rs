@@ -135,11 +135,7 @@ impl VisualGlm {
 
     /// Word embeddings of `ids` `[B, S]` with rows `[pre_image, pre_image + 32)` replaced by
     /// `image_embeds` `[B, 32, width]` when given.
-    pub fn input_embeds(
-        &self,
-        ids: &Tensor,
-        image: Option<(&Tensor, usize)>,
-    ) -> Result<Tensor> {
+    pub fn input_embeds(&self, ids: &Tensor, image: Option<(&Tensor, usize)>) -> Result<Tensor> {
         let (_, seq_len) = ids.dims2()?;
         let Some((image_embeds, pre_image)) = image else {
             return Ok(self.glm.embed(ids)?);
@@ -262,7 +258,9 @@ impl VisualGlm {
             let (p0, p1) = position_at(t, context_len, gmask_index);
             let pos = Tensor::new(&[[[p0], [p1]]], self.device())?;
             let x = self.glm.embed(&Tensor::new(&[[next]], self.device())?)?;
-            let hidden = self.glm.forward_embeds(&x, &pos, None, Some(&mut cache), None)?;
+            let hidden = self
+                .glm
+                .forward_embeds(&x, &pos, None, Some(&mut cache), None)?;
             logits = self.glm.logits(&hidden)?.flatten_all()?;
         }
         Ok((out, step_logits))

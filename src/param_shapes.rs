@@ -47,11 +47,7 @@ pub fn expected_parameters(config: &VisualGlmConfig) -> crate::Result<Vec<(Strin
     let backend: Box<dyn SimpleBackend> = Box::new(SharedRecorder(recorder.clone()));
     let vb = VarBuilder::from_backend(backend, DType::F32, Device::Cpu);
     VisualGlm::from_var_builder(config, vb)?;
-    let seen = recorder
-        .seen
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let seen = recorder.seen.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(seen)
 }
 

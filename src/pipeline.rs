@@ -17,8 +17,8 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
+use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::ImagePreprocessor;
 
@@ -216,7 +216,11 @@ impl Captioner {
 
     /// Describes many images with one question: the images are encoded together and the
     /// answers decoded together (greedy or sampled; with beams, one image after another).
-    pub fn describe_batch(&self, images: &[DynamicImage], question: &Question) -> Result<Vec<String>> {
+    pub fn describe_batch(
+        &self,
+        images: &[DynamicImage],
+        question: &Question,
+    ) -> Result<Vec<String>> {
         if images.is_empty() {
             return Ok(Vec::new());
         }
@@ -339,7 +343,11 @@ impl Timings {
         let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
         format!(
             "image encode {:.1} ms/image, prefill {:.1} tok/s, decode {:.1} tok/s",
-            if self.images > 0 { self.encode_ms / self.images as f64 } else { 0.0 },
+            if self.images > 0 {
+                self.encode_ms / self.images as f64
+            } else {
+                0.0
+            },
             per_s(self.prefill_tokens, self.prefill_ms),
             per_s(self.decode_tokens, self.decode_ms)
         )
@@ -358,10 +366,7 @@ pub struct ChatSession<'a> {
 impl ChatSession<'_> {
     /// Sets (or replaces) the image and clears the history.
     pub fn set_image(&mut self, image: &DynamicImage) -> Result<()> {
-        self.image_embeds = Some(
-            self.captioner
-                .encode_images(std::slice::from_ref(image))?,
-        );
+        self.image_embeds = Some(self.captioner.encode_images(std::slice::from_ref(image))?);
         self.history.clear();
         Ok(())
     }
@@ -404,7 +409,8 @@ impl ChatSession<'_> {
             generation.max_length.saturating_sub(1),
             true,
         )?;
-        self.history.drain(..prompt.dropped_turns.min(self.history.len()));
+        self.history
+            .drain(..prompt.dropped_turns.min(self.history.len()));
         let invalid = c.invalid_ids(self.english);
         let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
         let mut stream = TextStream::default();

@@ -21,9 +21,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         "metal" => Device::new_metal(0).map_err(|e| unavailable("metal", e)),
         "cuda" => Device::new_cuda(0).map_err(|e| unavailable("cuda", e)),
         s if s.starts_with("cuda:") => {
-            let n: usize = s[5..].parse().map_err(|_| {
-                VisualGlmError::Input(format!("bad device `{s}`: expected cuda:N"))
-            })?;
+            let n: usize = s[5..]
+                .parse()
+                .map_err(|_| VisualGlmError::Input(format!("bad device `{s}`: expected cuda:N")))?;
             Device::new_cuda(n).map_err(|e| unavailable(s, e))
         }
         other => Err(VisualGlmError::Input(format!(
@@ -36,7 +36,11 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 /// and f16 on a GPU.
 pub fn parse_dtype(spec: &str, device: &Device) -> Result<DType> {
     match spec.trim().to_ascii_lowercase().as_str() {
-        "auto" => Ok(if device.is_cpu() { DType::F32 } else { DType::F16 }),
+        "auto" => Ok(if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::F16
+        }),
         "f32" | "float32" => Ok(DType::F32),
         "f16" | "float16" | "half" => Ok(DType::F16),
         "bf16" | "bfloat16" => Ok(DType::BF16),

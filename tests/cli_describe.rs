@@ -34,7 +34,13 @@ fn describe_prints_the_greedy_answer_of_the_model() {
     // The library path: prompt ids → verified greedy decoder → text.
     let c = captioner(&tok);
     let prompt = c
-        .prompt(visualglm::pipeline::DEFAULT_QUERY_ZH, &[], false, true, 2048)
+        .prompt(
+            visualglm::pipeline::DEFAULT_QUERY_ZH,
+            &[],
+            false,
+            true,
+            2048,
+        )
         .unwrap();
     assert!(prompt.pre_image > 0 && prompt.ids.len() > prompt.pre_image + 32);
     let image = c
@@ -54,11 +60,26 @@ fn describe_prints_the_greedy_answer_of_the_model() {
         .arg(golden("checkpoints/hf"))
         .arg("--tokenizer")
         .arg(&tok)
-        .args(["--greedy", "--repetition-penalty", "1", "--max-new-tokens", "12", "--device", "cpu"])
+        .args([
+            "--greedy",
+            "--repetition-penalty",
+            "1",
+            "--max-new-tokens",
+            "12",
+            "--device",
+            "cpu",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'), want);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end_matches('\n'),
+        want
+    );
     assert!(!want.is_empty());
 }
 
@@ -87,7 +108,12 @@ fn describe_batch_equals_one_by_one() {
         ..q.clone()
     };
     let text = c.describe(&images[0], &en).unwrap();
-    assert!(!text.chars().any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)), "{text}");
+    assert!(
+        !text
+            .chars()
+            .any(|ch| ('\u{4e00}'..='\u{9fff}').contains(&ch)),
+        "{text}"
+    );
 }
 
 #[test]
@@ -112,7 +138,15 @@ fn batch_writes_one_line_per_image_records_errors_and_resumes() {
             .arg(golden("checkpoints/hf"))
             .arg("--tokenizer")
             .arg(&tok)
-            .args(["--greedy", "--max-new-tokens", "6", "--batch-size", "2", "--device", "cpu"])
+            .args([
+                "--greedy",
+                "--max-new-tokens",
+                "6",
+                "--batch-size",
+                "2",
+                "--device",
+                "cpu",
+            ])
             .output()
             .unwrap()
     };
@@ -126,10 +160,21 @@ fn batch_writes_one_line_per_image_records_errors_and_resumes() {
     assert_eq!(lines.len(), 3);
     let bad = lines
         .iter()
-        .find(|l| l["image"].as_str().unwrap().ends_with("bad_truncated_rocket.jpg"))
+        .find(|l| {
+            l["image"]
+                .as_str()
+                .unwrap()
+                .ends_with("bad_truncated_rocket.jpg")
+        })
         .unwrap();
-    assert!(bad["error"].as_str().unwrap().contains("truncated"), "{bad}");
-    assert_eq!(lines.iter().filter(|l| l.get("caption").is_some()).count(), 2);
+    assert!(
+        bad["error"].as_str().unwrap().contains("truncated"),
+        "{bad}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.get("caption").is_some()).count(),
+        2
+    );
 
     // Simulate a crash that cut the last line, then re-run: only that image is redone.
     let full = std::fs::read_to_string(&out).unwrap();
@@ -155,11 +200,47 @@ fn describe_bad_inputs_give_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tiny_tokenizer(dir.path());
     let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
-        (vec!["/no/such/cat.jpg".into(), "--model".into(), golden("checkpoints/hf").into()], "cat.jpg"),
-        (vec![golden("images/bad_truncated_rocket.jpg").into(), "--model".into(), golden("checkpoints/hf").into()], "truncated"),
-        (vec![golden("images/chelsea.png").into(), "--model".into(), dir.path().into()], "error"),
-        (vec![golden("images/chelsea.png").into(), "--model".into(), "THUDM/visualglm-6b".into(), "--offline".into()], "--offline"),
-        (vec![golden("images/chelsea.png").into(), "--model".into(), "no/such/dir".into()], "not found"),
+        (
+            vec![
+                "/no/such/cat.jpg".into(),
+                "--model".into(),
+                golden("checkpoints/hf").into(),
+            ],
+            "cat.jpg",
+        ),
+        (
+            vec![
+                golden("images/bad_truncated_rocket.jpg").into(),
+                "--model".into(),
+                golden("checkpoints/hf").into(),
+            ],
+            "truncated",
+        ),
+        (
+            vec![
+                golden("images/chelsea.png").into(),
+                "--model".into(),
+                dir.path().into(),
+            ],
+            "error",
+        ),
+        (
+            vec![
+                golden("images/chelsea.png").into(),
+                "--model".into(),
+                "THUDM/visualglm-6b".into(),
+                "--offline".into(),
+            ],
+            "--offline",
+        ),
+        (
+            vec![
+                golden("images/chelsea.png").into(),
+                "--model".into(),
+                "no/such/dir".into(),
+            ],
+            "not found",
+        ),
     ];
     for (args, needle) in cases {
         let o = bin()
@@ -195,7 +276,10 @@ fn describe_bad_inputs_give_one_line_errors() {
 fn hub_ids_resolve_from_the_cache_offline() {
     let home = tempfile::tempdir().unwrap();
     // The layout hf-hub writes: hub/models--OWNER--NAME/{refs/main, snapshots/REV/...}.
-    let repo = home.path().join("hub").join("models--THUDM--visualglm-tiny");
+    let repo = home
+        .path()
+        .join("hub")
+        .join("models--THUDM--visualglm-tiny");
     let snapshot = repo.join("snapshots").join("0123abc");
     std::fs::create_dir_all(&snapshot).unwrap();
     std::fs::create_dir_all(repo.join("refs")).unwrap();
@@ -209,7 +293,14 @@ fn hub_ids_resolve_from_the_cache_offline() {
         .env("HF_HOME", home.path())
         .args(["describe"])
         .arg(golden("images/chelsea.png"))
-        .args(["--model", "THUDM/visualglm-tiny", "--offline", "--greedy", "--max-new-tokens", "4"])
+        .args([
+            "--model",
+            "THUDM/visualglm-tiny",
+            "--offline",
+            "--greedy",
+            "--max-new-tokens",
+            "4",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -32,7 +32,11 @@ fn golden_ids() -> (String, Vec<i64>) {
         .unwrap();
     let ids: Vec<i64> = g["input_ids"].flatten_all().unwrap().to_vec1().unwrap();
     let gen: Vec<i64> = g["gen_ids"].to_vec1().unwrap();
-    let csv = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let csv = ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     (csv, gen)
 }
 
@@ -46,11 +50,23 @@ fn inspect_writes_every_stage_matching_the_reference() {
         .arg(golden("checkpoints/hf"))
         .arg("--image")
         .arg(golden("images/chelsea.png"))
-        .args(["--input-ids", &ids, "--pre-image", "2", "--generate", "8", "--out"])
+        .args([
+            "--input-ids",
+            &ids,
+            "--pre-image",
+            "2",
+            "--generate",
+            "8",
+            "--out",
+        ])
         .arg(&out)
         .output()
         .unwrap();
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
     let got = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     let g = candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
         .unwrap();
@@ -74,7 +90,12 @@ fn inspect_reports_bad_inputs_in_one_line() {
     let out = dir.path().join("x.safetensors");
     let cases: Vec<(Vec<String>, &str)> = vec![
         (
-            vec!["--image".into(), golden("images/bad_truncated_rocket.jpg").display().to_string()],
+            vec![
+                "--image".into(),
+                golden("images/bad_truncated_rocket.jpg")
+                    .display()
+                    .to_string(),
+            ],
             "truncated",
         ),
         (
@@ -118,7 +139,10 @@ fn inspect_reports_bad_inputs_in_one_line() {
         .unwrap();
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!err.contains("panicked") && err.starts_with("error:"), "stderr: {err}");
+    assert!(
+        !err.contains("panicked") && err.starts_with("error:"),
+        "stderr: {err}"
+    );
 }
 
 #[test]
@@ -127,8 +151,16 @@ fn text_only_inspect_matches_text_only_logits() {
     let out = dir.path().join("t.safetensors");
     let g = candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
         .unwrap();
-    let ids: Vec<i64> = g["text_only_input_ids"].flatten_all().unwrap().to_vec1().unwrap();
-    let csv = ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+    let ids: Vec<i64> = g["text_only_input_ids"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let csv = ids
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
     let o = bin()
         .args(["inspect", "--model"])
         .arg(golden("checkpoints/sat/visualglm-tiny"))

@@ -44,8 +44,9 @@ fn setup() -> Setup {
         .map(|x| x as u32)
         .collect();
     let image = model.encode_image(&g["pixel_values"]).unwrap();
-    let other = candle_core::safetensors::load(golden("preprocess/astronaut.safetensors"), &Device::Cpu)
-        .unwrap();
+    let other =
+        candle_core::safetensors::load(golden("preprocess/astronaut.safetensors"), &Device::Cpu)
+            .unwrap();
     let other_image = model.encode_image(&other["pixel_values"]).unwrap();
     Setup {
         model,
@@ -89,8 +90,15 @@ fn batched_rows_equal_single_runs() {
     let s = setup();
     let both = Tensor::cat(&[&s.image, &s.other_image], 0).unwrap();
     let cfg = greedy(s.want.len());
-    let batched = generate(&s.model, &s.ids, Some((&both, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
-        .unwrap();
+    let batched = generate(
+        &s.model,
+        &s.ids,
+        Some((&both, 2)),
+        &cfg,
+        &[],
+        &mut |_, _| Flow::Continue,
+    )
+    .unwrap();
     let single_other = generate(
         &s.model,
         &s.ids,
@@ -102,7 +110,10 @@ fn batched_rows_equal_single_runs() {
     .unwrap();
     assert_eq!(batched[0], s.want);
     assert_eq!(batched[1], single_other[0]);
-    assert_ne!(batched[0], batched[1], "different images give different answers");
+    assert_ne!(
+        batched[0], batched[1],
+        "different images give different answers"
+    );
 }
 
 #[test]
@@ -135,8 +146,15 @@ fn seeded_sampling_is_reproducible_and_the_seed_matters() {
             seed,
             ..GenerationConfig::default()
         };
-        generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
-            .unwrap()
+        generate(
+            &s.model,
+            &s.ids,
+            Some((&s.image, 2)),
+            &cfg,
+            &[],
+            &mut |_, _| Flow::Continue,
+        )
+        .unwrap()
     };
     assert_eq!(run(1), run(1));
     assert!((2..12).any(|seed| run(seed) != run(1)));
@@ -158,8 +176,15 @@ fn invalid_ranges_and_stop_are_honoured() {
     .unwrap();
     assert_ne!(out[0][0], s.want[0]);
     // The callback can stop generation.
-    let out = generate(&s.model, &s.ids, Some((&s.image, 2)), &greedy(8), &[], &mut |_, _| Flow::Stop)
-        .unwrap();
+    let out = generate(
+        &s.model,
+        &s.ids,
+        Some((&s.image, 2)),
+        &greedy(8),
+        &[],
+        &mut |_, _| Flow::Stop,
+    )
+    .unwrap();
     assert_eq!(out[0].len(), 1);
 }
 
@@ -170,8 +195,15 @@ fn over_long_prompt_is_a_clear_error() {
         max_length: 10,
         ..greedy(4)
     };
-    let err = generate(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[], &mut |_, _| Flow::Continue)
-        .unwrap_err();
+    let err = generate(
+        &s.model,
+        &s.ids,
+        Some((&s.image, 2)),
+        &cfg,
+        &[],
+        &mut |_, _| Flow::Continue,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("maximum length"), "{err}");
 }
 
@@ -207,8 +239,10 @@ fn different_prompts_batched_equal_each_alone() {
     ];
     let batched = generate_many(&s.model, &requests, &mut |_, _| Flow::Continue).unwrap();
     for (i, r) in requests.iter().enumerate() {
-        let alone = generate_many(&s.model, std::slice::from_ref(r), &mut |_, _| Flow::Continue)
-            .unwrap();
+        let alone = generate_many(&s.model, std::slice::from_ref(r), &mut |_, _| {
+            Flow::Continue
+        })
+        .unwrap();
         assert_eq!(batched[i], alone[0], "request {i}");
     }
     assert_eq!(batched[0], s.want[..6].to_vec());

@@ -61,7 +61,12 @@ fn check_hf_stages(model: &VisualGlm) {
     let stages = model.encode_image_stages(&g["pixel_values"]).unwrap();
     assert_close("vit_out", &stages.vit_out, &g["vit_out"], 5e-5);
     assert_close("qformer_out", &stages.qformer_out, &g["qformer_out"], 5e-5);
-    assert_close("image_embeds", &stages.image_embeds, &g["image_embeds"], 5e-5);
+    assert_close(
+        "image_embeds",
+        &stages.image_embeds,
+        &g["image_embeds"],
+        5e-5,
+    );
 
     let ids = ids_of(&g["input_ids"]);
     let pre_image = 2;
@@ -72,7 +77,10 @@ fn check_hf_stages(model: &VisualGlm) {
         want_pos.to_vec3::<u32>().unwrap(),
         "position ids"
     );
-    let ids_t = Tensor::new(ids.as_slice(), &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+    let ids_t = Tensor::new(ids.as_slice(), &Device::Cpu)
+        .unwrap()
+        .unsqueeze(0)
+        .unwrap();
     let embeds = model
         .input_embeds(&ids_t, Some((&stages.image_embeds, pre_image)))
         .unwrap();
@@ -80,7 +88,12 @@ fn check_hf_stages(model: &VisualGlm) {
 
     let mut layers = Vec::new();
     let hidden = model
-        .prompt_hidden(&ids, Some((&stages.image_embeds, pre_image)), None, Some(&mut layers))
+        .prompt_hidden(
+            &ids,
+            Some((&stages.image_embeds, pre_image)),
+            None,
+            Some(&mut layers),
+        )
         .unwrap();
     for (i, out) in layers.iter().enumerate() {
         let want = g["glm_layer_outputs"].get(i).unwrap();
@@ -92,7 +105,12 @@ fn check_hf_stages(model: &VisualGlm) {
 
     let text_ids = ids_of(&g["text_only_input_ids"]);
     let text_logits = model.prompt_logits(&text_ids, None).unwrap();
-    assert_close("text_only_logits", &text_logits, &g["text_only_logits"], 1e-4);
+    assert_close(
+        "text_only_logits",
+        &text_logits,
+        &g["text_only_logits"],
+        1e-4,
+    );
 }
 
 #[test]
@@ -150,7 +168,12 @@ fn sat_checkpoint_matches_native_sat_logits() {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
     let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
-    assert_close("native SAT logits", &logits, &sat["logits_native_alpha_sqrt4"], 1e-4);
+    assert_close(
+        "native SAT logits",
+        &logits,
+        &sat["logits_native_alpha_sqrt4"],
+        1e-4,
+    );
 }
 
 #[test]
@@ -159,8 +182,7 @@ fn sat_weights_with_hf_alpha_match_the_sqrt56_golden() {
         config_path: Some(golden("model/config.json")),
         ..Default::default()
     };
-    let mut ck =
-        visualglm::load(&golden("model/tiny_visualglm_sat.safetensors"), &opts).unwrap();
+    let mut ck = visualglm::load(&golden("model/tiny_visualglm_sat.safetensors"), &opts).unwrap();
     // SAT numerics (fp32 inv_freq) with the HF residual convention α = √56.
     ck.config.glm.residual_alpha = Some(56f64.sqrt());
     ck.config.glm.rotary_inv_freq_f16 = false;
@@ -171,13 +193,19 @@ fn sat_weights_with_hf_alpha_match_the_sqrt56_golden() {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
     let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
-    assert_close("SAT α=√56 logits", &logits, &sat["logits_alpha_sqrt56"], 1e-4);
+    assert_close(
+        "SAT α=√56 logits",
+        &logits,
+        &sat["logits_alpha_sqrt56"],
+        1e-4,
+    );
 }
 
 #[test]
 fn full_size_parameters_match_the_released_names_and_shapes() {
     let ours = visualglm::model::visualglm_6b_parameters().unwrap();
-    let text = std::fs::read_to_string(golden("model/real_visualglm6b_hf_param_shapes.json")).unwrap();
+    let text =
+        std::fs::read_to_string(golden("model/real_visualglm6b_hf_param_shapes.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let mut want: Vec<(String, Vec<usize>)> = Vec::new();
     for (template, shape) in json["params"].as_object().unwrap() {

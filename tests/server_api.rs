@@ -365,7 +365,7 @@ fn models_and_health() {
 fn bad_requests_get_openai_shaped_4xx_errors() {
     let mut cfg = config();
     cfg.max_body_bytes = 64 << 10;
-    cfg.images.limits.max_pixels = 100_000;
+    cfg.images.limits.max_pixels = 300_000;
     let f = start(cfg);
     let chat = "/v1/chat/completions";
     let user = |content: Value| json!({"messages": [{"role": "user", "content": content}]});
@@ -410,7 +410,7 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     assert_error(s, &v, 400, Some("invalid_base64"), "bad base64");
     let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(b"just text, no image"))));
     assert_error(s, &v, 400, Some("invalid_image"), "undecodable image");
-    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(&png(400, 400)))));
+    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(&png(600, 600)))));
     assert_error(s, &v, 413, Some("image_too_large"), "too many pixels");
     let truncated = std::fs::read(golden("images/bad_truncated_rocket.jpg")).unwrap();
     let (s, v) = f.post(chat, &with_url(&format!("data:image/jpeg;base64,{}", b64(&truncated))));

@@ -20,7 +20,10 @@ fn tiny_tokenizer_is_reproducible_and_fits_the_tiny_model() {
         .status()
         .unwrap();
     assert!(status.success());
-    assert_eq!(std::fs::read(&committed).unwrap(), std::fs::read(&fresh).unwrap());
+    assert_eq!(
+        std::fs::read(&committed).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
 
     let tok = ChatGlmTokenizer::from_file(&committed).unwrap();
     let config: serde_json::Value = serde_json::from_str(

@@ -105,7 +105,8 @@ impl Sampler {
                 }
             }
         }
-        if self.config.do_sample && self.config.temperature > 0.0 && self.config.temperature != 1.0 {
+        if self.config.do_sample && self.config.temperature > 0.0 && self.config.temperature != 1.0
+        {
             for l in logits.iter_mut() {
                 *l /= self.config.temperature;
             }
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn invalid_ranges_are_never_chosen() {
-        let mut s = Sampler::new(GenerationConfig::greedy(), vec![0..2]);
+        let mut s = Sampler::new(GenerationConfig::greedy(), Vec::from([0..2]));
         assert_eq!(s.next_token(&[9.0, 8.0, 1.0], &[]), 2);
     }
 
@@ -247,8 +248,16 @@ mod tests {
         };
         let logits: Vec<f32> = (0..50).map(|i| (i % 7) as f32 * 0.3).collect();
         let draw = |seed: u64| {
-            let mut s = Sampler::new(GenerationConfig { seed, ..cfg.clone() }, vec![]);
-            (0..20).map(|_| s.next_token(&logits, &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(
+                GenerationConfig {
+                    seed,
+                    ..cfg.clone()
+                },
+                vec![],
+            );
+            (0..20)
+                .map(|_| s.next_token(&logits, &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));

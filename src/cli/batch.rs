@@ -14,7 +14,9 @@ use visualglm_vision::preprocess::load_image;
 use super::model_args::{GenerationArgs, ModelArgs};
 
 /// File extensions taken from a directory.
-const IMAGE_EXTENSIONS: [&str; 9] = ["jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff", "jfif"];
+const IMAGE_EXTENSIONS: [&str; 9] = [
+    "jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff", "jfif",
+];
 
 /// Arguments of `visualglm batch`.
 #[derive(clap::Args, Debug)]
@@ -53,7 +55,10 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
         .filter(|p| !done.contains(&p.display().to_string()))
         .collect();
     if todo.is_empty() {
-        eprintln!("nothing to do: every image is already in {}", args.out.display());
+        eprintln!(
+            "nothing to do: every image is already in {}",
+            args.out.display()
+        );
         return Ok(());
     }
     let captioner = args.model.load()?;
@@ -65,8 +70,10 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     let bar = ProgressBar::new(todo.len() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut timings = Timings::default();
     let (mut ok, mut failed) = (0usize, 0usize);
@@ -115,7 +122,11 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
         bar.set_message(format!("{ok} ok, {failed} failed"));
     }
     bar.finish();
-    eprintln!("{ok} captioned, {failed} failed, {} skipped (already done); wrote {}", done.len(), args.out.display());
+    eprintln!(
+        "{ok} captioned, {failed} failed, {} skipped (already done); wrote {}",
+        done.len(),
+        args.out.display()
+    );
     if verbose {
         eprintln!("{}", timings.summary());
     }
@@ -130,9 +141,9 @@ fn collect_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| {
                 p.is_file()
-                    && p.extension()
-                        .and_then(|e| e.to_str())
-                        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
+                    })
             })
             .collect();
         paths.sort();
@@ -142,13 +153,18 @@ fn collect_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let base = input.parent().unwrap_or(Path::new("."));
     let mut paths = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}:{}: not UTF-8 text", input.display(), n + 1))?;
+        let line =
+            line.with_context(|| format!("{}:{}: not UTF-8 text", input.display(), n + 1))?;
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let p = Path::new(line);
-        paths.push(if p.is_absolute() { p.to_path_buf() } else { base.join(p) });
+        paths.push(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        });
     }
     Ok(paths)
 }
@@ -164,14 +180,18 @@ fn finished_images(out: &Path, retry_errors: bool) -> anyhow::Result<HashSet<Str
     file.read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {}", out.display()))?;
     if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-        let keep = bytes.iter().rposition(|&b| b == b'\n').map(|i| i + 1).unwrap_or(0);
+        let keep = bytes
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map(|i| i + 1)
+            .unwrap_or(0);
         file.set_len(keep as u64)?;
         file.seek(SeekFrom::End(0))?;
         bytes.truncate(keep);
         tracing::warn!("{}: removed an incomplete last line", out.display());
     }
-    let text = String::from_utf8(bytes)
-        .with_context(|| format!("{} is not UTF-8 text", out.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", out.display()))?;
     for (n, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;

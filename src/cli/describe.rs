@@ -43,7 +43,8 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     let captions = captioner.describe_batch_timed(&images, &question, &mut timings)?;
     for (path, caption) in args.images.iter().zip(&captions) {
         if args.json {
-            let line = serde_json::json!({ "image": path.display().to_string(), "caption": caption });
+            let line =
+                serde_json::json!({ "image": path.display().to_string(), "caption": caption });
             println!("{line}");
         } else if args.images.len() == 1 {
             println!("{caption}");

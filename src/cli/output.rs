@@ -8,7 +8,10 @@ use candle_core::Tensor;
 
 /// Writes `tensors` to `path` as safetensors via a temporary file and a rename, so a
 /// crash never leaves a half-written file under the final name.
-pub fn write_safetensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
+pub fn write_safetensors_atomic(
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> anyhow::Result<()> {
     let tmp = temp_path(path);
     candle_core::safetensors::save(tensors, &tmp)
         .with_context(|| format!("writing {}", tmp.display()))?;

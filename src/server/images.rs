@@ -118,7 +118,7 @@ impl ImagePolicy {
                 ApiError::bad_request(format!("the image is not valid base64: {e}"))
                     .with_code("invalid_base64")
             })?;
-        decode_image_with_limits(&bytes, "the request's image", &self.limits).map_err(image_error)
+        decode_image_with_limits(&bytes, "from the request", &self.limits).map_err(image_error)
     }
 
     fn load_local(&self, path: &Path) -> Result<DynamicImage, ApiError> {

@@ -280,6 +280,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
         model: state.model_name.clone(),
         in_flight: state.queue.in_flight(),
         tokens_generated: state.queue.tokens_generated(),
+        batches: state.queue.batches(),
     })
 }
 

@@ -284,4 +284,6 @@ pub struct Health {
     pub in_flight: usize,
     /// Tokens generated since the start, over all requests.
     pub tokens_generated: u64,
+    /// Batches the model worker has run since the start.
+    pub batches: u64,
 }

@@ -91,6 +91,8 @@ struct Stats {
     in_flight: AtomicUsize,
     /// Tokens generated since the start (all requests).
     tokens: AtomicU64,
+    /// Batches run since the start.
+    batches: AtomicU64,
 }
 
 impl Queue {
@@ -136,6 +138,11 @@ impl Queue {
     pub fn tokens_generated(&self) -> u64 {
         self.stats.tokens.load(Ordering::SeqCst)
     }
+
+    /// Batches the worker has run since the start.
+    pub fn batches(&self) -> u64 {
+        self.stats.batches.load(Ordering::SeqCst)
+    }
 }
 
 fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &Stats) {
@@ -166,6 +173,7 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &St
             tracing::debug!("{} request(s) cancelled before they started", gone.len());
         }
         if !live.is_empty() {
+            stats.batches.fetch_add(1, Ordering::SeqCst);
             let start = Instant::now();
             let outcome =
                 std::panic::catch_unwind(AssertUnwindSafe(|| run_batch(captioner, &live, &stats.tokens)));

@@ -13,5 +13,8 @@ pub fn golden(rel: &str) -> PathBuf {
 /// `examples/make_tiny_tokenizer.rs`). The directory argument is kept for call sites that
 /// used to write it there.
 pub fn tiny_tokenizer(_dir: &Path) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tiny/tokenizer.model"))
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/assets/tiny/tokenizer.model"
+    ))
 }
