@@ -111,7 +111,7 @@ pub enum GgufError {
         name: String,
         /// The underlying error.
         #[source]
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// The input checkpoint of [`write_gguf`] could not be loaded.
     #[error(transparent)]
@@ -222,7 +222,10 @@ pub fn write_gguf(
             return Err(GgufError::Tensor {
                 path: out.to_path_buf(),
                 name: name.to_string(),
-                source: candle_core::Error::Msg(format!("dtype {:?} is not a float", t.dtype())),
+                source: Box::new(candle_core::Error::Msg(format!(
+                    "dtype {:?} is not a float",
+                    t.dtype()
+                ))),
             });
         }
         let quantize = is_glm_linear_weight(name) || (opts.lm_head && name == "lm_head.weight");
@@ -284,25 +287,22 @@ pub fn write_gguf(
         let mut written = header.len() as u64;
         let mut summary = GgufSummary::default();
         for (i, p) in plan.iter().enumerate() {
-            let q = QTensor::quantize(p.tensor, p.dtype).map_err(|source| GgufError::Tensor {
+            let tensor_err = |source| GgufError::Tensor {
                 path: out.to_path_buf(),
                 name: p.name.to_string(),
-                source,
-            })?;
-            let data = q.data().map_err(|source| GgufError::Tensor {
-                path: out.to_path_buf(),
-                name: p.name.to_string(),
-                source,
-            })?;
+                source: Box::new(source),
+            };
+            let q = QTensor::quantize(p.tensor, p.dtype).map_err(tensor_err)?;
+            let data = q.data().map_err(tensor_err)?;
             if data.len() as u64 != p.bytes {
                 return Err(GgufError::Tensor {
                     path: out.to_path_buf(),
                     name: p.name.to_string(),
-                    source: candle_core::Error::Msg(format!(
+                    source: Box::new(candle_core::Error::Msg(format!(
                         "quantized to {} bytes, expected {}",
                         data.len(),
                         p.bytes
-                    )),
+                    ))),
                 });
             }
             w.write_all(&data).map_err(io(&tmp))?;
@@ -605,7 +605,7 @@ pub fn load_gguf(
         move |source| GgufError::Tensor {
             path: p,
             name: n,
-            source,
+            source: Box::new(source),
         }
     };
     let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(expected.len());

@@ -6,6 +6,7 @@ pub mod error;
 pub mod generate;
 pub mod hub;
 pub mod gguf;
+pub mod lora;
 pub mod model;
 pub mod param_shapes;
 pub mod pipeline;

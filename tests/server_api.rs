@@ -51,6 +51,7 @@ fn config() -> ServerConfig {
             local_dir: None,
         },
         limits: PromptLimits::default(),
+        ..ServerConfig::default()
     }
 }
 
@@ -107,7 +108,11 @@ impl Fixture {
             .send_json(body.clone())
             .unwrap();
         assert_eq!(r.status(), 200);
-        assert!(r.content_type().starts_with("text/event-stream"), "{}", r.content_type());
+        assert!(
+            r.content_type().starts_with("text/event-stream"),
+            "{}",
+            r.content_type()
+        );
         BufReader::new(r.into_reader())
             .lines()
             .map(|l| l.unwrap())
@@ -166,7 +171,9 @@ fn library_answer(
     image: Option<&Path>,
     cfg: &GenerationConfig,
 ) -> (String, usize, usize) {
-    let english = !query.chars().any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
+    let english = !query
+        .chars()
+        .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
     let p = c
         .prompt(query, history, english, image.is_some(), cfg.max_length - 1)
         .unwrap();
@@ -187,9 +194,15 @@ fn library_answer(
 fn assert_error(status: u16, body: &Value, want_status: u16, want_code: Option<&str>, what: &str) {
     assert_eq!(status, want_status, "{what}: {body}");
     let e = &body["error"];
-    assert!(e["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{what}: {body}"
+    );
     assert!(e["type"].is_string(), "{what}: {body}");
-    assert!(e.get("param").is_some() && e.get("code").is_some(), "{what}: {body}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "{what}: {body}"
+    );
     if let Some(code) = want_code {
         assert_eq!(e["code"], code, "{what}: {body}");
     }
@@ -207,8 +220,13 @@ fn chat_completion_plain_and_streamed_match_the_library() {
         "max_tokens": 12,
         "temperature": 0,
     });
-    let (want, prompt_len, completion_len) =
-        library_answer(&f.captioner, query, &[], Some(&chelsea), &greedy_defaults(12));
+    let (want, prompt_len, completion_len) = library_answer(
+        &f.captioner,
+        query,
+        &[],
+        Some(&chelsea),
+        &greedy_defaults(12),
+    );
     assert!(prompt_len > 32);
     let (status, v) = f.post("/v1/chat/completions", &body);
     assert_eq!(status, 200, "{v}");
@@ -219,7 +237,11 @@ fn chat_completion_plain_and_streamed_match_the_library() {
     let choice = &v["choices"][0];
     assert_eq!(choice["message"]["role"], "assistant");
     assert_eq!(choice["message"]["content"], want.as_str());
-    let finish = if completion_len == 12 { "length" } else { "stop" };
+    let finish = if completion_len == 12 {
+        "length"
+    } else {
+        "stop"
+    };
     assert_eq!(choice["finish_reason"], finish);
     assert_eq!(
         v["usage"],
@@ -231,7 +253,11 @@ fn chat_completion_plain_and_streamed_match_the_library() {
     let mut sbody = body.clone();
     sbody["stream"] = json!(true);
     let events = f.stream(&sbody);
-    assert_eq!(events.last().map(String::as_str), Some("[DONE]"), "{events:?}");
+    assert_eq!(
+        events.last().map(String::as_str),
+        Some("[DONE]"),
+        "{events:?}"
+    );
     let chunks: Vec<Value> = events[..events.len() - 1]
         .iter()
         .map(|e| serde_json::from_str(e).unwrap())
@@ -293,16 +319,26 @@ fn history_and_the_last_image_of_the_conversation_are_used() {
         "temperature": 0,
     });
     let history = vec![("描述这张图片。".to_string(), "一只猫".to_string())];
-    let (want, prompt_len, _) =
-        library_answer(&f.captioner, "它在哪里？", &history, Some(&last), &greedy_defaults(8));
+    let (want, prompt_len, _) = library_answer(
+        &f.captioner,
+        "它在哪里？",
+        &history,
+        Some(&last),
+        &greedy_defaults(8),
+    );
     let (status, v) = f.post("/v1/chat/completions", &body);
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["usage"]["prompt_tokens"], prompt_len);
     assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
     // Same prompt with the first image gives the first image's answer, not this one's
     // (unless the tiny model happens to say the same for both).
-    let (other, _, _) =
-        library_answer(&f.captioner, "它在哪里？", &history, Some(&first), &greedy_defaults(8));
+    let (other, _, _) = library_answer(
+        &f.captioner,
+        "它在哪里？",
+        &history,
+        Some(&first),
+        &greedy_defaults(8),
+    );
     if other != want {
         assert_ne!(v["choices"][0]["message"]["content"], other.as_str());
     }
@@ -378,14 +414,20 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     assert_error(s, &v, 400, Some("invalid_json"), "not an object");
     let (s, v) = f.post(chat, &json!({"model": NAME}));
     assert_error(s, &v, 400, Some("invalid_json"), "no messages");
-    let (s, v) = f.post(chat, &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}));
+    let (s, v) = f.post(
+        chat,
+        &json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}),
+    );
     assert_error(s, &v, 404, Some("model_not_found"), "other model");
     assert_eq!(v["error"]["param"], "model");
     let (s, v) = f.post(chat, &json!({"messages": []}));
     assert_error(s, &v, 400, None, "empty messages");
     let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}));
     assert_error(s, &v, 400, None, "last message from the assistant");
-    let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": [{"type": "audio", "x": 1}]}]}));
+    let (s, v) = f.post(
+        chat,
+        &json!({"messages": [{"role": "user", "content": [{"type": "audio", "x": 1}]}]}),
+    );
     assert_error(s, &v, 400, Some("invalid_json"), "unknown part type");
     let mut body = user(json!("hi"));
     body["max_tokens"] = json!(0);
@@ -404,25 +446,55 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     // Images.
     let (s, v) = f.post(chat, &with_url("https://example.com/cat.png"));
     assert_error(s, &v, 400, Some("invalid_image_url"), "remote URL");
-    let (s, v) = f.post(chat, &with_url(&golden("images/chelsea.png").display().to_string()));
-    assert_error(s, &v, 400, Some("invalid_image_url"), "local path without --allow-local-dir");
+    let (s, v) = f.post(
+        chat,
+        &with_url(&golden("images/chelsea.png").display().to_string()),
+    );
+    assert_error(
+        s,
+        &v,
+        400,
+        Some("invalid_image_url"),
+        "local path without --allow-local-dir",
+    );
     let (s, v) = f.post(chat, &with_url("data:image/png;base64,!!not base64!!"));
     assert_error(s, &v, 400, Some("invalid_base64"), "bad base64");
-    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(b"just text, no image"))));
+    let (s, v) = f.post(
+        chat,
+        &with_url(&format!(
+            "data:image/png;base64,{}",
+            b64(b"just text, no image")
+        )),
+    );
     assert_error(s, &v, 400, Some("invalid_image"), "undecodable image");
-    let (s, v) = f.post(chat, &with_url(&format!("data:image/png;base64,{}", b64(&png(600, 600)))));
+    let (s, v) = f.post(
+        chat,
+        &with_url(&format!("data:image/png;base64,{}", b64(&png(600, 600)))),
+    );
     assert_error(s, &v, 413, Some("image_too_large"), "too many pixels");
     let truncated = std::fs::read(golden("images/bad_truncated_rocket.jpg")).unwrap();
-    let (s, v) = f.post(chat, &with_url(&format!("data:image/jpeg;base64,{}", b64(&truncated))));
+    let (s, v) = f.post(
+        chat,
+        &with_url(&format!("data:image/jpeg;base64,{}", b64(&truncated))),
+    );
     assert_error(s, &v, 400, Some("invalid_image"), "truncated image");
 
     // Over-long prompt (fits the body limit, not the 2048-token context).
     let long = "hello world ".repeat(3000);
     let (s, v) = f.post(chat, &user(json!(long)));
-    assert_error(s, &v, 400, Some("context_length_exceeded"), "over-long prompt");
+    assert_error(
+        s,
+        &v,
+        400,
+        Some("context_length_exceeded"),
+        "over-long prompt",
+    );
 
     // Body over the limit: declared by Content-Length, and actually sent.
-    let big = format!("{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}", "x".repeat(70 << 10));
+    let big = format!(
+        "{{\"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "x".repeat(70 << 10)
+    );
     let (s, v) = f.post_raw(chat, &big);
     assert_error(s, &v, 413, Some("request_too_large"), "body over the limit");
     let addr = f.server.addr();
@@ -445,7 +517,10 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     assert_error(s, &v, 405, None, "GET on a POST route");
 
     // Still serving.
-    let (s, v) = f.post(chat, &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}));
+    let (s, v) = f.post(
+        chat,
+        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
+    );
     assert_eq!(s, 200, "{v}");
     let (s, v) = f.get("/health");
     assert_eq!((s, &v["in_flight"]), (200, &json!(0)));
@@ -455,7 +530,11 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
 fn local_images_only_under_the_allowed_dir() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("images")).unwrap();
-    std::fs::copy(golden("images/chelsea.png"), dir.path().join("images/cat.png")).unwrap();
+    std::fs::copy(
+        golden("images/chelsea.png"),
+        dir.path().join("images/cat.png"),
+    )
+    .unwrap();
     std::fs::write(dir.path().join("secret.png"), png(8, 8)).unwrap();
     let mut cfg = config();
     cfg.images.local_dir = Some(dir.path().join("images").canonicalize().unwrap());
@@ -464,11 +543,20 @@ fn local_images_only_under_the_allowed_dir() {
     let body = |url: &str| json!({"messages": [image_message("hi", url)], "max_tokens": 3, "temperature": 0});
     let (s, v) = f.post(chat, &body("cat.png"));
     assert_eq!(s, 200, "{v}");
-    let inline = f.post(chat, &body(&data_url(&golden("images/chelsea.png")))).1;
+    let inline = f
+        .post(chat, &body(&data_url(&golden("images/chelsea.png"))))
+        .1;
     assert_eq!(v["choices"][0]["message"], inline["choices"][0]["message"]);
     let abs = dir.path().join("images/cat.png").canonicalize().unwrap();
-    assert_eq!(f.post(chat, &body(&format!("file://{}", abs.display()))).0, 200);
-    for escape in ["../secret.png", &dir.path().join("secret.png").display().to_string(), "missing.png"] {
+    assert_eq!(
+        f.post(chat, &body(&format!("file://{}", abs.display()))).0,
+        200
+    );
+    for escape in [
+        "../secret.png",
+        &dir.path().join("secret.png").display().to_string(),
+        "missing.png",
+    ] {
         let (s, v) = f.post(chat, &body(escape));
         assert_error(s, &v, 400, Some("invalid_image_url"), escape);
     }
@@ -505,7 +593,11 @@ fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("\"content\":\"") || seen.len() < 600 {
         let n = tcp.read(&mut buf).unwrap();
-        assert!(n > 0, "stream ended early: {}", String::from_utf8_lossy(&seen));
+        assert!(
+            n > 0,
+            "stream ended early: {}",
+            String::from_utf8_lossy(&seen)
+        );
         seen.extend_from_slice(&buf[..n]);
     }
     drop(tcp);

@@ -24,7 +24,12 @@ use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::load_image;
 
 const REQUESTS: usize = 64;
-const QUERIES: [&str; 4] = ["描述这张图片。", "What is in the picture?", "这是哪里？", "Tell me more"];
+const QUERIES: [&str; 4] = [
+    "描述这张图片。",
+    "What is in the picture?",
+    "这是哪里？",
+    "Tell me more",
+];
 const IMAGES: [&str; 3] = ["chelsea.png", "camera.png", "astronaut.png"];
 
 /// One request of the mix.
@@ -50,7 +55,10 @@ fn case(i: usize) -> Case {
 }
 
 fn library_answer(c: &Captioner, case: &Case) -> String {
-    let english = !case.query.chars().any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
+    let english = !case
+        .query
+        .chars()
+        .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
     let p = c
         .prompt(case.query, &[], english, case.image.is_some(), 2047)
         .unwrap();
@@ -131,7 +139,12 @@ fn send(agent: &ureq::Agent, base: &str, case: &Case) -> Result<String, String> 
     Ok(text.trim().to_string())
 }
 
-fn send_release(agent: &ureq::Agent, base: &str, case: &Case, prompt_len: usize) -> Result<String, String> {
+fn send_release(
+    agent: &ureq::Agent,
+    base: &str,
+    case: &Case,
+    prompt_len: usize,
+) -> Result<String, String> {
     let mut body = json!({"text": case.query, "history": [],
                           "max_length": prompt_len + case.max_tokens, "temperature": 0});
     if let Some(img) = &case.image {
@@ -143,28 +156,44 @@ fn send_release(agent: &ureq::Agent, base: &str, case: &Case, prompt_len: usize)
         .map_err(|e| e.to_string())?
         .into_json()
         .map_err(|e| e.to_string())?;
-    v["result"].as_str().map(str::to_string).ok_or_else(|| v.to_string())
+    v["result"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| v.to_string())
 }
 
 #[test]
 fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tiny_tokenizer(dir.path());
-    let model = VisualGlm::load_with(&golden("checkpoints/hf"), &Device::Cpu, DType::F32, &LoadOptions::default())
-        .unwrap();
+    let model = VisualGlm::load_with(
+        &golden("checkpoints/hf"),
+        &Device::Cpu,
+        DType::F32,
+        &LoadOptions::default(),
+    )
+    .unwrap();
     let c = Captioner::new(model, ChatGlmTokenizer::from_file(&tok).unwrap()).unwrap();
 
     let cases: Vec<Case> = (0..REQUESTS).map(case).collect();
     let mut expected: HashMap<String, String> = HashMap::new();
     let key = |cs: &Case| format!("{}|{:?}|{}", cs.query, cs.image, cs.max_tokens);
     for cs in &cases {
-        expected.entry(key(cs)).or_insert_with(|| library_answer(&c, cs));
+        expected
+            .entry(key(cs))
+            .or_insert_with(|| library_answer(&c, cs));
     }
     let prompt_lens: Vec<usize> = cases
         .iter()
         .map(|cs| {
-            let english = !cs.query.chars().any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
-            c.prompt(cs.query, &[], english, cs.image.is_some(), 2047).unwrap().ids.len()
+            let english = !cs
+                .query
+                .chars()
+                .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
+            c.prompt(cs.query, &[], english, cs.image.is_some(), 2047)
+                .unwrap()
+                .ids
+                .len()
         })
         .collect();
 
@@ -204,17 +233,28 @@ fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
         .collect();
     let results: Vec<Result<String, String>> = handles
         .into_iter()
-        .map(|h| h.join().unwrap_or_else(|_| Err("client thread panicked".into())))
+        .map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err("client thread panicked".into()))
+        })
         .collect();
     let elapsed = start.elapsed();
     let mut wrong = Vec::new();
     for (i, (cs, r)) in cases.iter().zip(&results).enumerate() {
         match r {
             Ok(text) if text == &expected[&key(cs)] => {}
-            other => wrong.push(format!("#{i} {cs:?}: got {other:?}, want {:?}", expected[&key(cs)])),
+            other => wrong.push(format!(
+                "#{i} {cs:?}: got {other:?}, want {:?}",
+                expected[&key(cs)]
+            )),
         }
     }
-    assert!(wrong.is_empty(), "{} of {REQUESTS} wrong:\n{}", wrong.len(), wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} of {REQUESTS} wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
     let health: Value = agent
         .get(&format!("{base}/health"))
         .call()
@@ -225,6 +265,9 @@ fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
     eprintln!("{REQUESTS} requests in {elapsed:?}, {batches} batches");
     assert_eq!(health["in_flight"], 0);
     assert!(batches >= (REQUESTS / 16) as u64, "{health}");
-    assert!(batches < REQUESTS as u64 / 2, "requests were not batched: {health}");
+    assert!(
+        batches < REQUESTS as u64 / 2,
+        "requests were not batched: {health}"
+    );
     assert!(elapsed < Duration::from_secs(240));
 }

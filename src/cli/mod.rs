@@ -8,7 +8,9 @@ mod chat;
 mod convert;
 mod describe;
 mod eval_cmd;
+mod eval_model;
 mod inspect;
+mod lora_cmd;
 mod model_args;
 mod output;
 mod quantize;
@@ -50,6 +52,9 @@ enum Command {
     Bench(bench::Args),
     /// Serve the model over HTTP (OpenAI chat completions and the release's API).
     Serve(serve::Args),
+    /// Merge LoRA adapters into a checkpoint, or extract them from a SAT fine-tune.
+    #[command(subcommand)]
+    Lora(lora_cmd::Command),
 }
 
 /// Parses the command line, runs the subcommand and turns errors into a one-line message.
@@ -67,6 +72,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Quantize(args) => quantize::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Lora(cmd) => lora_cmd::run(cmd),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

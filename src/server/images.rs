@@ -72,7 +72,8 @@ impl ImagePolicy {
             }
             None => url,
         };
-        self.load_local(Path::new(path)).map_err(|e| e.with_param(param))
+        self.load_local(Path::new(path))
+            .map_err(|e| e.with_param(param))
     }
 
     /// Decodes the release's `image` field: raw base64 or a `data:` URL.
@@ -87,8 +88,10 @@ impl ImagePolicy {
 
     fn decode_data_url(&self, rest: &str) -> Result<DynamicImage, ApiError> {
         let Some((meta, payload)) = rest.split_once(',') else {
-            return Err(ApiError::bad_request("malformed data URL: no `,` before the data")
-                .with_code("invalid_image_url"));
+            return Err(
+                ApiError::bad_request("malformed data URL: no `,` before the data")
+                    .with_code("invalid_image_url"),
+            );
         };
         if !meta.split(';').any(|p| p.eq_ignore_ascii_case("base64")) {
             return Err(ApiError::bad_request(
@@ -215,7 +218,9 @@ mod tests {
         let abs = inner.join("a.png");
         assert!(p.load_url(&format!("file://{}", abs.display())).is_ok());
         assert!(p.load_url("../secret.png").is_err());
-        assert!(p.load_url(&dir.join("secret.png").display().to_string()).is_err());
+        assert!(p
+            .load_url(&dir.join("secret.png").display().to_string())
+            .is_err());
         assert!(p.load_url("missing.png").is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }

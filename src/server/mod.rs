@@ -21,7 +21,8 @@
 //! use visualglm::server::{Server, ServerConfig};
 //! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
 //!     candle_core::DType::F32)?;
-//! let server = Server::start(captioner, ServerConfig::default())?;
+//! let config = ServerConfig { stop_on_ctrl_c: true, ..ServerConfig::default() };
+//! let server = Server::start(captioner, config)?;
 //! println!("listening on http://{}", server.addr());
 //! server.wait()?;
 //! # Ok(()) }
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     pub images: ImagePolicy,
     /// Prompt length limits.
     pub limits: PromptLimits,
+    /// Stop gracefully on Ctrl-C (the CLI; off for servers embedded in other programs).
+    pub stop_on_ctrl_c: bool,
 }
 
 impl Default for ServerConfig {
@@ -74,6 +77,7 @@ impl Default for ServerConfig {
             max_body_bytes: 20 << 20,
             images: ImagePolicy::default(),
             limits: PromptLimits::default(),
+            stop_on_ctrl_c: false,
         }
     }
 }
@@ -87,8 +91,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds `config.addr`, starts the model worker and serves until [`Server::stop`],
-    /// Ctrl-C (with [`Server::wait`]) or drop.
+    /// Binds `config.addr`, starts the model worker and serves until [`Server::stop`], drop,
+    /// or Ctrl-C when `config.stop_on_ctrl_c` is set.
     pub fn start(captioner: Captioner, config: ServerConfig) -> std::io::Result<Self> {
         let listener = TcpListener::bind(config.addr)?;
         listener.set_nonblocking(true)?;
@@ -105,6 +109,7 @@ impl Server {
             max_body_bytes: config.max_body_bytes,
         });
         let (tx, rx) = oneshot::channel::<()>();
+        let ctrl_c = config.stop_on_ctrl_c;
         let thread = std::thread::Builder::new()
             .name("visualglm-http".into())
             .spawn(move || {
@@ -115,11 +120,15 @@ impl Server {
                 runtime.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener)?;
                     let stop = async move {
-                        tokio::select! {
-                            _ = rx => {}
-                            _ = tokio::signal::ctrl_c() => {
-                                tracing::info!("Ctrl-C: shutting down");
+                        if ctrl_c {
+                            tokio::select! {
+                                _ = rx => {}
+                                _ = tokio::signal::ctrl_c() => {
+                                    tracing::info!("Ctrl-C: shutting down");
+                                }
                             }
+                        } else {
+                            let _ = rx.await;
                         }
                     };
                     axum::serve(listener, router(state))
@@ -140,7 +149,7 @@ impl Server {
         self.addr
     }
 
-    /// Blocks until the server stops (Ctrl-C) and returns its result.
+    /// Blocks until the server stops (Ctrl-C with `stop_on_ctrl_c`) and returns its result.
     pub fn wait(mut self) -> std::io::Result<()> {
         match self.thread.take() {
             Some(t) => t

@@ -121,8 +121,10 @@ pub fn conversation(messages: &[super::types::ChatMessage]) -> Result<Conversati
         }
     }
     let Some(query) = pending else {
-        return Err(ApiError::bad_request("the last message must come from the user")
-            .with_param("messages"));
+        return Err(
+            ApiError::bad_request("the last message must come from the user")
+                .with_param("messages"),
+        );
     };
     let query = if query.trim().is_empty() {
         DEFAULT_QUERY_ZH.to_string()
@@ -167,20 +169,30 @@ struct Sampling {
 }
 
 impl Sampling {
-    fn config(&self, max_new_tokens: usize, max_length: usize) -> Result<GenerationConfig, ApiError> {
+    fn config(
+        &self,
+        max_new_tokens: usize,
+        max_length: usize,
+    ) -> Result<GenerationConfig, ApiError> {
         let temperature = self.temperature.unwrap_or(DEFAULT_TEMPERATURE);
         if !(0.0..=2.0).contains(&temperature) {
-            return Err(ApiError::bad_request("`temperature` must be between 0 and 2")
-                .with_param("temperature"));
+            return Err(
+                ApiError::bad_request("`temperature` must be between 0 and 2")
+                    .with_param("temperature"),
+            );
         }
         let top_p = self.top_p.unwrap_or(DEFAULT_TOP_P);
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(ApiError::bad_request("`top_p` must be in (0, 1]").with_param("top_p"));
         }
-        let repetition_penalty = self.repetition_penalty.unwrap_or(DEFAULT_REPETITION_PENALTY);
+        let repetition_penalty = self
+            .repetition_penalty
+            .unwrap_or(DEFAULT_REPETITION_PENALTY);
         if !(repetition_penalty > 0.0 && repetition_penalty.is_finite()) {
-            return Err(ApiError::bad_request("`repetition_penalty` must be positive")
-                .with_param("repetition_penalty"));
+            return Err(
+                ApiError::bad_request("`repetition_penalty` must be positive")
+                    .with_param("repetition_penalty"),
+            );
         }
         Ok(GenerationConfig {
             max_new_tokens,
@@ -211,8 +223,9 @@ pub fn prepare_chat(
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         None => limits.default_max_tokens,
         Some(0) => {
-            return Err(ApiError::bad_request("`max_tokens` must be at least 1")
-                .with_param("max_tokens"))
+            return Err(
+                ApiError::bad_request("`max_tokens` must be at least 1").with_param("max_tokens")
+            )
         }
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
@@ -277,6 +290,9 @@ fn build(
 ) -> Result<Prepared, ApiError> {
     // Leave room for at least one new token.
     let room = config.max_length.saturating_sub(1);
+    // Squash to the model's input size here, on the request's thread, so the model worker
+    // only normalizes (the resize of an image already at that size is the identity).
+    let image = image.map(|i| DynamicImage::ImageRgb8(captioner.preprocessor().to_rgb_resized(&i)));
     let prompt = captioner
         .prompt(&query, &history, english, image.is_some(), room)
         .map_err(|e| {
@@ -353,11 +369,23 @@ mod tests {
         };
         let c = s.config(10, 100).unwrap();
         assert!(c.do_sample);
-        assert_eq!((c.temperature, c.top_p, c.top_k, c.seed), (0.8, 0.4, 100, 7));
-        let greedy = Sampling { temperature: Some(0.0), ..s };
+        assert_eq!(
+            (c.temperature, c.top_p, c.top_k, c.seed),
+            (0.8, 0.4, 100, 7)
+        );
+        let greedy = Sampling {
+            temperature: Some(0.0),
+            ..s
+        };
         assert!(!greedy.config(10, 100).unwrap().do_sample);
-        let hot = Sampling { temperature: Some(3.0), ..greedy };
-        assert_eq!(hot.config(1, 2).unwrap_err().param.as_deref(), Some("temperature"));
+        let hot = Sampling {
+            temperature: Some(3.0),
+            ..greedy
+        };
+        assert_eq!(
+            hot.config(1, 2).unwrap_err().param.as_deref(),
+            Some("temperature")
+        );
         assert!(is_chinese("描述") && !is_chinese("Describe the image."));
     }
 }

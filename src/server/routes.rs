@@ -109,8 +109,10 @@ async fn read_json<T: DeserializeOwned>(
         bytes.extend_from_slice(&chunk);
     }
     serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON for this endpoint: {e}"))
-            .with_code("invalid_json")
+        ApiError::bad_request(format!(
+            "the request body is not valid JSON for this endpoint: {e}"
+        ))
+        .with_code("invalid_json")
     })
 }
 
@@ -171,10 +173,7 @@ async fn chat_completions(
         }
     }
     let stream = req.stream;
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .is_some_and(|o| o.include_usage);
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let s = state.clone();
     let mut prepared =
         prepare_off_thread(move || prepare_chat(&s.captioner, &req, &s.images, &s.limits)).await?;

@@ -114,7 +114,9 @@ impl State {
                     }
                 }
                 let usage = Usage::new(self.header.prompt_tokens, tokens.len());
-                let last = self.header.chunk(Delta::default(), Some(finish), Some(usage));
+                let last = self
+                    .header
+                    .chunk(Delta::default(), Some(finish), Some(usage));
                 self.pending.push_back(last);
                 if self.header.include_usage {
                     let u = self.header.usage_only(usage);

@@ -65,6 +65,9 @@ pub struct BatchOptions {
     pub max_queue: usize,
     /// How long an idle worker waits for more requests after the first one arrives.
     pub window: Duration,
+    /// Most images encoded in one call (0: all images of the batch at once). Batched
+    /// encoding pays on a GPU; on the CPU one at a time was measured faster (BENCHMARKS.md).
+    pub image_batch: usize,
 }
 
 impl Default for BatchOptions {
@@ -73,6 +76,7 @@ impl Default for BatchOptions {
             max_batch: 16,
             max_queue: 256,
             window: Duration::from_millis(5),
+            image_batch: 0,
         }
     }
 }
@@ -175,14 +179,15 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &St
         if !live.is_empty() {
             stats.batches.fetch_add(1, Ordering::SeqCst);
             let start = Instant::now();
-            let outcome =
-                std::panic::catch_unwind(AssertUnwindSafe(|| run_batch(captioner, &live, &stats.tokens)));
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run_batch(captioner, &live, opts.image_batch, &stats.tokens)
+            }));
             if outcome.is_err() {
                 tracing::error!("the model panicked on a batch of {}", live.len());
                 for job in &live {
-                    let _ = job
-                        .events
-                        .send(Event::Failed(ApiError::internal("the model failed on this batch")));
+                    let _ = job.events.send(Event::Failed(ApiError::internal(
+                        "the model failed on this batch",
+                    )));
                 }
             }
             tracing::info!(
@@ -203,24 +208,38 @@ struct Slot {
     ended: bool,
 }
 
-fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
+fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_made: &AtomicU64) {
+    let started = Instant::now();
     let model = captioner.model();
     let eos = model.config().glm.eos_id();
     // Encode all images of the batch at once.
-    let with_image: Vec<usize> = (0..jobs.len()).filter(|&i| jobs[i].image.is_some()).collect();
+    let with_image: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].image.is_some())
+        .collect();
     let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
     if !with_image.is_empty() {
         let images: Vec<DynamicImage> = with_image
             .iter()
             .filter_map(|&i| jobs[i].image.clone())
             .collect();
-        let encoded = captioner.encode_images(&images).and_then(|all| {
-            with_image
-                .iter()
-                .enumerate()
-                .map(|(row, &i)| Ok((i, all.narrow(0, row, 1)?)))
-                .collect::<crate::Result<Vec<_>>>()
-        });
+        let chunk = if image_batch == 0 {
+            images.len()
+        } else {
+            image_batch
+        };
+        let encoded = images
+            .chunks(chunk)
+            .map(|c| captioner.encode_images(c))
+            .collect::<crate::Result<Vec<_>>>()
+            .and_then(|parts| {
+                let mut rows = Vec::with_capacity(with_image.len());
+                for part in &parts {
+                    for row in 0..part.dim(0)? {
+                        rows.push(part.narrow(0, row, 1)?);
+                    }
+                }
+                Ok(with_image.iter().copied().zip(rows).collect::<Vec<_>>())
+            });
         match encoded {
             Ok(rows) => {
                 for (i, t) in rows {
@@ -236,7 +255,10 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
             }
         }
     }
-    let invalid: Vec<_> = jobs.iter().map(|j| captioner.invalid_ids(j.english)).collect();
+    let invalid: Vec<_> = jobs
+        .iter()
+        .map(|j| captioner.invalid_ids(j.english))
+        .collect();
     let mut slots = Vec::with_capacity(jobs.len());
     for job in jobs {
         match token_budget(job.ids.len(), &job.config) {
@@ -266,6 +288,7 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
             invalid,
         })
         .collect();
+    let encoded_at = Instant::now();
     let result = generate_many(model, &requests, &mut |i, t| {
         let (Some(slot), Some(job)) = (slots.get_mut(i), jobs.get(i)) else {
             return Flow::Stop;
@@ -299,6 +322,13 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
         }
         Flow::Continue
     });
+    tracing::debug!(
+        batch = jobs.len(),
+        images = with_image.len(),
+        encode_ms = encoded_at.duration_since(started).as_millis() as u64,
+        decode_ms = encoded_at.elapsed().as_millis() as u64,
+        "batch phases"
+    );
     match result {
         Ok(outs) => {
             // Requests the generator ended without a token telling us so.
@@ -309,7 +339,10 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], tokens_made: &AtomicU64) {
                     } else {
                         FinishReason::Stop
                     };
-                    let _ = job.events.send(Event::Done { tokens: out, finish });
+                    let _ = job.events.send(Event::Done {
+                        tokens: out,
+                        finish,
+                    });
                 }
             }
         }

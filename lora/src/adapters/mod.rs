@@ -1,0 +1,27 @@
+//! Low-rank adapters (LoRA) as released with VisualGLM-6B's fine-tuning recipe (SAT
+//! `lora2.LoraMixin`): per adapted linear, `P` independent pairs `(A_k [r, in],
+//! B_k [out/P, r])` whose products are stacked as row blocks of the weight update,
+//!
+//! `ΔW = scaling · [B_0 A_0; B_1 A_1; …]`, `scaling = alpha / r`,
+//!
+//! and the unmerged forward `y = W x + b + scaling · concat_k((x A_kᵀ) B_kᵀ)`. For a fused
+//! `query_key_value` (P = 3) the row blocks are Q, K and V of the `[Q|K|V]` layout.
+//!
+//! * [`LoraAdapter`]: one adapted linear (delta, merge/unmerge, forward contribution).
+//! * [`LoraConfig`] / [`TargetRule`]: rank, alpha, dropout and which linears are adapted.
+//! * [`LoraAdapters`]: the adapters of a whole model, keyed by canonical module name.
+
+mod adapter;
+mod config;
+mod error;
+mod rng;
+mod set;
+
+pub use adapter::LoraAdapter;
+pub use config::{
+    LoraConfig, TargetRule, DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA, RELEASE_LAYERS,
+    RELEASE_RANK, VIT_LAYERS,
+};
+pub use error::AdapterError;
+pub use rng::SplitMix64;
+pub use set::{LoraAdapters, TensorNaming};

@@ -1,0 +1,113 @@
+//! Building a [`VisualGlm`] with adapters: merged into the weights, or applied on top.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+
+use super::files::load_adapters;
+use super::sat::{is_sat_lora, load_sat_lora};
+use super::{LoraAdapters, LoraError};
+use crate::checkpoint::{self, Checkpoint, LoadOptions};
+use crate::model::VisualGlm;
+use crate::param_shapes::expected_parameters;
+
+/// Options of [`VisualGlm::load_with_lora`].
+#[derive(Debug, Clone, Default)]
+pub struct LoraLoadOptions {
+    /// Options for reading the base checkpoint (and a SAT fine-tune).
+    pub checkpoint: LoadOptions,
+    /// `true`: fold the adapters into the weights (no runtime cost). `false`: keep them
+    /// separate and add their output in the forward.
+    pub merge: bool,
+}
+
+/// Reads adapters from an adapter directory / `adapter_model.safetensors` written by
+/// [`super::save_adapters`], or from a SAT LoRA fine-tune (only its adapters are kept).
+pub fn read_any_adapters(path: &Path, opts: &LoadOptions) -> Result<LoraAdapters, LoraError> {
+    if is_sat_lora(path) {
+        return Ok(load_sat_lora(path, opts)?.adapters);
+    }
+    Ok(load_adapters(path)?.0)
+}
+
+/// Adds every adapter's update to the weights of `ck` (f32 results). The adapters must fit
+/// the base (`<target>.weight` present with the right shape).
+pub fn merge_checkpoint(ck: &mut Checkpoint, adapters: &LoraAdapters) -> Result<(), LoraError> {
+    adapters.merge_into(&mut ck.tensors)?;
+    Ok(())
+}
+
+impl VisualGlm {
+    /// Builds the model from a canonical checkpoint and adapters, merged into a copy of the
+    /// weights (`merge`) or applied on top of them. Use this to override `ck.config` (α,
+    /// rotary convention) before building.
+    pub fn from_checkpoint_with_lora(
+        ck: &Checkpoint,
+        adapters: &LoraAdapters,
+        merge: bool,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self, LoraError> {
+        adapters.check_base(&ck.tensors, "")?;
+        if merge {
+            let mut tensors = ck.tensors.clone();
+            adapters.merge_into(&mut tensors)?;
+            let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, device);
+            return Ok(VisualGlm::from_var_builder(&ck.config, vb)?);
+        }
+        let mut model = VisualGlm::from_var_builder(&ck.config, ck.var_builder(dtype, device))?;
+        model.attach_lora(adapters)?;
+        Ok(model)
+    }
+
+    /// Loads the base checkpoint at `base` (any form [`checkpoint::load`] reads, or a GGUF
+    /// file when not merging), checks it, reads the adapters at `adapter` (see
+    /// [`read_any_adapters`]) and builds the model with them merged or not per `opts.merge`.
+    pub fn load_with_lora(
+        base: &Path,
+        adapter: &Path,
+        device: &Device,
+        dtype: DType,
+        opts: &LoraLoadOptions,
+    ) -> Result<Self, LoraError> {
+        if crate::gguf::is_gguf_path(base) {
+            if opts.merge {
+                return Err(LoraError::Unsupported(format!(
+                    "{}: adapters cannot be merged into a quantized (GGUF) base; load with \
+                     `merge: false`",
+                    base.display()
+                )));
+            }
+            let mut model = VisualGlm::load_with(base, device, dtype, &opts.checkpoint)?;
+            model.attach_lora(&read_any_adapters(adapter, &opts.checkpoint)?)?;
+            return Ok(model);
+        }
+        let ck = checkpoint::load(base, &opts.checkpoint)?;
+        let expected = expected_parameters(&ck.config)?;
+        checkpoint::validate(&ck, &expected)?;
+        let adapters = read_any_adapters(adapter, &opts.checkpoint)?;
+        let context = format!(" of {}", base.display());
+        adapters.check_base(&ck.tensors, &context)?;
+        Self::from_checkpoint_with_lora(&ck, &adapters, opts.merge, device, dtype)
+    }
+
+    /// Loads a SAT LoRA fine-tune directory as one model (its base and its adapters), with
+    /// the adapters merged or not per `opts.merge`.
+    pub fn load_sat_lora(
+        path: &Path,
+        device: &Device,
+        dtype: DType,
+        opts: &LoraLoadOptions,
+    ) -> Result<Self, LoraError> {
+        let ft = load_sat_lora(path, &opts.checkpoint)?;
+        Self::from_checkpoint_with_lora(&ft.base, &ft.adapters, opts.merge, device, dtype)
+    }
+
+    /// Applies `adapters` on top of the GLM linears without changing their weights.
+    pub fn attach_lora(&mut self, adapters: &LoraAdapters) -> Result<(), LoraError> {
+        let _ = adapters;
+        Err(LoraError::Unsupported(
+            "unmerged adapters are not available yet: load with `merge: true`".into(),
+        ))
+    }
+}
