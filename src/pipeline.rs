@@ -1,12 +1,31 @@
 //! The captioning and chat API: a loaded model with its tokenizer and image preprocessor.
 //!
-//! ```no_run
+//! ```
 //! # fn main() -> visualglm::Result<()> {
+//! use candle_core::{DType, Device};
 //! use visualglm::pipeline::{Captioner, Question};
-//! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
-//!     candle_core::DType::F16)?;
-//! let image = visualglm_vision::preprocess::load_image("cat.jpg")?;
-//! println!("{}", captioner.describe(&image, &Question::default())?);
+//! use visualglm_language::GenerationConfig;
+//! use visualglm_vision::preprocess::load_image;
+//! # let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
+//! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tiny/tokenizer.model");
+//! // The tiny random test model; for the release use `Captioner::load("visualglm-6b", ..)`.
+//! let model = format!("{golden}/checkpoints/hf");
+//! let captioner = Captioner::load_with(
+//!     model.as_ref(), Some(tokenizer.as_ref()), &Device::Cpu, DType::F32, &Default::default())?;
+//! let image = load_image(format!("{golden}/images/chelsea.png"))?;
+//! let question = Question {
+//!     generation: GenerationConfig { max_new_tokens: 8, ..GenerationConfig::greedy() },
+//!     ..Question::default()
+//! };
+//! let caption = captioner.describe(&image, &question)?;
+//! let captions = captioner.describe_batch(&[image.clone(), image.clone()], &question)?;
+//! assert_eq!(captions[0], caption);
+//!
+//! let mut chat = captioner.chat(false);
+//! chat.set_image(&image)?;
+//! let answer = chat.ask("这是什么？", &question.generation, &mut |piece| print!("{piece}"))?;
+//! assert_eq!(chat.history().len(), 1);
+//! # let _ = answer;
 //! # Ok(()) }
 //! ```
 
