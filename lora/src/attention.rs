@@ -33,6 +33,11 @@ pub fn scaled_dot_product_attention(
     if let Some(mask) = mask {
         scores = scores.broadcast_add(mask)?;
     }
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    // The fused softmax has no backward: when a gradient must flow, use the composed one.
+    let probs = if scores.track_op() || v.track_op() {
+        candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores)?
+    };
     probs.to_dtype(dtype)?.matmul(&v.contiguous()?)
 }
