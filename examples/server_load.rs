@@ -180,6 +180,9 @@ fn main() -> anyhow::Result<()> {
         }
         server.stop()?;
     }
+    if reference.is_some() {
+        println!("(every run's answers are compared with the first run's; a note above lists any that differ)");
+    }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
 }

@@ -4,11 +4,11 @@
 use std::ops::Range;
 
 use candle_core::Tensor;
-use visualglm_language::positions::{attends, position_at, position_ids};
+use visualglm_language::positions::position_at;
 use visualglm_language::{GenerationConfig, Sampler};
 
 use crate::error::{Result, VisualGlmError};
-use crate::model::VisualGlm;
+use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
 /// What the per-step callback tells the generator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,27 +138,17 @@ pub fn generate_many(
         });
     }
     let embeds = Tensor::cat(&rows, 0)?;
-    let mut pos = Vec::with_capacity(batch * 2 * seq);
-    let mut mask = Vec::with_capacity(batch * seq * seq);
-    for (r, (&pad, &(ctx, g))) in requests.iter().zip(pads.iter().zip(&layouts)) {
-        let [p0, p1] = position_ids(r.ids.len(), ctx, g);
-        for p in [p0, p1] {
-            pos.extend(std::iter::repeat_n(0u32, pad));
-            pos.extend(p);
-        }
-        for i in 0..seq {
-            for j in 0..seq {
-                let open = if i < pad {
-                    j == i // a pad query looks at itself only, so its row stays finite
-                } else {
-                    j >= pad && attends(i - pad, j - pad, ctx)
-                };
-                mask.push(if open { 0f32 } else { f32::NEG_INFINITY });
-            }
-        }
-    }
-    let pos = Tensor::from_vec(pos, (batch, 2, seq), &device)?;
-    let mask = Tensor::from_vec(mask, (batch, 1, seq, seq), &device)?;
+    let layouts_rows: Vec<RowLayout> = requests
+        .iter()
+        .zip(pads.iter().zip(&layouts))
+        .map(|(r, (&pad, &(context_len, gmask_index)))| RowLayout {
+            pad_left: pad,
+            len: r.ids.len(),
+            context_len,
+            gmask_index,
+        })
+        .collect();
+    let (pos, mask) = batch_prefix_inputs(&layouts_rows, seq, &device)?;
     let mut cache = glm.new_cache();
     let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
     let mut logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?;

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_language::positions::{context_and_mask, position_at, position_ids};
+use visualglm_language::positions::{attends, context_and_mask, position_at, position_ids};
 use visualglm_language::{ChatGlm, KvCache};
 use visualglm_lora::Linear;
 use visualglm_qformer::{load_glm_proj, QFormer};
@@ -278,6 +278,61 @@ impl VisualGlm {
         }
         Ok(())
     }
+}
+
+/// Where one row of a batch sits: `pad_left` pad tokens, then a prompt of `len` tokens whose
+/// context (bidirectional part) is `context_len` long with `[gMASK]` at `gmask_index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Pad tokens before the row's first token (never attended).
+    pub pad_left: usize,
+    /// The row's own tokens.
+    pub len: usize,
+    /// Tokens before `<sop>`.
+    pub context_len: usize,
+    /// Index of `[gMASK]` within the row.
+    pub gmask_index: usize,
+}
+
+/// `[B, 2, seq]` position ids and the additive `[B, 1, seq, seq]` prefix-LM mask of a batch.
+/// Left pads get position 0 and attend only themselves (their rows stay finite and are never
+/// looked at).
+pub fn batch_prefix_inputs(
+    rows: &[RowLayout],
+    seq: usize,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
+    let batch = rows.len();
+    let mut pos = Vec::with_capacity(batch * 2 * seq);
+    let mut mask = Vec::with_capacity(batch * seq * seq);
+    for r in rows {
+        if r.pad_left + r.len != seq {
+            return Err(VisualGlmError::Input(format!(
+                "row of {} tokens after {} pads does not fill {seq} positions",
+                r.len, r.pad_left
+            )));
+        }
+        let [p0, p1] = position_ids(r.len, r.context_len, r.gmask_index);
+        for p in [p0, p1] {
+            pos.extend(std::iter::repeat_n(0u32, r.pad_left));
+            pos.extend(p);
+        }
+        let pad = r.pad_left;
+        for i in 0..seq {
+            for j in 0..seq {
+                let open = if i < pad {
+                    j == i
+                } else {
+                    j >= pad && attends(i - pad, j - pad, r.context_len)
+                };
+                mask.push(if open { 0f32 } else { f32::NEG_INFINITY });
+            }
+        }
+    }
+    Ok((
+        Tensor::from_vec(pos, (batch, 2, seq), device)?,
+        Tensor::from_vec(mask, (batch, 1, seq, seq), device)?,
+    ))
 }
 
 /// All names and shapes the full released VisualGLM-6B reads.

@@ -231,3 +231,19 @@ fn gguf_with_f16_dense_tensors_stays_close() {
     let cos = cosine(&logits(&loaded, &g), &logits(&load_f32(), &g));
     assert!(cos >= 0.999, "cosine {cos}");
 }
+
+#[test]
+fn quantized_weights_run_with_f16_activations() {
+    let g = fixture();
+    let reference = logits(&load_f32(), &g);
+    let mut m = VisualGlm::load_with(
+        &golden("checkpoints/hf"),
+        &Device::Cpu,
+        DType::F16,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    m.quantize_language(GgmlDType::Q8_0).unwrap();
+    let cos = cosine(&logits(&m, &g), &reference);
+    assert!(cos >= 0.999, "f16 + q8_0: cosine {cos}");
+}

@@ -516,12 +516,18 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     let (s, v) = f.get(chat);
     assert_error(s, &v, 405, None, "GET on a POST route");
 
-    // Still serving.
+    // Still serving; null optional fields (as some clients send them) mean "absent".
     let (s, v) = f.post(
         chat,
-        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}),
+        &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3,
+                "model": null, "stream": null, "temperature": null, "top_p": null,
+                "n": null, "seed": null, "stream_options": null, "user": "x"}),
     );
     assert_eq!(s, 200, "{v}");
+    assert!(
+        v["usage"]["completion_tokens"].as_u64().unwrap() <= 3,
+        "{v}"
+    );
     let (s, v) = f.get("/health");
     assert_eq!((s, &v["in_flight"]), (200, &json!(0)));
 }

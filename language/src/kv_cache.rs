@@ -1,18 +1,62 @@
 //! Per-layer key/value cache for incremental decoding (keys cached after RoPE).
+//!
+//! Each layer keeps one preallocated `[B, H, capacity, D]` buffer for keys and one for values;
+//! a decode step writes its new position in place and returns a view of the filled prefix, so
+//! a step costs O(new tokens) instead of re-copying the whole history (`Tensor::cat`). The
+//! capacity grows by doubling (rounded to [`CAPACITY_STEP`] positions) when full.
 
 use candle_core::{Result, Tensor};
 
+/// Capacities are multiples of this many positions.
+pub const CAPACITY_STEP: usize = 256;
+
+/// One layer's buffers and how many positions are filled.
+#[derive(Debug)]
+struct LayerCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl LayerCache {
+    fn capacity(&self) -> usize {
+        self.k.dims().get(2).copied().unwrap_or(0)
+    }
+
+    /// Keys and values of the filled prefix, `[B, H, len, D]` views of the buffers.
+    fn filled(&self) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.k.narrow(2, 0, self.len)?,
+            self.v.narrow(2, 0, self.len)?,
+        ))
+    }
+
+    /// A buffer shaped like `like` with `capacity` positions, holding `prefix` (if any) first.
+    fn buffer(like: &Tensor, capacity: usize, prefix: Option<&Tensor>) -> Result<Tensor> {
+        let (b, h, _, d) = like.dims4()?;
+        let buf = Tensor::zeros((b, h, capacity, d), like.dtype(), like.device())?;
+        if let Some(p) = prefix {
+            buf.slice_set(&p.contiguous()?, 2, 0)?;
+        }
+        Ok(buf)
+    }
+}
+
 /// Cached keys and values of every layer, each `[B, H, S, D]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<Option<LayerCache>>,
+}
+
+fn round_up(n: usize) -> usize {
+    n.div_ceil(CAPACITY_STEP).max(1) * CAPACITY_STEP
 }
 
 impl KvCache {
     /// An empty cache for `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
         Self {
-            layers: vec![None; num_layers],
+            layers: (0..num_layers).map(|_| None).collect(),
         }
     }
 
@@ -21,32 +65,84 @@ impl KvCache {
         self.layers
             .first()
             .and_then(|l| l.as_ref())
-            .and_then(|(k, _)| k.dim(2).ok())
+            .map(|l| l.len)
             .unwrap_or(0)
     }
 
-    /// Appends new keys/values for `layer` and returns the full keys/values.
+    /// Appends new keys/values `[B, H, S_new, D]` for `layer` and returns the full
+    /// keys/values `[B, H, past + S_new, D]` (views of the cache's buffers).
     pub fn append(&mut self, layer: usize, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let slot = self
             .layers
             .get_mut(layer)
             .ok_or_else(|| candle_core::Error::Msg(format!("no cache slot for layer {layer}")))?;
-        let (k, v) = match slot.take() {
-            Some((pk, pv)) => (Tensor::cat(&[&pk, k], 2)?, Tensor::cat(&[&pv, v], 2)?),
-            None => (k.clone(), v.clone()),
-        };
-        *slot = Some((k.clone(), v.clone()));
-        Ok((k, v))
+        let new = k.dim(2)?;
+        match slot {
+            None => {
+                let cap = round_up(new + new / 2 + 1);
+                let c = LayerCache {
+                    k: LayerCache::buffer(k, cap, Some(k))?,
+                    v: LayerCache::buffer(v, cap, Some(v))?,
+                    len: new,
+                };
+                let out = c.filled()?;
+                *slot = Some(c);
+                Ok(out)
+            }
+            Some(c) => {
+                let (kb, kh, _, kd) = c.k.dims4()?;
+                if k.dims4()? != (kb, kh, new, kd) || v.dims4()? != (kb, kh, new, kd) {
+                    candle_core::bail!(
+                        "layer {layer}: new keys {:?} / values {:?} do not match the cache {:?}",
+                        k.dims(),
+                        v.dims(),
+                        c.k.dims()
+                    );
+                }
+                let needed = c.len + new;
+                if needed > c.capacity() {
+                    let cap = round_up(needed.max(2 * c.capacity()));
+                    let (pk, pv) = c.filled()?;
+                    c.k = LayerCache::buffer(k, cap, Some(&pk))?;
+                    c.v = LayerCache::buffer(v, cap, Some(&pv))?;
+                }
+                c.k.slice_set(&k.contiguous()?, 2, c.len)?;
+                c.v.slice_set(&v.contiguous()?, 2, c.len)?;
+                c.len = needed;
+                c.filled()
+            }
+        }
     }
 
     /// Keeps, for every layer, the batch rows `indices` (in that order): beam search reorders
     /// its hypotheses with this.
     pub fn select_batch(&mut self, indices: &Tensor) -> Result<()> {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.index_select(indices, 0)?;
-            *v = v.index_select(indices, 0)?;
+        for c in self.layers.iter_mut().flatten() {
+            c.k = c.k.index_select(indices, 0)?;
+            c.v = c.v.index_select(indices, 0)?;
         }
         Ok(())
+    }
+
+    /// A deep copy: appends to the copy never write into this cache's buffers (the cache is
+    /// not `Clone`, because sharing buffers that are written in place would be unsound).
+    pub fn try_clone(&self) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.as_ref()
+                    .map(|l| {
+                        Ok(LayerCache {
+                            k: l.k.copy()?,
+                            v: l.v.copy()?,
+                            len: l.len,
+                        })
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
     }
 
     /// Forgets everything.
@@ -54,5 +150,72 @@ impl KvCache {
         for l in &mut self.layers {
             *l = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn appends_match_concatenation_across_growth() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cache = KvCache::new(2);
+        let first = Tensor::randn(0f32, 1.0, (2, 3, 5, 4), &dev)?;
+        let (k, _) = cache.append(1, &first, &first)?;
+        assert_eq!(k.dims(), &[2, 3, 5, 4]);
+        let mut all_k = first.clone();
+        let mut all_v = (&first * 2.0)?;
+        cache.clear();
+        cache.append(1, &first, &all_v)?;
+        // Enough single steps to force at least two reallocations.
+        for _ in 0..(3 * CAPACITY_STEP) {
+            let nk = Tensor::randn(0f32, 1.0, (2, 3, 1, 4), &dev)?;
+            let nv = Tensor::randn(0f32, 1.0, (2, 3, 1, 4), &dev)?;
+            all_k = Tensor::cat(&[&all_k, &nk], 2)?;
+            all_v = Tensor::cat(&[&all_v, &nv], 2)?;
+            let (k, v) = cache.append(1, &nk, &nv)?;
+            assert_eq!(k.dims(), all_k.dims());
+            assert_eq!(max_diff(&k, &all_k), 0.0);
+            assert_eq!(max_diff(&v, &all_v), 0.0);
+        }
+        assert_eq!(cache.seq_len(), 0, "layer 0 is still empty");
+        assert!(cache.append(2, &first, &first).is_err());
+        let bad = Tensor::zeros((1, 3, 1, 4), DType::F32, &dev)?;
+        assert!(cache.append(1, &bad, &bad).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn clones_are_independent_and_batches_reorder() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut a = KvCache::new(1);
+        let x = Tensor::arange(0f32, 16.0, &dev)?.reshape((2, 1, 2, 4))?;
+        a.append(0, &x, &x)?;
+        let mut b = a.try_clone()?;
+        let one = Tensor::ones((2, 1, 1, 4), DType::F32, &dev)?;
+        let zero = Tensor::zeros((2, 1, 1, 4), DType::F32, &dev)?;
+        let (ka, _) = a.append(0, &one, &one)?;
+        let (kb, _) = b.append(0, &zero, &zero)?;
+        assert_eq!(max_diff(&ka.narrow(2, 2, 1)?, &one), 0.0);
+        assert_eq!(max_diff(&kb.narrow(2, 2, 1)?, &zero), 0.0);
+        a.select_batch(&Tensor::new(&[1u32, 1], &dev)?)?;
+        let (k, _) = a.append(0, &zero, &zero)?;
+        assert_eq!(k.dims(), &[2, 1, 4, 4]);
+        assert_eq!(max_diff(&k.narrow(0, 0, 1)?, &k.narrow(0, 1, 1)?), 0.0);
+        assert_eq!(a.seq_len(), 4);
+        Ok(())
     }
 }

@@ -39,5 +39,6 @@ pub fn scaled_dot_product_attention(
     } else {
         candle_nn::ops::softmax_last_dim(&scores)?
     };
-    probs.to_dtype(dtype)?.matmul(&v.contiguous()?)
+    // `v` may be a view of a larger KV-cache buffer; matmul reads strided batches directly.
+    probs.to_dtype(dtype)?.matmul(v)
 }

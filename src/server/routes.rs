@@ -172,7 +172,7 @@ async fn chat_completions(
             return Err(ApiError::model_not_found(m));
         }
     }
-    let stream = req.stream;
+    let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let s = state.clone();
     let mut prepared =

@@ -32,9 +32,9 @@ pub struct ChatCompletionRequest {
     /// Seed for reproducible sampling.
     #[serde(default)]
     pub seed: Option<i64>,
-    /// Answer with server-sent `chat.completion.chunk` events.
+    /// Answer with server-sent `chat.completion.chunk` events (null or absent: no).
     #[serde(default)]
-    pub stream: bool,
+    pub stream: Option<bool>,
     /// Streaming options.
     #[serde(default)]
     pub stream_options: Option<StreamOptions>,
