@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod finetune;
 pub mod generate;
 pub mod hub;
 pub mod gguf;

@@ -15,7 +15,10 @@ fn every_parameter_gets_a_nonzero_gradient() {
     {
         let mut data = varmap.data().lock().unwrap();
         for (name, t) in &ck.tensors {
-            data.insert(name.clone(), Var::from_tensor(&t.to_dtype(DType::F32).unwrap()).unwrap());
+            data.insert(
+                name.clone(),
+                Var::from_tensor(&t.to_dtype(DType::F32).unwrap()).unwrap(),
+            );
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
@@ -46,7 +49,15 @@ fn every_parameter_gets_a_nonzero_gradient() {
     for (name, var) in data.iter() {
         let nonzero = grads
             .get(var.as_tensor())
-            .map(|gr| gr.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)
+            .map(|gr| {
+                gr.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 0.0
+            })
             .unwrap_or(false);
         if !nonzero {
             missing.push(name.clone());
@@ -55,5 +66,9 @@ fn every_parameter_gets_a_nonzero_gradient() {
     missing.sort();
     // The word embeddings get a gradient only through the rows the prompt uses, and lm_head
     // is tied in the release but a separate tensor here: both still get non-zero gradients.
-    assert!(missing.is_empty(), "no gradient for {} parameters: {missing:?}", missing.len());
+    assert!(
+        missing.is_empty(),
+        "no gradient for {} parameters: {missing:?}",
+        missing.len()
+    );
 }

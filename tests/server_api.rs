@@ -509,6 +509,24 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     let mut head = String::new();
     BufReader::new(&tcp).read_line(&mut head).unwrap();
     assert!(head.contains(" 413 "), "{head}");
+    // Chunked, without a declared length: the limit applies to what arrives.
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        tcp,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n\r\n"
+    )
+    .unwrap();
+    let piece = "y".repeat(8 << 10);
+    for _ in 0..10 {
+        write!(tcp, "{:x}\r\n{piece}\r\n", piece.len()).unwrap();
+    }
+    write!(tcp, "0\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    BufReader::new(&tcp).read_to_string(&mut reply).ok();
+    assert!(reply.starts_with("HTTP/1.1 413 "), "{reply}");
+    assert!(reply.contains("request_too_large"), "{reply}");
 
     // Unknown route and method.
     let (s, v) = f.get("/v2/nothing");

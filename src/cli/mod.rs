@@ -16,6 +16,7 @@ mod output;
 mod quantize;
 mod serve;
 mod tokenizer_cmd;
+mod train;
 
 /// VisualGLM-6B in Rust: describe images, chat, fine-tune, evaluate.
 #[derive(Parser, Debug)]
@@ -36,6 +37,8 @@ enum Command {
     Chat(chat::Args),
     /// Caption a directory or list of images into a JSON Lines file (resumable).
     Batch(batch::Args),
+    /// Fine-tune on image-text pairs (autoregressive loss), resumable.
+    Train(train::Args),
     /// Run the model on raw token ids and write every stage to a safetensors file.
     Inspect(inspect::Args),
     /// Convert a checkpoint (HF shards, SAT .pt, safetensors) into one safetensors file.
@@ -65,6 +68,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Describe(args) => describe::run(args, cli.verbose > 0),
         Command::Chat(args) => chat::run(args),
         Command::Batch(args) => batch::run(args, cli.verbose > 0),
+        Command::Train(args) => train::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),

@@ -80,6 +80,10 @@ fn completion_id() -> String {
     format!("chatcmpl-{:08x}{n:08x}", nanos)
 }
 
+/// How much of an over-limit body is still read (and thrown away) before answering 413, so
+/// that clients which send the whole body before reading get the 413 instead of a reset.
+const DRAIN_BYTES: usize = 4 << 20;
+
 /// Reads the body up to the limit (413 beyond it) and parses it as JSON (400 if malformed).
 async fn read_json<T: DeserializeOwned>(
     headers: &HeaderMap,
@@ -95,18 +99,39 @@ async fn read_json<T: DeserializeOwned>(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let drain_to = limit.saturating_add(DRAIN_BYTES);
+    if declared.is_some_and(|n| n > drain_to as u64) {
         return Err(too_large());
     }
+    let mut over = declared.is_some_and(|n| n > limit as u64);
     let mut stream = body.into_data_stream();
     let mut bytes = Vec::new();
+    let mut total = 0usize;
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(too_large());
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(_) if over => return Err(too_large()),
+            Err(e) => {
+                return Err(ApiError::bad_request(format!(
+                    "cannot read the request body: {e}"
+                )))
+            }
+        };
+        total = total.saturating_add(chunk.len());
+        if total > limit {
+            over = true;
+            bytes = Vec::new();
+        }
+        if over {
+            if total > drain_to {
+                break;
+            }
+            continue;
         }
         bytes.extend_from_slice(&chunk);
+    }
+    if over {
+        return Err(too_large());
     }
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_request(format!(

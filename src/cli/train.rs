@@ -1,0 +1,124 @@
+//! `visualglm train --config run.toml`: fine-tune with the autoregressive loss, resumably.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use visualglm::finetune::{finetune, FinetuneConfig};
+
+/// Arguments of `visualglm train`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Run configuration (TOML; keys as `FinetuneConfig`: data, model, out, trainable, steps,
+    /// batch_size, grad_accum, lr, warmup_steps, …). Flags below override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Training data file.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Base model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Tokenizer file or directory.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Output directory (checkpoints, metrics.jsonl); an existing run there is resumed.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Name prefix of weights to train (repeatable).
+    #[arg(long)]
+    trainable: Vec<String>,
+    /// Optimiser updates.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Examples per micro-batch.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Peak learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Device: auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+}
+
+/// Runs `train`.
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str::<FinetuneConfig>(&text)
+                .with_context(|| format!("{}: invalid run configuration", path.display()))?
+        }
+        None => FinetuneConfig::default(),
+    };
+    if let Some(v) = args.data {
+        cfg.data = v;
+    }
+    if let Some(v) = args.model {
+        cfg.model = v;
+    }
+    if let Some(v) = args.tokenizer {
+        cfg.tokenizer = Some(v);
+    }
+    if let Some(v) = args.out {
+        cfg.out = v;
+    }
+    if !args.trainable.is_empty() {
+        cfg.trainable = args.trainable;
+    }
+    if let Some(v) = args.steps {
+        cfg.steps = v;
+    }
+    if let Some(v) = args.batch_size {
+        cfg.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if cfg.data.as_os_str().is_empty() || cfg.model.as_os_str().is_empty() {
+        anyhow::bail!("give the training data and the base model (--data, --model or the config)");
+    }
+    let device = visualglm::runtime::parse_device(&args.device)?;
+    std::fs::create_dir_all(&cfg.out)
+        .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    let metrics_path = cfg.out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+    let bar = ProgressBar::new(cfg.steps);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut write_error = None;
+    let reports = finetune(&cfg, &device, &mut |r| {
+        bar.set_position(r.step);
+        bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
+        let line = serde_json::to_string(r).unwrap_or_default();
+        if let Err(e) = writeln!(metrics, "{line}") {
+            write_error = Some(e);
+            return false;
+        }
+        true
+    })?;
+    bar.finish();
+    if let Some(e) = write_error {
+        return Err(e).with_context(|| format!("writing {}", metrics_path.display()));
+    }
+    let skipped = reports.iter().filter(|r| r.skipped).count();
+    eprintln!(
+        "{} updates ({} skipped); checkpoints in {}, metrics in {}",
+        reports.len(),
+        skipped,
+        cfg.out.display(),
+        metrics_path.display()
+    );
+    Ok(())
+}

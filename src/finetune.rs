@@ -1,0 +1,450 @@
+//! Fine-tuning VisualGLM on image-text pairs with the autoregressive loss (the release's
+//! recipe), using the building blocks of `visualglm-train`.
+//!
+//! Which weights train is chosen by name prefix (`image_encoder.glm_proj`, `image_encoder.
+//! qformer`, `transformer.layers.0.`, …); every other weight is a plain tensor, gets no
+//! gradient and stays bit-identical.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Shape, Tensor, Var};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_train::checkpoint::{CheckpointManager, TrainState};
+use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
+use visualglm_train::grads::Gradients;
+use visualglm_train::labels::{
+    build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
+};
+use visualglm_train::losses::ar_loss;
+use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
+use visualglm_train::schedule::LrSchedule;
+use visualglm_train::step::{apply_step, StepOutcome};
+use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
+
+use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
+use crate::error::{Result, VisualGlmError};
+use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
+
+/// A fine-tuning run, as read from `run.toml` (every key optional but `data`, `model`, `out`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// Training data: the release's JSON list, JSONL, or COCO captions.
+    pub data: PathBuf,
+    /// Directory relative image paths resolve against (default: the data file's).
+    pub image_root: Option<PathBuf>,
+    /// Base checkpoint (any form `visualglm` loads).
+    pub model: PathBuf,
+    /// Tokenizer file or directory (default: beside the model).
+    pub tokenizer: Option<PathBuf>,
+    /// Output directory for checkpoints and `metrics.jsonl`.
+    pub out: PathBuf,
+    /// Name prefixes of the weights that train.
+    pub trainable: Vec<String>,
+    /// Optimiser updates.
+    pub steps: u64,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per update.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// Cosine decay ends at `min_lr_ratio · lr`.
+    pub min_lr_ratio: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (`0` disables).
+    pub clip: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Save a checkpoint every this many updates (and at the end).
+    pub save_every: u64,
+    /// Checkpoints kept.
+    pub keep_last: usize,
+    /// Source budget (prompt + 32 image tokens), as the release's `max_source_length`.
+    pub max_source_length: usize,
+    /// Target budget, as the release's `max_target_length`.
+    pub max_target_length: usize,
+    /// Use the English template (`Q:…\nA:`).
+    pub english: bool,
+    /// Skip (and count) malformed data records.
+    pub skip_malformed: bool,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            data: PathBuf::new(),
+            image_root: None,
+            model: PathBuf::new(),
+            tokenizer: None,
+            out: PathBuf::from("runs/finetune"),
+            trainable: vec!["image_encoder.glm_proj".into()],
+            steps: 300,
+            batch_size: 4,
+            grad_accum: 1,
+            lr: 1e-4,
+            warmup_steps: 6,
+            min_lr_ratio: 0.1,
+            weight_decay: 0.01,
+            clip: 0.1,
+            seed: 1234,
+            save_every: 100,
+            keep_last: 3,
+            max_source_length: 64,
+            max_target_length: 256,
+            english: false,
+            skip_malformed: false,
+        }
+    }
+}
+
+/// What one optimiser update did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    /// Updates applied so far.
+    pub step: u64,
+    /// Mean loss over the update's micro-batches.
+    pub loss: f64,
+    /// Learning rate used (0 for a skipped step).
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Whether the step was skipped (non-finite loss or gradient).
+    pub skipped: bool,
+}
+
+/// Serves trainable names as variables and everything else as plain tensors.
+struct TrainableBackend {
+    frozen: HashMap<String, Tensor>,
+    trainable: HashMap<String, Var>,
+}
+
+impl SimpleBackend for TrainableBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = match self.trainable.get(name) {
+            Some(v) => v.as_tensor().clone(),
+            None => self
+                .frozen
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find tensor {name}")))?
+                .clone(),
+        };
+        if t.shape() != &s {
+            candle_core::bail!(
+                "shape mismatch for {name}: expected {s:?}, got {:?}",
+                t.shape()
+            );
+        }
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = match self.trainable.get(name) {
+            Some(v) => v.as_tensor().clone(),
+            None => self
+                .frozen
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find tensor {name}")))?
+                .clone(),
+        };
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.trainable.contains_key(name) || self.frozen.contains_key(name)
+    }
+}
+
+/// The model with its trainable weights as variables, plus their names.
+pub struct TrainableModel {
+    /// The model (built over the variables).
+    pub model: VisualGlm,
+    /// The trainable variables, by canonical name.
+    pub vars: Vec<(String, Var)>,
+    /// The frozen tensors (to check they never change).
+    pub frozen: HashMap<String, Tensor>,
+}
+
+/// Loads `path` in f32 on `device` with the weights whose names start with one of
+/// `trainable` as variables.
+pub fn load_trainable(
+    path: &Path,
+    trainable: &[String],
+    device: &Device,
+) -> Result<TrainableModel> {
+    let ck = checkpoint::load(path, &CheckpointOptions::default())?;
+    let expected = crate::param_shapes::expected_parameters(&ck.config)?;
+    checkpoint::validate(&ck, &expected)?;
+    let mut frozen = HashMap::new();
+    let mut vars = Vec::new();
+    for (name, t) in ck.tensors {
+        let t = t.to_dtype(DType::F32)?.to_device(device)?;
+        if trainable.iter().any(|p| name.starts_with(p.as_str())) {
+            vars.push((name, Var::from_tensor(&t)?));
+        } else {
+            frozen.insert(name, t);
+        }
+    }
+    if vars.is_empty() {
+        return Err(VisualGlmError::Input(format!(
+            "no weight matches the trainable prefixes {trainable:?}"
+        )));
+    }
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let backend = TrainableBackend {
+        frozen: frozen.clone(),
+        trainable: vars.iter().cloned().collect(),
+    };
+    let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
+    let model = VisualGlm::from_var_builder(&ck.config, vb)?;
+    Ok(TrainableModel {
+        model,
+        vars,
+        frozen,
+    })
+}
+
+/// The release's training ids of one example: `encode("<img>")` + 32 pads +
+/// `encode("</img>问：{prompt}\n答：")`, then the answer.
+pub fn example_ids(
+    tokenizer: &ChatGlmTokenizer,
+    image_length: usize,
+    prompt: &str,
+    label: &str,
+    english: bool,
+    cfg: &LabelConfig,
+) -> Result<(LabeledIds, usize)> {
+    let (q, a) = if english {
+        ("Q:", "\nA:")
+    } else {
+        ("问：", "\n答：")
+    };
+    let prefix = tokenizer.encode("<img>")?;
+    let suffix = tokenizer.encode(&format!("</img>{q}{prompt}{a}"))?;
+    let source = SourceIds::assemble(&prefix, image_length, tokenizer.pad_id(), &suffix);
+    let answer = tokenizer.encode(label)?;
+    let special = SpecialIds {
+        gmask: tokenizer.gmask_id(),
+        sop: tokenizer.sop_id(),
+        eop: tokenizer.eop_id(),
+        pad: tokenizer.pad_id(),
+    };
+    let ids = build_labeled_ids(&source.ids, &answer, &special, cfg)
+        .map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    Ok((ids, source.pre_image))
+}
+
+/// The mean autoregressive loss of a batch: `pixels` `[B, 3, 224, 224]`, labeled ids of equal
+/// length, the image placeholders at `pre_image`.
+pub fn batch_loss(
+    model: &VisualGlm,
+    pixels: &Tensor,
+    batch: &[LabeledIds],
+    pre_image: usize,
+) -> Result<Tensor> {
+    let device = model.device().clone();
+    let (ids, labels) =
+        collate(batch, &device).map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    let seq = ids.dim(1)?;
+    let image = model.encode_image(pixels)?;
+    let embeds = model.input_embeds(&ids, Some((&image, pre_image)))?;
+    let g = &model.config().glm;
+    let rows: Vec<RowLayout> = batch
+        .iter()
+        .map(|b| {
+            let (context_len, gmask_index) = visualglm_language::positions::context_and_mask(
+                &b.input_ids,
+                g.bos_token_id,
+                g.gmask_token_id,
+                g.mask_token_id,
+            );
+            RowLayout {
+                pad_left: 0,
+                len: seq,
+                context_len,
+                gmask_index,
+            }
+        })
+        .collect();
+    let (pos, mask) = batch_prefix_inputs(&rows, seq, &device)?;
+    let glm = model.language_model();
+    let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), None, None)?;
+    let logits = glm.logits(&hidden)?;
+    let loss = ar_loss(&logits, &labels).map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    loss.mean()
+        .map_err(|e| VisualGlmError::Input(e.to_string()))
+}
+
+fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
+    VisualGlmError::Input(e.to_string())
+}
+
+/// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune; `on_step` sees
+/// every update and returns whether to go on (stopping early leaves the run resumable from its
+/// last checkpoint). Returns the reports of the updates made by this call.
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    on_step: &mut dyn FnMut(&StepReport) -> bool,
+) -> Result<Vec<StepReport>> {
+    if cfg.batch_size == 0 || cfg.grad_accum == 0 {
+        return Err(VisualGlmError::Input(
+            "batch_size and grad_accum must be at least 1".into(),
+        ));
+    }
+    let opts = LoadOptions {
+        skip_malformed: cfg.skip_malformed,
+        image_root: cfg.image_root.clone(),
+        ..LoadOptions::default()
+    };
+    let (examples, report) = load_data_file(&cfg.data, None, &opts).map_err(train_err)?;
+    if report.skipped > 0 {
+        tracing::warn!(
+            "{}: skipped {} malformed records",
+            cfg.data.display(),
+            report.skipped
+        );
+    }
+    if examples.is_empty() {
+        return Err(VisualGlmError::Input(format!(
+            "{} has no examples",
+            cfg.data.display()
+        )));
+    }
+    let tokenizer = match &cfg.tokenizer {
+        Some(t) => ChatGlmTokenizer::from_path(t)?,
+        None => ChatGlmTokenizer::from_dir(if cfg.model.is_dir() {
+            cfg.model.as_path()
+        } else {
+            cfg.model.parent().unwrap_or(Path::new("."))
+        })?,
+    };
+    let tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
+    let params = ParamSet::new(tm.vars.clone()).map_err(train_err)?;
+    let mut opt = AdamW::new(
+        params,
+        AdamWConfig {
+            weight_decay: cfg.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )
+    .map_err(train_err)?;
+    let schedule = LrSchedule::cosine(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        .map_err(train_err)?;
+    let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
+    let mut state = TrainState::default();
+    if let Some(ck) = manager.load_latest(device).map_err(train_err)? {
+        ck.restore(&mut opt).map_err(train_err)?;
+        tracing::info!("resumed from {}", ck.dir.display());
+        state = ck.state;
+    }
+    let sampler_cfg = SamplerConfig {
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        drop_last: false,
+    };
+    let mut sampler =
+        Sampler::resume(examples.len(), sampler_cfg, state.data_position).map_err(train_err)?;
+    let labels_cfg = LabelConfig {
+        max_source_length: cfg.max_source_length,
+        max_target_length: cfg.max_target_length,
+        ..LabelConfig::default()
+    };
+    let preprocessor = Arc::new(ImagePreprocessor::default());
+    let image_length = tm.model.config().image_length;
+    let mut reports = Vec::new();
+    while state.counters.step < cfg.steps {
+        let mut accumulated: Option<Gradients> = None;
+        let mut loss_sum = 0.0;
+        for _ in 0..cfg.grad_accum {
+            let indices = sampler.next_batch();
+            let batch: Vec<_> = indices.iter().filter_map(|&i| examples.get(i)).collect();
+            let images = batch
+                .par_iter()
+                .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
+                .collect::<Result<Vec<_>>>()?;
+            let pixels = preprocessor.preprocess_batch(&images, device)?;
+            let mut labeled = Vec::with_capacity(batch.len());
+            let mut pre_image = 0;
+            for ex in &batch {
+                let (ids, pre) = example_ids(
+                    &tokenizer,
+                    image_length,
+                    &ex.prompt,
+                    &ex.label,
+                    cfg.english,
+                    &labels_cfg,
+                )?;
+                pre_image = pre;
+                labeled.push(ids);
+            }
+            let loss = batch_loss(&tm.model, &pixels, &labeled, pre_image)?;
+            let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+            loss_sum += loss_value;
+            let grads =
+                Gradients::from_store(&loss.backward()?, opt.params()).map_err(train_err)?;
+            accumulated = Some(match accumulated {
+                None => grads,
+                Some(mut acc) => {
+                    acc.add(&grads).map_err(train_err)?;
+                    acc
+                }
+            });
+        }
+        let mut grads = accumulated.ok_or_else(|| VisualGlmError::Input("empty update".into()))?;
+        if cfg.grad_accum > 1 {
+            grads
+                .scale(1.0 / cfg.grad_accum as f64)
+                .map_err(train_err)?;
+        }
+        let loss = loss_sum / cfg.grad_accum as f64;
+        let clip = (cfg.clip > 0.0).then_some(cfg.clip);
+        let outcome = apply_step(&mut opt, &schedule, &mut state.counters, loss, grads, clip)
+            .map_err(train_err)?;
+        state.data_position = sampler.position();
+        let report = match outcome {
+            StepOutcome::Applied { grad_norm, lr } => StepReport {
+                step: state.counters.step,
+                loss,
+                lr,
+                grad_norm,
+                skipped: false,
+            },
+            StepOutcome::Skipped { grad_norm, .. } => StepReport {
+                step: state.counters.step,
+                loss,
+                lr: 0.0,
+                grad_norm,
+                skipped: true,
+            },
+        };
+        let go_on = on_step(&report);
+        state.metrics.insert("loss".into(), loss);
+        reports.push(report);
+        let at_end = state.counters.step >= cfg.steps;
+        if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
+            manager.save_training(&state, &opt).map_err(train_err)?;
+        }
+        if !go_on {
+            break;
+        }
+    }
+    Ok(reports)
+}

@@ -1,0 +1,140 @@
+//! Fine-tuning the tiny model: the loss goes down, only trainable weights are saved, and a
+//! resumed run continues exactly as an uninterrupted one.
+
+mod support;
+
+use candle_core::Device;
+use support::{golden, tiny_tokenizer};
+use visualglm::finetune::{finetune, FinetuneConfig};
+
+fn config(dir: &std::path::Path, out: &str, steps: u64) -> FinetuneConfig {
+    let data = dir.join("train.json");
+    let records = serde_json::json!([
+        {"img": golden("images/chelsea.png"), "prompt": "Describe the image.", "label": "a cat on a floor"},
+        {"img": golden("images/astronaut.png"), "prompt": "Describe the image.", "label": "an astronaut in a suit"},
+    ]);
+    std::fs::write(&data, records.to_string()).unwrap();
+    FinetuneConfig {
+        data,
+        model: golden("checkpoints/hf"),
+        tokenizer: Some(tiny_tokenizer(dir)),
+        out: dir.join(out),
+        trainable: vec![
+            "image_encoder.glm_proj".into(),
+            "image_encoder.qformer".into(),
+        ],
+        steps,
+        batch_size: 2,
+        lr: 3e-3,
+        warmup_steps: 0,
+        clip: 1.0,
+        save_every: 2,
+        max_source_length: 48,
+        max_target_length: 16,
+        english: true,
+        ..FinetuneConfig::default()
+    }
+}
+
+#[test]
+fn loss_decreases_and_only_trainable_weights_are_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "run", 6);
+    let reports = finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap();
+    assert_eq!(reports.len(), 6);
+    assert!(reports.iter().all(|r| !r.skipped && r.loss.is_finite()));
+    let (first, last) = (reports[0].loss, reports[5].loss);
+    assert!(last < first, "loss did not decrease: {first} -> {last}");
+    let latest = std::fs::read_to_string(cfg.out.join("latest")).unwrap();
+    let weights = candle_core::safetensors::load(
+        cfg.out.join(latest.trim()).join("weights.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert!(!weights.is_empty());
+    assert!(
+        weights
+            .keys()
+            .all(|k| k.starts_with("image_encoder.glm_proj")
+                || k.starts_with("image_encoder.qformer")),
+        "{:?}",
+        weights.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn resumed_run_matches_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = finetune(&config(dir.path(), "full", 4), &Device::Cpu, &mut |_| true).unwrap();
+    // Interrupted after step 2 (its checkpoint is on disk), then started again.
+    let first = finetune(&config(dir.path(), "split", 4), &Device::Cpu, &mut |r| {
+        r.step < 2
+    })
+    .unwrap();
+    let rest = finetune(&config(dir.path(), "split", 4), &Device::Cpu, &mut |_| true).unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(rest.len(), 2, "the resumed run continues at step 3");
+    assert_eq!(rest[0].step, 3);
+    for (a, b) in full[2..].iter().zip(&rest) {
+        assert_eq!(a.loss, b.loss, "step {}", a.step);
+    }
+}
+
+#[test]
+fn a_malformed_data_line_is_an_error_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), "bad", 1);
+    let data = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &data,
+        "{\"img\": \"a.png\", \"prompt\": \"x\", \"label\": \"y\"}\n{not json}\n",
+    )
+    .unwrap();
+    cfg.data = data;
+    let err = finetune(&cfg, &Device::Cpu, &mut |_| true)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.jsonl") && err.contains(":2"), "{err}");
+}
+
+#[test]
+fn train_cli_reads_toml_writes_metrics_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "cli-run", 2);
+    let toml = format!(
+        "data = {:?}\nmodel = {:?}\ntokenizer = {:?}\nout = {:?}\ntrainable = [\"image_encoder.glm_proj\"]\nsteps = 2\nwarmup_steps = 0\nbatch_size = 2\nsave_every = 1\nmax_source_length = 48\nmax_target_length = 16\nenglish = true\n",
+        cfg.data, cfg.model, cfg.tokenizer.as_ref().unwrap(), cfg.out
+    );
+    let run_toml = dir.path().join("run.toml");
+    std::fs::write(&run_toml, toml).unwrap();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_visualglm"))
+            .args(["train", "--device", "cpu", "--config"])
+            .arg(&run_toml)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(cfg.out.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 2);
+    // The flag overrides the file: two more steps, resumed from step 2.
+    let o = run(&["--steps", "4"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let metrics = std::fs::read_to_string(cfg.out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = metrics
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["step"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(steps, vec![1, 2, 3, 4]);
+    // An unknown key is a clear error.
+    std::fs::write(&run_toml, "stepz = 3\n").unwrap();
+    let o = run(&[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stepz"));
+}
