@@ -515,7 +515,7 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     write!(
         tcp,
         "POST /v1/chat/completions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Transfer-Encoding: chunked\r\n\r\n"
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let piece = "y".repeat(8 << 10);
