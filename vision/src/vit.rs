@@ -1,7 +1,7 @@
 //! The EVA-CLIP ViT (pre-LN blocks, erf GELU, fused `[Q;K;V]` rows) followed by `ln_vision`.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_heads, LayerNorm, Linear};
 
 use crate::config::EvaConfig;
@@ -91,10 +91,51 @@ impl Block {
     }
 }
 
+/// The patch embedding: a stride-`p` convolution with a `p×p` kernel, computed as one matmul
+/// over flattened patches (same numbers as the convolution, and it scales with the batch).
+#[derive(Debug, Clone)]
+struct PatchEmbedding {
+    /// `[hidden, C·p·p]`.
+    weight: Tensor,
+    bias: Tensor,
+    patch: usize,
+}
+
+impl PatchEmbedding {
+    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
+        let (h, c, p) = (cfg.hidden_size, cfg.in_channels, cfg.patch_size);
+        let weight = vb.get((h, c, p, p), "weight")?.reshape((h, c * p * p))?;
+        let bias = vb.get(h, "bias")?;
+        Ok(Self {
+            weight,
+            bias,
+            patch: p,
+        })
+    }
+
+    /// `[B, C, H, W]` → `[B, (H/p)·(W/p), hidden]`, patches in row-major grid order.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, height, width) = x.dims4()?;
+        let p = self.patch;
+        let (gh, gw) = (height / p, width / p);
+        let patches = x
+            .reshape((b * c, gh, p, gw, p))?
+            .permute((0, 1, 3, 2, 4))? // [B·C, gh, gw, p, p]
+            .reshape((b, c, gh * gw, p * p))?
+            .permute((0, 2, 1, 3))? // [B, gh·gw, C, p·p]
+            .reshape((b * gh * gw, c * p * p))?
+            .contiguous()?;
+        patches
+            .matmul(&self.weight.t()?)?
+            .broadcast_add(&self.bias)?
+            .reshape((b, gh * gw, ()))
+    }
+}
+
 /// EVA ViT plus `ln_vision`: `[B, 3, 224, 224]` pixels → `[B, 257, hidden]` features.
 #[derive(Debug, Clone)]
 pub struct EvaVit {
-    patch_embedding: Conv2d,
+    patch_embedding: PatchEmbedding,
     cls_token: Tensor,
     position_embeddings: Tensor,
     layers: Vec<Block>,
@@ -107,17 +148,7 @@ impl EvaVit {
     /// (`image_encoder.vit` in HF names).
     pub fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
         let h = cfg.hidden_size;
-        let conv_cfg = Conv2dConfig {
-            stride: cfg.patch_size,
-            ..Default::default()
-        };
-        let patch_embedding = candle_nn::conv2d(
-            cfg.in_channels,
-            h,
-            cfg.patch_size,
-            conv_cfg,
-            vb.pp("mixins.patch_embedding.proj"),
-        )?;
+        let patch_embedding = PatchEmbedding::load(cfg, vb.pp("mixins.patch_embedding.proj"))?;
         let tvb = vb.pp("transformer");
         let cls_token = tvb.get((cfg.pre_len, h), "word_embeddings.weight")?;
         let position_embeddings = tvb.get((cfg.seq_len(), h), "position_embeddings.weight")?;
@@ -149,9 +180,7 @@ impl EvaVit {
         let dtype = self.cls_token.dtype();
         let patches = self
             .patch_embedding
-            .forward(&pixel_values.to_dtype(dtype)?)?
-            .flatten_from(2)?
-            .transpose(1, 2)?;
+            .forward(&pixel_values.to_dtype(dtype)?)?;
         let (b, _, h) = patches.dims3()?;
         let pre_len = self.cls_token.dim(0)?;
         let cls = self.cls_token.unsqueeze(0)?.expand((b, pre_len, h))?;
