@@ -170,7 +170,7 @@ fn invalid_ranges_and_stop_are_honoured() {
         &s.ids,
         Some((&s.image, 2)),
         &greedy(3),
-        &[first..first + 1],
+        std::slice::from_ref(&(first..first + 1)),
         &mut |_, _| Flow::Continue,
     )
     .unwrap();

@@ -224,7 +224,8 @@ mod tests {
 
     #[test]
     fn invalid_ranges_are_never_chosen() {
-        let mut s = Sampler::new(GenerationConfig::greedy(), Vec::from([0..2]));
+        let forbidden: Range<usize> = 0..2;
+        let mut s = Sampler::new(GenerationConfig::greedy(), vec![forbidden]);
         assert_eq!(s.next_token(&[9.0, 8.0, 1.0], &[]), 2);
     }
 

@@ -18,7 +18,7 @@ pub enum Command {
     /// Retrieval Recall@1/5/10 (as LAVIS) from a similarity score file.
     RetrievalScore(RetrievalArgs),
     /// Caption a dataset with the model (batched) and score the captions.
-    Captions(super::eval_model::CaptionArgs),
+    Captions(Box<super::eval_model::CaptionArgs>),
 }
 
 /// Tokenisation before caption scoring.
@@ -94,7 +94,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Score(args) => score(args),
         Command::VqaScore(args) => vqa_score(args),
         Command::RetrievalScore(args) => retrieval_score(args),
-        Command::Captions(args) => super::eval_model::run_captions(args),
+        Command::Captions(args) => super::eval_model::run_captions(*args),
     }
 }
 

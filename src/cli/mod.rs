@@ -2,8 +2,8 @@
 
 use clap::{Parser, Subcommand};
 
-mod bench;
 mod batch;
+mod bench;
 mod chat;
 mod convert;
 mod describe;
