@@ -149,6 +149,15 @@ impl Captioner {
         &self.model
     }
 
+    /// Quantizes the language model's linear weights (see [`crate::quantize`]); the image
+    /// encoder stays in the run dtype.
+    pub fn quantize_language(
+        &mut self,
+        dtype: candle_core::quantized::GgmlDType,
+    ) -> Result<crate::quantize::QuantizeReport> {
+        self.model.quantize_language(dtype)
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &ChatGlmTokenizer {
         &self.tokenizer
@@ -482,8 +491,9 @@ impl TextStream {
     }
 }
 
-/// The release strips the answer; it also cuts at the last `答：`/`A:` of the whole text,
-/// which only matters when the model repeats the template, so we do the same on the answer.
+/// The release strips the answer (it also cuts the whole text at the last `答：`/`A:`, which
+/// only matters for its own prompt+answer decoding; we decode the answer alone).
 fn clean_answer(text: &str) -> String {
-    text.trim().to_string()
+    // A token budget can end inside a multi-byte character: drop the incomplete tail.
+    text.trim().trim_end_matches('\u{FFFD}').trim_end().to_string()
 }

@@ -322,3 +322,25 @@ fn hub_ids_resolve_from_the_cache_offline() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not in the hub cache"));
 }
+
+#[test]
+fn describe_with_q8_0_gives_the_f32_greedy_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    let run = |extra: &[&str]| {
+        let o = bin()
+            .arg("describe")
+            .arg(golden("images/chelsea.png"))
+            .arg("--model")
+            .arg(golden("checkpoints/hf"))
+            .arg("--tokenizer")
+            .arg(&tok)
+            .args(["--greedy", "--max-new-tokens", "8", "--device", "cpu"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(run(&["--quantize", "q8_0"]), run(&[]));
+}

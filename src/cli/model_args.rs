@@ -32,6 +32,10 @@ pub struct ModelArgs {
     /// The checkpoint is a SAT file from before July 2023 (per-head interleaved QKV rows).
     #[arg(long)]
     pub sat_interleaved_qkv: bool,
+    /// Quantize ChatGLM's linear weights at load time: q8_0, q4_0, q4_1, q5_0, q5_1, q8_1,
+    /// q2k, q3k, q4k, q5k, q6k (on the CPU, q4k and q8_0 are the fast ones).
+    #[arg(long)]
+    pub quantize: Option<String>,
 }
 
 impl ModelArgs {
@@ -46,10 +50,19 @@ impl ModelArgs {
                 .sat_interleaved_qkv
                 .then_some(visualglm::QkvLayout::Interleaved),
         };
+        let quantize = self
+            .quantize
+            .as_deref()
+            .map(visualglm::quantize::parse_quantize_type)
+            .transpose()?;
         let start = std::time::Instant::now();
-        let captioner =
+        let mut captioner =
             Captioner::load_with(&model, self.tokenizer.as_deref(), &device, dtype, &opts)
                 .with_context(|| format!("loading {}", model.display()))?;
+        if let Some(dtype) = quantize {
+            let report = captioner.quantize_language(dtype)?;
+            tracing::info!("quantized GLM weights: {}", report.summary());
+        }
         tracing::info!(
             "loaded {} on {:?} as {:?} in {:.1} s",
             model.display(),
