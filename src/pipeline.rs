@@ -495,5 +495,8 @@ impl TextStream {
 /// only matters for its own prompt+answer decoding; we decode the answer alone).
 fn clean_answer(text: &str) -> String {
     // A token budget can end inside a multi-byte character: drop the incomplete tail.
-    text.trim().trim_end_matches('\u{FFFD}').trim_end().to_string()
+    text.trim()
+        .trim_end_matches('\u{FFFD}')
+        .trim_end()
+        .to_string()
 }
