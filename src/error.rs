@@ -22,7 +22,7 @@ pub enum VisualGlmError {
     #[error(transparent)]
     Image(#[from] visualglm_vision::preprocess::PreprocessError),
     /// A tensor operation failed.
-    #[error("tensor error: {0}")]
+    #[error("tensor error: {}", first_line(.0))]
     Candle(#[from] candle_core::Error),
     /// The caller passed inputs the model cannot run.
     #[error("invalid input: {0}")]
@@ -31,3 +31,10 @@ pub enum VisualGlmError {
 
 /// Result with [`VisualGlmError`].
 pub type Result<T> = std::result::Result<T, VisualGlmError>;
+
+/// The first line of an error's message (candle appends a backtrace when `RUST_BACKTRACE`
+/// is set; a CLI error stays one line).
+pub fn first_line(e: &dyn std::fmt::Display) -> String {
+    let text = e.to_string();
+    text.lines().next().unwrap_or_default().trim_end().to_string()
+}

@@ -11,8 +11,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     let spec = spec.trim().to_ascii_lowercase();
     let unavailable = |what: &str, e: candle_core::Error| {
         VisualGlmError::Input(format!(
-            "device `{what}` is not available ({e}); build with `--features cuda` for NVIDIA \
-             GPUs, or use `--device cpu`"
+            "device `{what}` is not available ({}): it needs a GPU with its driver and a build \
+             with `--features cuda` (or `metal`); use `--device cpu` or `auto`",
+            crate::error::first_line(&e)
         ))
     };
     match spec.as_str() {
@@ -62,5 +63,16 @@ mod tests {
         assert_eq!(parse_dtype("f16", &Device::Cpu).unwrap(), DType::F16);
         assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
         assert!(parse_dtype("f8", &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn an_unavailable_gpu_is_a_one_line_error() {
+        // Without a GPU (always the case in CI) asking for one fails with a single line, even
+        // when candle attaches a backtrace.
+        if let Err(e) = parse_device("cuda") {
+            let msg = e.to_string();
+            assert!(!msg.contains('\n'), "{msg}");
+            assert!(msg.contains("--device cpu"), "{msg}");
+        }
     }
 }
