@@ -9,9 +9,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use candle_core::Module;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
@@ -21,7 +24,9 @@ use visualglm_train::grads::Gradients;
 use visualglm_train::labels::{
     build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
 };
-use visualglm_train::losses::ar_loss;
+use visualglm_train::losses::{
+    ar_loss, itc_loss, masked_mean, total_loss, ItcConfig, ItcTargets, Temperature,
+};
 use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
 use visualglm_train::schedule::LrSchedule;
 use visualglm_train::step::{apply_step, StepOutcome};
@@ -77,6 +82,10 @@ pub struct FinetuneConfig {
     pub english: bool,
     /// Skip (and count) malformed data records.
     pub skip_malformed: bool,
+    /// λ of `AR + λ·ITC`; 0 (the release's recipe) turns the contrastive loss off.
+    pub itc_weight: f64,
+    /// Width of the ITC projections (BLIP-2: 256).
+    pub itc_dim: usize,
 }
 
 impl Default for FinetuneConfig {
@@ -103,6 +112,8 @@ impl Default for FinetuneConfig {
             max_target_length: 256,
             english: false,
             skip_malformed: false,
+            itc_weight: 0.0,
+            itc_dim: 256,
         }
     }
 }
@@ -258,12 +269,22 @@ pub fn batch_loss(
     batch: &[LabeledIds],
     pre_image: usize,
 ) -> Result<Tensor> {
+    Ok(batch_forward(model, pixels, batch, pre_image)?.0)
+}
+
+/// [`batch_loss`] and the Q-Former output `[B, 32, width]` (the ITC image side).
+pub fn batch_forward(
+    model: &VisualGlm,
+    pixels: &Tensor,
+    batch: &[LabeledIds],
+    pre_image: usize,
+) -> Result<(Tensor, Tensor)> {
     let device = model.device().clone();
     let (ids, labels) =
         collate(batch, &device).map_err(|e| VisualGlmError::Input(e.to_string()))?;
     let seq = ids.dim(1)?;
-    let image = model.encode_image(pixels)?;
-    let embeds = model.input_embeds(&ids, Some((&image, pre_image)))?;
+    let stages = model.encode_image_stages(pixels)?;
+    let embeds = model.input_embeds(&ids, Some((&stages.image_embeds, pre_image)))?;
     let g = &model.config().glm;
     let rows: Vec<RowLayout> = batch
         .iter()
@@ -286,9 +307,136 @@ pub fn batch_loss(
     let glm = model.language_model();
     let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), None, None)?;
     let logits = glm.logits(&hidden)?;
-    let loss = ar_loss(&logits, &labels).map_err(|e| VisualGlmError::Input(e.to_string()))?;
-    loss.mean()
-        .map_err(|e| VisualGlmError::Input(e.to_string()))
+    let loss = ar_loss(&logits, &labels)
+        .and_then(|l| l.mean())
+        .map_err(train_err)?;
+    Ok((loss, stages.qformer_out))
+}
+
+/// The ITC heads: BLIP-2's `vision_proj` on the Q-Former queries, a `text_proj` on the frozen
+/// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
+/// the learnable temperature.
+pub struct ItcHeads {
+    vision_proj: visualglm_lora::Linear,
+    text_proj: visualglm_lora::Linear,
+    temperature: Temperature,
+    vars: Vec<(String, Var)>,
+}
+
+impl ItcHeads {
+    /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`.
+    pub fn new(
+        qformer_width: usize,
+        glm_width: usize,
+        dim: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut vars = Vec::new();
+        let mut linear = |name: &str, inp: usize| -> Result<visualglm_lora::Linear> {
+            let values: Vec<f32> = (0..dim * inp)
+                .map(|_| {
+                    // Box-Muller from two uniforms, the first in (0, 1].
+                    let u1: f64 = 1.0 - rng.random::<f64>();
+                    let u2: f64 = rng.random::<f64>();
+                    (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+                })
+                .collect();
+            let w = Var::from_tensor(&Tensor::from_vec(values, (dim, inp), device)?)?;
+            let b = Var::from_tensor(&Tensor::zeros(dim, DType::F32, device)?)?;
+            let layer = visualglm_lora::Linear::from_weights(
+                w.as_tensor().clone(),
+                Some(b.as_tensor().clone()),
+            );
+            vars.push((format!("itc.{name}.weight"), w));
+            vars.push((format!("itc.{name}.bias"), b));
+            Ok(layer)
+        };
+        let vision_proj = linear("vision_proj", qformer_width)?;
+        let text_proj = linear("text_proj", glm_width)?;
+        let temperature = Temperature::new(Temperature::INIT, device).map_err(train_err)?;
+        vars.push(("itc.temp".into(), temperature.var().clone()));
+        Ok(Self {
+            vision_proj,
+            text_proj,
+            temperature,
+            vars,
+        })
+    }
+
+    /// The trainable variables (for the optimiser and checkpoints).
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// The in-batch ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`.
+    pub fn loss(&self, qformer_out: &Tensor, text_feature: &Tensor) -> Result<Tensor> {
+        self.temperature.clamp().map_err(train_err)?;
+        let image = self
+            .vision_proj
+            .forward(&qformer_out.to_dtype(DType::F32)?)?;
+        let text = self.text_proj.forward(text_feature)?;
+        let out = itc_loss(
+            &image,
+            &text,
+            self.temperature.tensor(),
+            ItcTargets::InBatch,
+            &ItcConfig::default(),
+        )
+        .map_err(train_err)?;
+        Ok(out.loss)
+    }
+}
+
+/// The frozen language model's final hidden states over each caption's tokens, mean-pooled:
+/// `[B, width]`, no gradient. Each caption runs as a text-only GLM input `caption [gMASK]
+/// <sop>`; the caption tokens form the bidirectional context, so padding after them changes
+/// nothing.
+pub fn caption_features(
+    model: &VisualGlm,
+    tokenizer: &ChatGlmTokenizer,
+    captions: &[&str],
+) -> Result<Tensor> {
+    let device = model.device().clone();
+    let limit = model
+        .config()
+        .glm
+        .max_sequence_length
+        .saturating_sub(2)
+        .max(1);
+    let mut rows = Vec::with_capacity(captions.len());
+    for c in captions {
+        let mut ids = tokenizer.encode(c)?;
+        ids.truncate(limit);
+        rows.push(ids);
+    }
+    let seq = rows.iter().map(|r| r.len() + 2).max().unwrap_or(2);
+    let mut all = Vec::with_capacity(rows.len() * seq);
+    let mut mask = Vec::with_capacity(rows.len() * seq);
+    let mut layouts = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let n = r.len();
+        all.extend_from_slice(r);
+        all.extend([tokenizer.gmask_id(), tokenizer.sop_id()]);
+        all.extend(std::iter::repeat_n(tokenizer.pad_id(), seq - n - 2));
+        mask.extend((0..seq).map(|i| u32::from(i < n)));
+        layouts.push(RowLayout {
+            pad_left: 0,
+            len: seq,
+            context_len: n + 1,
+            gmask_index: n,
+        });
+    }
+    let ids = Tensor::from_vec(all, (rows.len(), seq), &device)?;
+    let mask = Tensor::from_vec(mask, (rows.len(), seq), &device)?;
+    let (pos, attn) = batch_prefix_inputs(&layouts, seq, &device)?;
+    let glm = model.language_model();
+    let hidden = glm
+        .forward_embeds(&glm.embed(&ids)?, &pos, Some(&attn), None, None)?
+        .detach()
+        .to_dtype(DType::F32)?;
+    masked_mean(&hidden, &mask).map_err(train_err)
 }
 
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
@@ -336,7 +484,23 @@ pub fn finetune(
         })?,
     };
     let tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
-    let params = ParamSet::new(tm.vars.clone()).map_err(train_err)?;
+    let heads = if cfg.itc_weight > 0.0 {
+        let c = tm.model.config();
+        Some(ItcHeads::new(
+            c.qformer.hidden_size,
+            c.glm.hidden_size,
+            cfg.itc_dim,
+            cfg.seed,
+            device,
+        )?)
+    } else {
+        None
+    };
+    let mut all_vars = tm.vars.clone();
+    if let Some(h) = &heads {
+        all_vars.extend(h.vars().iter().cloned());
+    }
+    let params = ParamSet::new(all_vars).map_err(train_err)?;
     let mut opt = AdamW::new(
         params,
         AdamWConfig {
@@ -395,7 +559,13 @@ pub fn finetune(
                 pre_image = pre;
                 labeled.push(ids);
             }
-            let loss = batch_loss(&tm.model, &pixels, &labeled, pre_image)?;
+            let (mut loss, qformer_out) = batch_forward(&tm.model, &pixels, &labeled, pre_image)?;
+            if let Some(h) = &heads {
+                let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
+                let text = caption_features(&tm.model, &tokenizer, &captions)?;
+                let itc = h.loss(&qformer_out, &text)?;
+                loss = total_loss(&loss, &itc, cfg.itc_weight).map_err(train_err)?;
+            }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             loss_sum += loss_value;
             let grads =

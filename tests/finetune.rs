@@ -138,3 +138,43 @@ fn train_cli_reads_toml_writes_metrics_and_resumes() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("stepz"));
 }
+
+#[test]
+fn itc_adds_a_contrastive_term_trains_its_heads_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ar_only = finetune(&config(dir.path(), "ar", 1), &Device::Cpu, &mut |_| true).unwrap();
+    let with_itc = |out: &str, steps: u64| FinetuneConfig {
+        itc_weight: 0.5,
+        itc_dim: 16,
+        ..config(dir.path(), out, steps)
+    };
+    let full = finetune(&with_itc("itc", 4), &Device::Cpu, &mut |_| true).unwrap();
+    // Same weights at step 1: the total is AR plus a positive contrastive term.
+    assert!(
+        full[0].loss > ar_only[0].loss,
+        "{} vs {}",
+        full[0].loss,
+        ar_only[0].loss
+    );
+    let out = dir.path().join("itc");
+    let latest = std::fs::read_to_string(out.join("latest")).unwrap();
+    let weights = candle_core::safetensors::load(
+        out.join(latest.trim()).join("weights.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    for name in ["itc.vision_proj.weight", "itc.text_proj.weight", "itc.temp"] {
+        assert!(weights.contains_key(name), "{name} not saved");
+    }
+    let temp = weights["itc.temp"].to_scalar::<f32>().unwrap();
+    assert!(
+        (temp - 0.07).abs() > 1e-6,
+        "the temperature did not train: {temp}"
+    );
+    // Interrupted after step 2 and resumed: the same losses.
+    finetune(&with_itc("itc-split", 4), &Device::Cpu, &mut |r| r.step < 2).unwrap();
+    let rest = finetune(&with_itc("itc-split", 4), &Device::Cpu, &mut |_| true).unwrap();
+    for (a, b) in full[2..].iter().zip(&rest) {
+        assert_eq!(a.loss, b.loss, "step {}", a.step);
+    }
+}

@@ -1,21 +1,33 @@
 //! A lean driver for the `tokenizers` model, used by [`super::convert::HfPipeline::encode`]
 //! when the pipeline is the plain one (no charsmap): it does what the added-token split,
 //! `' '` → `▁` normaliser and `Metaspace` pre-tokenizer do, without their offset bookkeeping,
-//! and memoises each word's ids. The segmentation itself is still the `tokenizers` model's.
+//! and memoises each word's ids. The segmentation itself is the `tokenizers` model's or an
+//! id-exact copy of it ([`FastUnigram`], [`FastBpe`]).
 //! `tests/tokenizer_golden.rs` and the benchmark check it gives the same ids as the pipeline.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, TryLockError};
 
-use ahash::AHashMap;
 use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::{Model, ModelWrapper};
 
 use super::convert::SPACE;
-use super::lattice::FastUnigram;
+use super::lattice::{FastUnigram, Scratch};
 use super::merges::FastBpe;
 
-/// Words memoised before the cache is emptied (bounds memory on endless distinct input).
-const CACHE_LIMIT: usize = 1 << 19;
+/// Words memoised before the cache is emptied. Small on purpose: the cache (about 1 MB)
+/// stays in the CPU caches, where a lookup is cheaper than segmenting the word again; a
+/// lookup that has to go to main memory costs about as much as segmenting a short word, so
+/// a large cache only slows down text with many distinct words.
+const CACHE_LIMIT: usize = 1 << 15;
+
+/// Most bytes of word text and most ids the cache holds before it is emptied.
+const CACHE_ARENA_LIMIT: usize = 1 << 26;
+
+/// Slots a cache lookup probes at most (bounds the cost of colliding words).
+const MAX_PROBES: usize = 16;
+
+/// The UTF-8 bytes of `▁` (U+2581).
+const SPACE_UTF8: [u8; 3] = [0xE2, 0x96, 0x81];
 
 /// Splits on user-defined pieces and `▁` word starts, then asks the model per word.
 #[derive(Debug)]
@@ -25,7 +37,7 @@ pub struct FastEncoder {
     split_words: bool,
     unigram: Option<FastUnigram>,
     bpe: Option<FastBpe>,
-    cache: Mutex<AHashMap<Box<str>, Box<[u32]>>>,
+    state: Mutex<State>,
 }
 
 impl Clone for FastEncoder {
@@ -36,7 +48,26 @@ impl Clone for FastEncoder {
             split_words: self.split_words,
             unigram: self.unigram.clone(),
             bpe: self.bpe.clone(),
-            cache: Mutex::new(AHashMap::new()),
+            state: Mutex::new(State::new(true)),
+        }
+    }
+}
+
+/// What one `encode` call works with: the word cache and reusable buffers. Calls that find
+/// it in use by another thread use a fresh one without a cache.
+#[derive(Debug)]
+struct State {
+    cache: WordCache,
+    scratch: Scratch,
+    norm: String,
+}
+
+impl State {
+    fn new(cached: bool) -> Self {
+        Self {
+            cache: WordCache::new(if cached { CACHE_LIMIT } else { 0 }),
+            scratch: Scratch::default(),
+            norm: String::new(),
         }
     }
 }
@@ -67,82 +98,254 @@ impl FastEncoder {
             split_words,
             unigram,
             bpe,
-            cache: Mutex::new(AHashMap::new()),
+            state: Mutex::new(State::new(true)),
         })
     }
 
     /// Ids of `text` (the dummy prefix already applied by the caller).
     pub fn encode(&self, model: &ModelWrapper, text: &str) -> Result<Vec<u32>, String> {
         let mut out = Vec::with_capacity(text.len() / 3 + 1);
-        let mut buf = String::new();
+        match self.state.try_lock() {
+            Ok(mut state) => self.encode_into(model, text, &mut state, &mut out)?,
+            Err(TryLockError::WouldBlock) => {
+                self.encode_into(model, text, &mut State::new(false), &mut out)?
+            }
+            Err(TryLockError::Poisoned(poisoned)) => {
+                // A panic left the state half-updated: start from an empty cache.
+                let mut state = poisoned.into_inner();
+                *state = State::new(true);
+                self.state.clear_poison();
+                self.encode_into(model, text, &mut state, &mut out)?
+            }
+        }
+        Ok(out)
+    }
+
+    fn encode_into(
+        &self,
+        model: &ModelWrapper,
+        text: &str,
+        state: &mut State,
+        out: &mut Vec<u32>,
+    ) -> Result<(), String> {
         let mut last = 0;
         if let Some(m) = &self.matcher {
             for hit in m.find_iter(text) {
-                self.segment(model, &text[last..hit.start()], &mut buf, &mut out)?;
+                self.segment(model, &text[last..hit.start()], state, out)?;
                 out.push(self.user_ids[hit.pattern().as_usize()]);
                 last = hit.end();
             }
         }
-        self.segment(model, &text[last..], &mut buf, &mut out)?;
-        Ok(out)
+        self.segment(model, &text[last..], state, out)
     }
 
+    /// Cuts `seg` before every space or `▁` (which the normaliser makes the same) when words
+    /// may be split, and encodes each piece.
     fn segment(
         &self,
         model: &ModelWrapper,
         seg: &str,
-        buf: &mut String,
+        state: &mut State,
         out: &mut Vec<u32>,
     ) -> Result<(), String> {
         if seg.is_empty() {
             return Ok(());
         }
-        buf.clear();
-        buf.extend(seg.chars().map(|c| if c == ' ' { SPACE } else { c }));
         if !self.split_words {
-            return self.word(model, buf, out);
+            return self.word(model, seg, state, out);
         }
+        let bytes = seg.as_bytes();
         let mut start = 0;
-        for (i, _) in buf.match_indices(SPACE) {
+        let mut i = 0;
+        while i < bytes.len() {
+            let step = match bytes[i] {
+                b' ' => 1,
+                0xE2 if bytes[i..].starts_with(&SPACE_UTF8) => SPACE_UTF8.len(),
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
             if i > start {
-                self.word(model, &buf[start..i], out)?;
+                self.word(model, &seg[start..i], state, out)?;
             }
             start = i;
+            i += step;
         }
-        self.word(model, &buf[start..], out)
+        self.word(model, &seg[start..], state, out)
     }
 
-    fn word(&self, model: &ModelWrapper, word: &str, out: &mut Vec<u32>) -> Result<(), String> {
-        if let Ok(cache) = self.cache.lock() {
-            if let Some(ids) = cache.get(word) {
-                out.extend_from_slice(ids);
-                return Ok(());
-            }
+    /// Appends the ids of `raw` (a word before the `' '` → `▁` normalisation).
+    fn word(
+        &self,
+        model: &ModelWrapper,
+        raw: &str,
+        state: &mut State,
+        out: &mut Vec<u32>,
+    ) -> Result<(), String> {
+        let State {
+            cache,
+            scratch,
+            norm,
+        } = state;
+        let hash = cache_hash(raw.as_bytes());
+        if let Some(ids) = cache.get(hash, raw.as_bytes()) {
+            out.extend_from_slice(ids);
+            return Ok(());
         }
-        let mut ids = Vec::new();
+        let word = if raw.as_bytes().contains(&b' ') {
+            norm.clear();
+            for (i, part) in raw.split(' ').enumerate() {
+                if i > 0 {
+                    norm.push(SPACE);
+                }
+                norm.push_str(part);
+            }
+            norm.as_str()
+        } else {
+            raw
+        };
+        let mark = out.len();
         let done = match (&self.unigram, &self.bpe) {
             (Some(u), _) => {
-                u.encode(word, &mut ids);
+                u.encode_with(word, scratch, out);
                 true
             }
-            (None, Some(b)) => b.encode(word, &mut ids),
+            (None, Some(b)) => b.encode(word, out),
             (None, None) => false,
         };
         if !done {
-            ids = model
-                .tokenize(word)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .map(|t| t.id)
-                .collect();
+            let tokens = model.tokenize(word).map_err(|e| e.to_string())?;
+            out.extend(tokens.into_iter().map(|t| t.id));
         }
-        out.extend_from_slice(&ids);
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(word.into(), ids.into_boxed_slice());
-        }
+        cache.insert(hash, raw.as_bytes(), &out[mark..]);
         Ok(())
+    }
+}
+
+/// A word's cache hash (not keyed: [`MAX_PROBES`] bounds what collisions cost).
+fn cache_hash(bytes: &[u8]) -> u64 {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(c);
+        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut a = [0u8; 8];
+        a[..rest.len()].copy_from_slice(rest);
+        h = (h ^ u64::from_le_bytes(a)).wrapping_mul(K).rotate_left(29);
+    }
+    h ^= h >> 32;
+    h = h.wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    h ^ (h >> 32)
+}
+
+/// One open-addressing slot of [`WordCache`]; `key_len == 0` marks an empty one (words are
+/// never empty).
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheSlot {
+    tag: u32,
+    key_at: u32,
+    ids_at: u32,
+    key_len: u16,
+    ids_len: u16,
+}
+
+/// Words (raw text) → ids, with the texts and ids in two arenas: no allocation per word.
+/// Emptied when full.
+#[derive(Debug)]
+struct WordCache {
+    limit: usize,
+    slots: Vec<CacheSlot>,
+    bytes: Vec<u8>,
+    ids: Vec<u32>,
+    len: usize,
+}
+
+impl WordCache {
+    /// A cache of at most `limit` words (0: caches nothing).
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            slots: Vec::new(),
+            bytes: Vec::new(),
+            ids: Vec::new(),
+            len: 0,
+        }
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len().wrapping_sub(1)
+    }
+
+    fn get(&self, hash: u64, key: &[u8]) -> Option<&[u32]> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.mask();
+        let tag = hash as u32;
+        let mut at = (hash >> 32) as usize & mask;
+        for _ in 0..MAX_PROBES {
+            let s = self.slots[at];
+            if s.key_len == 0 {
+                return None;
+            }
+            if s.tag == tag && s.key_len as usize == key.len() {
+                let k = s.key_at as usize;
+                if self.bytes.get(k..k + key.len()) == Some(key) {
+                    let i = s.ids_at as usize;
+                    return self.ids.get(i..i + s.ids_len as usize);
+                }
+            }
+            at = (at + 1) & mask;
+        }
+        None
+    }
+
+    fn insert(&mut self, hash: u64, key: &[u8], ids: &[u32]) {
+        if self.limit == 0 || key.is_empty() || key.len() > usize::from(u16::MAX) {
+            return;
+        }
+        if ids.len() > usize::from(u16::MAX) {
+            return;
+        }
+        if self.len >= self.limit
+            || self.bytes.len() + key.len() > CACHE_ARENA_LIMIT
+            || self.ids.len() + ids.len() > CACHE_ARENA_LIMIT
+        {
+            self.clear();
+        }
+        if self.slots.is_empty() {
+            self.slots = vec![CacheSlot::default(); (2 * self.limit).next_power_of_two()];
+        }
+        let mask = self.mask();
+        let mut at = (hash >> 32) as usize & mask;
+        for _ in 0..MAX_PROBES {
+            if self.slots[at].key_len == 0 {
+                self.slots[at] = CacheSlot {
+                    tag: hash as u32,
+                    key_at: self.bytes.len() as u32,
+                    ids_at: self.ids.len() as u32,
+                    key_len: key.len() as u16,
+                    ids_len: ids.len() as u16,
+                };
+                self.bytes.extend_from_slice(key);
+                self.ids.extend_from_slice(ids);
+                self.len += 1;
+                return;
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(CacheSlot::default());
+        self.bytes.clear();
+        self.ids.clear();
+        self.len = 0;
     }
 }

@@ -5,7 +5,8 @@
 //! * [`convert`] turns it into a `tokenizers::Tokenizer` (BPE or Unigram, byte fallback,
 //!   user-defined pieces) and reads/writes `tokenizer.json`;
 //! * [`fast`] drives the `tokenizers` model without the pipeline's offset bookkeeping;
-//! * [`lattice`] is a string-free copy of `tokenizers`' Unigram Viterbi search for it;
+//! * [`lattice`] is a string-free copy of `tokenizers`' Unigram Viterbi search for it, over
+//!   the double-array trie of [`trie`];
 //! * [`merges`] is the same for BPE merges (short words);
 //! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
 //! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
@@ -21,6 +22,7 @@ pub mod pieces;
 pub mod proto;
 pub mod spm;
 pub mod text;
+pub mod trie;
 
 pub use chatglm::{write_atomic, ChatGlmTokenizer, DecodeOptions, SpecialIds};
 pub use error::{Result, TokenizerError};

@@ -18,34 +18,56 @@ pub fn blank_piece(n: usize) -> String {
 /// (what replacing runs of 80, 79, …, 2 spaces in turn gives).
 pub fn preprocess(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8);
-    let mut spaces = 0usize;
-    let flush = |out: &mut String, spaces: &mut usize| {
-        let n = std::mem::take(spaces);
-        for _ in 0..n / MAX_BLANK {
-            out.push_str(&blank_piece(MAX_BLANK));
-        }
-        match n % MAX_BLANK {
-            0 => {}
-            1 => out.push(' '),
-            r => out.push_str(&blank_piece(r)),
-        }
-    };
-    for c in text.chars() {
-        if c == ' ' {
-            spaces += 1;
+    let bytes = text.as_bytes();
+    // Copy runs of other bytes whole; space, tab and newline are ASCII, so every cut is on a
+    // character boundary.
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !matches!(b, b' ' | b'\n' | b'\t') {
+            i += 1;
             continue;
         }
-        if spaces > 0 {
-            flush(&mut out, &mut spaces);
+        out.push_str(&text[copied..i]);
+        match b {
+            b'\n' => out.push_str(NEWLINE),
+            b'\t' => out.push_str(TAB),
+            _ => {
+                let run = bytes[i..].iter().take_while(|&&c| c == b' ').count();
+                push_blanks(&mut out, run);
+                i += run;
+                copied = i;
+                continue;
+            }
         }
-        match c {
-            '\n' => out.push_str(NEWLINE),
-            '\t' => out.push_str(TAB),
-            c => out.push(c),
-        }
+        i += 1;
+        copied = i;
     }
-    flush(&mut out, &mut spaces);
+    out.push_str(&text[copied..]);
     out
+}
+
+/// Appends the pieces for a run of `n` spaces (see [`preprocess`]).
+fn push_blanks(out: &mut String, n: usize) {
+    for _ in 0..n / MAX_BLANK {
+        push_blank(out, MAX_BLANK);
+    }
+    match n % MAX_BLANK {
+        0 => {}
+        1 => out.push(' '),
+        r => push_blank(out, r),
+    }
+}
+
+/// Appends `<|blank_n|>` without formatting machinery.
+fn push_blank(out: &mut String, n: usize) {
+    out.push_str("<|blank_");
+    if n >= 10 {
+        out.push(char::from(b'0' + (n / 10 % 10) as u8));
+    }
+    out.push(char::from(b'0' + (n % 10) as u8));
+    out.push_str("|>");
 }
 
 /// ChatGLM `postprocess`: `<n>` → `\n`, `<|tab|>` → `\t`, `<|blank_N|>` → N spaces
@@ -117,6 +139,12 @@ mod tests {
             "<|blank_80|><|blank_80|><|blank_40|>"
         );
         assert_eq!(preprocess("x\n\ty"), "x<n><|tab|>y");
+        assert_eq!(preprocess("é  \n"), "é<|blank_2|><n>");
+        for n in 2..=MAX_BLANK {
+            let mut s = String::new();
+            push_blank(&mut s, n);
+            assert_eq!(s, blank_piece(n));
+        }
     }
 
     #[test]
