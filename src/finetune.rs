@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::Module;
 use candle_core::{DType, Device, Shape, Tensor, Var};
@@ -82,6 +81,10 @@ pub struct FinetuneConfig {
     pub english: bool,
     /// Skip (and count) malformed data records.
     pub skip_malformed: bool,
+    /// Held-out data (same formats) for the validation loss.
+    pub val_data: Option<PathBuf>,
+    /// Compute the validation loss every this many updates (0: only at the end).
+    pub val_every: u64,
     /// λ of `AR + λ·ITC`; 0 (the release's recipe) turns the contrastive loss off.
     pub itc_weight: f64,
     /// Width of the ITC projections (BLIP-2: 256).
@@ -112,6 +115,8 @@ impl Default for FinetuneConfig {
             max_target_length: 256,
             english: false,
             skip_malformed: false,
+            val_data: None,
+            val_every: 0,
             itc_weight: 0.0,
             itc_dim: 256,
         }
@@ -131,6 +136,9 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// Whether the step was skipped (non-finite loss or gradient).
     pub skipped: bool,
+    /// Mean autoregressive loss on the validation data, when computed at this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
 }
 
 /// Serves trainable names as variables and everything else as plain tensors.
@@ -439,6 +447,63 @@ pub fn caption_features(
     masked_mean(&hidden, &mask).map_err(train_err)
 }
 
+/// What turning examples into model inputs needs.
+struct ExampleContext<'a> {
+    tokenizer: &'a ChatGlmTokenizer,
+    preprocessor: &'a ImagePreprocessor,
+    labels: &'a LabelConfig,
+    image_length: usize,
+    english: bool,
+    device: &'a Device,
+}
+
+/// Pixels `[B, 3, 224, 224]`, labeled ids and `pre_image` of a batch of examples (images
+/// decoded in parallel).
+fn prepare_batch(
+    batch: &[&visualglm_train::data::Example],
+    ctx: &ExampleContext<'_>,
+) -> Result<(Tensor, Vec<LabeledIds>, usize)> {
+    let images = batch
+        .par_iter()
+        .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
+        .collect::<Result<Vec<_>>>()?;
+    let pixels = ctx.preprocessor.preprocess_batch(&images, ctx.device)?;
+    let mut labeled = Vec::with_capacity(batch.len());
+    let mut pre_image = 0;
+    for ex in batch {
+        let (ids, pre) = example_ids(
+            ctx.tokenizer,
+            ctx.image_length,
+            &ex.prompt,
+            &ex.label,
+            ctx.english,
+            ctx.labels,
+        )?;
+        pre_image = pre;
+        labeled.push(ids);
+    }
+    Ok((pixels, labeled, pre_image))
+}
+
+/// The mean autoregressive loss over `examples`, in batches of `batch_size` (no update).
+fn validation_loss(
+    model: &VisualGlm,
+    examples: &[visualglm_train::data::Example],
+    batch_size: usize,
+    ctx: &ExampleContext<'_>,
+) -> Result<f64> {
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let batch: Vec<&visualglm_train::data::Example> = chunk.iter().collect();
+        let (pixels, labeled, pre_image) = prepare_batch(&batch, ctx)?;
+        let loss = batch_loss(model, &pixels, &labeled, pre_image)?.detach();
+        total += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * chunk.len() as f64;
+        n += chunk.len();
+    }
+    Ok(total / n.max(1) as f64)
+}
+
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
     VisualGlmError::Input(e.to_string())
 }
@@ -475,6 +540,10 @@ pub fn finetune(
             cfg.data.display()
         )));
     }
+    let val_examples = match &cfg.val_data {
+        Some(path) => load_data_file(path, None, &opts).map_err(train_err)?.0,
+        None => Vec::new(),
+    };
     let tokenizer = match &cfg.tokenizer {
         Some(t) => ChatGlmTokenizer::from_path(t)?,
         None => ChatGlmTokenizer::from_dir(if cfg.model.is_dir() {
@@ -531,7 +600,7 @@ pub fn finetune(
         max_target_length: cfg.max_target_length,
         ..LabelConfig::default()
     };
-    let preprocessor = Arc::new(ImagePreprocessor::default());
+    let preprocessor = ImagePreprocessor::default();
     let image_length = tm.model.config().image_length;
     let mut reports = Vec::new();
     while state.counters.step < cfg.steps {
@@ -540,25 +609,15 @@ pub fn finetune(
         for _ in 0..cfg.grad_accum {
             let indices = sampler.next_batch();
             let batch: Vec<_> = indices.iter().filter_map(|&i| examples.get(i)).collect();
-            let images = batch
-                .par_iter()
-                .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
-                .collect::<Result<Vec<_>>>()?;
-            let pixels = preprocessor.preprocess_batch(&images, device)?;
-            let mut labeled = Vec::with_capacity(batch.len());
-            let mut pre_image = 0;
-            for ex in &batch {
-                let (ids, pre) = example_ids(
-                    &tokenizer,
-                    image_length,
-                    &ex.prompt,
-                    &ex.label,
-                    cfg.english,
-                    &labels_cfg,
-                )?;
-                pre_image = pre;
-                labeled.push(ids);
-            }
+            let ctx = ExampleContext {
+                tokenizer: &tokenizer,
+                preprocessor: &preprocessor,
+                labels: &labels_cfg,
+                image_length,
+                english: cfg.english,
+                device,
+            };
+            let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
             let (mut loss, qformer_out) = batch_forward(&tm.model, &pixels, &labeled, pre_image)?;
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
@@ -596,6 +655,7 @@ pub fn finetune(
                 lr,
                 grad_norm,
                 skipped: false,
+                val_loss: None,
             },
             StepOutcome::Skipped { grad_norm, .. } => StepReport {
                 step: state.counters.step,
@@ -603,12 +663,34 @@ pub fn finetune(
                 lr: 0.0,
                 grad_norm,
                 skipped: true,
+                val_loss: None,
             },
         };
+        let mut report = report;
+        let at_end = state.counters.step >= cfg.steps;
+        let due = cfg.val_every > 0 && state.counters.step % cfg.val_every == 0;
+        if !val_examples.is_empty() && (due || at_end) {
+            let ctx = ExampleContext {
+                tokenizer: &tokenizer,
+                preprocessor: &preprocessor,
+                labels: &labels_cfg,
+                image_length,
+                english: cfg.english,
+                device,
+            };
+            report.val_loss = Some(validation_loss(
+                &tm.model,
+                &val_examples,
+                cfg.batch_size,
+                &ctx,
+            )?);
+        }
         let go_on = on_step(&report);
         state.metrics.insert("loss".into(), loss);
+        if let Some(v) = report.val_loss {
+            state.metrics.insert("val_loss".into(), v);
+        }
         reports.push(report);
-        let at_end = state.counters.step >= cfg.steps;
         if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
             manager.save_training(&state, &opt).map_err(train_err)?;
         }

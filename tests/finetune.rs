@@ -178,3 +178,24 @@ fn itc_adds_a_contrastive_term_trains_its_heads_and_resumes_exactly() {
         assert_eq!(a.loss, b.loss, "step {}", a.step);
     }
 }
+
+#[test]
+fn validation_loss_is_reported_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = config(dir.path(), "val", 4);
+    let cfg = FinetuneConfig {
+        val_data: Some(base.data.clone()),
+        val_every: 2,
+        ..base
+    };
+    let reports = finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap();
+    let with_val: Vec<u64> = reports
+        .iter()
+        .filter(|r| r.val_loss.is_some())
+        .map(|r| r.step)
+        .collect();
+    assert_eq!(with_val, vec![2, 4]);
+    // Training on the validation examples themselves: the held-out loss falls too.
+    let (a, b) = (reports[1].val_loss.unwrap(), reports[3].val_loss.unwrap());
+    assert!(a.is_finite() && b < a, "{a} -> {b}");
+}
