@@ -10,6 +10,17 @@ pub fn split_heads(x: &Tensor, num_heads: usize) -> Result<Tensor> {
         .contiguous()
 }
 
+/// Splits a fused projection `[B, S, 3·H·D]` in `[Q|K|V]` block layout into `q`, `k`, `v`,
+/// each `[B, H, S, D]`.
+pub fn split_qkv(qkv: &Tensor, num_heads: usize) -> Result<(Tensor, Tensor, Tensor)> {
+    let width = qkv.dim(2)? / 3;
+    Ok((
+        split_heads(&qkv.narrow(2, 0, width)?, num_heads)?,
+        split_heads(&qkv.narrow(2, width, width)?, num_heads)?,
+        split_heads(&qkv.narrow(2, 2 * width, width)?, num_heads)?,
+    ))
+}
+
 /// `[B, H, S, D]` → `[B, S, H·D]` (heads concatenated in head order).
 pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
     let (b, h, s, d) = x.dims4()?;

@@ -4,9 +4,11 @@
 
 pub mod attention;
 pub mod linear;
+pub mod mlp;
 pub mod norm;
 pub mod quant;
 
-pub use attention::{merge_heads, scaled_dot_product_attention, split_heads};
+pub use attention::{merge_heads, scaled_dot_product_attention, split_heads, split_qkv};
 pub use linear::{Linear, LinearBase, QuantizedWeight};
+pub use mlp::{Activation, Mlp};
 pub use norm::LayerNorm;

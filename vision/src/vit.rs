@@ -2,7 +2,9 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_heads, LayerNorm, Linear};
+use visualglm_lora::{
+    merge_heads, scaled_dot_product_attention, split_qkv, Activation, LayerNorm, Linear, Mlp,
+};
 
 use crate::config::EvaConfig;
 
@@ -31,35 +33,10 @@ impl Attention {
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let qkv = self.query_key_value.forward(x)?;
-        let width = self.num_heads * self.head_dim;
-        let q = split_heads(&qkv.narrow(2, 0, width)?, self.num_heads)?;
-        let k = split_heads(&qkv.narrow(2, width, width)?, self.num_heads)?;
-        let v = split_heads(&qkv.narrow(2, 2 * width, width)?, self.num_heads)?;
+        let (q, k, v) = split_qkv(&qkv, self.num_heads)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
         self.dense.forward(&merge_heads(&ctx)?)
-    }
-}
-
-/// The two-layer MLP with exact (erf) GELU.
-#[derive(Debug, Clone)]
-struct Mlp {
-    dense_h_to_4h: Linear,
-    dense_4h_to_h: Linear,
-}
-
-impl Mlp {
-    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
-        let (h, i) = (cfg.hidden_size, cfg.mlp_width());
-        Ok(Self {
-            dense_h_to_4h: Linear::load(h, i, vb.pp("dense_h_to_4h"))?,
-            dense_4h_to_h: Linear::load(i, h, vb.pp("dense_4h_to_h"))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.dense_4h_to_h
-            .forward(&self.dense_h_to_4h.forward(x)?.gelu_erf()?)
     }
 }
 
@@ -79,7 +56,12 @@ impl Block {
             input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
             attention: Attention::load(cfg, vb.pp("attention"))?,
             post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
-            mlp: Mlp::load(cfg, vb.pp("mlp"))?,
+            mlp: Mlp::load(
+                cfg.hidden_size,
+                cfg.mlp_width(),
+                Activation::GeluErf,
+                vb.pp("mlp"),
+            )?,
         })
     }
 
