@@ -1,6 +1,6 @@
 //! Multi-head attention helpers: head split/merge and scaled dot-product attention in f32.
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 
 /// `[B, S, H·D]` → `[B, H, S, D]`.
 pub fn split_heads(x: &Tensor, num_heads: usize) -> Result<Tensor> {
@@ -52,4 +52,36 @@ pub fn scaled_dot_product_attention(
     };
     // `v` may be a view of a larger KV-cache buffer; matmul reads strided batches directly.
     probs.to_dtype(dtype)?.matmul(v)
+}
+
+/// Unmasked multi-head self-attention with a fused `[Q;K;V]` projection and an output
+/// `dense` (the ViT's and the Q-Former's).
+#[derive(Debug, Clone)]
+pub struct FusedSelfAttention {
+    /// `[3·width, width]`, rows in `[Q|K|V]` blocks.
+    pub query_key_value: crate::Linear,
+    /// `[width, width]`.
+    pub dense: crate::Linear,
+    num_heads: usize,
+}
+
+impl FusedSelfAttention {
+    /// Loads `query_key_value` and `dense` from `vb`.
+    pub fn load(width: usize, num_heads: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+        Ok(Self {
+            query_key_value: crate::Linear::load(width, 3 * width, vb.pp("query_key_value"))?,
+            dense: crate::Linear::load(width, width, vb.pp("dense"))?,
+            num_heads,
+        })
+    }
+}
+
+impl Module for FusedSelfAttention {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let qkv = self.query_key_value.forward(x)?;
+        let head_dim = qkv.dim(2)? / 3 / self.num_heads;
+        let (q, k, v) = split_qkv(&qkv, self.num_heads)?;
+        let ctx = scaled_dot_product_attention(&q, &k, &v, 1.0 / (head_dim as f64).sqrt(), None)?;
+        self.dense.forward(&merge_heads(&ctx)?)
+    }
 }

@@ -8,7 +8,9 @@ pub mod mlp;
 pub mod norm;
 pub mod quant;
 
-pub use attention::{merge_heads, scaled_dot_product_attention, split_heads, split_qkv};
+pub use attention::{
+    merge_heads, scaled_dot_product_attention, split_heads, split_qkv, FusedSelfAttention,
+};
 pub use linear::{Linear, LinearBase, QuantizedWeight};
 pub use mlp::{Activation, Mlp};
 pub use norm::LayerNorm;

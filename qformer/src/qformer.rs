@@ -4,39 +4,11 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_lora::{
-    merge_heads, scaled_dot_product_attention, split_heads, split_qkv, Activation, LayerNorm,
-    Linear, Mlp,
+    merge_heads, scaled_dot_product_attention, split_heads, Activation, FusedSelfAttention,
+    LayerNorm, Linear, Mlp,
 };
 
 use crate::config::QFormerConfig;
-
-/// Self-attention over the queries, fused `[Q;K;V]` rows.
-#[derive(Debug, Clone)]
-struct SelfAttention {
-    query_key_value: Linear,
-    dense: Linear,
-    num_heads: usize,
-}
-
-impl SelfAttention {
-    fn load(cfg: &QFormerConfig, vb: VarBuilder) -> Result<Self> {
-        let h = cfg.hidden_size;
-        Ok(Self {
-            query_key_value: Linear::load(h, 3 * h, vb.pp("query_key_value"))?,
-            dense: Linear::load(h, h, vb.pp("dense"))?,
-            num_heads: cfg.num_attention_heads,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let qkv = self.query_key_value.forward(x)?;
-        let width = qkv.dim(2)? / 3;
-        let (q, k, v) = split_qkv(&qkv, self.num_heads)?;
-        let scale = 1.0 / ((width / self.num_heads) as f64).sqrt();
-        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
-        self.dense.forward(&merge_heads(&ctx)?)
-    }
-}
 
 /// Cross-attention from the queries to the image features, fused `[K;V]` rows.
 #[derive(Debug, Clone)]
@@ -76,7 +48,7 @@ impl CrossAttention {
 #[derive(Debug, Clone)]
 struct Layer {
     input_layernorm: LayerNorm,
-    attention: SelfAttention,
+    attention: FusedSelfAttention,
     post_attention_layernorm: LayerNorm,
     cross: Option<(CrossAttention, LayerNorm)>,
     mlp: Mlp,
@@ -95,7 +67,7 @@ impl Layer {
         };
         Ok(Self {
             input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
-            attention: SelfAttention::load(cfg, vb.pp("attention"))?,
+            attention: FusedSelfAttention::load(h, cfg.num_attention_heads, vb.pp("attention"))?,
             post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
             cross,
             mlp: Mlp::load(

@@ -2,49 +2,18 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{
-    merge_heads, scaled_dot_product_attention, split_qkv, Activation, LayerNorm, Linear, Mlp,
-};
+use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Mlp};
 
 use crate::config::EvaConfig;
 
 /// Epsilon of `ln_vision` (a torch default `nn.LayerNorm`).
 pub const LN_VISION_EPS: f64 = 1e-5;
 
-/// Self-attention with a fused `[Q;K;V]` projection (contiguous blocks).
-#[derive(Debug, Clone)]
-struct Attention {
-    query_key_value: Linear,
-    dense: Linear,
-    num_heads: usize,
-    head_dim: usize,
-}
-
-impl Attention {
-    fn load(cfg: &EvaConfig, vb: VarBuilder) -> Result<Self> {
-        let h = cfg.hidden_size;
-        Ok(Self {
-            query_key_value: Linear::load(h, 3 * h, vb.pp("query_key_value"))?,
-            dense: Linear::load(h, h, vb.pp("dense"))?,
-            num_heads: cfg.num_attention_heads,
-            head_dim: h / cfg.num_attention_heads,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let qkv = self.query_key_value.forward(x)?;
-        let (q, k, v) = split_qkv(&qkv, self.num_heads)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
-        self.dense.forward(&merge_heads(&ctx)?)
-    }
-}
-
 /// One pre-LN transformer block.
 #[derive(Debug, Clone)]
 struct Block {
     input_layernorm: LayerNorm,
-    attention: Attention,
+    attention: FusedSelfAttention,
     post_attention_layernorm: LayerNorm,
     mlp: Mlp,
 }
@@ -54,7 +23,7 @@ impl Block {
         let (h, eps) = (cfg.hidden_size, cfg.layernorm_epsilon);
         Ok(Self {
             input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
-            attention: Attention::load(cfg, vb.pp("attention"))?,
+            attention: FusedSelfAttention::load(h, cfg.num_attention_heads, vb.pp("attention"))?,
             post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
             mlp: Mlp::load(
                 cfg.hidden_size,

@@ -21,7 +21,7 @@ use super::merges::FastBpe;
 const CACHE_LIMIT: usize = 1 << 15;
 
 /// Most bytes of word text and most ids the cache holds before it is emptied.
-const CACHE_ARENA_LIMIT: usize = 1 << 26;
+const CACHE_ARENA_LIMIT: usize = 1 << 22;
 
 /// Slots a cache lookup probes at most (bounds the cost of colliding words).
 const MAX_PROBES: usize = 16;
