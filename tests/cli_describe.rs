@@ -344,3 +344,51 @@ fn describe_with_q8_0_gives_the_f32_greedy_answer() {
     };
     assert_eq!(run(&["--quantize", "q8_0"]), run(&[]));
 }
+
+#[test]
+fn chat_answers_streams_and_handles_commands() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tiny_tokenizer(dir.path());
+    let mut child = bin()
+        .arg("chat")
+        .arg(golden("images/chelsea.png"))
+        .arg("--model")
+        .arg(golden("checkpoints/hf"))
+        .arg("--tokenizer")
+        .arg(&tok)
+        .args(["--greedy", "--max-new-tokens", "4", "--device", "cpu"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let script = format!(
+        "what is this?\n/clear\n/image {}\nand now?\n/image /no/such.png\n/quit\n",
+        golden("images/astronaut.png").display()
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // Two questions were answered: each answer ends its line after a "> " prompt.
+    let answers: Vec<&str> = stdout
+        .split("> ")
+        .filter(|s| !s.trim().is_empty())
+        .collect();
+    assert_eq!(answers.len(), 2, "{stdout}");
+    assert!(stderr.contains("history cleared"), "{stderr}");
+    assert!(stderr.contains("image loaded"), "{stderr}");
+    assert!(stderr.contains("such.png"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
