@@ -13,6 +13,7 @@ pub mod param_shapes;
 pub mod pipeline;
 pub mod quantize;
 pub mod runtime;
+pub mod synth;
 pub mod server;
 
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};

@@ -199,3 +199,45 @@ fn validation_loss_is_reported_when_due() {
     let (a, b) = (reports[1].val_loss.unwrap(), reports[3].val_loss.unwrap());
     assert!(a.is_finite() && b < a, "{a} -> {b}");
 }
+
+#[test]
+fn synthetic_shapes_data_trains_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_visualglm");
+    let data = dir.path().join("shapes");
+    let o = std::process::Command::new(bin)
+        .args([
+            "data",
+            "synth",
+            "--count",
+            "6",
+            "--size",
+            "64",
+            "--val-fraction",
+            "0.34",
+            "--out",
+        ])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let train: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("train.json")).unwrap()).unwrap();
+    let val: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("val.json")).unwrap()).unwrap();
+    assert_eq!(
+        (
+            train.as_array().unwrap().len(),
+            val.as_array().unwrap().len()
+        ),
+        (4, 2)
+    );
+    let cfg = FinetuneConfig {
+        data: data.join("train.json"),
+        val_data: Some(data.join("val.json")),
+        ..config(dir.path(), "shapes-run", 2)
+    };
+    let reports = finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap();
+    assert_eq!(reports.len(), 2);
+    assert!(reports[1].val_loss.is_some_and(f64::is_finite));
+}

@@ -6,6 +6,7 @@ mod batch;
 mod bench;
 mod chat;
 mod convert;
+mod data;
 mod describe;
 mod eval_cmd;
 mod eval_model;
@@ -37,6 +38,9 @@ enum Command {
     Chat(chat::Args),
     /// Caption a directory or list of images into a JSON Lines file (resumable).
     Batch(batch::Args),
+    /// Data set tools (synthetic shapes data).
+    #[command(subcommand)]
+    Data(data::Command),
     /// Fine-tune on image-text pairs (autoregressive loss), resumable.
     Train(train::Args),
     /// Run the model on raw token ids and write every stage to a safetensors file.
@@ -69,6 +73,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Chat(args) => chat::run(args),
         Command::Batch(args) => batch::run(args, cli.verbose > 0),
         Command::Train(args) => train::run(args),
+        Command::Data(cmd) => data::run(cmd),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),

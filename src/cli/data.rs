@@ -1,0 +1,49 @@
+//! `visualglm data synth`: write the synthetic shapes data set.
+
+use std::path::PathBuf;
+
+/// Data set tools.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Scenes of coloured shapes with captions stating colours, shapes and positions, in the
+    /// release's fine-tune format (`train.json`, `val.json`, `images/`).
+    Synth(SynthArgs),
+}
+
+/// Arguments of `data synth`.
+#[derive(clap::Args, Debug)]
+pub struct SynthArgs {
+    /// Output directory.
+    #[arg(long)]
+    out: PathBuf,
+    /// Number of scenes.
+    #[arg(long, default_value_t = 1000)]
+    count: usize,
+    /// Fraction held out in `val.json`.
+    #[arg(long, default_value_t = 0.1)]
+    val_fraction: f64,
+    /// Random seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+}
+
+/// Runs `data`.
+pub fn run(cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::Synth(a) => {
+            let s =
+                visualglm::synth::write_dataset(&a.out, a.count, a.val_fraction, a.seed, a.size)?;
+            eprintln!(
+                "wrote {} training and {} validation scenes: {}, {}",
+                s.counts.0,
+                s.counts.1,
+                s.train.display(),
+                s.val.display()
+            );
+            Ok(())
+        }
+    }
+}
