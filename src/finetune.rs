@@ -81,6 +81,8 @@ pub struct FinetuneConfig {
     pub english: bool,
     /// Skip (and count) malformed data records.
     pub skip_malformed: bool,
+    /// GLM-130B embedding gradient shrink α on the word embeddings (e.g. 0.1); `None`: off.
+    pub embedding_grad_shrink: Option<f64>,
     /// Held-out data (same formats) for the validation loss.
     pub val_data: Option<PathBuf>,
     /// Compute the validation loss every this many updates (0: only at the end).
@@ -115,6 +117,7 @@ impl Default for FinetuneConfig {
             max_target_length: 256,
             english: false,
             skip_malformed: false,
+            embedding_grad_shrink: None,
             val_data: None,
             val_every: 0,
             itc_weight: 0.0,
@@ -277,22 +280,25 @@ pub fn batch_loss(
     batch: &[LabeledIds],
     pre_image: usize,
 ) -> Result<Tensor> {
-    Ok(batch_forward(model, pixels, batch, pre_image)?.0)
+    Ok(batch_forward(model, pixels, batch, pre_image, None)?.0)
 }
 
-/// [`batch_loss`] and the Q-Former output `[B, 32, width]` (the ITC image side).
+/// [`batch_loss`] and the Q-Former output `[B, 32, width]` (the ITC image side), with an
+/// optional embedding gradient shrink.
 pub fn batch_forward(
     model: &VisualGlm,
     pixels: &Tensor,
     batch: &[LabeledIds],
     pre_image: usize,
+    shrink: Option<f64>,
 ) -> Result<(Tensor, Tensor)> {
     let device = model.device().clone();
     let (ids, labels) =
         collate(batch, &device).map_err(|e| VisualGlmError::Input(e.to_string()))?;
     let seq = ids.dim(1)?;
     let stages = model.encode_image_stages(pixels)?;
-    let embeds = model.input_embeds(&ids, Some((&stages.image_embeds, pre_image)))?;
+    let embeds =
+        model.input_embeds_shrunk(&ids, Some((&stages.image_embeds, pre_image)), shrink)?;
     let g = &model.config().glm;
     let rows: Vec<RowLayout> = batch
         .iter()
@@ -618,7 +624,13 @@ pub fn finetune(
                 device,
             };
             let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
-            let (mut loss, qformer_out) = batch_forward(&tm.model, &pixels, &labeled, pre_image)?;
+            let (mut loss, qformer_out) = batch_forward(
+                &tm.model,
+                &pixels,
+                &labeled,
+                pre_image,
+                cfg.embedding_grad_shrink,
+            )?;
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
                 let text = caption_features(&tm.model, &tokenizer, &captions)?;

@@ -136,9 +136,28 @@ impl VisualGlm {
     /// Word embeddings of `ids` `[B, S]` with rows `[pre_image, pre_image + 32)` replaced by
     /// `image_embeds` `[B, 32, width]` when given.
     pub fn input_embeds(&self, ids: &Tensor, image: Option<(&Tensor, usize)>) -> Result<Tensor> {
+        self.input_embeds_shrunk(ids, image, None)
+    }
+
+    /// [`VisualGlm::input_embeds`] with GLM-130B's embedding gradient shrink on the word
+    /// embeddings: `e·α + e.detach()·(1−α)` (same values up to rounding, gradient scaled by α; the image
+    /// embeddings are not shrunk).
+    pub fn input_embeds_shrunk(
+        &self,
+        ids: &Tensor,
+        image: Option<(&Tensor, usize)>,
+        shrink: Option<f64>,
+    ) -> Result<Tensor> {
+        let embed = |ids: &Tensor| -> Result<Tensor> {
+            let e = self.glm.embed(ids)?;
+            Ok(match shrink {
+                Some(alpha) => ((&e * alpha)? + (e.detach() * (1.0 - alpha))?)?,
+                None => e,
+            })
+        };
         let (_, seq_len) = ids.dims2()?;
         let Some((image_embeds, pre_image)) = image else {
-            return Ok(self.glm.embed(ids)?);
+            return embed(ids);
         };
         let n_img = image_embeds.dim(1)?;
         if pre_image + n_img > seq_len {
@@ -148,11 +167,9 @@ impl VisualGlm {
             )));
         }
         let image_embeds = image_embeds.to_dtype(self.dtype())?;
-        let pre = self.glm.embed(&ids.narrow(1, 0, pre_image)?)?;
+        let pre = embed(&ids.narrow(1, 0, pre_image)?)?;
         let post_start = pre_image + n_img;
-        let post = self
-            .glm
-            .embed(&ids.narrow(1, post_start, seq_len - post_start)?)?;
+        let post = embed(&ids.narrow(1, post_start, seq_len - post_start)?)?;
         Ok(Tensor::cat(&[&pre, &image_embeds, &post], 1)?)
     }
 

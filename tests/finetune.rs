@@ -241,3 +241,23 @@ fn synthetic_shapes_data_trains_end_to_end() {
     assert_eq!(reports.len(), 2);
     assert!(reports[1].val_loss.is_some_and(f64::is_finite));
 }
+
+#[test]
+fn embedding_gradient_shrink_scales_the_embedding_gradient() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &str, shrink: Option<f64>| {
+        let cfg = FinetuneConfig {
+            trainable: vec!["transformer.word_embeddings".into()],
+            embedding_grad_shrink: shrink,
+            clip: 0.0,
+            ..config(dir.path(), out, 1)
+        };
+        finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap()[0].clone()
+    };
+    let plain = run("plain", None);
+    let shrunk = run("shrunk", Some(0.1));
+    // Same forward values (up to f32 rounding of e·α + e·(1−α)), gradient scaled by α.
+    assert!((plain.loss - shrunk.loss).abs() < 1e-5 * plain.loss.abs());
+    let ratio = shrunk.grad_norm / plain.grad_norm;
+    assert!((ratio - 0.1).abs() < 1e-4, "grad norm ratio {ratio}");
+}

@@ -41,7 +41,7 @@ enum Command {
     /// Data set tools (synthetic shapes data).
     #[command(subcommand)]
     Data(data::Command),
-    /// Fine-tune on image-text pairs (autoregressive loss), resumable.
+    /// Fine-tune on image-text pairs (AR loss, optionally + ITC), resumable.
     Train(train::Args),
     /// Run the model on raw token ids and write every stage to a safetensors file.
     Inspect(inspect::Args),
