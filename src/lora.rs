@@ -7,18 +7,11 @@
 //! the layout of the base checkpoint (bases are canonicalised on load), so SAT adapters apply
 //! to HF bases too. The tensor math lives in the `visualglm-lora` crate and is re-exported here.
 
-#[path = "../lora/src/adapters/mod.rs"]
-mod adapters_src;
 mod apply;
 mod error;
 mod files;
 mod sat;
 
-pub use adapters_src::{
-    AdapterError, LoraAdapter, LoraAdapters, LoraConfig, SplitMix64, TargetRule, TensorNaming,
-    DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA, RELEASE_LAYERS, RELEASE_RANK,
-    VIT_LAYERS,
-};
 pub use apply::{merge_checkpoint, read_any_adapters, LoraLoadOptions};
 pub use error::LoraError;
 pub use files::{
@@ -26,3 +19,8 @@ pub use files::{
     ADAPTER_WEIGHTS,
 };
 pub use sat::{load_sat_lora, SatLoraFinetune};
+pub use visualglm_lora::adapters::{
+    AdapterError, LoraAdapter, LoraAdapters, LoraConfig, SplitMix64, TargetRule, TensorNaming,
+    DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA, RELEASE_LAYERS, RELEASE_RANK,
+    VIT_LAYERS,
+};

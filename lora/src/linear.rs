@@ -11,6 +11,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::adapters::LoraAdapter;
+
 /// The frozen base weight of a [`Linear`] layer, `[out, in]`.
 #[derive(Debug, Clone)]
 pub enum LinearBase {
@@ -52,6 +54,8 @@ impl QuantizedWeight {
 pub struct Linear {
     base: LinearBase,
     bias: Option<Tensor>,
+    /// Unmerged low-rank adapters whose outputs are added in `forward`.
+    adapters: Vec<LoraAdapter>,
 }
 
 impl Linear {
@@ -60,6 +64,7 @@ impl Linear {
         Self {
             base: LinearBase::Dense(weight),
             bias,
+            adapters: Vec::new(),
         }
     }
 
@@ -68,6 +73,7 @@ impl Linear {
         Ok(Self {
             base: LinearBase::Quantized(QuantizedWeight::new(weight)?),
             bias,
+            adapters: Vec::new(),
         })
     }
 
@@ -153,6 +159,32 @@ impl Linear {
         Ok(())
     }
 
+    /// Adds a low-rank adapter, applied on top of the (dense or quantized) base in
+    /// `forward`: `y = x·Wᵀ + b + adapter(x)`. Its `[out, in]` must match the layer's and its
+    /// matrices should be in the run dtype.
+    pub fn add_adapter(&mut self, adapter: LoraAdapter) -> Result<()> {
+        let dims = self.dims()?;
+        if dims != (adapter.out_dim(), adapter.in_dim()) {
+            candle_core::bail!(
+                "adapter is [{}, {}], the layer is {dims:?}",
+                adapter.out_dim(),
+                adapter.in_dim()
+            );
+        }
+        self.adapters.push(adapter);
+        Ok(())
+    }
+
+    /// The unmerged adapters, in the order they were added.
+    pub fn adapters(&self) -> &[LoraAdapter] {
+        &self.adapters
+    }
+
+    /// Removes every unmerged adapter.
+    pub fn clear_adapters(&mut self) {
+        self.adapters.clear();
+    }
+
     /// `x·Wᵀ` without the bias: the frozen part adapters add to.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
         match &self.base {
@@ -177,9 +209,13 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.forward_base(x)?;
-        match &self.bias {
-            Some(b) => y.broadcast_add(b),
-            None => Ok(y),
+        let mut y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        for adapter in &self.adapters {
+            y = (y + adapter.forward(x)?)?;
         }
+        Ok(y)
     }
 }

@@ -1,15 +1,17 @@
 //! Building a [`VisualGlm`] with adapters: merged into the weights, or applied on top.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device};
 
 use super::files::load_adapters;
 use super::sat::{is_sat_lora, load_sat_lora};
-use super::{LoraAdapters, LoraError};
+use super::{AdapterError, LoraAdapters, LoraError};
 use crate::checkpoint::{self, Checkpoint, LoadOptions};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
+use visualglm_lora::Linear;
 
 /// Options of [`VisualGlm::load_with_lora`].
 #[derive(Debug, Clone, Default)]
@@ -103,11 +105,63 @@ impl VisualGlm {
         Self::from_checkpoint_with_lora(&ft.base, &ft.adapters, opts.merge, device, dtype)
     }
 
-    /// Applies `adapters` on top of the GLM linears without changing their weights.
+    /// Applies `adapters` on top of the ChatGLM linears without changing their weights: each
+    /// adapted layer computes `W x + b + scaling · concat_k((x A_kᵀ) B_kᵀ)`. Works over dense
+    /// and quantized bases. Only GLM layer linears can carry unmerged adapters (image-encoder
+    /// targets must be merged). Nothing is attached when any adapter does not fit.
     pub fn attach_lora(&mut self, adapters: &LoraAdapters) -> Result<(), LoraError> {
-        let _ = adapters;
-        Err(LoraError::Unsupported(
-            "unmerged adapters are not available yet: load with `merge: true`".into(),
-        ))
+        let (dtype, device) = (self.dtype(), self.device().clone());
+        let mut linears: HashMap<String, &mut Linear> = self
+            .language_model_mut()
+            .named_linears_mut(false)
+            .into_iter()
+            .filter_map(|(n, l)| Some((n.strip_suffix(".weight")?.to_string(), l)))
+            .collect();
+        let mut plan = Vec::with_capacity(adapters.len());
+        for (target, ad) in adapters.iter() {
+            if !linears.contains_key(target) {
+                return Err(LoraError::Unsupported(format!(
+                    "`{target}` cannot carry an unmerged adapter (only ChatGLM layer linears \
+                     can): load with `merge: true`"
+                )));
+            }
+            let converted =
+                ad.to_dtype_device(dtype, &device)
+                    .map_err(|source| AdapterError::Candle {
+                        target: target.to_string(),
+                        source,
+                    })?;
+            plan.push((target, converted));
+        }
+        for (target, ad) in &plan {
+            if let Some(l) = linears.get(*target) {
+                let dims = l.dims().map_err(AdapterError::candle(target))?;
+                if dims != (ad.out_dim(), ad.in_dim()) {
+                    return Err(AdapterError::Shape {
+                        target: target.to_string(),
+                        message: format!(
+                            "base weight `{target}.weight` has shape {dims:?}, the adapter needs \
+                             ({}, {})",
+                            ad.out_dim(),
+                            ad.in_dim()
+                        ),
+                    }
+                    .into());
+                }
+            }
+        }
+        for (target, ad) in plan {
+            if let Some(l) = linears.get_mut(target) {
+                l.add_adapter(ad).map_err(AdapterError::candle(target))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes every unmerged adapter from the ChatGLM linears (the base model again).
+    pub fn detach_lora(&mut self) {
+        for (_, l) in self.language_model_mut().named_linears_mut(false) {
+            l.clear_adapters();
+        }
     }
 }
