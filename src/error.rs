@@ -36,5 +36,9 @@ pub type Result<T> = std::result::Result<T, VisualGlmError>;
 /// is set; a CLI error stays one line).
 pub fn first_line(e: &dyn std::fmt::Display) -> String {
     let text = e.to_string();
-    text.lines().next().unwrap_or_default().trim_end().to_string()
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end()
+        .to_string()
 }

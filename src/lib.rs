@@ -13,8 +13,8 @@ pub mod param_shapes;
 pub mod pipeline;
 pub mod quantize;
 pub mod runtime;
-pub mod synth;
 pub mod server;
+pub mod synth;
 
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
 pub use config::{ConfigError, VisualGlmConfig};
