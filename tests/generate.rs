@@ -1,15 +1,12 @@
 //! Generation on the tiny golden model: greedy, batched, beam search and seeded sampling.
 
-use std::path::PathBuf;
+mod support;
 
 use candle_core::{DType, Device, Tensor};
+use support::{fixture, golden, ids_u32};
 use visualglm::generate::{beam_search, generate, Flow};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_language::GenerationConfig;
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 struct Setup {
     model: VisualGlm,
@@ -27,26 +24,11 @@ fn setup() -> Setup {
         &LoadOptions::default(),
     )
     .unwrap();
-    let g = candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
-        .unwrap();
-    let ids: Vec<u32> = g["input_ids"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect();
-    let want: Vec<u32> = g["gen_ids"]
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect();
+    let g = fixture("model/golden_hf.safetensors");
+    let ids = ids_u32(&g["input_ids"]);
+    let want = ids_u32(&g["gen_ids"]);
     let image = model.encode_image(&g["pixel_values"]).unwrap();
-    let other =
-        candle_core::safetensors::load(golden("preprocess/astronaut.safetensors"), &Device::Cpu)
-            .unwrap();
+    let other = fixture("preprocess/astronaut.safetensors");
     let other_image = model.encode_image(&other["pixel_values"]).unwrap();
     Setup {
         model,

@@ -1,13 +1,10 @@
 //! The model runs in f16 and bf16 too, close to the f32 reference.
 
-use std::path::PathBuf;
+mod support;
 
 use candle_core::{DType, Device, Tensor};
+use support::{fixture, golden, ids_u32};
 use visualglm::{LoadOptions, VisualGlm};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn cosine(a: &Tensor, b: &Tensor) -> f32 {
     let a = a.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
@@ -39,16 +36,8 @@ fn cosine(a: &Tensor, b: &Tensor) -> f32 {
 
 #[test]
 fn half_precision_logits_stay_close_to_the_reference() {
-    let g = candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
-        .unwrap();
-    let ids: Vec<u32> = g["input_ids"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect();
+    let g = fixture("model/golden_hf.safetensors");
+    let ids = ids_u32(&g["input_ids"]);
     // bf16 is refused on the CPU (see below); on a GPU it would join this list.
     let cases: &[(DType, f32)] = &[(DType::F16, 0.999)];
     for &(dtype, min_cos) in cases {

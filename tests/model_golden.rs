@@ -1,50 +1,14 @@
 //! Parity of every model stage with the official Python code (fixtures in ../shared/golden).
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+mod support;
 
 use candle_core::{DType, Device, Tensor};
+use support::{fixture, golden, ids_u32 as ids_of, max_abs_diff};
 use visualglm::{LoadOptions, VisualGlm};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
-
-fn fixture(rel: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(golden(rel), &Device::Cpu).expect("golden fixture readable")
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, atol: f32) {
     let d = max_abs_diff(ours, reference);
     assert!(d <= atol, "{name}: max|Δ| = {d} > {atol}");
-}
-
-fn ids_of(t: &Tensor) -> Vec<u32> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::I64)
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect()
 }
 
 fn load(rel: &str, config: Option<&str>) -> VisualGlm {

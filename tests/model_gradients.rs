@@ -5,7 +5,7 @@ mod support;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use support::golden;
+use support::{fixture, golden, ids_u32};
 use visualglm::{LoadOptions, VisualGlm};
 
 #[test]
@@ -23,16 +23,8 @@ fn every_parameter_gets_a_nonzero_gradient() {
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
     let model = VisualGlm::from_var_builder(&ck.config, vb).unwrap();
-    let g = candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
-        .unwrap();
-    let ids: Vec<u32> = g["input_ids"]
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect();
+    let g = fixture("model/golden_hf.safetensors");
+    let ids = ids_u32(&g["input_ids"]);
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     // Answer two tokens after <sop> so the causal part and the prefix both matter.
     let mut seq = ids.clone();

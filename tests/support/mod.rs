@@ -18,3 +18,38 @@ pub fn tiny_tokenizer(_dir: &Path) -> PathBuf {
         "/assets/tiny/tokenizer.model"
     ))
 }
+
+/// A golden safetensors fixture, on the CPU.
+pub fn fixture(rel: &str) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(golden(rel), &candle_core::Device::Cpu)
+        .expect("golden fixture readable")
+}
+
+/// A tensor of integer ids as `u32`s.
+pub fn ids_u32(t: &candle_core::Tensor) -> Vec<u32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(candle_core::DType::I64)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect()
+}
+
+/// Largest absolute elementwise difference (shapes must match).
+pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    use candle_core::DType;
+    assert_eq!(a.dims(), b.dims(), "shape mismatch");
+    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
