@@ -170,25 +170,26 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &St
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let count = jobs.len();
         let (live, gone): (Vec<Job>, Vec<Job>) =
             jobs.into_iter().partition(|j| !j.events.is_closed());
         if !gone.is_empty() {
             tracing::debug!("{} request(s) cancelled before they started", gone.len());
+            stats.in_flight.fetch_sub(gone.len(), Ordering::SeqCst);
         }
         if !live.is_empty() {
             stats.batches.fetch_add(1, Ordering::SeqCst);
             let start = Instant::now();
+            let mut open = vec![true; live.len()];
             let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                run_batch(captioner, &live, opts.image_batch, &stats.tokens)
+                run_batch(captioner, &live, &mut open, opts.image_batch, stats)
             }));
             if outcome.is_err() {
                 tracing::error!("the model panicked on a batch of {}", live.len());
-                for job in &live {
-                    let _ = job.events.send(Event::Failed(ApiError::internal(
-                        "the model failed on this batch",
-                    )));
-                }
+            }
+            // Every request still open gets an answer: a panic or an early return leaves some.
+            let failure = ApiError::internal("the model failed on this batch");
+            for (i, job) in live.iter().enumerate() {
+                settle(stats, &mut open, i, job, Event::Failed(failure.clone()));
             }
             tracing::info!(
                 batch = live.len(),
@@ -196,19 +197,42 @@ fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &St
                 "batch done"
             );
         }
-        stats.in_flight.fetch_sub(count, Ordering::SeqCst);
     }
     tracing::debug!("model worker stopped");
 }
 
-/// Where one request of the running batch stands.
+/// Sends a request its last event, once: marks it closed and leaves the in-flight count
+/// before the client can see the answer, so `/health` never counts a request already answered.
+fn settle(stats: &Stats, open: &mut [bool], i: usize, job: &Job, event: Event) {
+    if let Some(flag) = open.get_mut(i) {
+        if *flag {
+            *flag = false;
+            stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.events.send(event);
+        }
+    }
+}
+
+/// Sends every request still open the same failure.
+fn fail_all(stats: &Stats, open: &mut [bool], jobs: &[Job], err: &ApiError) {
+    for (i, job) in jobs.iter().enumerate() {
+        settle(stats, open, i, job, Event::Failed(err.clone()));
+    }
+}
+
+/// The tokens one request of the running batch has made so far.
 struct Slot {
     tokens: Vec<u32>,
     budget: usize,
-    ended: bool,
 }
 
-fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_made: &AtomicU64) {
+fn run_batch(
+    captioner: &Captioner,
+    jobs: &[Job],
+    open: &mut [bool],
+    image_batch: usize,
+    stats: &Stats,
+) {
     let started = Instant::now();
     let model = captioner.model();
     let eos = model.config().glm.eos_id();
@@ -246,13 +270,7 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_mad
                     embeds[i] = Some(t);
                 }
             }
-            Err(e) => {
-                let err = ApiError::from(e);
-                for job in jobs {
-                    let _ = job.events.send(Event::Failed(err.clone()));
-                }
-                return;
-            }
+            Err(e) => return fail_all(stats, open, jobs, &ApiError::from(e)),
         }
     }
     let invalid: Vec<_> = jobs
@@ -265,15 +283,8 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_mad
             Ok(budget) => slots.push(Slot {
                 tokens: Vec::new(),
                 budget,
-                ended: false,
             }),
-            Err(e) => {
-                let err = ApiError::from(e);
-                for job in jobs {
-                    let _ = job.events.send(Event::Failed(err.clone()));
-                }
-                return;
-            }
+            Err(e) => return fail_all(stats, open, jobs, &ApiError::from(e)),
         }
     }
     let requests: Vec<GenRequest<'_>> = jobs
@@ -293,32 +304,32 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_mad
         let (Some(slot), Some(job)) = (slots.get_mut(i), jobs.get(i)) else {
             return Flow::Stop;
         };
-        if slot.ended {
+        if !open.get(i).copied().unwrap_or(false) {
             return Flow::Stop;
         }
         if t == eos {
-            slot.ended = true;
             let tokens = std::mem::take(&mut slot.tokens);
-            let _ = job.events.send(Event::Done {
-                tokens,
-                finish: FinishReason::Stop,
-            });
+            let finish = FinishReason::Stop;
+            settle(stats, open, i, job, Event::Done { tokens, finish });
             return Flow::Continue;
         }
         slot.tokens.push(t);
-        tokens_made.fetch_add(1, Ordering::Relaxed);
+        stats.tokens.fetch_add(1, Ordering::Relaxed);
         if job.events.send(Event::Token(t)).is_err() {
-            slot.ended = true;
             tracing::debug!("request {i} of the batch was cancelled");
+            settle(
+                stats,
+                open,
+                i,
+                job,
+                Event::Failed(ApiError::internal("cancelled")),
+            );
             return Flow::Stop;
         }
         if slot.tokens.len() >= slot.budget {
-            slot.ended = true;
             let tokens = std::mem::take(&mut slot.tokens);
-            let _ = job.events.send(Event::Done {
-                tokens,
-                finish: FinishReason::Length,
-            });
+            let finish = FinishReason::Length;
+            settle(stats, open, i, job, Event::Done { tokens, finish });
         }
         Flow::Continue
     });
@@ -332,27 +343,19 @@ fn run_batch(captioner: &Captioner, jobs: &[Job], image_batch: usize, tokens_mad
     match result {
         Ok(outs) => {
             // Requests the generator ended without a token telling us so.
-            for ((slot, job), out) in slots.iter().zip(jobs).zip(outs) {
-                if !slot.ended {
-                    let finish = if out.len() >= slot.budget {
-                        FinishReason::Length
-                    } else {
-                        FinishReason::Stop
-                    };
-                    let _ = job.events.send(Event::Done {
-                        tokens: out,
-                        finish,
-                    });
-                }
+            for (i, ((slot, job), out)) in slots.iter().zip(jobs).zip(outs).enumerate() {
+                let finish = if out.len() >= slot.budget {
+                    FinishReason::Length
+                } else {
+                    FinishReason::Stop
+                };
+                let done = Event::Done {
+                    tokens: out,
+                    finish,
+                };
+                settle(stats, open, i, job, done);
             }
         }
-        Err(e) => {
-            let err = ApiError::from(e);
-            for (slot, job) in slots.iter().zip(jobs) {
-                if !slot.ended {
-                    let _ = job.events.send(Event::Failed(err.clone()));
-                }
-            }
-        }
+        Err(e) => fail_all(stats, open, jobs, &ApiError::from(e)),
     }
 }
