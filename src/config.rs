@@ -316,6 +316,13 @@ impl VisualGlmConfig {
         if v.image_size.iter().any(|&s| s == 0 || s > 1 << 14) {
             return Err(bad(path, "eva.image_size", "sides must be in 1..=16384"));
         }
+        if v.image_size[0] != v.image_size[1] {
+            return Err(bad(
+                path,
+                "eva.image_size",
+                "only square images are supported",
+            ));
+        }
         if self.image_length > 1 << 16 {
             return Err(bad(path, "image_length", "larger than 65536"));
         }

@@ -8,12 +8,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::Module;
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
@@ -23,9 +20,7 @@ use visualglm_train::grads::Gradients;
 use visualglm_train::labels::{
     build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
 };
-use visualglm_train::losses::{
-    ar_loss, itc_loss, masked_mean, total_loss, ItcConfig, ItcTargets, Temperature,
-};
+use visualglm_train::losses::{ar_loss, total_loss};
 use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
 use visualglm_train::schedule::LrSchedule;
 use visualglm_train::step::{apply_step, StepOutcome};
@@ -33,6 +28,8 @@ use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
 
 use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
 use crate::error::{Result, VisualGlmError};
+use crate::itc::{caption_features, caption_groups, ItcHeads, ITC_FILE};
+use crate::lora::{LoraAdapters, LoraConfig};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
 /// A fine-tuning run, as read from `run.toml` (every key optional but `data`, `model`, `out`).
@@ -91,6 +88,16 @@ pub struct FinetuneConfig {
     pub itc_weight: f64,
     /// Width of the ITC projections (BLIP-2: 256).
     pub itc_dim: usize,
+    /// Rank of trainable LoRA adapters on the ChatGLM `query_key_value` and `dense` linears
+    /// (0: no adapters; the release uses 10).
+    pub lora_rank: usize,
+    /// LoRA alpha; the update is scaled by `lora_alpha / lora_rank` (the release: 1).
+    pub lora_alpha: f64,
+    /// ChatGLM layers that get adapters (absent: every layer; the release: `[0, 14]`).
+    pub lora_layers: Option<Vec<usize>>,
+    /// Write the trained model (LoRA merged) to `out/model` at the end, with the tokenizer
+    /// and, with ITC, the heads in `out/model/itc.safetensors`.
+    pub export: bool,
 }
 
 impl Default for FinetuneConfig {
@@ -122,6 +129,10 @@ impl Default for FinetuneConfig {
             val_every: 0,
             itc_weight: 0.0,
             itc_dim: 256,
+            lora_rank: 0,
+            lora_alpha: 1.0,
+            lora_layers: None,
+            export: true,
         }
     }
 }
@@ -327,132 +338,6 @@ pub fn batch_forward(
     Ok((loss, stages.qformer_out))
 }
 
-/// The ITC heads: BLIP-2's `vision_proj` on the Q-Former queries, a `text_proj` on the frozen
-/// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
-/// the learnable temperature.
-pub struct ItcHeads {
-    vision_proj: visualglm_lora::Linear,
-    text_proj: visualglm_lora::Linear,
-    temperature: Temperature,
-    vars: Vec<(String, Var)>,
-}
-
-impl ItcHeads {
-    /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`.
-    pub fn new(
-        qformer_width: usize,
-        glm_width: usize,
-        dim: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Self> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut vars = Vec::new();
-        let mut linear = |name: &str, inp: usize| -> Result<visualglm_lora::Linear> {
-            let values: Vec<f32> = (0..dim * inp)
-                .map(|_| {
-                    // Box-Muller from two uniforms, the first in (0, 1].
-                    let u1: f64 = 1.0 - rng.random::<f64>();
-                    let u2: f64 = rng.random::<f64>();
-                    (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-                })
-                .collect();
-            let w = Var::from_tensor(&Tensor::from_vec(values, (dim, inp), device)?)?;
-            let b = Var::from_tensor(&Tensor::zeros(dim, DType::F32, device)?)?;
-            let layer = visualglm_lora::Linear::from_weights(
-                w.as_tensor().clone(),
-                Some(b.as_tensor().clone()),
-            );
-            vars.push((format!("itc.{name}.weight"), w));
-            vars.push((format!("itc.{name}.bias"), b));
-            Ok(layer)
-        };
-        let vision_proj = linear("vision_proj", qformer_width)?;
-        let text_proj = linear("text_proj", glm_width)?;
-        let temperature = Temperature::new(Temperature::INIT, device).map_err(train_err)?;
-        vars.push(("itc.temp".into(), temperature.var().clone()));
-        Ok(Self {
-            vision_proj,
-            text_proj,
-            temperature,
-            vars,
-        })
-    }
-
-    /// The trainable variables (for the optimiser and checkpoints).
-    pub fn vars(&self) -> &[(String, Var)] {
-        &self.vars
-    }
-
-    /// The in-batch ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`.
-    pub fn loss(&self, qformer_out: &Tensor, text_feature: &Tensor) -> Result<Tensor> {
-        self.temperature.clamp().map_err(train_err)?;
-        let image = self
-            .vision_proj
-            .forward(&qformer_out.to_dtype(DType::F32)?)?;
-        let text = self.text_proj.forward(text_feature)?;
-        let out = itc_loss(
-            &image,
-            &text,
-            self.temperature.tensor(),
-            ItcTargets::InBatch,
-            &ItcConfig::default(),
-        )
-        .map_err(train_err)?;
-        Ok(out.loss)
-    }
-}
-
-/// The frozen language model's final hidden states over each caption's tokens, mean-pooled:
-/// `[B, width]`, no gradient. Each caption runs as a text-only GLM input `caption [gMASK]
-/// <sop>`; the caption tokens form the bidirectional context, so padding after them changes
-/// nothing.
-pub fn caption_features(
-    model: &VisualGlm,
-    tokenizer: &ChatGlmTokenizer,
-    captions: &[&str],
-) -> Result<Tensor> {
-    let device = model.device().clone();
-    let limit = model
-        .config()
-        .glm
-        .max_sequence_length
-        .saturating_sub(2)
-        .max(1);
-    let mut rows = Vec::with_capacity(captions.len());
-    for c in captions {
-        let mut ids = tokenizer.encode(c)?;
-        ids.truncate(limit);
-        rows.push(ids);
-    }
-    let seq = rows.iter().map(|r| r.len() + 2).max().unwrap_or(2);
-    let mut all = Vec::with_capacity(rows.len() * seq);
-    let mut mask = Vec::with_capacity(rows.len() * seq);
-    let mut layouts = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let n = r.len();
-        all.extend_from_slice(r);
-        all.extend([tokenizer.gmask_id(), tokenizer.sop_id()]);
-        all.extend(std::iter::repeat_n(tokenizer.pad_id(), seq - n - 2));
-        mask.extend((0..seq).map(|i| u32::from(i < n)));
-        layouts.push(RowLayout {
-            pad_left: 0,
-            len: seq,
-            context_len: n + 1,
-            gmask_index: n,
-        });
-    }
-    let ids = Tensor::from_vec(all, (rows.len(), seq), &device)?;
-    let mask = Tensor::from_vec(mask, (rows.len(), seq), &device)?;
-    let (pos, attn) = batch_prefix_inputs(&layouts, seq, &device)?;
-    let glm = model.language_model();
-    let hidden = glm
-        .forward_embeds(&glm.embed(&ids)?, &pos, Some(&attn), None, None)?
-        .detach()
-        .to_dtype(DType::F32)?;
-    masked_mean(&hidden, &mask).map_err(train_err)
-}
-
 /// What turning examples into model inputs needs.
 struct ExampleContext<'a> {
     tokenizer: &'a ChatGlmTokenizer,
@@ -510,6 +395,74 @@ fn validation_loss(
     Ok(total / n.max(1) as f64)
 }
 
+/// Adapters whose tensors are the trainable variables listed beside them.
+type TrainableLora = (LoraAdapters, Vec<(String, Var)>);
+
+/// Trainable LoRA adapters per `cfg.lora_*` on the frozen ChatGLM linears, attached unmerged
+/// to `tm.model`; `None` when `lora_rank` is 0.
+fn attach_trainable_lora(
+    cfg: &FinetuneConfig,
+    tm: &mut TrainableModel,
+    device: &Device,
+) -> Result<Option<TrainableLora>> {
+    if cfg.lora_rank == 0 {
+        return Ok(None);
+    }
+    let lora_err = |e: crate::lora::LoraError| VisualGlmError::Input(e.to_string());
+    let config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
+    let fresh =
+        LoraAdapters::init(config, &tm.frozen, cfg.seed, device).map_err(|e| lora_err(e.into()))?;
+    if fresh.is_empty() {
+        return Err(VisualGlmError::Input(
+            "lora_rank is set but no frozen ChatGLM linear matches lora_layers".into(),
+        ));
+    }
+    let (set, vars) = fresh.to_vars().map_err(|e| lora_err(e.into()))?;
+    tm.model.attach_lora(&set).map_err(lora_err)?;
+    Ok(Some((set, vars)))
+}
+
+/// What besides the model weights goes into an exported model directory.
+struct ExportParts<'a> {
+    tokenizer: &'a Path,
+    lora: Option<&'a LoraAdapters>,
+    heads: Option<&'a ItcHeads>,
+}
+
+/// Writes the trained model as a model directory: frozen and trained weights, LoRA merged,
+/// the tokenizer, and the ITC heads (`itc.safetensors`) when trained.
+fn export_model(
+    base: &Path,
+    tm: &TrainableModel,
+    parts: &ExportParts<'_>,
+    dir: &Path,
+) -> Result<()> {
+    let loaded = checkpoint::load(base, &CheckpointOptions::default())?;
+    let mut tensors = tm.frozen.clone();
+    for (name, var) in &tm.vars {
+        tensors.insert(name.clone(), var.as_tensor().detach());
+    }
+    let mut ck = checkpoint::Checkpoint {
+        config: loaded.config,
+        family: loaded.family,
+        tensors,
+        source_of: HashMap::new(),
+    };
+    if let Some(set) = parts.lora {
+        crate::lora::merge_checkpoint(&mut ck, set)
+            .map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    }
+    crate::model_dir::write_model_dir(&ck, parts.tokenizer, dir)?;
+    if let Some(h) = parts.heads {
+        let tensors = h.tensors();
+        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+            .map_err(|e| VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}")))?;
+        visualglm_language::tokenizer::write_atomic(&dir.join(ITC_FILE), &bytes)?;
+    }
+    tracing::info!("exported the trained model to {}", dir.display());
+    Ok(())
+}
+
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
     VisualGlmError::Input(e.to_string())
 }
@@ -558,7 +511,8 @@ pub fn finetune(
             cfg.model.parent().unwrap_or(Path::new("."))
         })?,
     };
-    let tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
+    let mut tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
+    let lora = attach_trainable_lora(cfg, &mut tm, device)?;
     let heads = if cfg.itc_weight > 0.0 {
         let c = tm.model.config();
         Some(ItcHeads::new(
@@ -572,6 +526,9 @@ pub fn finetune(
         None
     };
     let mut all_vars = tm.vars.clone();
+    if let Some((_, vars)) = &lora {
+        all_vars.extend(vars.iter().cloned());
+    }
     if let Some(h) = &heads {
         all_vars.extend(h.vars().iter().cloned());
     }
@@ -606,7 +563,7 @@ pub fn finetune(
         max_target_length: cfg.max_target_length,
         ..LabelConfig::default()
     };
-    let preprocessor = ImagePreprocessor::default();
+    let preprocessor = tm.model.image_preprocessor();
     let image_length = tm.model.config().image_length;
     let mut reports = Vec::new();
     while state.counters.step < cfg.steps {
@@ -634,7 +591,7 @@ pub fn finetune(
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
                 let text = caption_features(&tm.model, &tokenizer, &captions)?;
-                let itc = h.loss(&qformer_out, &text)?;
+                let itc = h.loss(&qformer_out, &text, &caption_groups(&captions))?;
                 loss = total_loss(&loss, &itc, cfg.itc_weight).map_err(train_err)?;
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
@@ -705,6 +662,14 @@ pub fn finetune(
         reports.push(report);
         if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
             manager.save_training(&state, &opt).map_err(train_err)?;
+        }
+        if at_end && cfg.export {
+            let export = ExportParts {
+                tokenizer: tokenizer.source(),
+                lora: lora.as_ref().map(|(set, _)| set),
+                heads: heads.as_ref(),
+            };
+            export_model(&cfg.model, &tm, &export, &cfg.out.join("model"))?;
         }
         if !go_on {
             break;

@@ -95,6 +95,14 @@ impl VisualGlm {
         &self.config
     }
 
+    /// The preprocessing the image encoder expects: the release's for 224 × 224, the config's
+    /// `image_size` otherwise (small from-scratch models).
+    pub fn image_preprocessor(&self) -> visualglm_vision::preprocess::ImagePreprocessor {
+        visualglm_vision::preprocess::ImagePreprocessor::new(
+            self.config.vision.image_size[0] as u32,
+        )
+    }
+
     /// The language model.
     pub fn language_model(&self) -> &ChatGlm {
         &self.glm

@@ -137,10 +137,11 @@ impl Captioner {
                 g.vocab_size
             )));
         }
+        let preprocessor = model.image_preprocessor();
         Ok(Self {
             model,
             tokenizer,
-            preprocessor: ImagePreprocessor::default(),
+            preprocessor,
         })
     }
 

@@ -134,3 +134,139 @@ fn bad_input_gives_clear_errors() {
     assert!(!ok);
     assert!(err.contains("/no/such/dir"), "{err}");
 }
+
+#[test]
+fn train_on_synthetic_captions_then_encode_and_decode() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("synth");
+    let (ok, _, err) = visualglm(&[
+        "data",
+        "synth",
+        "--out",
+        data.to_str().unwrap(),
+        "--count",
+        "24",
+        "--size",
+        "32",
+    ]);
+    assert!(ok, "{err}");
+    let train_json = data.join("train.json");
+    let extra = dir.path().join("extra.txt");
+    std::fs::write(&extra, "Where is the red circle?\nOn the left.\n").unwrap();
+    let model = dir.path().join("tokenizer.model");
+    let model_s = model.to_str().unwrap();
+    let (ok, out, err) = visualglm(&[
+        "tokenizer",
+        "train",
+        "--data",
+        train_json.to_str().unwrap(),
+        extra.to_str().unwrap(),
+        "--text",
+        "a green square",
+        "--vocab-size",
+        "160",
+        "--out",
+        model_s,
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("160 pieces") && err.contains("[gMASK]=153"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["vocab_size"], 160);
+    assert_eq!(summary["mask_id"], 152);
+    assert_eq!(summary["gmask_id"], 153);
+    assert_eq!(summary["sop_id"], 156);
+    assert_eq!(summary["eop_id"], 157);
+    assert_eq!(summary["pad_id"], 3);
+    // 24 scenes, 10% held out: 22 prompts + 22 labels, 2 lines, 1 --text.
+    assert_eq!(summary["texts"], 47);
+
+    // Every training caption encodes without <unk> (id 0) and decodes back.
+    let records: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&train_json).unwrap()).unwrap();
+    let mut texts: Vec<String> = records
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(5)
+        .map(|r| r["label"].as_str().unwrap().to_string())
+        .collect();
+    texts.push("Describe the image.\n\ta  red circle".into());
+    for text in &texts {
+        let (ok, out, err) = visualglm(&["tokenizer", "encode", "--tokenizer", model_s, text]);
+        assert!(ok, "{err}");
+        let ids: Vec<u32> = serde_json::from_str(out.trim()).unwrap();
+        assert!(!ids.is_empty() && !ids.contains(&0), "{text:?} -> {ids:?}");
+        assert!(ids.iter().all(|&i| i < 160));
+        let (ok, out, err) = visualglm(&[
+            "tokenizer",
+            "decode",
+            "--tokenizer",
+            model_s,
+            "--no-cleanup",
+            out.trim(),
+        ]);
+        assert!(ok, "{err}");
+        assert_eq!(out.strip_suffix('\n').unwrap(), text);
+    }
+    let (ok, out, _) = visualglm(&[
+        "tokenizer",
+        "encode",
+        "--tokenizer",
+        model_s,
+        "--special-tokens",
+        "a red circle",
+    ]);
+    assert!(ok);
+    assert!(out.trim().ends_with(",153,156]"), "{out}");
+
+    // Same data, same bytes.
+    let again = dir.path().join("again.model");
+    let (ok, _, err) = visualglm(&[
+        "tokenizer",
+        "train",
+        "--data",
+        train_json.to_str().unwrap(),
+        extra.to_str().unwrap(),
+        "--text",
+        "a green square",
+        "--vocab-size",
+        "160",
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        std::fs::read(&model).unwrap(),
+        std::fs::read(&again).unwrap()
+    );
+
+    // Clear errors: vocabulary too small, wrong extension, missing data.
+    let (ok, _, err) = visualglm(&[
+        "tokenizer",
+        "train",
+        "--data",
+        train_json.to_str().unwrap(),
+        "--vocab-size",
+        "100",
+        "--out",
+        model_s,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("vocab_size 100 is too small"), "{err}");
+    let (ok, _, err) = visualglm(&["tokenizer", "train", "--text", "hi", "--out", "x.json"]);
+    assert!(!ok);
+    assert!(err.contains(".model"), "{err}");
+    let (ok, _, err) = visualglm(&[
+        "tokenizer",
+        "train",
+        "--data",
+        "/no/such/train.json",
+        "--out",
+        model_s,
+    ]);
+    assert!(!ok);
+    assert!(err.contains("/no/such/train.json"), "{err}");
+}

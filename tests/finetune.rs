@@ -119,6 +119,9 @@ fn train_cli_reads_toml_writes_metrics_and_resumes() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let metrics = std::fs::read_to_string(cfg.out.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
+    let curve = image::open(cfg.out.join("loss.png")).expect("a loss-curve PNG");
+    assert!(curve.width() > 100 && curve.height() > 100);
+    assert!(cfg.out.join("model/model.safetensors").is_file());
     // The flag overrides the file: two more steps, resumed from step 2.
     let o = run(&["--steps", "4"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

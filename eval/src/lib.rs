@@ -14,6 +14,6 @@ pub mod retrieval;
 pub mod stats;
 pub mod vqa;
 
-pub use caption::{score_captions, CaptionItem, ImageId, Tokenizer};
+pub use caption::{exact_match, score_captions, CaptionItem, ImageId, Tokenizer};
 pub use error::{EvalError, Result};
 pub use report::{CaptionReport, CorpusScores, ItemScores};

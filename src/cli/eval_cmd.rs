@@ -19,6 +19,9 @@ pub enum Command {
     RetrievalScore(RetrievalArgs),
     /// Caption a dataset with the model (batched) and score the captions.
     Captions(Box<super::eval_model::CaptionArgs>),
+    /// Image-text retrieval Recall@K of a model trained with ITC (`visualglm train` with
+    /// `itc_weight > 0`) on a dataset.
+    Retrieval(Box<super::eval_model::RetrievalModelArgs>),
 }
 
 /// Tokenisation before caption scoring.
@@ -95,6 +98,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::VqaScore(args) => vqa_score(args),
         Command::RetrievalScore(args) => retrieval_score(args),
         Command::Captions(args) => super::eval_model::run_captions(*args),
+        Command::Retrieval(args) => super::eval_model::run_retrieval(*args),
     }
 }
 

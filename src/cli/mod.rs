@@ -10,6 +10,7 @@ mod data;
 mod describe;
 mod eval_cmd;
 mod eval_model;
+mod init;
 mod inspect;
 mod lora_cmd;
 mod model_args;
@@ -41,13 +42,15 @@ enum Command {
     /// Data set tools (synthetic shapes data).
     #[command(subcommand)]
     Data(data::Command),
+    /// Write a randomly initialised model directory to train from scratch.
+    Init(init::Args),
     /// Fine-tune on image-text pairs (AR loss, optionally + ITC), resumable.
     Train(train::Args),
     /// Run the model on raw token ids and write every stage to a safetensors file.
     Inspect(inspect::Args),
     /// Convert a checkpoint (HF shards, SAT .pt, safetensors) into one safetensors file.
     Convert(convert::Args),
-    /// Convert, encode and decode with the ChatGLM tokenizer.
+    /// Convert, encode, decode with, and train the ChatGLM tokenizer.
     #[command(subcommand)]
     Tokenizer(tokenizer_cmd::Command),
     /// Score captions, VQA answers and retrieval rankings.
@@ -72,6 +75,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Describe(args) => describe::run(args, cli.verbose > 0),
         Command::Chat(args) => chat::run(args),
         Command::Batch(args) => batch::run(args, cli.verbose > 0),
+        Command::Init(args) => init::run(args),
         Command::Train(args) => train::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Inspect(args) => inspect::run(args),

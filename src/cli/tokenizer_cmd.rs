@@ -1,11 +1,14 @@
-//! `visualglm tokenizer`: convert ChatGLM's SentencePiece model to tokenizer.json, and encode
-//! or decode text with either file.
+//! `visualglm tokenizer`: convert ChatGLM's SentencePiece model to tokenizer.json, encode or
+//! decode text with either file, and train a small tokenizer with ChatGLM's special pieces.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use visualglm_language::tokenizer::{ChatGlmTokenizer, DecodeOptions};
+use visualglm_language::tokenizer::{
+    train_unigram, write_model, ChatGlmTokenizer, DecodeOptions, TrainerConfig,
+};
+use visualglm_train::data::{load_data_file, LoadOptions};
 
 /// Subcommands of `visualglm tokenizer`.
 #[derive(Subcommand, Debug)]
@@ -16,6 +19,8 @@ pub enum Command {
     Encode(EncodeArgs),
     /// Print the text of IDS (a JSON list or comma-separated ids).
     Decode(DecodeArgs),
+    /// Train a small unigram tokenizer (SentencePiece .model) with ChatGLM's special pieces.
+    Train(TrainArgs),
 }
 
 /// Where the tokenizer comes from.
@@ -78,6 +83,101 @@ pub struct DecodeArgs {
     ids: String,
 }
 
+/// Arguments of `tokenizer train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training data: the release's JSON list / JSONL of {"img", "prompt", "label"} or COCO
+    /// captions (prompts and labels are used; `visualglm data synth` writes such a
+    /// train.json), or a .txt file with one text per line. Repeatable.
+    #[arg(long, value_name = "FILE", num_args = 1.., required_unless_present = "text")]
+    data: Vec<PathBuf>,
+    /// An extra training text (repeatable).
+    #[arg(long, value_name = "TEXT")]
+    text: Vec<String>,
+    /// Total number of pieces, ChatGLM's 93 reserved ones included.
+    #[arg(long, default_value_t = 512)]
+    vocab_size: usize,
+    /// Add the 256 byte pieces, so that unseen characters encode as bytes, not <unk>.
+    #[arg(long)]
+    byte_fallback: bool,
+    /// Where to write the SentencePiece model (a `.model` file, written atomically).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+}
+
+/// The training texts of one `--data` file: lines of a `.txt` file, else the prompts and
+/// labels of a data file in the release's formats.
+fn read_texts(path: &Path) -> Result<Vec<String>> {
+    let is_txt = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("txt"));
+    if is_txt {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        return Ok(text
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect());
+    }
+    let (examples, _) = load_data_file(path, None, &LoadOptions::default())
+        .with_context(|| format!("cannot read training data {}", path.display()))?;
+    Ok(examples
+        .into_iter()
+        .flat_map(|e| [e.prompt, e.label])
+        .filter(|t| !t.is_empty())
+        .collect())
+}
+
+/// Runs `tokenizer train`.
+fn train(args: TrainArgs) -> Result<()> {
+    if !args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("model"))
+    {
+        bail!(
+            "--out {}: the tokenizer is a SentencePiece model and must end in .model",
+            args.out.display()
+        );
+    }
+    let mut texts = Vec::new();
+    for path in &args.data {
+        let before = texts.len();
+        texts.extend(read_texts(path)?);
+        tracing::info!(file = %path.display(), texts = texts.len() - before, "read training texts");
+    }
+    texts.extend(args.text.iter().cloned());
+    let cfg = TrainerConfig {
+        vocab_size: args.vocab_size,
+        byte_fallback: args.byte_fallback,
+        ..Default::default()
+    };
+    let trained = train_unigram(texts.into_iter(), &cfg)?;
+    write_model(&args.out, &trained)?;
+    // The file must load as a ChatGLM tokenizer; check it now rather than at training time.
+    let tok = ChatGlmTokenizer::from_file(&args.out)?;
+    let s = &trained.summary;
+    eprintln!(
+        "wrote {}: {} pieces ({} trained, {} unused) from {} texts; [MASK]={} [gMASK]={} \
+         <sop>={} <eop>={} <pad>={} <unk>={}",
+        args.out.display(),
+        tok.num_pieces(),
+        s.trained_pieces,
+        s.unused_pieces,
+        s.texts,
+        s.mask_id,
+        s.gmask_id,
+        s.sop_id,
+        s.eop_id,
+        s.pad_id,
+        s.unk_id
+    );
+    println!("{}", serde_json::to_string(s)?);
+    Ok(())
+}
+
 /// Parses `[1, 2]` or `1,2` (an empty list is allowed).
 fn parse_ids(text: &str) -> Result<Vec<u32>> {
     let text = text.trim();
@@ -129,6 +229,7 @@ pub fn run(cmd: Command) -> Result<()> {
             };
             println!("{}", tok.decode_with(&ids, opts)?);
         }
+        Command::Train(args) => train(args)?,
     }
     Ok(())
 }

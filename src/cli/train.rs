@@ -38,6 +38,12 @@ pub struct Args {
     /// Peak learning rate.
     #[arg(long)]
     lr: Option<f64>,
+    /// λ of `AR + λ·ITC` (0 turns the contrastive loss off).
+    #[arg(long)]
+    itc_weight: Option<f64>,
+    /// Rank of trainable LoRA adapters on the ChatGLM attention linears (0: none).
+    #[arg(long)]
+    lora_rank: Option<usize>,
     /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -78,6 +84,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.lr {
         cfg.lr = v;
     }
+    if let Some(v) = args.itc_weight {
+        cfg.itc_weight = v;
+    }
+    if let Some(v) = args.lora_rank {
+        cfg.lora_rank = v;
+    }
     if cfg.data.as_os_str().is_empty() || cfg.model.as_os_str().is_empty() {
         anyhow::bail!("give the training data and the base model (--data, --model or the config)");
     }
@@ -113,12 +125,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(e).with_context(|| format!("writing {}", metrics_path.display()));
     }
     let skipped = reports.iter().filter(|r| r.skipped).count();
+    let curve = cfg.out.join("loss.png");
+    visualglm::plot::write_loss_curve(&metrics_path, &curve)
+        .with_context(|| format!("drawing {}", curve.display()))?;
     eprintln!(
-        "{} updates ({} skipped); checkpoints in {}, metrics in {}",
+        "{} updates ({} skipped); checkpoints in {}, metrics in {}, loss curve in {}",
         reports.len(),
         skipped,
         cfg.out.display(),
-        metrics_path.display()
+        metrics_path.display(),
+        curve.display()
     );
+    if cfg.export {
+        eprintln!(
+            "trained model: {} (try `visualglm describe IMAGE --model {}`)",
+            cfg.out.join("model").display(),
+            cfg.out.join("model").display()
+        );
+    }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod bleu;
 pub(crate) mod cider;
+pub mod exact;
 pub mod item;
 pub(crate) mod ngrams;
 pub mod rouge;
@@ -13,6 +14,7 @@ use rayon::prelude::*;
 use crate::error::{EvalError, Result};
 use crate::report::{CaptionReport, CorpusScores, ItemScores};
 use bleu::BleuStats;
+pub use exact::{exact_match, normalize_caption};
 pub use item::{CaptionItem, ImageId};
 use ngrams::Encoded;
 pub use tokenize::Tokenizer;

@@ -65,6 +65,12 @@ pub enum TokenizerError {
         /// The pipeline's message.
         reason: String,
     },
+    /// Training a tokenizer failed (bad settings, too little text, trainer error).
+    #[error("tokenizer training: {reason}")]
+    Train {
+        /// What went wrong.
+        reason: String,
+    },
     /// An id to decode is outside the vocabulary.
     #[error("id {id} is outside the vocabulary of {path} ({size} pieces)")]
     IdOutOfRange {

@@ -10,7 +10,8 @@
 //! * [`merges`] is the same for BPE merges (short words);
 //! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
 //! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
-//! * [`chatglm`] puts them together as [`ChatGlmTokenizer`].
+//! * [`chatglm`] puts them together as [`ChatGlmTokenizer`];
+//! * [`train`] trains a small unigram vocabulary in the same layout (`tokenizer train`).
 
 pub mod chatglm;
 pub mod convert;
@@ -22,9 +23,11 @@ pub mod pieces;
 pub mod proto;
 pub mod spm;
 pub mod text;
+pub mod train;
 pub mod trie;
 
 pub use chatglm::{write_atomic, ChatGlmTokenizer, DecodeOptions, SpecialIds};
 pub use error::{Result, TokenizerError};
 pub use pieces::{PieceKind, PieceTable};
 pub use spm::{ModelKind, SpModel};
+pub use train::{train_unigram, write_model, TrainSummary, TrainedModel, TrainerConfig};

@@ -29,18 +29,34 @@ pub struct SentencePiece {
     pub r#type: Option<i32>,
 }
 
-/// `TrainerSpec`: only the fields that change encoding.
+/// `TrainerSpec`: the fields that change encoding, plus the special ids and vocabulary size
+/// that [`super::train`] records for other SentencePiece readers.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TrainerSpec {
     /// 1 unigram (default), 2 BPE, 3 word, 4 char.
     #[prost(int32, optional, tag = "3")]
     pub model_type: Option<i32>,
+    /// The vocabulary size the model was trained for (informational).
+    #[prost(int32, optional, tag = "4")]
+    pub vocab_size: Option<i32>,
     /// Whether `▁` ends pieces instead of starting them.
     #[prost(bool, optional, tag = "24")]
     pub treat_whitespace_as_suffix: Option<bool>,
     /// Whether unknown characters become `<0xXX>` byte pieces.
     #[prost(bool, optional, tag = "35")]
     pub byte_fallback: Option<bool>,
+    /// Id of `<unk>` (default 0; informational here, the piece types rule).
+    #[prost(int32, optional, tag = "40")]
+    pub unk_id: Option<i32>,
+    /// Id of `<s>` (default 1; informational).
+    #[prost(int32, optional, tag = "41")]
+    pub bos_id: Option<i32>,
+    /// Id of `</s>` (default 2; informational).
+    #[prost(int32, optional, tag = "42")]
+    pub eos_id: Option<i32>,
+    /// Id of `<pad>` (default -1, none; informational).
+    #[prost(int32, optional, tag = "43")]
+    pub pad_id: Option<i32>,
     /// What `<unk>` decodes to (default `" ⁇ "`).
     #[prost(string, optional, tag = "44")]
     pub unk_surface: Option<String>,

@@ -1,0 +1,291 @@
+//! Image-text contrastive (ITC) heads, BLIP-2 style, for VisualGLM: `vision_proj` on the
+//! Q-Former queries, `text_proj` on the frozen language model's mean-pooled caption states
+//! (VisualGLM's Q-Former has no text branch), a learnable temperature; the in-batch loss for
+//! training and the similarity matrix for retrieval.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_train::losses::{
+    itc_loss, l2_normalize, masked_mean, ItcConfig, ItcTargets, Temperature,
+};
+
+use crate::error::{Result, VisualGlmError};
+use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
+
+/// File of the ITC heads in an exported model directory.
+pub const ITC_FILE: &str = "itc.safetensors";
+
+/// The ITC heads: BLIP-2's `vision_proj` on the Q-Former queries, a `text_proj` on the frozen
+/// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
+/// the learnable temperature.
+pub struct ItcHeads {
+    vision_proj: visualglm_lora::Linear,
+    text_proj: visualglm_lora::Linear,
+    temperature: Temperature,
+    vars: Vec<(String, Var)>,
+}
+
+impl ItcHeads {
+    /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`.
+    pub fn new(
+        qformer_width: usize,
+        glm_width: usize,
+        dim: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut vars = Vec::new();
+        let mut linear = |name: &str, inp: usize| -> Result<visualglm_lora::Linear> {
+            let values: Vec<f32> = (0..dim * inp)
+                .map(|_| {
+                    // Box-Muller from two uniforms, the first in (0, 1].
+                    let u1: f64 = 1.0 - rng.random::<f64>();
+                    let u2: f64 = rng.random::<f64>();
+                    (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+                })
+                .collect();
+            let w = Var::from_tensor(&Tensor::from_vec(values, (dim, inp), device)?)?;
+            let b = Var::from_tensor(&Tensor::zeros(dim, DType::F32, device)?)?;
+            let layer = visualglm_lora::Linear::from_weights(
+                w.as_tensor().clone(),
+                Some(b.as_tensor().clone()),
+            );
+            vars.push((format!("itc.{name}.weight"), w));
+            vars.push((format!("itc.{name}.bias"), b));
+            Ok(layer)
+        };
+        let vision_proj = linear("vision_proj", qformer_width)?;
+        let text_proj = linear("text_proj", glm_width)?;
+        let temperature = Temperature::new(Temperature::INIT, device).map_err(train_err)?;
+        vars.push(("itc.temp".into(), temperature.var().clone()));
+        Ok(Self {
+            vision_proj,
+            text_proj,
+            temperature,
+            vars,
+        })
+    }
+
+    /// The trainable variables (for the optimiser and checkpoints).
+    pub fn vars(&self) -> &[(String, Var)] {
+        &self.vars
+    }
+
+    /// Loads heads saved by a training run (`itc.safetensors`: `itc.vision_proj.*`,
+    /// `itc.text_proj.*`, `itc.temp`).
+    pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
+        let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
+            VisualGlmError::Input(format!(
+                "cannot read the ITC heads {}: {}",
+                path.display(),
+                crate::error::first_line(&e)
+            ))
+        })?;
+        let get = |name: &str| -> Result<Tensor> {
+            tensors
+                .get(name)
+                .map(|t| t.to_dtype(DType::F32))
+                .transpose()?
+                .ok_or_else(|| {
+                    VisualGlmError::Input(format!("{}: missing `{name}`", path.display()))
+                })
+        };
+        let mut vars = Vec::new();
+        let mut linear = |name: &str| -> Result<visualglm_lora::Linear> {
+            let w = Var::from_tensor(&get(&format!("itc.{name}.weight"))?)?;
+            let b = Var::from_tensor(&get(&format!("itc.{name}.bias"))?)?;
+            if w.dims().len() != 2 || b.dims() != [w.dims()[0]] {
+                return Err(VisualGlmError::Input(format!(
+                    "{}: `itc.{name}` has weight {:?} and bias {:?}",
+                    path.display(),
+                    w.dims(),
+                    b.dims()
+                )));
+            }
+            let layer = visualglm_lora::Linear::from_weights(
+                w.as_tensor().clone(),
+                Some(b.as_tensor().clone()),
+            );
+            vars.push((format!("itc.{name}.weight"), w));
+            vars.push((format!("itc.{name}.bias"), b));
+            Ok(layer)
+        };
+        let vision_proj = linear("vision_proj")?;
+        let text_proj = linear("text_proj")?;
+        let temp = get("itc.temp")?;
+        let temperature = Temperature::new(
+            f64::from(
+                temp.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .first()
+                    .copied()
+                    .unwrap_or(0.07),
+            ),
+            device,
+        )
+        .map_err(train_err)?;
+        vars.push(("itc.temp".into(), temperature.var().clone()));
+        Ok(Self {
+            vision_proj,
+            text_proj,
+            temperature,
+            vars,
+        })
+    }
+
+    /// The heads as named tensors (what [`ItcHeads::from_file`] reads).
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .collect()
+    }
+
+    /// `[N, T]` similarities of `N` images (Q-Former outputs `[N, 32, w]`) to `T` texts
+    /// (features `[T, W]`): the best query's cosine similarity, as BLIP-2 ranks.
+    pub fn similarity(&self, qformer_out: &Tensor, text_feature: &Tensor) -> Result<Tensor> {
+        let image = l2_normalize(
+            &self
+                .vision_proj
+                .forward(&qformer_out.to_dtype(DType::F32)?)?,
+            1e-12,
+        )
+        .map_err(train_err)?;
+        let text =
+            l2_normalize(&self.text_proj.forward(text_feature)?, 1e-12).map_err(train_err)?;
+        let (n, q, d) = image.dims3()?;
+        let t = text.dim(0)?;
+        Ok(image
+            .reshape((n * q, d))?
+            .matmul(&text.t()?)?
+            .reshape((n, q, t))?
+            .max(1)?)
+    }
+
+    /// The in-batch ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`;
+    /// rows with the same `group` (e.g. the same caption) count as positives of each other.
+    pub fn loss(
+        &self,
+        qformer_out: &Tensor,
+        text_feature: &Tensor,
+        group: &[i64],
+    ) -> Result<Tensor> {
+        self.temperature.clamp().map_err(train_err)?;
+        let image = self
+            .vision_proj
+            .forward(&qformer_out.to_dtype(DType::F32)?)?;
+        let text = self.text_proj.forward(text_feature)?;
+        let out = itc_loss(
+            &image,
+            &text,
+            self.temperature.tensor(),
+            ItcTargets::ImageIds(group),
+            &ItcConfig::default(),
+        )
+        .map_err(train_err)?;
+        Ok(out.loss)
+    }
+}
+
+/// The frozen language model's final hidden states over each caption's tokens, mean-pooled:
+/// `[B, width]`, no gradient. Each caption runs as a text-only GLM input `caption [gMASK]
+/// <sop>`; the caption tokens form the bidirectional context, so padding after them changes
+/// nothing.
+pub fn caption_features(
+    model: &VisualGlm,
+    tokenizer: &ChatGlmTokenizer,
+    captions: &[&str],
+) -> Result<Tensor> {
+    let device = model.device().clone();
+    let limit = model
+        .config()
+        .glm
+        .max_sequence_length
+        .saturating_sub(2)
+        .max(1);
+    let mut rows = Vec::with_capacity(captions.len());
+    for c in captions {
+        let mut ids = tokenizer.encode(c)?;
+        ids.truncate(limit);
+        rows.push(ids);
+    }
+    let seq = rows.iter().map(|r| r.len() + 2).max().unwrap_or(2);
+    let mut all = Vec::with_capacity(rows.len() * seq);
+    let mut mask = Vec::with_capacity(rows.len() * seq);
+    let mut layouts = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let n = r.len();
+        all.extend_from_slice(r);
+        all.extend([tokenizer.gmask_id(), tokenizer.sop_id()]);
+        all.extend(std::iter::repeat_n(tokenizer.pad_id(), seq - n - 2));
+        mask.extend((0..seq).map(|i| u32::from(i < n)));
+        layouts.push(RowLayout {
+            pad_left: 0,
+            len: seq,
+            context_len: n + 1,
+            gmask_index: n,
+        });
+    }
+    let ids = Tensor::from_vec(all, (rows.len(), seq), &device)?;
+    let mask = Tensor::from_vec(mask, (rows.len(), seq), &device)?;
+    let (pos, attn) = batch_prefix_inputs(&layouts, seq, &device)?;
+    let glm = model.language_model();
+    let hidden = glm
+        .forward_embeds(&glm.embed(&ids)?, &pos, Some(&attn), None, None)?
+        .detach()
+        .to_dtype(DType::F32)?;
+    masked_mean(&hidden, &mask).map_err(train_err)
+}
+
+/// Group ids of `captions` for [`ItcHeads::loss`]: equal captions share an id.
+pub fn caption_groups(captions: &[&str]) -> Vec<i64> {
+    captions
+        .iter()
+        .map(|c| captions.iter().position(|d| d == c).unwrap_or(0) as i64)
+        .collect()
+}
+
+fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
+    VisualGlmError::Input(e.to_string())
+}
+
+/// `[images][texts]` similarities for retrieval ([`ItcHeads::similarity`]), images and texts
+/// run through the model in chunks of `batch_size`.
+pub fn retrieval_similarities(
+    captioner: &crate::pipeline::Captioner,
+    heads: &ItcHeads,
+    images: &[image::DynamicImage],
+    texts: &[&str],
+    batch_size: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let model = captioner.model();
+    let chunk = batch_size.max(1);
+    let mut image_parts = Vec::new();
+    for part in images.chunks(chunk) {
+        let pixels = captioner
+            .preprocessor()
+            .preprocess_batch(part, model.device())?;
+        image_parts.push(model.encode_image_stages(&pixels)?.qformer_out);
+    }
+    let mut text_parts = Vec::new();
+    for part in texts.chunks(chunk) {
+        text_parts.push(caption_features(model, captioner.tokenizer(), part)?);
+    }
+    if image_parts.is_empty() || text_parts.is_empty() {
+        return Err(VisualGlmError::Input(
+            "retrieval needs at least one image and one text".into(),
+        ));
+    }
+    let queries = Tensor::cat(&image_parts, 0)?;
+    let features = Tensor::cat(&text_parts, 0)?;
+    let sim = heads
+        .similarity(&queries, &features)?
+        .to_dtype(DType::F64)?;
+    Ok(sim.to_vec2::<f64>()?)
+}
