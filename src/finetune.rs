@@ -88,6 +88,10 @@ pub struct FinetuneConfig {
     pub itc_weight: f64,
     /// Width of the ITC projections (BLIP-2: 256).
     pub itc_dim: usize,
+    /// Train the ITC heads as a probe on detached image features: the contrastive loss then
+    /// trains only the heads and the encoder learns from the AR loss alone (the AR-only
+    /// baseline whose retrieval can still be measured).
+    pub itc_detach: bool,
     /// Rank of trainable LoRA adapters on the ChatGLM `query_key_value` and `dense` linears
     /// (0: no adapters; the release uses 10).
     pub lora_rank: usize,
@@ -129,6 +133,7 @@ impl Default for FinetuneConfig {
             val_every: 0,
             itc_weight: 0.0,
             itc_dim: 256,
+            itc_detach: false,
             lora_rank: 0,
             lora_alpha: 1.0,
             lora_layers: None,
@@ -591,7 +596,12 @@ pub fn finetune(
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
                 let text = caption_features(&tm.model, &tokenizer, &captions)?;
-                let itc = h.loss(&qformer_out, &text, &caption_groups(&captions))?;
+                let image = if cfg.itc_detach {
+                    qformer_out.detach()
+                } else {
+                    qformer_out
+                };
+                let itc = h.loss(&image, &text, &caption_groups(&captions))?;
                 loss = total_loss(&loss, &itc, cfg.itc_weight).map_err(train_err)?;
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);

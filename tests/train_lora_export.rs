@@ -213,3 +213,45 @@ fn eval_retrieval_ranks_with_the_trained_itc_heads() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("itc.safetensors"));
 }
+
+#[test]
+fn a_detached_itc_probe_leaves_the_encoder_to_the_ar_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |out: &str| FinetuneConfig {
+        trainable: vec!["image_encoder.".into()],
+        clip: 0.0,
+        itc_dim: 16,
+        ..config(dir.path(), out, 2)
+    };
+    let ar = base("ar");
+    let probe = FinetuneConfig {
+        itc_weight: 1.0,
+        itc_detach: true,
+        ..base("probe")
+    };
+    let joint = FinetuneConfig {
+        itc_weight: 1.0,
+        ..base("joint")
+    };
+    for cfg in [&ar, &probe, &joint] {
+        finetune(cfg, &Device::Cpu, &mut |_| true).unwrap();
+    }
+    let w = |cfg: &FinetuneConfig| load(&cfg.out.join("model"));
+    let (a, p, j) = (w(&ar), w(&probe), w(&joint));
+    let name = "image_encoder.qformer.transformer.layers.0.attention.query_key_value.weight";
+    assert_eq!(
+        max_abs_diff(&a[name], &p[name]),
+        0.0,
+        "the probe moved the encoder"
+    );
+    assert!(
+        max_abs_diff(&a[name], &j[name]) > 0.0,
+        "ITC did not reach the encoder"
+    );
+    // The probe's heads trained all the same.
+    let heads =
+        candle_core::safetensors::load(probe.out.join("model/itc.safetensors"), &Device::Cpu)
+            .unwrap();
+    let temp = heads["itc.temp"].to_scalar::<f32>().unwrap();
+    assert!((temp - 0.07).abs() > 1e-6, "{temp}");
+}

@@ -49,6 +49,17 @@ pub enum Template {
     English,
 }
 
+/// The fixed text every VisualGLM prompt contains (image markers, both templates' labels), so
+/// a tokenizer trained on data plus these never meets an unknown character in a prompt.
+pub fn template_texts() -> Vec<String> {
+    let mut out = vec!["<img>".to_string(), "</img>".to_string()];
+    for t in [Template::Chinese, Template::English] {
+        let history = [(String::new(), String::new())];
+        out.push(format!("</img>{}", t.render(&history, "")));
+    }
+    out
+}
+
 impl Template {
     fn labels(self) -> (&'static str, &'static str) {
         match self {

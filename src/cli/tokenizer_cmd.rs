@@ -88,7 +88,8 @@ pub struct DecodeArgs {
 pub struct TrainArgs {
     /// Training data: the release's JSON list / JSONL of {"img", "prompt", "label"} or COCO
     /// captions (prompts and labels are used; `visualglm data synth` writes such a
-    /// train.json), or a .txt file with one text per line. Repeatable.
+    /// train.json), or a .txt file with one text per line. Repeatable. The prompt template's
+    /// own text (`<img>`, `</img>`, `Q:`/`A:`, `问：`/`答：`) is always added.
     #[arg(long, value_name = "FILE", num_args = 1.., required_unless_present = "text")]
     data: Vec<PathBuf>,
     /// An extra training text (repeatable).
@@ -149,6 +150,8 @@ fn train(args: TrainArgs) -> Result<()> {
         tracing::info!(file = %path.display(), texts = texts.len() - before, "read training texts");
     }
     texts.extend(args.text.iter().cloned());
+    // The prompt template's own text (`<img>`, `Q:`, `问：`…) must never meet `<unk>`.
+    texts.extend(visualglm_language::prompt::template_texts());
     let cfg = TrainerConfig {
         vocab_size: args.vocab_size,
         byte_fallback: args.byte_fallback,

@@ -460,6 +460,12 @@ fn reserved_names(cfg: &TrainerConfig) -> HashSet<String> {
 
 /// Writes a trained model to `path` atomically (temporary sibling, then rename).
 pub fn write_model(path: &Path, model: &TrainedModel) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| TokenizerError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
     write_atomic(path, &model.to_bytes())
 }
 
