@@ -1,13 +1,17 @@
 //! Throughput of `visualglm serve` with batching versus one request at a time.
 //!
-//! Starts the server in-process on a free loopback port once per `--max-batch` value, fires
-//! `--requests` concurrent chat completions (each with an image and its own question, greedy,
-//! `--max-tokens` new tokens) and reports requests/s, generated tokens/s and latency. By
-//! default it serves the tiny golden model with the test tokenizer; `--model`/`--tokenizer`
-//! serve a real checkpoint instead. Loopback only.
+//! Starts the server in-process on a free loopback port once per `--max-batch` value and
+//! `--scheduler` (continuous, static), fires `--requests` chat completions (each with an image
+//! and its own question, greedy, `--max-tokens` new tokens) and reports requests/s, generated
+//! tokens/s and latency. All requests start at once unless `--arrival-ms` spaces them out;
+//! `--lengths mixed` gives request `i` `max_tokens · (1 + i mod 4) / 4` new tokens, and
+//! `--lengths long-tail` gives every 8th request `max_tokens` and the others `max_tokens / 8`,
+//! so requests end at different steps. By default it serves the tiny golden model with the
+//! test tokenizer; `--model`/`--tokenizer` serve a real checkpoint instead. Loopback only.
 //!
 //! ```sh
-//! cargo run --release --example server_load -- --requests 64 --max-batch 1,16,64
+//! cargo run --example server_load -- --requests 64 --max-batch 1,16 \
+//!     --scheduler continuous,static --arrival-ms 10 --lengths long-tail
 //! ```
 
 #[path = "../tests/support/mod.rs"]
@@ -21,7 +25,7 @@ use base64::Engine;
 use clap::Parser;
 use serde_json::{json, Value};
 use visualglm::pipeline::Captioner;
-use visualglm::server::{BatchOptions, Server, ServerConfig};
+use visualglm::server::{BatchOptions, Scheduler, Server, ServerConfig};
 use visualglm::LoadOptions;
 
 /// Load-test options.
@@ -36,6 +40,18 @@ struct Args {
     /// `--max-batch` values to compare, comma-separated.
     #[arg(long, default_value = "1,16,64", value_delimiter = ',')]
     max_batch: Vec<usize>,
+    /// Schedulers to compare (`continuous`, `static`), comma-separated; with `--max-batch 1`
+    /// only the first is run (one at a time is the same for both).
+    #[arg(long, default_value = "continuous", value_delimiter = ',', value_parser = parse_scheduler)]
+    scheduler: Vec<Scheduler>,
+    /// Milliseconds between two requests' starts (0: all at once).
+    #[arg(long, default_value_t = 0)]
+    arrival_ms: u64,
+    /// New tokens per request: `same` (all `--max-tokens`), `mixed` (request `i`:
+    /// `max_tokens · (1 + i mod 4) / 4`), `long-tail` (every 8th `max_tokens`, the others
+    /// `max_tokens / 8`).
+    #[arg(long, default_value = "same")]
+    lengths: String,
     /// Model directory (default: the tiny golden model).
     #[arg(long)]
     model: Option<PathBuf>,
@@ -61,6 +77,9 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if !["same", "mixed", "long-tail"].contains(&args.lengths.as_str()) {
+        anyhow::bail!("--lengths must be same, mixed or long-tail");
+    }
     // RUST_LOG=visualglm::server=debug shows each batch's encode/decode time.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -100,11 +119,20 @@ fn main() -> anyhow::Result<()> {
         )
     };
     println!(
-        "model {} on {device:?}, {} concurrent requests, {} new tokens each (greedy, {}), \
+        "model {} on {device:?}, {} requests {}, {} new tokens each (greedy, {}), \
          --image-batch {}",
         model.display(),
         args.requests,
-        args.max_tokens,
+        if args.arrival_ms == 0 {
+            "all at once".to_string()
+        } else {
+            format!("one every {} ms", args.arrival_ms)
+        },
+        match args.lengths.as_str() {
+            "mixed" => format!("{}/4 to {}", args.max_tokens, args.max_tokens),
+            "long-tail" => format!("{} (every 8th) or {}", args.max_tokens, args.max_tokens / 8),
+            _ => args.max_tokens.to_string(),
+        },
         if args.text_only {
             "text only"
         } else {
@@ -112,10 +140,21 @@ fn main() -> anyhow::Result<()> {
         },
         args.image_batch
     );
-    println!("| --max-batch | wall s | requests/s | generated tok/s | p50 latency s | p95 latency s | batches |");
-    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| --max-batch | scheduler | wall s | requests/s | generated tok/s | p50 latency s | \
+         p95 latency s | prefill groups | decode steps |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     let mut reference: Option<Vec<String>> = None;
+    let mut runs = Vec::new();
     for &max_batch in &args.max_batch {
+        for (k, &scheduler) in args.scheduler.iter().enumerate() {
+            if max_batch > 1 || k == 0 {
+                runs.push((max_batch, scheduler));
+            }
+        }
+    }
+    for (max_batch, scheduler) in runs {
         let server = Server::start(
             captioner.clone(),
             ServerConfig {
@@ -125,6 +164,7 @@ fn main() -> anyhow::Result<()> {
                     max_queue: args.requests.max(1) * 2,
                     window: Duration::from_millis(5),
                     image_batch: args.image_batch,
+                    scheduler,
                 },
                 ..ServerConfig::default()
             },
@@ -140,8 +180,14 @@ fn main() -> anyhow::Result<()> {
         let handles: Vec<_> = (0..args.requests)
             .map(|i| {
                 let (agent, base, url) = (agent.clone(), base.clone(), url.clone());
-                let n = args.max_tokens;
+                let n = match args.lengths.as_str() {
+                    "mixed" => (args.max_tokens * (1 + i % 4) / 4).max(1),
+                    "long-tail" if i % 8 != 0 => (args.max_tokens / 8).max(1),
+                    _ => args.max_tokens,
+                };
+                let delay = Duration::from_millis(args.arrival_ms * i as u64);
                 std::thread::spawn(move || {
+                    std::thread::sleep(delay.saturating_sub(start.elapsed()));
                     let t = Instant::now();
                     request(&agent, &base, &url, i, n).map(|r| (r, t.elapsed()))
                 })
@@ -162,13 +208,20 @@ fn main() -> anyhow::Result<()> {
         let after = health(&agent, &base)?;
         latencies.sort_by(f64::total_cmp);
         let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+        let delta =
+            |key: &str| after[key].as_u64().unwrap_or(0) - before[key].as_u64().unwrap_or(0);
         println!(
-            "| {max_batch} | {wall:.2} | {:.1} | {:.0} | {:.2} | {:.2} | {} |",
+            "| {max_batch} | {} | {wall:.2} | {:.1} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            match scheduler {
+                Scheduler::Continuous => "continuous",
+                Scheduler::Static => "static",
+            },
             args.requests as f64 / wall,
             tokens as f64 / wall,
             pct(0.5),
             pct(0.95),
-            after["batches"].as_u64().unwrap_or(0) - before["batches"].as_u64().unwrap_or(0)
+            delta("batches"),
+            delta("decode_steps"),
         );
         match &reference {
             None => reference = Some(answers),
@@ -185,6 +238,14 @@ fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
+}
+
+fn parse_scheduler(s: &str) -> Result<Scheduler, String> {
+    match s {
+        "continuous" => Ok(Scheduler::Continuous),
+        "static" => Ok(Scheduler::Static),
+        other => Err(format!("unknown scheduler `{other}` (continuous, static)")),
+    }
 }
 
 fn request(

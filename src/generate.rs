@@ -4,6 +4,7 @@
 use std::ops::Range;
 
 use candle_core::Tensor;
+use visualglm_language::kv_cache::KvCache;
 use visualglm_language::positions::position_at;
 use visualglm_language::{GenerationConfig, Sampler};
 
@@ -93,101 +94,396 @@ pub fn generate(
 /// masked out and never attended), each row keeps its own 2D positions, prefix mask, sampler,
 /// budget and stop. `on_token(request, token)` sees each token as it is made and may stop
 /// that request ([`Flow::Stop`]). Returns each request's tokens without `<eop>`.
+///
+/// A thin wrapper over [`BatchDecoder`]: all requests are admitted at once and stepped until
+/// the last one ends; rows that end leave the batch at once.
 pub fn generate_many(
     model: &VisualGlm,
     requests: &[GenRequest<'_>],
     on_token: &mut dyn FnMut(usize, u32) -> Flow,
 ) -> Result<Vec<Vec<u32>>> {
-    let batch = requests.len();
-    let mut out: Vec<Vec<u32>> = vec![Vec::new(); batch];
-    if batch == 0 {
-        return Ok(out);
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); requests.len()];
+    let mut decoder = BatchDecoder::new(model);
+    let ids = decoder.add(requests)?;
+    while !decoder.is_idle() {
+        for done in decoder.step(&mut |id, t| {
+            // Ids are handed out in request order from 0, so they are the request indices.
+            on_token(id as usize, t)
+        })? {
+            if let Some(slot) = ids
+                .iter()
+                .position(|&i| i == done.id)
+                .and_then(|i| out.get_mut(i))
+            {
+                *slot = done.tokens;
+            }
+        }
     }
-    let budgets = requests
-        .iter()
-        .map(|r| token_budget(r.ids.len(), r.config))
-        .collect::<Result<Vec<_>>>()?;
-    let eos = model.config().glm.eos_id();
-    let mut samplers: Vec<Sampler> = requests
-        .iter()
-        .map(|r| Sampler::new(r.config.clone(), r.invalid.to_vec()))
-        .collect();
-    let mut done: Vec<bool> = budgets.iter().map(|&b| b == 0).collect();
-    if done.iter().all(|&d| d) {
-        return Ok(out);
-    }
-    let device = model.device().clone();
-    let glm = model.language_model();
-    let seq = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-    let pads: Vec<usize> = requests.iter().map(|r| seq - r.ids.len()).collect();
-    let layouts: Vec<(usize, usize)> = requests
-        .iter()
-        .map(|r| model.prompt_layout(r.ids))
-        .collect();
+    Ok(out)
+}
 
-    // Prefill: per-row embeddings, left-padded with zeros.
-    let mut rows = Vec::with_capacity(batch);
-    for (r, &pad) in requests.iter().zip(&pads) {
-        let ids_t = Tensor::new(r.ids, &device)?.unsqueeze(0)?;
-        let embeds = model.input_embeds(&ids_t, r.image.map(|i| (i, r.pre_image)))?;
-        rows.push(if pad > 0 {
-            let zeros = Tensor::zeros((1, pad, embeds.dim(2)?), embeds.dtype(), &device)?;
-            Tensor::cat(&[&zeros, &embeds], 1)?
-        } else {
-            embeds
-        });
+/// A row of a [`BatchDecoder`] that has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    /// The id [`BatchDecoder::add`] gave the row.
+    pub id: u64,
+    /// Its tokens, without `<eop>`.
+    pub tokens: Vec<u32>,
+}
+
+/// One row of a [`BatchDecoder`]'s cache: a running request, or a finished one whose row
+/// has not been dropped yet.
+#[derive(Debug)]
+struct Row {
+    id: u64,
+    prompt_len: usize,
+    context_len: usize,
+    gmask_index: usize,
+    /// Cache positions before the row's first token (masked out).
+    pad: usize,
+    /// Generated tokens already fed back to the model.
+    fed: usize,
+    budget: usize,
+    sampler: Sampler,
+    out: Vec<u32>,
+    /// Ended: the row only fills its slot until the cache is compacted.
+    ended: bool,
+}
+
+/// Iteration-level ("continuous") batching: a running batch of rows that decode one token
+/// per [`BatchDecoder::step`], to which new prompts can be added between steps
+/// ([`BatchDecoder::add`] prefills them and merges them into the batch) and from which rows
+/// leave as soon as they end.
+///
+/// All rows share one KV cache `[B, H, positions, D]`. A row's tokens are right-aligned: the
+/// positions before them are zero keys masked out with −∞, so a row never attends to
+/// anything but its own prompt and answer, and its 2D positions and prefix mask are its own.
+/// Merging a new group left-pads whichever side is shorter. An ended row is reported at once
+/// but keeps its cache slot (fed `<eop>`, its output ignored) until half the rows have ended
+/// or the next merge, which copy the cache without them and trim the positions no remaining
+/// row uses; so the cache is not copied each time a row ends. A row's answer is therefore the
+/// one it gets decoded alone (up to float summation order; greedy answers are checked
+/// identical in the tests).
+#[derive(Debug)]
+pub struct BatchDecoder<'m> {
+    model: &'m VisualGlm,
+    cache: KvCache,
+    /// Cache positions (the same for every row).
+    positions: usize,
+    rows: Vec<Row>,
+    /// Next-token logits `[rows, vocab]` of every row, not sampled yet.
+    logits: Option<Tensor>,
+    /// Rows that ended without decoding (a zero budget), reported by the next step.
+    ended: Vec<Finished>,
+    next_id: u64,
+    steps: u64,
+}
+
+impl<'m> BatchDecoder<'m> {
+    /// An empty batch decoding with `model`.
+    pub fn new(model: &'m VisualGlm) -> Self {
+        Self {
+            model,
+            cache: model.language_model().new_cache(),
+            positions: 0,
+            rows: Vec::new(),
+            logits: None,
+            ended: Vec::new(),
+            next_id: 0,
+            steps: 0,
+        }
     }
-    let embeds = Tensor::cat(&rows, 0)?;
-    let layouts_rows: Vec<RowLayout> = requests
-        .iter()
-        .zip(pads.iter().zip(&layouts))
-        .map(|(r, (&pad, &(context_len, gmask_index)))| RowLayout {
-            pad_left: pad,
-            len: r.ids.len(),
-            context_len,
-            gmask_index,
+
+    /// Rows decoding now.
+    pub fn len(&self) -> usize {
+        self.rows.iter().filter(|r| !r.ended).count()
+    }
+
+    /// Whether no row is decoding.
+    pub fn is_empty(&self) -> bool {
+        self.rows.iter().all(|r| r.ended)
+    }
+
+    /// Whether there is nothing left to do: no row decoding and no ended row to report.
+    pub fn is_idle(&self) -> bool {
+        self.is_empty() && self.ended.is_empty()
+    }
+
+    /// KV-cache positions of the batch (the longest row's prompt and answer so far).
+    pub fn positions(&self) -> usize {
+        self.positions
+    }
+
+    /// Rows in the KV cache: the decoding ones and ended ones not dropped yet.
+    pub fn cache_rows(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Decode steps run so far (one forward pass over all rows each).
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// Prefills `requests` together (left-padded to their longest prompt) and merges them into
+    /// the running batch; their first tokens are sampled by the next [`BatchDecoder::step`].
+    /// Returns one id per request, in order (ids count up from 0 over the decoder's life). An
+    /// empty prompt, or one that does not fit its `max_length`, fails the whole call before
+    /// anything changes; so does a failed prefill, which leaves the running rows as they were.
+    pub fn add(&mut self, requests: &[GenRequest<'_>]) -> Result<Vec<u64>> {
+        if requests.iter().any(|r| r.ids.is_empty()) {
+            return Err(VisualGlmError::Input(
+                "a prompt is empty: it must end with [gMASK] <sop>".into(),
+            ));
+        }
+        let budgets = requests
+            .iter()
+            .map(|r| token_budget(r.ids.len(), r.config))
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<u64> = (0..requests.len() as u64)
+            .map(|i| self.next_id + i)
+            .collect();
+        let mut fresh = Vec::new();
+        let mut live = Vec::new();
+        for ((r, &budget), &id) in requests.iter().zip(&budgets).zip(&ids) {
+            if budget == 0 {
+                continue;
+            }
+            let (context_len, gmask_index) = self.model.prompt_layout(r.ids);
+            fresh.push(Row {
+                id,
+                prompt_len: r.ids.len(),
+                context_len,
+                gmask_index,
+                pad: 0,
+                fed: 0,
+                budget,
+                sampler: Sampler::new(r.config.clone(), r.invalid.to_vec()),
+                out: Vec::new(),
+                ended: false,
+            });
+            live.push(r);
+        }
+        if !live.is_empty() {
+            let (cache, seq, logits) = self.prefill(&live, &mut fresh)?;
+            self.merge(cache, seq, logits, fresh)?;
+        }
+        for (&budget, &id) in budgets.iter().zip(&ids) {
+            if budget == 0 {
+                self.ended.push(Finished {
+                    id,
+                    tokens: Vec::new(),
+                });
+            }
+        }
+        self.next_id += requests.len() as u64;
+        Ok(ids)
+    }
+
+    /// Runs the prompts of `requests` (one row each of `rows`, whose pads it sets) as one
+    /// left-padded batch: their cache, its positions and the last logits `[B, vocab]`.
+    fn prefill(
+        &self,
+        requests: &[&GenRequest<'_>],
+        rows: &mut [Row],
+    ) -> Result<(KvCache, usize, Tensor)> {
+        let model = self.model;
+        let device = model.device().clone();
+        let glm = model.language_model();
+        let seq = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
+        let mut embeds = Vec::with_capacity(requests.len());
+        let mut layouts = Vec::with_capacity(requests.len());
+        for (r, row) in requests.iter().zip(rows.iter_mut()) {
+            let pad = seq - r.ids.len();
+            row.pad = pad;
+            let ids_t = Tensor::new(r.ids, &device)?.unsqueeze(0)?;
+            let e = model.input_embeds(&ids_t, r.image.map(|i| (i, r.pre_image)))?;
+            embeds.push(if pad > 0 {
+                let zeros = Tensor::zeros((1, pad, e.dim(2)?), e.dtype(), &device)?;
+                Tensor::cat(&[&zeros, &e], 1)?
+            } else {
+                e
+            });
+            layouts.push(RowLayout {
+                pad_left: pad,
+                len: r.ids.len(),
+                context_len: row.context_len,
+                gmask_index: row.gmask_index,
+            });
+        }
+        let embeds = Tensor::cat(&embeds, 0)?;
+        let (pos, mask) = batch_prefix_inputs(&layouts, seq, &device)?;
+        let mut cache = glm.new_cache();
+        let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
+        let logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?;
+        Ok((cache, seq, logits))
+    }
+
+    /// The cache and logits without the ended rows and without the leading positions no
+    /// remaining row uses. Copies only when something is dropped; changes nothing.
+    fn compacted(&self) -> Result<Compacted> {
+        let keep: Vec<usize> = (0..self.rows.len())
+            .filter(|&i| !self.rows[i].ended)
+            .collect();
+        let trim = keep.iter().map(|&i| self.rows[i].pad).min().unwrap_or(0);
+        let len = self.positions - trim;
+        let mut layers = self.cache.layers()?;
+        let mut logits = self.logits.clone();
+        if keep.len() < self.rows.len() || trim > 0 {
+            let index: Vec<u32> = keep.iter().map(|&i| i as u32).collect();
+            let index = Tensor::new(index.as_slice(), self.model.device())?;
+            let select = |t: &Tensor| -> Result<Tensor> {
+                Ok(t.narrow(2, trim, len)?
+                    .contiguous()?
+                    .index_select(&index, 0)?)
+            };
+            layers = layers
+                .into_iter()
+                .map(|l| l.map(|(k, v)| Ok((select(&k)?, select(&v)?))).transpose())
+                .collect::<Result<Vec<_>>>()?;
+            logits = logits.map(|l| l.index_select(&index, 0)).transpose()?;
+        }
+        Ok(Compacted {
+            layers,
+            logits,
+            len,
+            trim,
         })
-        .collect();
-    let (pos, mask) = batch_prefix_inputs(&layouts_rows, seq, &device)?;
-    let mut cache = glm.new_cache();
-    let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
-    let mut logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?;
+    }
 
-    let mut step = 0usize;
-    loop {
-        let rows: Vec<Vec<f32>> = logits.squeeze(1)?.to_vec2()?;
-        let mut tokens = Vec::with_capacity(batch);
-        for (i, row) in rows.iter().enumerate() {
-            if done[i] {
+    /// Takes the rows that have not ended out of the batch, their pads reduced by `trim`.
+    fn take_running(&mut self, trim: usize) -> Vec<Row> {
+        std::mem::take(&mut self.rows)
+            .into_iter()
+            .filter(|r| !r.ended)
+            .map(|mut r| {
+                r.pad -= trim;
+                r
+            })
+            .collect()
+    }
+
+    /// Joins a prefilled group (its cache of `seq` positions, logits and rows) to the batch,
+    /// dropping the ended rows and left-padding whichever side has fewer positions. Changes
+    /// nothing on error.
+    fn merge(
+        &mut self,
+        cache: KvCache,
+        seq: usize,
+        logits: Tensor,
+        mut rows: Vec<Row>,
+    ) -> Result<()> {
+        if self.is_empty() {
+            self.cache = cache;
+            self.positions = seq;
+            self.logits = Some(logits);
+            self.rows = rows;
+            return Ok(());
+        }
+        let old = self.compacted()?;
+        let total = old.len.max(seq);
+        let (old_pad, new_pad) = (total - old.len, total - seq);
+        let old_logits = old
+            .logits
+            .ok_or_else(|| candle_core::Error::Msg("running rows without logits".into()))?;
+        let logits = Tensor::cat(&[&old_logits, &logits], 0)?;
+        let merged = old
+            .layers
+            .into_iter()
+            .zip(cache.layers()?)
+            .map(|(a, b)| match (a, b) {
+                (Some((ak, av)), Some((bk, bv))) => Ok(Some((
+                    Tensor::cat(&[&pad_left(&ak, old_pad)?, &pad_left(&bk, new_pad)?], 0)?,
+                    Tensor::cat(&[&pad_left(&av, old_pad)?, &pad_left(&bv, new_pad)?], 0)?,
+                ))),
+                (None, None) => Ok(None),
+                _ => Err(candle_core::Error::Msg(
+                    "KV caches to merge have different layers written".into(),
+                )
+                .into()),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.cache = KvCache::from_layers(merged)?;
+        let mut kept = self.take_running(old.trim);
+        for r in &mut kept {
+            r.pad += old_pad;
+        }
+        for r in &mut rows {
+            r.pad += new_pad;
+        }
+        kept.append(&mut rows);
+        self.rows = kept;
+        self.positions = total;
+        self.logits = Some(logits);
+        Ok(())
+    }
+
+    /// Samples every running row's next token (`on_token(id, token)` sees each one, `<eop>`
+    /// included, and may stop its row), and runs one decode step for the rows still running.
+    /// Returns the rows that ended (with those that ended at [`BatchDecoder::add`]). After an
+    /// error the decoder's rows are in an unknown state: drop it.
+    pub fn step(&mut self, on_token: &mut dyn FnMut(u64, u32) -> Flow) -> Result<Vec<Finished>> {
+        let mut finished = std::mem::take(&mut self.ended);
+        let Some(logits) = self.logits.take() else {
+            return Ok(finished);
+        };
+        let eos = self.model.config().glm.eos_id();
+        let values: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
+        let mut tokens = Vec::with_capacity(self.rows.len());
+        for (row, values) in self.rows.iter_mut().zip(&values) {
+            if row.ended {
                 tokens.push(eos);
                 continue;
             }
-            let t = samplers[i].next_token(row, &out[i]);
-            let flow = on_token(i, t);
-            if t == eos {
-                done[i] = true;
+            let t = row.sampler.next_token(values, &row.out);
+            let flow = on_token(row.id, t);
+            let ended = if t == eos {
+                true
             } else {
-                out[i].push(t);
-                if out[i].len() >= budgets[i] || flow == Flow::Stop {
-                    done[i] = true;
-                }
+                row.out.push(t);
+                row.out.len() >= row.budget || flow == Flow::Stop
+            };
+            if ended {
+                row.ended = true;
+                finished.push(Finished {
+                    id: row.id,
+                    tokens: std::mem::take(&mut row.out),
+                });
             }
             tokens.push(t);
         }
-        if done.iter().all(|&d| d) {
-            break;
+        let ended = self.rows.iter().filter(|r| r.ended).count();
+        if ended == self.rows.len() {
+            self.rows.clear();
+            self.cache = self.model.language_model().new_cache();
+            self.positions = 0;
+            return Ok(finished);
         }
-        let total = seq + step + 1;
+        // Drop the ended rows once they are half the batch (each drop copies the cache).
+        if 2 * ended >= self.rows.len() {
+            let keep: Vec<usize> = (0..self.rows.len())
+                .filter(|&i| !self.rows[i].ended)
+                .collect();
+            tokens = keep.iter().map(|&i| tokens[i]).collect();
+            let c = self.compacted()?;
+            self.cache = KvCache::from_layers(c.layers)?;
+            self.rows = self.take_running(c.trim);
+            self.positions = c.len;
+        }
+        let device = self.model.device().clone();
+        let glm = self.model.language_model();
+        let batch = self.rows.len();
+        let total = self.positions + 1;
         let mut pos = Vec::with_capacity(batch * 2);
-        let mut p1s = Vec::with_capacity(batch);
         let mut mask = Vec::with_capacity(batch * total);
-        for (r, (&pad, &(ctx, g))) in requests.iter().zip(pads.iter().zip(&layouts)) {
-            let (p0, p1) = position_at(r.ids.len() + step, ctx, g);
-            pos.push(p0);
-            p1s.push(p1);
-            mask.extend((0..total).map(|j| if j < pad { f32::NEG_INFINITY } else { 0.0 }));
+        for r in &mut self.rows {
+            // An ended row is fed `<eop>` at a frozen position; its output is never read.
+            let (p0, p1) = position_at(r.prompt_len + r.fed, r.context_len, r.gmask_index);
+            pos.extend([p0, p1]);
+            mask.extend((0..total).map(|j| if j < r.pad { f32::NEG_INFINITY } else { 0.0 }));
+            if !r.ended {
+                r.fed += 1;
+            }
         }
-        let pos: Vec<u32> = pos.into_iter().zip(p1s).flat_map(|(a, b)| [a, b]).collect();
         let pos = Tensor::from_vec(pos, (batch, 2, 1), &device)?;
         let mask = Tensor::from_vec(mask, (batch, 1, 1, total), &device)?;
         let next = Tensor::new(tokens.as_slice(), &device)?.unsqueeze(1)?;
@@ -195,13 +491,34 @@ pub fn generate_many(
             &glm.embed(&next)?,
             &pos,
             Some(&mask),
-            Some(&mut cache),
+            Some(&mut self.cache),
             None,
         )?;
-        logits = glm.logits(&hidden)?;
-        step += 1;
+        self.logits = Some(glm.logits(&hidden)?.squeeze(1)?);
+        self.positions = total;
+        self.steps += 1;
+        Ok(finished)
     }
-    Ok(out)
+}
+
+/// A [`BatchDecoder`]'s cache and logits without its ended rows.
+struct Compacted {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    logits: Option<Tensor>,
+    /// Positions left.
+    len: usize,
+    /// Leading positions dropped.
+    trim: usize,
+}
+
+/// `t` `[B, H, S, D]` with `n` zero positions prepended on dim 2.
+fn pad_left(t: &Tensor, n: usize) -> Result<Tensor> {
+    if n == 0 {
+        return Ok(t.clone());
+    }
+    let (b, h, _, d) = t.dims4()?;
+    let zeros = Tensor::zeros((b, h, n, d), t.dtype(), t.device())?;
+    Ok(Tensor::cat(&[&zeros, t], 2)?)
 }
 
 /// Beam search over one prompt (and at most one image): keeps `cfg.num_beams` hypotheses,

@@ -2,7 +2,9 @@
 //!
 //! Every parameter the config implies gets the usual transformer initialisation: weights
 //! N(0, 0.02), biases 0, LayerNorm scales 1, and `lm_head` tied to the word embeddings (as
-//! ChatGLM ties them). The special-token ids and vocabulary size can be taken from a
+//! ChatGLM ties them). The ViT's position embeddings start as fixed 2D sine-cosine tables (as
+//! MAE initialises them; the CLS row zero): at N(0, 0.02) they would be drowned by the patch
+//! contents, and a small model would spend most of its first steps learning where a patch is. The special-token ids and vocabulary size can be taken from a
 //! tokenizer so the model and the tokenizer agree.
 
 use std::collections::HashMap;
@@ -54,7 +56,9 @@ pub fn random_checkpoint(
         if name == "lm_head.weight" {
             continue;
         }
-        let t = if name.ends_with(".bias") {
+        let t = if name == VIT_POSITIONS {
+            sincos_positions(config, shape)?
+        } else if name.ends_with(".bias") {
             Tensor::zeros(shape.as_slice(), DType::F32, &Device::Cpu)?
         } else if is_layernorm_scale(name) {
             Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?
@@ -80,6 +84,45 @@ pub fn random_checkpoint(
         tensors,
         source_of: HashMap::new(),
     })
+}
+
+/// Canonical name of the ViT's learned position embeddings (`[1 + patches, width]`).
+const VIT_POSITIONS: &str = "image_encoder.vit.transformer.position_embeddings.weight";
+
+/// MAE's 2D sine-cosine table for the patch grid: half of the width encodes the row, half the
+/// column, each as `sin(p·ω_k)`, `cos(p·ω_k)` with `ω_k = 10000^(−k/(w/4))`; row 0 (CLS) is 0.
+fn sincos_positions(config: &VisualGlmConfig, shape: &[usize]) -> Result<Tensor> {
+    let v = &config.vision;
+    let grid = v.image_size[0] / v.patch_size.max(1);
+    let (rows, width) = match shape {
+        [r, w] => (*r, *w),
+        _ => {
+            return Err(VisualGlmError::Input(format!(
+                "position embeddings have shape {shape:?}"
+            )))
+        }
+    };
+    if rows != 1 + grid * grid || width % 4 != 0 {
+        return Err(VisualGlmError::Input(format!(
+            "position embeddings [{rows}, {width}] do not fit a {grid}×{grid} grid plus CLS              with a width divisible by 4"
+        )));
+    }
+    let quarter = width / 4;
+    let mut out = vec![0f32; rows * width];
+    for i in 0..grid {
+        for j in 0..grid {
+            let row = &mut out[(1 + i * grid + j) * width..(2 + i * grid + j) * width];
+            for (half, p) in [(0, i), (1, j)] {
+                for k in 0..quarter {
+                    let omega = 1.0 / 10000f64.powf(k as f64 / quarter as f64);
+                    let angle = p as f64 * omega;
+                    row[half * 2 * quarter + k] = angle.sin() as f32;
+                    row[half * 2 * quarter + quarter + k] = angle.cos() as f32;
+                }
+            }
+        }
+    }
+    Ok(Tensor::from_vec(out, (rows, width), &Device::Cpu)?)
 }
 
 /// One standard-normal draw (Box–Muller; the first uniform in (0, 1]).
@@ -123,6 +166,13 @@ mod tests {
             get(&a, "lm_head.weight"),
             get(&a, "transformer.word_embeddings.weight")
         );
+        // Position table: CLS row zero, patch rows distinct and bounded.
+        let pos = a.get(VIT_POSITIONS).unwrap();
+        let rows: Vec<Vec<f32>> = pos.to_vec2().unwrap();
+        assert!(rows[0].iter().all(|&x| x == 0.0));
+        assert!(rows.iter().flatten().all(|x| x.abs() <= 1.0));
+        assert_ne!(rows[1], rows[2]);
+        assert_ne!(rows[1], rows[1 + 16]);
         let expected = expected_parameters(&cfg).unwrap();
         assert_eq!(a.tensors.len(), expected.len());
         for (name, shape) in expected {

@@ -73,7 +73,13 @@ fn score_prints_corpus_json_and_writes_report() {
         );
     }
     let report: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
-    assert_eq!(report["corpus"], printed);
+    for name in ["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "ROUGE_L", "CIDEr"] {
+        assert_eq!(report["corpus"][name], printed[name], "{name}");
+    }
+    assert_eq!(report["exact_match"], printed["exact_match"]);
+    assert!(printed["exact_match"]
+        .as_f64()
+        .is_some_and(|x| (0.0..=1.0).contains(&x)));
     let per = report["per_image"].as_array().expect("per_image");
     assert_eq!(per.len(), 40);
     let want_cider = g["scores_ptb"]["per_image"]["CIDEr"][3].as_f64().unwrap();

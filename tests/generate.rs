@@ -240,3 +240,125 @@ fn different_prompts_batched_equal_each_alone() {
     assert_eq!(stopped[1].len(), 1);
     assert_eq!(stopped[0], batched[0]);
 }
+
+#[test]
+fn rows_joining_and_leaving_a_running_batch_equal_each_alone() {
+    use std::collections::HashMap;
+    use visualglm::generate::{generate_many, BatchDecoder, GenRequest};
+    let s = setup();
+    let text_ids: Vec<u32> = vec![20, 21, 22, 23, 1001, 1004];
+    // Longer than the running batch's positions when it joins: the running rows get padded.
+    let long_ids: Vec<u32> = (20..100).chain([1001, 1004]).collect();
+    let (c12, c3, c9, c5) = (greedy(12), greedy(3), greedy(9), greedy(5));
+    let image_row = GenRequest {
+        ids: &s.ids,
+        image: Some(&s.image),
+        pre_image: 2,
+        config: &c12,
+        invalid: &[],
+    };
+    let text_row = GenRequest {
+        ids: &text_ids,
+        image: None,
+        pre_image: 0,
+        config: &c3,
+        invalid: &[],
+    };
+    let other_row = GenRequest {
+        ids: &s.ids,
+        image: Some(&s.other_image),
+        pre_image: 2,
+        config: &c9,
+        invalid: &[],
+    };
+    let long_row = GenRequest {
+        ids: &long_ids,
+        image: None,
+        pre_image: 0,
+        config: &c5,
+        invalid: &[],
+    };
+    let c2 = greedy(2);
+    let late_row = GenRequest {
+        ids: &text_ids[2..],
+        image: None,
+        pre_image: 0,
+        config: &c2,
+        invalid: &[],
+    };
+    let mut decoder = BatchDecoder::new(&s.model);
+    let mut got: HashMap<u64, Vec<u32>> = HashMap::new();
+    let mut streamed: HashMap<u64, Vec<u32>> = HashMap::new();
+    let first = decoder.add(std::slice::from_ref(&image_row)).unwrap();
+    run(&mut decoder, &mut got, &mut streamed, 3);
+    assert_eq!(decoder.len(), 1);
+    // A short prompt joins (it gets padded), then leaves after 3 tokens.
+    let second = decoder.add(std::slice::from_ref(&text_row)).unwrap();
+    assert_eq!(decoder.len(), 2);
+    run(&mut decoder, &mut got, &mut streamed, 2);
+    // Two at once, one of them longer than everything cached so far.
+    let more = decoder.add(&[other_row.clone(), long_row.clone()]).unwrap();
+    assert!(decoder.positions() >= long_ids.len());
+    run(&mut decoder, &mut got, &mut streamed, 2);
+    assert_eq!(got.len(), 1, "the text row ended after its 3 tokens");
+    assert_eq!(decoder.len(), 3);
+    assert_eq!(
+        decoder.cache_rows(),
+        4,
+        "one ended row of four keeps its slot until half have ended"
+    );
+    // A merge drops the ended row.
+    let late = decoder.add(std::slice::from_ref(&late_row)).unwrap();
+    assert_eq!((decoder.len(), decoder.cache_rows()), (4, 4));
+    while !decoder.is_idle() {
+        run(&mut decoder, &mut got, &mut streamed, 1);
+    }
+    assert_eq!(decoder.positions(), 0);
+    let ids: Vec<u64> = first
+        .into_iter()
+        .chain(second)
+        .chain(more)
+        .chain(late)
+        .collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4]);
+    // 12 steps at most for the longest row, instead of 12 + 3 + 9 + 5 one after another.
+    assert!(decoder.steps() <= 13, "{} steps", decoder.steps());
+    for (id, r) in ids
+        .iter()
+        .zip([&image_row, &text_row, &other_row, &long_row, &late_row])
+    {
+        let alone = generate_many(&s.model, std::slice::from_ref(r), &mut |_, _| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(got[id], alone[0], "row {id}");
+        assert_eq!(got[id].len(), r.config.max_new_tokens, "row {id}");
+        assert_eq!(streamed[id], alone[0], "row {id} streamed");
+    }
+    // The golden reference has 8 tokens.
+    assert_eq!(got[&0][..s.want.len()], s.want[..]);
+}
+
+/// Runs `steps` decode steps, recording each row's streamed tokens and final answer.
+fn run(
+    d: &mut visualglm::generate::BatchDecoder<'_>,
+    got: &mut std::collections::HashMap<u64, Vec<u32>>,
+    streamed: &mut std::collections::HashMap<u64, Vec<u32>>,
+    steps: usize,
+) {
+    for _ in 0..steps {
+        for f in d
+            .step(&mut |id, t| {
+                streamed.entry(id).or_default().push(t);
+                Flow::Continue
+            })
+            .unwrap()
+        {
+            assert!(
+                got.insert(f.id, f.tokens).is_none(),
+                "row {} ended twice",
+                f.id
+            );
+        }
+    }
+}

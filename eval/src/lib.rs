@@ -16,4 +16,4 @@ pub mod vqa;
 
 pub use caption::{exact_match, score_captions, CaptionItem, ImageId, Tokenizer};
 pub use error::{EvalError, Result};
-pub use report::{CaptionReport, CorpusScores, ItemScores};
+pub use report::{CaptionReport, CaptionSummary, CorpusScores, ItemScores};

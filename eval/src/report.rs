@@ -88,8 +88,20 @@ pub struct CaptionReport {
     pub corpus: CorpusScores,
     /// BLEU's summed statistics.
     pub bleu_log: BleuLog,
+    /// Share of candidates equal to one of their references ([`crate::exact_match`]).
+    pub exact_match: f64,
     /// Per-image scores in input order.
     pub per_image: Vec<ItemScores>,
+}
+
+/// The corpus scores plus exact match: what the CLI prints.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct CaptionSummary {
+    /// Corpus scores under pycocoevalcap's names.
+    #[serde(flatten)]
+    pub corpus: CorpusScores,
+    /// Share of exact matches (0–1).
+    pub exact_match: f64,
 }
 
 impl CaptionReport {
@@ -103,7 +115,16 @@ impl CaptionReport {
                 stats: raw.bleu_totals,
                 ratio: raw.bleu_totals.ratio(),
             },
+            exact_match: crate::caption::exact_match(items),
             per_image: raw.per_item,
+        }
+    }
+
+    /// The corpus scores and exact match.
+    pub fn summary(&self) -> CaptionSummary {
+        CaptionSummary {
+            corpus: self.corpus,
+            exact_match: self.exact_match,
         }
     }
 
@@ -113,6 +134,7 @@ impl CaptionReport {
         for (name, value) in self.corpus.named() {
             out.push_str(&format!("| {name} | {value:.4} |\n"));
         }
+        out.push_str(&format!("| exact match | {:.4} |\n", self.exact_match));
         out.push_str(&format!(
             "\n{} images, {} references, tokenizer `{}`; METEOR and SPICE not computed.\n",
             self.num_images,

@@ -145,6 +145,45 @@ impl KvCache {
         Ok(Self { layers })
     }
 
+    /// The filled keys and values of every layer, `[B, H, len, D]` views (`None` for a layer
+    /// not written yet). With [`KvCache::from_layers`], lets a caller rearrange a cache (merge
+    /// batches, pad or trim positions) for continuous batching.
+    pub fn layers(&self) -> Result<Vec<Option<(Tensor, Tensor)>>> {
+        self.layers
+            .iter()
+            .map(|l| l.as_ref().map(LayerCache::filled).transpose())
+            .collect()
+    }
+
+    /// A cache holding `layers` (copied into fresh buffers with room to grow); the inverse of
+    /// [`KvCache::layers`]. Every written layer's keys and values must have the same shape.
+    pub fn from_layers(layers: Vec<Option<(Tensor, Tensor)>>) -> Result<Self> {
+        let layers = layers
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                l.map(|(k, v)| {
+                    if k.dims4()? != v.dims4()? {
+                        candle_core::bail!(
+                            "layer {i}: keys {:?} and values {:?} differ in shape",
+                            k.dims(),
+                            v.dims()
+                        );
+                    }
+                    let len = k.dim(2)?;
+                    let cap = round_up(len + len / 2 + 1);
+                    Ok(LayerCache {
+                        k: LayerCache::buffer(&k, cap, Some(&k))?,
+                        v: LayerCache::buffer(&v, cap, Some(&v))?,
+                        len,
+                    })
+                })
+                .transpose()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { layers })
+    }
+
     /// Forgets everything.
     pub fn clear(&mut self) {
         for l in &mut self.layers {
@@ -195,6 +234,28 @@ mod tests {
         assert!(cache.append(2, &first, &first).is_err());
         let bad = Tensor::zeros((1, 3, 1, 4), DType::F32, &dev)?;
         assert!(cache.append(1, &bad, &bad).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn layers_round_trip_and_keep_growing() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut a = KvCache::new(2);
+        let x = Tensor::randn(0f32, 1.0, (2, 3, 5, 4), &dev)?;
+        a.append(0, &x, &(&x * 2.0)?)?;
+        let layers = a.layers()?;
+        assert!(layers[1].is_none());
+        let (k, v) = layers[0].clone().expect("layer 0 written");
+        assert_eq!(max_diff(&k, &x), 0.0);
+        let mut b = KvCache::from_layers(layers)?;
+        assert_eq!(b.seq_len(), 5);
+        let one = Tensor::ones((2, 3, 1, 4), DType::F32, &dev)?;
+        let (k2, v2) = b.append(0, &one, &one)?;
+        assert_eq!(max_diff(&k2.narrow(2, 0, 5)?, &x), 0.0);
+        assert_eq!(max_diff(&v2.narrow(2, 0, 5)?, &v), 0.0);
+        assert_eq!(max_diff(&k2.narrow(2, 5, 1)?, &one), 0.0);
+        let bad = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev)?;
+        assert!(KvCache::from_layers(vec![Some((x, bad))]).is_err());
         Ok(())
     }
 

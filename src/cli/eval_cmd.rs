@@ -114,7 +114,7 @@ fn score(args: ScoreArgs) -> Result<()> {
     if args.markdown {
         print!("{}", report.to_markdown());
     } else {
-        println!("{}", serde_json::to_string_pretty(&report.corpus)?);
+        println!("{}", serde_json::to_string_pretty(&report.summary())?);
     }
     Ok(())
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use visualglm_eval::{exact_match, score_captions, CaptionItem, ImageId, Tokenizer};
+use visualglm_eval::{score_captions, CaptionItem, ImageId, Tokenizer};
 use visualglm_train::data::{load_data_file, LoadOptions};
 use visualglm_vision::preprocess::load_image;
 
@@ -116,19 +116,13 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
         write_text_atomic(path, &predictions)?;
     }
     let report = score_captions(&items, Tokenizer::Ptb)?;
-    let exact = exact_match(&items);
     if let Some(path) = &args.out {
-        let mut full = serde_json::to_value(&report)?;
-        full["exact_match"] = serde_json::json!(exact);
-        write_text_atomic(path, &(serde_json::to_string_pretty(&full)? + "\n"))?;
+        write_text_atomic(path, &(serde_json::to_string_pretty(&report)? + "\n"))?;
     }
     if args.markdown {
         print!("{}", report.to_markdown());
-        println!("\nExact match: {exact:.4}");
     } else {
-        let mut corpus = serde_json::to_value(report.corpus)?;
-        corpus["exact_match"] = serde_json::json!(exact);
-        println!("{}", serde_json::to_string_pretty(&corpus)?);
+        println!("{}", serde_json::to_string_pretty(&report.summary())?);
     }
     Ok(())
 }

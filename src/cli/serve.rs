@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use visualglm::server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
+use visualglm::server::{
+    BatchOptions, ImagePolicy, PromptLimits, Scheduler, ServedAdapter, Server, ServerConfig,
+};
 use visualglm_vision::preprocess::DecodeLimits;
 
 use super::model_args::ModelArgs;
@@ -25,6 +27,15 @@ pub struct Args {
     /// Name clients pass as `model` (default: the model directory's name).
     #[arg(long)]
     served_model_name: Option<String>,
+    /// Serve a LoRA adapter as the model NAME: PATH is an adapter directory (or its
+    /// `adapter_model.safetensors`) or a SAT LoRA fine-tune directory (read once, only its
+    /// adapters are kept). Repeatable. Adapters run unmerged over the shared base weights.
+    #[arg(long = "lora", value_name = "NAME=PATH", value_parser = parse_lora)]
+    lora: Vec<(String, PathBuf)>,
+    /// When waiting requests join the decoding: `continuous` (at the next decode step) or
+    /// `static` (when the running batch has ended).
+    #[arg(long, value_enum, default_value_t = SchedulerArg::Continuous)]
+    scheduler: SchedulerArg,
     /// Most requests decoded together (1: one at a time).
     #[arg(long, default_value_t = 16)]
     max_batch: usize,
@@ -55,6 +66,27 @@ pub struct Args {
     default_max_tokens: usize,
 }
 
+/// `--scheduler` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum SchedulerArg {
+    /// Requests join the running batch at its next decode step.
+    Continuous,
+    /// A batch runs until its last request ends.
+    Static,
+}
+
+/// Parses `--lora NAME=PATH`.
+fn parse_lora(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((name, path)) if !name.trim().is_empty() && !path.is_empty() => {
+            Ok((name.trim().to_string(), PathBuf::from(path)))
+        }
+        _ => Err(format!(
+            "`{s}` is not NAME=PATH (e.g. --lora captions=./my-adapter)"
+        )),
+    }
+}
+
 /// Runs `serve` until Ctrl-C.
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.max_batch == 0 {
@@ -74,6 +106,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "visualglm-6b".into())
     });
+    // Only the SAT layout flag applies to a SAT LoRA fine-tune; `--config` is the base's.
+    let load_opts = visualglm::LoadOptions {
+        sat_qkv_layout: args
+            .model
+            .sat_interleaved_qkv
+            .then_some(visualglm::QkvLayout::Interleaved),
+        ..visualglm::LoadOptions::default()
+    };
+    let mut adapters = Vec::with_capacity(args.lora.len());
+    for (name, path) in &args.lora {
+        if name == &model_name {
+            anyhow::bail!(
+                "--lora {name}={}: `{name}` is the base model's name; choose another",
+                path.display()
+            );
+        }
+        if adapters.iter().any(|a: &ServedAdapter| &a.name == name) {
+            anyhow::bail!("--lora: two adapters are named `{name}`");
+        }
+        let read = visualglm::lora::read_any_adapters(path, &load_opts)
+            .with_context(|| format!("--lora {name}={}", path.display()))?;
+        adapters.push(ServedAdapter {
+            name: name.clone(),
+            adapters: read,
+        });
+    }
     let captioner = args.model.load()?;
     let image_batch = args
         .image_batch
@@ -85,11 +143,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let config = ServerConfig {
         addr: SocketAddr::new(args.host, args.port),
         model_name,
+        adapters,
         batch: BatchOptions {
             max_batch: args.max_batch,
             max_queue: args.max_queue,
             window: Duration::from_millis(args.batch_window_ms),
             image_batch,
+            scheduler: match args.scheduler {
+                SchedulerArg::Continuous => Scheduler::Continuous,
+                SchedulerArg::Static => Scheduler::Static,
+            },
         },
         max_body_bytes: args.max_body_bytes,
         images: ImagePolicy {
@@ -113,8 +176,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
     }
     let name = config.model_name.clone();
+    let served: Vec<String> = config.adapters.iter().map(|a| a.name.clone()).collect();
     let server = Server::start(captioner, config)
-        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        .with_context(|| format!("cannot serve on {}:{}", args.host, args.port))?;
+    if !served.is_empty() {
+        eprintln!("LoRA adapters: {}", served.join(", "));
+    }
     // The address line is the contract for scripts that start the server on port 0.
     eprintln!(
         "serving `{name}` on http://{} (Ctrl-C to stop)",

@@ -7,13 +7,18 @@
 //!   must be `data:image/...;base64,` URLs (local paths only under `--allow-local-dir`;
 //!   remote URLs are refused). Chinese or English mode follows the release's `is_chinese`
 //!   test on the question.
-//! * `GET /v1/models`, `GET /v1/models/{id}`, `GET /health`.
+//!   `model` names the base model (or is absent) or one of the LoRA adapters the server was
+//!   started with ([`ServerConfig::adapters`]); another name is a 404 `model_not_found`.
+//! * `GET /v1/models` (the base model and each adapter), `GET /v1/models/{id}`, `GET /health`.
 //! * `POST /`: the release's `api.py` request `{"image", "text", "history"}` →
 //!   `{"result", "history", "status", "time"}`.
 //!
 //! Requests go to a queue served by one model worker thread, which decodes up to
-//! `max_batch` waiting requests together (see [`worker`]). Errors are OpenAI-shaped JSON
-//! (see [`error`]).
+//! `max_batch` requests together with continuous (iteration-level) batching: requests join
+//! the running batch at its next decode step and leave it when they end (see [`worker`]).
+//! Each adapter is a clone of the base model with the adapter attached unmerged, so it shares
+//! the base weights and costs only the adapter's memory. Errors are OpenAI-shaped JSON (see
+//! [`error`]).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -42,12 +47,22 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use crate::lora::LoraAdapters;
 use crate::pipeline::Captioner;
 pub use error::ApiError;
 pub use images::ImagePolicy;
 pub use request::PromptLimits;
 pub use routes::{router, AppState};
-pub use worker::BatchOptions;
+pub use worker::{BatchOptions, Scheduler};
+
+/// A LoRA adapter served under its own model name.
+#[derive(Debug, Clone)]
+pub struct ServedAdapter {
+    /// The name clients pass as `model` to use it.
+    pub name: String,
+    /// The adapters (ChatGLM layer linears only: they are applied unmerged).
+    pub adapters: LoraAdapters,
+}
 
 /// How to serve.
 #[derive(Debug, Clone)]
@@ -56,6 +71,8 @@ pub struct ServerConfig {
     pub addr: SocketAddr,
     /// The name clients use in `model` (default `visualglm-6b`).
     pub model_name: String,
+    /// LoRA adapters served beside the base model, each under its own name.
+    pub adapters: Vec<ServedAdapter>,
     /// Batching and queue size.
     pub batch: BatchOptions,
     /// Largest request body in bytes (default 20 MiB).
@@ -73,6 +90,7 @@ impl Default for ServerConfig {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             model_name: "visualglm-6b".into(),
+            adapters: Vec::new(),
             batch: BatchOptions::default(),
             max_body_bytes: 20 << 20,
             images: ImagePolicy::default(),
@@ -92,17 +110,34 @@ pub struct Server {
 
 impl Server {
     /// Binds `config.addr`, starts the model worker and serves until [`Server::stop`], drop,
-    /// or Ctrl-C when `config.stop_on_ctrl_c` is set.
+    /// or Ctrl-C when `config.stop_on_ctrl_c` is set. An adapter with an empty or repeated
+    /// name (or the base model's), or one that does not fit the model, is an
+    /// [`std::io::ErrorKind::InvalidInput`] error naming it.
     pub fn start(captioner: Captioner, config: ServerConfig) -> std::io::Result<Self> {
+        let mut models = Vec::with_capacity(config.adapters.len() + 1);
+        let mut names = Vec::with_capacity(config.adapters.len());
+        for a in &config.adapters {
+            check_adapter_name(&a.name, &config.model_name, &names)?;
+            let variant = with_adapter(&captioner, &a.adapters).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("LoRA adapter `{}`: {e}", a.name),
+                )
+            })?;
+            models.push(Arc::new(variant));
+            names.push(a.name.clone());
+        }
         let listener = TcpListener::bind(config.addr)?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let captioner = Arc::new(captioner);
-        let (queue, _worker) = worker::Queue::start(captioner.clone(), config.batch)?;
+        models.insert(0, captioner.clone());
+        let (queue, _worker) = worker::Queue::start(models, config.batch)?;
         let state = Arc::new(AppState {
             captioner,
             queue,
             model_name: config.model_name,
+            adapters: names,
             created: routes::unix_now(),
             images: config.images,
             limits: config.limits,
@@ -165,6 +200,35 @@ impl Server {
             let _ = tx.send(());
         }
         self.wait()
+    }
+}
+
+/// The base model with `adapters` attached unmerged (on top of any it already carries): a
+/// clone sharing the base weights, so it costs only the adapters' memory.
+pub fn with_adapter(
+    base: &Captioner,
+    adapters: &LoraAdapters,
+) -> Result<Captioner, crate::lora::LoraError> {
+    let mut model = base.model().clone();
+    model.attach_lora(adapters)?;
+    Ok(Captioner::new(model, base.tokenizer().clone())?)
+}
+
+fn check_adapter_name(name: &str, base: &str, taken: &[String]) -> std::io::Result<()> {
+    let problem = if name.trim().is_empty() {
+        Some("an adapter name must not be empty".to_string())
+    } else if name == base {
+        Some(format!(
+            "the adapter name `{name}` is the base model's name; choose another"
+        ))
+    } else if taken.iter().any(|t| t == name) {
+        Some(format!("two adapters are named `{name}`"))
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, p)),
+        None => Ok(()),
     }
 }
 

@@ -35,8 +35,10 @@ pub struct AppState {
     pub captioner: Arc<Captioner>,
     /// The model worker's queue.
     pub queue: Queue,
-    /// The name clients use for the model.
+    /// The name clients use for the base model.
     pub model_name: String,
+    /// The names of the LoRA variants, in the worker's order (model `i + 1`).
+    pub adapters: Vec<String>,
     /// Unix seconds when the server started.
     pub created: u64,
     /// Which images are accepted.
@@ -45,6 +47,28 @@ pub struct AppState {
     pub limits: PromptLimits,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The worker's index of the model a request names: 0 for the base model (its name or no
+    /// name), `i + 1` for adapter `i`; another name is a 404 `model_not_found`.
+    pub fn model_index(&self, name: Option<&str>) -> Result<usize, ApiError> {
+        match name {
+            None => Ok(0),
+            Some(n) if n == self.model_name => Ok(0),
+            Some(n) => self
+                .adapters
+                .iter()
+                .position(|a| a == n)
+                .map(|i| i + 1)
+                .ok_or_else(|| ApiError::model_not_found(n)),
+        }
+    }
+
+    /// Every served model name: the base, then the adapters.
+    pub fn model_names(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.model_name.as_str()).chain(self.adapters.iter().map(String::as_str))
+    }
 }
 
 /// The router with every route; unknown paths and methods get OpenAI-shaped errors.
@@ -152,7 +176,11 @@ where
 }
 
 /// Queues a prepared request; returns its event receiver.
-fn enqueue(state: &AppState, p: &mut Prepared) -> Result<UnboundedReceiver<Event>, ApiError> {
+fn enqueue(
+    state: &AppState,
+    p: &mut Prepared,
+    model: usize,
+) -> Result<UnboundedReceiver<Event>, ApiError> {
     let (tx, rx) = unbounded_channel();
     state.queue.submit(Job {
         ids: std::mem::take(&mut p.ids),
@@ -160,6 +188,7 @@ fn enqueue(state: &AppState, p: &mut Prepared) -> Result<UnboundedReceiver<Event
         image: p.image.take(),
         config: p.config.clone(),
         english: p.english,
+        model,
         events: tx,
     })?;
     Ok(rx)
@@ -192,25 +221,25 @@ async fn chat_completions(
 ) -> Result<Response, ApiError> {
     let start = Instant::now();
     let req: ChatCompletionRequest = read_json(&headers, body, state.max_body_bytes).await?;
-    if let Some(m) = &req.model {
-        if m != &state.model_name {
-            return Err(ApiError::model_not_found(m));
-        }
-    }
+    let model = state.model_index(req.model.as_deref())?;
+    let model_name = match model {
+        0 => state.model_name.clone(),
+        _ => req.model.clone().unwrap_or_default(),
+    };
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let s = state.clone();
     let mut prepared =
         prepare_off_thread(move || prepare_chat(&s.captioner, &req, &s.images, &s.limits)).await?;
     let prompt_tokens = prepared.ids.len();
-    let rx = enqueue(&state, &mut prepared)?;
+    let rx = enqueue(&state, &mut prepared, model)?;
     let id = completion_id();
     let created = unix_now();
     if stream {
         let header = ChunkHeader {
             id,
             created,
-            model: state.model_name.clone(),
+            model: model_name,
             prompt_tokens,
             include_usage,
         };
@@ -233,7 +262,7 @@ async fn chat_completions(
         id,
         object: "chat.completion",
         created,
-        model: state.model_name.clone(),
+        model: model_name,
         choices: vec![Choice {
             index: 0,
             message: AssistantMessage {
@@ -258,7 +287,7 @@ async fn release(
     let mut prepared =
         prepare_off_thread(move || prepare_release(&s.captioner, &req, &s.images, &s.limits))
             .await?;
-    let rx = enqueue(&state, &mut prepared)?;
+    let rx = enqueue(&state, &mut prepared, 0)?;
     let (tokens, _) = collect(rx).await?;
     let result = decode_answer(&state.captioner, &tokens)?;
     let mut history = std::mem::take(&mut prepared.history);
@@ -274,7 +303,7 @@ async fn release(
 async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
     Json(ModelList {
         object: "list",
-        data: vec![card(&state)],
+        data: state.model_names().map(|n| card(&state, n)).collect(),
     })
 }
 
@@ -282,16 +311,13 @@ async fn model(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelCard>, ApiError> {
-    if id == state.model_name {
-        Ok(Json(card(&state)))
-    } else {
-        Err(ApiError::model_not_found(&id))
-    }
+    state.model_index(Some(&id))?;
+    Ok(Json(card(&state, &id)))
 }
 
-fn card(state: &AppState) -> ModelCard {
+fn card(state: &AppState, name: &str) -> ModelCard {
     ModelCard {
-        id: state.model_name.clone(),
+        id: name.to_string(),
         object: "model",
         created: state.created,
         owned_by: "visualglm",
@@ -305,6 +331,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
         in_flight: state.queue.in_flight(),
         tokens_generated: state.queue.tokens_generated(),
         batches: state.queue.batches(),
+        decode_steps: state.queue.decode_steps(),
+        peak_batch: state.queue.peak_batch(),
+        adapters: state.adapters.clone(),
     })
 }
 

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// `POST /v1/chat/completions` body. Unknown fields are ignored.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ChatCompletionRequest {
-    /// The model to use; absent or the served name.
+    /// The model to use: absent or the served name (the base model), or a served LoRA
+    /// adapter's name.
     #[serde(default)]
     pub model: Option<String>,
     /// The conversation; the last message must come from the user.
@@ -215,7 +216,7 @@ pub struct Delta {
 pub struct ModelList {
     /// `list`.
     pub object: &'static str,
-    /// The served model.
+    /// The base model, then each LoRA adapter.
     pub data: Vec<ModelCard>,
 }
 
@@ -284,6 +285,12 @@ pub struct Health {
     pub in_flight: usize,
     /// Tokens generated since the start, over all requests.
     pub tokens_generated: u64,
-    /// Batches the model worker has run since the start.
+    /// Groups of requests the model worker has prefilled together since the start.
     pub batches: u64,
+    /// Decode steps since the start (each makes one token for every running request).
+    pub decode_steps: u64,
+    /// Most requests decoding at once since the start.
+    pub peak_batch: usize,
+    /// The names of the served LoRA adapters.
+    pub adapters: Vec<String>,
 }

@@ -1,11 +1,18 @@
-//! The request queue and the model worker: one thread owns the model, takes the waiting
-//! requests in batches (up to `max_batch`), encodes their images together, and decodes all
-//! their prompts together with [`generate_many`], streaming each token to its request.
+//! The request queue and the model worker: one thread owns the model (the base and each LoRA
+//! variant), and decodes the running requests together with a [`BatchDecoder`] per model,
+//! streaming each token to its request.
 //!
-//! A batch runs until its last request ends; requests arriving meanwhile wait for the next
-//! batch (no joining a running batch). A request whose client went away is stopped with
-//! [`Flow::Stop`] at its next token and frees its slot.
+//! Scheduling is iteration-level ([`Scheduler::Continuous`], the default): between two decode
+//! steps the worker takes the requests that arrived meanwhile (up to `max_batch` running in
+//! all), encodes their images, prefills their prompts together and merges them into the
+//! running batch of their model; a request leaves the batch as soon as it ends. When nothing
+//! runs, the worker waits `window` after the first request for others to prefill with it.
+//! [`Scheduler::Static`] is the older scheme, kept for comparison: a batch runs until its last
+//! request ends and requests arriving meanwhile wait for the next batch. Requests naming
+//! different models (adapters) decode in separate batches, stepped in turn. A request whose
+//! client went away is stopped with [`Flow::Stop`] at its next token and frees its slot.
 
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -20,7 +27,7 @@ use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
 use super::types::FinishReason;
-use crate::generate::{generate_many, token_budget, Flow, GenRequest};
+use crate::generate::{token_budget, BatchDecoder, Flow, GenRequest};
 use crate::pipeline::Captioner;
 
 /// One request, ready for the model.
@@ -36,6 +43,9 @@ pub struct Job {
     pub config: GenerationConfig,
     /// English mode: suppress the Chinese block.
     pub english: bool,
+    /// Which served model answers: 0 the base, `i` the `i`-th LoRA variant given to
+    /// [`Queue::start`].
+    pub model: usize,
     /// Where the tokens go; dropping the receiver cancels the request.
     pub events: UnboundedSender<Event>,
 }
@@ -56,6 +66,16 @@ pub enum Event {
     Failed(ApiError),
 }
 
+/// When waiting requests join the decoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Scheduler {
+    /// Iteration-level batching: requests join the running batch at the next decode step.
+    #[default]
+    Continuous,
+    /// A batch runs until its last request ends before the next one starts.
+    Static,
+}
+
 /// How requests are grouped.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
@@ -68,6 +88,8 @@ pub struct BatchOptions {
     /// Most images encoded in one call (0: all images of the batch at once). Batched
     /// encoding pays on a GPU; on the CPU one at a time was measured faster (BENCHMARKS.md).
     pub image_batch: usize,
+    /// When waiting requests join the decoding.
+    pub scheduler: Scheduler,
 }
 
 impl Default for BatchOptions {
@@ -77,6 +99,7 @@ impl Default for BatchOptions {
             max_queue: 256,
             window: Duration::from_millis(5),
             image_batch: 0,
+            scheduler: Scheduler::Continuous,
         }
     }
 }
@@ -95,22 +118,33 @@ struct Stats {
     in_flight: AtomicUsize,
     /// Tokens generated since the start (all requests).
     tokens: AtomicU64,
-    /// Batches run since the start.
+    /// Groups of requests prefilled together since the start.
     batches: AtomicU64,
+    /// Decode steps (one forward pass over a running batch) since the start.
+    steps: AtomicU64,
+    /// Most requests decoding at once since the start.
+    peak: AtomicUsize,
 }
 
 impl Queue {
-    /// Starts the worker thread; it ends when every [`Queue`] clone is dropped.
+    /// Starts the worker thread for `models` (the base first, then its LoRA variants, in the
+    /// order [`Job::model`] counts them); it ends when every [`Queue`] clone is dropped.
     pub fn start(
-        captioner: Arc<Captioner>,
+        models: Vec<Arc<Captioner>>,
         opts: BatchOptions,
     ) -> std::io::Result<(Self, JoinHandle<()>)> {
+        if models.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the model worker needs at least one model",
+            ));
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel(opts.max_queue.max(1));
         let stats = Arc::new(Stats::default());
         let counters = stats.clone();
         let handle = std::thread::Builder::new()
             .name("visualglm-worker".into())
-            .spawn(move || run(&captioner, &rx, opts, &counters))?;
+            .spawn(move || run(&models, &rx, opts, &counters))?;
         Ok((Self { tx, stats }, handle))
     }
 
@@ -143,219 +177,321 @@ impl Queue {
         self.stats.tokens.load(Ordering::SeqCst)
     }
 
-    /// Batches the worker has run since the start.
+    /// Groups of requests the worker has prefilled together since the start (with static
+    /// scheduling: the batches run).
     pub fn batches(&self) -> u64 {
         self.stats.batches.load(Ordering::SeqCst)
     }
+
+    /// Decode steps since the start: forward passes over a running batch, each making one
+    /// token for every request in it.
+    pub fn decode_steps(&self) -> u64 {
+        self.stats.steps.load(Ordering::SeqCst)
+    }
+
+    /// Most requests decoding at once since the start.
+    pub fn peak_batch(&self) -> usize {
+        self.stats.peak.load(Ordering::SeqCst)
+    }
 }
 
-fn run(captioner: &Captioner, rx: &Receiver<Job>, opts: BatchOptions, stats: &Stats) {
+/// A request in a running batch.
+struct Active {
+    job: Job,
+    /// Most new tokens.
+    budget: usize,
+    /// Tokens sent so far.
+    tokens: Vec<u32>,
+    /// Whether its last event was sent.
+    settled: bool,
+}
+
+/// The running batch of one served model.
+struct Lane<'a> {
+    captioner: &'a Captioner,
+    decoder: BatchDecoder<'a>,
+    active: HashMap<u64, Active>,
+}
+
+impl<'a> Lane<'a> {
+    fn new(captioner: &'a Captioner) -> Self {
+        Self {
+            captioner,
+            decoder: BatchDecoder::new(captioner.model()),
+            active: HashMap::new(),
+        }
+    }
+
+    /// Fails every running request and starts over with an empty batch.
+    fn fail_all(&mut self, stats: &Stats, err: &ApiError) {
+        for (_, mut a) in self.active.drain() {
+            settle(stats, &mut a, Event::Failed(err.clone()));
+        }
+        self.decoder = BatchDecoder::new(self.captioner.model());
+    }
+}
+
+fn run(models: &[Arc<Captioner>], rx: &Receiver<Job>, opts: BatchOptions, stats: &Stats) {
     let max_batch = opts.max_batch.max(1);
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        let deadline = Instant::now() + opts.window;
-        while jobs.len() < max_batch {
-            let next = match rx.try_recv() {
-                Ok(job) => Ok(job),
-                Err(_) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
+    let mut lanes: Vec<Lane<'_>> = models.iter().map(|c| Lane::new(c)).collect();
+    loop {
+        let running: usize = lanes.iter().map(|l| l.active.len()).sum();
+        let mut jobs = Vec::new();
+        if running == 0 {
+            let Ok(first) = rx.recv() else { break };
+            jobs.push(first);
+            let deadline = Instant::now() + opts.window;
+            while jobs.len() < max_batch {
+                let next = match rx.try_recv() {
+                    Ok(job) => Ok(job),
+                    Err(_) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        rx.recv_timeout(left)
                     }
-                    rx.recv_timeout(left)
+                };
+                match next {
+                    Ok(job) => jobs.push(job),
+                    Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
                 }
-            };
-            match next {
-                Ok(job) => jobs.push(job),
-                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else if opts.scheduler == Scheduler::Continuous {
+            while running + jobs.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => jobs.push(job),
+                    Err(_) => break,
+                }
             }
         }
-        let (live, gone): (Vec<Job>, Vec<Job>) =
-            jobs.into_iter().partition(|j| !j.events.is_closed());
-        if !gone.is_empty() {
-            tracing::debug!("{} request(s) cancelled before they started", gone.len());
-            stats.in_flight.fetch_sub(gone.len(), Ordering::SeqCst);
-        }
-        if !live.is_empty() {
-            stats.batches.fetch_add(1, Ordering::SeqCst);
-            let start = Instant::now();
-            let mut open = vec![true; live.len()];
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                run_batch(captioner, &live, &mut open, opts.image_batch, stats)
-            }));
-            if outcome.is_err() {
-                tracing::error!("the model panicked on a batch of {}", live.len());
+        admit_all(&mut lanes, jobs, opts.image_batch, stats);
+        let running: usize = lanes.iter().map(|l| l.active.len()).sum();
+        stats.peak.fetch_max(running, Ordering::SeqCst);
+        for lane in &mut lanes {
+            if !lane.decoder.is_idle() {
+                step(lane, stats);
             }
-            // Every request still open gets an answer: a panic or an early return leaves some.
-            let failure = ApiError::internal("the model failed on this batch");
-            for (i, job) in live.iter().enumerate() {
-                settle(stats, &mut open, i, job, Event::Failed(failure.clone()));
-            }
-            tracing::info!(
-                batch = live.len(),
-                ms = start.elapsed().as_millis() as u64,
-                "batch done"
-            );
         }
     }
     tracing::debug!("model worker stopped");
 }
 
-/// Sends a request its last event, once: marks it closed and leaves the in-flight count
-/// before the client can see the answer, so `/health` never counts a request already answered.
-fn settle(stats: &Stats, open: &mut [bool], i: usize, job: &Job, event: Event) {
-    if let Some(flag) = open.get_mut(i) {
-        if *flag {
-            *flag = false;
+/// Sends a request its last event, once, and leaves the in-flight count before the client
+/// can see the answer, so `/health` never counts a request already answered.
+fn settle(stats: &Stats, a: &mut Active, event: Event) {
+    if !a.settled {
+        a.settled = true;
+        stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let _ = a.job.events.send(event);
+    }
+}
+
+/// Sends a request that never ran its last event.
+fn refuse(stats: &Stats, job: Job, err: &ApiError) {
+    let mut a = Active {
+        job,
+        budget: 0,
+        tokens: Vec::new(),
+        settled: false,
+    };
+    settle(stats, &mut a, Event::Failed(err.clone()));
+}
+
+/// Drops cancelled jobs and admits the others into the running batch of their model.
+fn admit_all(lanes: &mut [Lane<'_>], jobs: Vec<Job>, image_batch: usize, stats: &Stats) {
+    let mut groups: Vec<Vec<Job>> = (0..lanes.len()).map(|_| Vec::new()).collect();
+    let mut gone = 0;
+    for job in jobs {
+        if job.events.is_closed() {
+            gone += 1;
             stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.events.send(event);
+            continue;
         }
-    }
-}
-
-/// Sends every request still open the same failure.
-fn fail_all(stats: &Stats, open: &mut [bool], jobs: &[Job], err: &ApiError) {
-    for (i, job) in jobs.iter().enumerate() {
-        settle(stats, open, i, job, Event::Failed(err.clone()));
-    }
-}
-
-/// The tokens one request of the running batch has made so far.
-struct Slot {
-    tokens: Vec<u32>,
-    budget: usize,
-}
-
-fn run_batch(
-    captioner: &Captioner,
-    jobs: &[Job],
-    open: &mut [bool],
-    image_batch: usize,
-    stats: &Stats,
-) {
-    let started = Instant::now();
-    let model = captioner.model();
-    let eos = model.config().glm.eos_id();
-    // Encode all images of the batch at once.
-    let with_image: Vec<usize> = (0..jobs.len())
-        .filter(|&i| jobs[i].image.is_some())
-        .collect();
-    let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
-    if !with_image.is_empty() {
-        let images: Vec<DynamicImage> = with_image
-            .iter()
-            .filter_map(|&i| jobs[i].image.clone())
-            .collect();
-        let chunk = if image_batch == 0 {
-            images.len()
-        } else {
-            image_batch
-        };
-        let encoded = images
-            .chunks(chunk)
-            .map(|c| captioner.encode_images(c))
-            .collect::<crate::Result<Vec<_>>>()
-            .and_then(|parts| {
-                let mut rows = Vec::with_capacity(with_image.len());
-                for part in &parts {
-                    for row in 0..part.dim(0)? {
-                        rows.push(part.narrow(0, row, 1)?);
-                    }
-                }
-                Ok(with_image.iter().copied().zip(rows).collect::<Vec<_>>())
-            });
-        match encoded {
-            Ok(rows) => {
-                for (i, t) in rows {
-                    embeds[i] = Some(t);
-                }
+        match groups.get_mut(job.model) {
+            Some(g) => g.push(job),
+            None => {
+                let err = ApiError::internal(format!("no served model #{}", job.model));
+                refuse(stats, job, &err);
             }
-            Err(e) => return fail_all(stats, open, jobs, &ApiError::from(e)),
         }
     }
-    let invalid: Vec<_> = jobs
-        .iter()
-        .map(|j| captioner.invalid_ids(j.english))
-        .collect();
-    let mut slots = Vec::with_capacity(jobs.len());
+    if gone > 0 {
+        tracing::debug!("{gone} request(s) cancelled before they started");
+    }
+    for (lane, group) in lanes.iter_mut().zip(groups) {
+        if !group.is_empty() {
+            admit(lane, group, image_batch, stats);
+        }
+    }
+}
+
+/// Encodes the images of `jobs` and prefills their prompts into `lane`'s running batch.
+fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats) {
+    let started = Instant::now();
+    // Requests whose prompt does not fit get their error alone.
+    let mut ready = Vec::with_capacity(jobs.len());
     for job in jobs {
         match token_budget(job.ids.len(), &job.config) {
-            Ok(budget) => slots.push(Slot {
-                tokens: Vec::new(),
-                budget,
-            }),
-            Err(e) => return fail_all(stats, open, jobs, &ApiError::from(e)),
+            Ok(budget) => ready.push((job, budget)),
+            Err(e) => refuse(stats, job, &ApiError::from(e)),
         }
     }
-    let requests: Vec<GenRequest<'_>> = jobs
-        .iter()
-        .zip(&embeds)
-        .zip(&invalid)
-        .map(|((job, image), invalid)| GenRequest {
-            ids: &job.ids,
-            image: image.as_ref(),
-            pre_image: job.pre_image,
-            config: &job.config,
-            invalid,
-        })
+    if ready.is_empty() {
+        return;
+    }
+    stats.batches.fetch_add(1, Ordering::SeqCst);
+    let captioner = lane.captioner;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let embeds = encode(captioner, &ready, image_batch)?;
+        let invalid: Vec<_> = ready
+            .iter()
+            .map(|(j, _)| captioner.invalid_ids(j.english))
+            .collect();
+        let requests: Vec<GenRequest<'_>> = ready
+            .iter()
+            .zip(&embeds)
+            .zip(&invalid)
+            .map(|(((job, _), image), invalid)| GenRequest {
+                ids: &job.ids,
+                image: image.as_ref(),
+                pre_image: job.pre_image,
+                config: &job.config,
+                invalid,
+            })
+            .collect();
+        let encoded_at = Instant::now();
+        let ids = lane.decoder.add(&requests)?;
+        tracing::debug!(
+            joined = ready.len(),
+            running = lane.decoder.len(),
+            positions = lane.decoder.positions(),
+            encode_ms = encoded_at.duration_since(started).as_millis() as u64,
+            prefill_ms = encoded_at.elapsed().as_millis() as u64,
+            "requests joined the batch"
+        );
+        Ok::<_, crate::VisualGlmError>(ids)
+    }));
+    let err = match outcome {
+        Ok(Ok(ids)) => {
+            for (id, (job, budget)) in ids.into_iter().zip(ready) {
+                let active = Active {
+                    job,
+                    budget,
+                    tokens: Vec::new(),
+                    settled: false,
+                };
+                lane.active.insert(id, active);
+            }
+            return;
+        }
+        Ok(Err(e)) => ApiError::from(e),
+        Err(_) => {
+            tracing::error!("the model panicked on a prefill of {}", ready.len());
+            // The running batch may be half merged: start over.
+            let err = ApiError::internal("the model failed on this batch");
+            lane.fail_all(stats, &err);
+            err
+        }
+    };
+    for (job, _) in ready {
+        refuse(stats, job, &err);
+    }
+}
+
+/// The image embeddings `[1, 32, width]` of each job that has an image.
+fn encode(
+    captioner: &Captioner,
+    jobs: &[(Job, usize)],
+    image_batch: usize,
+) -> crate::Result<Vec<Option<Tensor>>> {
+    let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
+    let with_image: Vec<usize> = (0..jobs.len())
+        .filter(|&i| jobs[i].0.image.is_some())
         .collect();
-    let encoded_at = Instant::now();
-    let result = generate_many(model, &requests, &mut |i, t| {
-        let (Some(slot), Some(job)) = (slots.get_mut(i), jobs.get(i)) else {
-            return Flow::Stop;
-        };
-        if !open.get(i).copied().unwrap_or(false) {
-            return Flow::Stop;
+    if with_image.is_empty() {
+        return Ok(embeds);
+    }
+    let images: Vec<DynamicImage> = with_image
+        .iter()
+        .filter_map(|&i| jobs[i].0.image.clone())
+        .collect();
+    let chunk = if image_batch == 0 {
+        images.len()
+    } else {
+        image_batch
+    };
+    let mut rows = Vec::with_capacity(with_image.len());
+    for part in images.chunks(chunk) {
+        let t = captioner.encode_images(part)?;
+        for row in 0..t.dim(0)? {
+            rows.push(t.narrow(0, row, 1)?);
         }
-        if t == eos {
-            let tokens = std::mem::take(&mut slot.tokens);
-            let finish = FinishReason::Stop;
-            settle(stats, open, i, job, Event::Done { tokens, finish });
-            return Flow::Continue;
-        }
-        slot.tokens.push(t);
-        stats.tokens.fetch_add(1, Ordering::Relaxed);
-        if job.events.send(Event::Token(t)).is_err() {
-            tracing::debug!("request {i} of the batch was cancelled");
-            settle(
-                stats,
-                open,
-                i,
-                job,
-                Event::Failed(ApiError::internal("cancelled")),
-            );
-            return Flow::Stop;
-        }
-        if slot.tokens.len() >= slot.budget {
-            let tokens = std::mem::take(&mut slot.tokens);
-            let finish = FinishReason::Length;
-            settle(stats, open, i, job, Event::Done { tokens, finish });
-        }
-        Flow::Continue
-    });
-    tracing::debug!(
-        batch = jobs.len(),
-        images = with_image.len(),
-        encode_ms = encoded_at.duration_since(started).as_millis() as u64,
-        decode_ms = encoded_at.elapsed().as_millis() as u64,
-        "batch phases"
-    );
-    match result {
-        Ok(outs) => {
-            // Requests the generator ended without a token telling us so.
-            for (i, ((slot, job), out)) in slots.iter().zip(jobs).zip(outs).enumerate() {
-                let finish = if out.len() >= slot.budget {
-                    FinishReason::Length
-                } else {
-                    FinishReason::Stop
-                };
-                let done = Event::Done {
-                    tokens: out,
-                    finish,
-                };
-                settle(stats, open, i, job, done);
+    }
+    for (i, t) in with_image.into_iter().zip(rows) {
+        embeds[i] = Some(t);
+    }
+    Ok(embeds)
+}
+
+/// One decode step of `lane`: streams each request its token and answers those that end.
+fn step(lane: &mut Lane<'_>, stats: &Stats) {
+    let eos = lane.captioner.model().config().glm.eos_id();
+    let stepped_before = lane.decoder.steps();
+    let Lane {
+        decoder, active, ..
+    } = lane;
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        decoder.step(&mut |id, t| {
+            let Some(a) = active.get_mut(&id) else {
+                return Flow::Stop;
+            };
+            if a.settled {
+                return Flow::Stop;
+            }
+            if t == eos {
+                let tokens = std::mem::take(&mut a.tokens);
+                let finish = FinishReason::Stop;
+                settle(stats, a, Event::Done { tokens, finish });
+                return Flow::Continue;
+            }
+            a.tokens.push(t);
+            stats.tokens.fetch_add(1, Ordering::Relaxed);
+            if a.job.events.send(Event::Token(t)).is_err() {
+                tracing::debug!("request {id} was cancelled");
+                settle(stats, a, Event::Failed(ApiError::internal("cancelled")));
+                return Flow::Stop;
+            }
+            if a.tokens.len() >= a.budget {
+                let tokens = std::mem::take(&mut a.tokens);
+                let finish = FinishReason::Length;
+                settle(stats, a, Event::Done { tokens, finish });
+            }
+            Flow::Continue
+        })
+    }));
+    if lane.decoder.steps() > stepped_before {
+        stats.steps.fetch_add(1, Ordering::Relaxed);
+    }
+    match outcome {
+        Ok(Ok(finished)) => {
+            for f in finished {
+                if let Some(mut a) = lane.active.remove(&f.id) {
+                    // Rows the decoder ended without a token telling us so.
+                    let finish = if f.tokens.len() >= a.budget {
+                        FinishReason::Length
+                    } else {
+                        FinishReason::Stop
+                    };
+                    let tokens = f.tokens;
+                    settle(stats, &mut a, Event::Done { tokens, finish });
+                }
             }
         }
-        Err(e) => fail_all(stats, open, jobs, &ApiError::from(e)),
+        Ok(Err(e)) => lane.fail_all(stats, &ApiError::from(e)),
+        Err(_) => {
+            tracing::error!("the model panicked on a decode step");
+            lane.fail_all(stats, &ApiError::internal("the model failed on this batch"));
+        }
     }
 }
