@@ -28,7 +28,7 @@ use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
 
 use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
 use crate::error::{Result, VisualGlmError};
-use crate::itc::{caption_features, caption_groups, ItcHeads, ITC_FILE};
+use crate::itc::{caption_features, caption_groups, CaptionLayout, ItcHeads, ITC_FILE};
 use crate::lora::{LoraAdapters, LoraConfig};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
@@ -92,6 +92,10 @@ pub struct FinetuneConfig {
     /// trains only the heads and the encoder learns from the AR loss alone (the AR-only
     /// baseline whose retrieval can still be measured).
     pub itc_detach: bool,
+    /// How the frozen language model reads a caption for the ITC text feature: `"context"`
+    /// (`caption [gMASK] <sop>`, bidirectional) or `"answer"` (`[gMASK] <sop> caption`, causal,
+    /// where a model trained only on answers has learned to read text).
+    pub itc_caption_layout: CaptionLayout,
     /// Rank of trainable LoRA adapters on the ChatGLM `query_key_value` and `dense` linears
     /// (0: no adapters; the release uses 10).
     pub lora_rank: usize,
@@ -134,6 +138,7 @@ impl Default for FinetuneConfig {
             itc_weight: 0.0,
             itc_dim: 256,
             itc_detach: false,
+            itc_caption_layout: CaptionLayout::Context,
             lora_rank: 0,
             lora_alpha: 1.0,
             lora_layers: None,
@@ -459,10 +464,7 @@ fn export_model(
     }
     crate::model_dir::write_model_dir(&ck, parts.tokenizer, dir)?;
     if let Some(h) = parts.heads {
-        let tensors = h.tensors();
-        let bytes = safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
-            .map_err(|e| VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}")))?;
-        visualglm_language::tokenizer::write_atomic(&dir.join(ITC_FILE), &bytes)?;
+        h.save(&dir.join(ITC_FILE))?;
     }
     tracing::info!("exported the trained model to {}", dir.display());
     Ok(())
@@ -525,6 +527,7 @@ pub fn finetune(
             c.glm.hidden_size,
             cfg.itc_dim,
             cfg.seed,
+            cfg.itc_caption_layout,
             device,
         )?)
     } else {
@@ -595,7 +598,7 @@ pub fn finetune(
             )?;
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
-                let text = caption_features(&tm.model, &tokenizer, &captions)?;
+                let text = caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
                 let image = if cfg.itc_detach {
                     qformer_out.detach()
                 } else {

@@ -20,6 +20,25 @@ use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 /// File of the ITC heads in an exported model directory.
 pub const ITC_FILE: &str = "itc.safetensors";
 
+/// Metadata key of the caption layout in [`ITC_FILE`].
+const LAYOUT_KEY: &str = "caption_layout";
+
+/// The caption layout recorded in a heads file (files without one used `context`).
+fn read_layout(path: &Path) -> Result<CaptionLayout> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        VisualGlmError::Input(format!("cannot read the ITC heads {}: {e}", path.display()))
+    })?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+        VisualGlmError::Input(format!("{}: not a safetensors file: {e}", path.display()))
+    })?;
+    match meta.metadata().as_ref().and_then(|m| m.get(LAYOUT_KEY)) {
+        None => Ok(CaptionLayout::Context),
+        Some(v) => CaptionLayout::parse(v).ok_or_else(|| {
+            VisualGlmError::Input(format!("{}: unknown caption layout {v:?}", path.display()))
+        }),
+    }
+}
+
 /// The ITC heads: BLIP-2's `vision_proj` on the Q-Former queries, a `text_proj` on the frozen
 /// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
 /// the learnable temperature.
@@ -28,15 +47,18 @@ pub struct ItcHeads {
     text_proj: visualglm_lora::Linear,
     temperature: Temperature,
     vars: Vec<(String, Var)>,
+    layout: CaptionLayout,
 }
 
 impl ItcHeads {
-    /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`.
+    /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`, reading
+    /// captions laid out per `layout`.
     pub fn new(
         qformer_width: usize,
         glm_width: usize,
         dim: usize,
         seed: u64,
+        layout: CaptionLayout,
         device: &Device,
     ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -69,6 +91,7 @@ impl ItcHeads {
             text_proj,
             temperature,
             vars,
+            layout,
         })
     }
 
@@ -80,6 +103,7 @@ impl ItcHeads {
     /// Loads heads saved by a training run (`itc.safetensors`: `itc.vision_proj.*`,
     /// `itc.text_proj.*`, `itc.temp`).
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
+        let layout = read_layout(path)?;
         let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
             VisualGlmError::Input(format!(
                 "cannot read the ITC heads {}: {}",
@@ -136,7 +160,26 @@ impl ItcHeads {
             text_proj,
             temperature,
             vars,
+            layout,
         })
+    }
+
+    /// How captions are laid out for the text side.
+    pub fn caption_layout(&self) -> CaptionLayout {
+        self.layout
+    }
+
+    /// Writes the heads (and their caption layout, as metadata) to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let tensors = self.tensors();
+        let meta = HashMap::from([(LAYOUT_KEY.to_string(), self.layout.as_str().to_string())]);
+        let bytes =
+            safetensors::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(meta))
+                .map_err(|e| {
+                    VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}"))
+                })?;
+        visualglm_language::tokenizer::write_atomic(path, &bytes)?;
+        Ok(())
     }
 
     /// The heads as named tensors (what [`ItcHeads::from_file`] reads).
@@ -193,14 +236,45 @@ impl ItcHeads {
     }
 }
 
+/// How a caption is laid out when the frozen language model encodes it for ITC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptionLayout {
+    /// `caption [gMASK] <sop>`: the caption is the bidirectional context.
+    #[default]
+    Context,
+    /// `[gMASK] <sop> caption`: the caption sits where the model writes its answers (causal),
+    /// as a small language model trained only on answers has learned to read it.
+    Answer,
+}
+
+impl CaptionLayout {
+    /// The name stored with the heads.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptionLayout::Context => "context",
+            CaptionLayout::Answer => "answer",
+        }
+    }
+
+    /// Parses [`CaptionLayout::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "context" => Some(CaptionLayout::Context),
+            "answer" => Some(CaptionLayout::Answer),
+            _ => None,
+        }
+    }
+}
+
 /// The frozen language model's final hidden states over each caption's tokens, mean-pooled:
-/// `[B, width]`, no gradient. Each caption runs as a text-only GLM input `caption [gMASK]
-/// <sop>`; the caption tokens form the bidirectional context, so padding after them changes
-/// nothing.
+/// `[B, width]`, no gradient. Each caption runs as a text-only GLM input laid out per
+/// `layout`; padding goes after everything and is never attended by the caption tokens.
 pub fn caption_features(
     model: &VisualGlm,
     tokenizer: &ChatGlmTokenizer,
     captions: &[&str],
+    layout: CaptionLayout,
 ) -> Result<Tensor> {
     let device = model.device().clone();
     let limit = model
@@ -219,18 +293,36 @@ pub fn caption_features(
     let mut all = Vec::with_capacity(rows.len() * seq);
     let mut mask = Vec::with_capacity(rows.len() * seq);
     let mut layouts = Vec::with_capacity(rows.len());
+    let specials = [tokenizer.gmask_id(), tokenizer.sop_id()];
     for r in &rows {
         let n = r.len();
-        all.extend_from_slice(r);
-        all.extend([tokenizer.gmask_id(), tokenizer.sop_id()]);
+        let (caption_at, row_layout) = match layout {
+            CaptionLayout::Context => {
+                all.extend_from_slice(r);
+                all.extend(specials);
+                let l = RowLayout {
+                    pad_left: 0,
+                    len: seq,
+                    context_len: n + 1,
+                    gmask_index: n,
+                };
+                (0, l)
+            }
+            CaptionLayout::Answer => {
+                all.extend(specials);
+                all.extend_from_slice(r);
+                let l = RowLayout {
+                    pad_left: 0,
+                    len: seq,
+                    context_len: 1,
+                    gmask_index: 0,
+                };
+                (2, l)
+            }
+        };
         all.extend(std::iter::repeat_n(tokenizer.pad_id(), seq - n - 2));
-        mask.extend((0..seq).map(|i| u32::from(i < n)));
-        layouts.push(RowLayout {
-            pad_left: 0,
-            len: seq,
-            context_len: n + 1,
-            gmask_index: n,
-        });
+        mask.extend((0..seq).map(|i| u32::from(i >= caption_at && i < caption_at + n)));
+        layouts.push(row_layout);
     }
     let ids = Tensor::from_vec(all, (rows.len(), seq), &device)?;
     let mask = Tensor::from_vec(mask, (rows.len(), seq), &device)?;
@@ -275,7 +367,12 @@ pub fn retrieval_similarities(
     }
     let mut text_parts = Vec::new();
     for part in texts.chunks(chunk) {
-        text_parts.push(caption_features(model, captioner.tokenizer(), part)?);
+        text_parts.push(caption_features(
+            model,
+            captioner.tokenizer(),
+            part,
+            heads.caption_layout(),
+        )?);
     }
     if image_parts.is_empty() || text_parts.is_empty() {
         return Err(VisualGlmError::Input(

@@ -255,3 +255,35 @@ fn a_detached_itc_probe_leaves_the_encoder_to_the_ar_loss() {
     let temp = heads["itc.temp"].to_scalar::<f32>().unwrap();
     assert!((temp - 0.07).abs() > 1e-6, "{temp}");
 }
+
+#[test]
+fn the_caption_layout_travels_with_the_heads() {
+    use visualglm::itc::{CaptionLayout, ItcHeads};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = FinetuneConfig {
+        itc_weight: 1.0,
+        itc_dim: 8,
+        itc_caption_layout: CaptionLayout::Answer,
+        ..config(dir.path(), "answer", 1)
+    };
+    finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap();
+    let path = cfg.out.join("model/itc.safetensors");
+    let heads = ItcHeads::from_file(&path, &Device::Cpu).unwrap();
+    assert_eq!(heads.caption_layout(), CaptionLayout::Answer);
+    // A heads file without the metadata (older runs) reads as the context layout.
+    let plain = dir.path().join("plain.safetensors");
+    candle_core::safetensors::save(&heads.tensors(), &plain).unwrap();
+    let old = ItcHeads::from_file(&plain, &Device::Cpu).unwrap();
+    assert_eq!(old.caption_layout(), CaptionLayout::Context);
+    // Features differ between the layouts (the text side really changes).
+    let model = VisualGlm::load_with(
+        &cfg.out.join("model"),
+        &Device::Cpu,
+        DType::F32,
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let tok = ChatGlmTokenizer::from_dir(cfg.out.join("model")).unwrap();
+    let f = |l| visualglm::itc::caption_features(&model, &tok, &["a cat on a floor"], l).unwrap();
+    assert!(max_abs_diff(&f(CaptionLayout::Answer), &f(CaptionLayout::Context)) > 1e-4);
+}
