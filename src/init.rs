@@ -1,8 +1,10 @@
 //! Fresh, randomly initialised VisualGLM checkpoints for training small models from scratch.
 //!
-//! Every parameter the config implies gets the usual transformer initialisation: weights
-//! N(0, 0.02), biases 0, LayerNorm scales 1, and `lm_head` tied to the word embeddings (as
-//! ChatGLM ties them). The ViT's position embeddings start as fixed 2D sine-cosine tables (as
+//! Every parameter the config implies gets a standard initialisation: linear (and patch
+//! convolution) weights N(0, 1/fan_in) — LeCun normal, which is about the release's 0.02 at
+//! ChatGLM's width 4096 and, unlike a fixed 0.02, keeps attention logits and activations at a
+//! useful scale in narrow models — embeddings N(0, 0.02), biases 0, LayerNorm gains 1, and
+//! `lm_head` tied to the word embeddings (as ChatGLM ties them). The ViT's position embeddings start as fixed 2D sine-cosine tables (as
 //! MAE initialises them; the CLS row zero): at N(0, 0.02) they would be drowned by the patch
 //! contents, and a small model would spend most of its first steps learning where a patch is. The special-token ids and vocabulary size can be taken from a
 //! tokenizer so the model and the tokenizer agree.
@@ -19,8 +21,8 @@ use crate::config::VisualGlmConfig;
 use crate::error::{Result, VisualGlmError};
 use crate::param_shapes::expected_parameters;
 
-/// Standard deviation of the weight initialisation (BERT, GLM and EVA all use 0.02).
-pub const INIT_STD: f64 = 0.02;
+/// Standard deviation of embedding tables (BERT, GLM and EVA all use 0.02).
+pub const EMBEDDING_STD: f64 = 0.02;
 
 /// Sets the GLM vocabulary size and special-token ids of `config` from `tokenizer`:
 /// `vocab_size` = the tokenizer's piece count, `bos` = `<sop>`, `eos` = `<eop>`,
@@ -64,7 +66,8 @@ pub fn random_checkpoint(
             Tensor::ones(shape.as_slice(), DType::F32, &Device::Cpu)?
         } else {
             let n: usize = shape.iter().product();
-            let values: Vec<f32> = (0..n).map(|_| normal(&mut rng) * INIT_STD as f32).collect();
+            let std = weight_std(name, shape) as f32;
+            let values: Vec<f32> = (0..n).map(|_| normal(&mut rng) * std).collect();
             Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?
         };
         tensors.insert(name.clone(), t);
@@ -84,6 +87,16 @@ pub fn random_checkpoint(
         tensors,
         source_of: HashMap::new(),
     })
+}
+
+/// The initialisation std of a weight: [`EMBEDDING_STD`] for embedding tables, `1/√fan_in`
+/// for linear and convolution weights (`fan_in` = all dimensions but the first).
+fn weight_std(name: &str, shape: &[usize]) -> f64 {
+    if name.ends_with("embeddings.weight") || shape.len() < 2 {
+        return EMBEDDING_STD;
+    }
+    let fan_in: usize = shape[1..].iter().product();
+    1.0 / (fan_in.max(1) as f64).sqrt()
 }
 
 /// Canonical name of the ViT's learned position embeddings (`[1 + patches, width]`).
@@ -155,7 +168,11 @@ mod tests {
         let v = get(&a, w);
         let mean = v.iter().sum::<f32>() / v.len() as f32;
         let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f32>() / v.len() as f32).sqrt();
-        assert!((std - 0.02).abs() < 0.002, "std {std}");
+        // LeCun normal: 1/√64 for the 64-wide tiny model.
+        assert!((std - 0.125).abs() < 0.01, "std {std}");
+        let e = get(&a, "transformer.word_embeddings.weight");
+        let e_std = (e.iter().map(|x| x * x).sum::<f32>() / e.len() as f32).sqrt();
+        assert!((e_std - 0.02).abs() < 0.002, "embedding std {e_std}");
         assert!(get(&a, "transformer.final_layernorm.weight")
             .iter()
             .all(|&x| x == 1.0));
