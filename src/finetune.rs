@@ -29,7 +29,7 @@ use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
 use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
 use crate::error::{Result, VisualGlmError};
 use crate::itc::{caption_features, caption_groups, CaptionLayout, ItcHeads, ITC_FILE};
-use crate::lora::{LoraAdapters, LoraConfig};
+use crate::lora::{LoraAdapters, LoraConfig, TargetRule, GLM_LAYERS};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
 /// A fine-tuning run, as read from `run.toml` (every key optional but `data`, `model`, `out`).
@@ -103,6 +103,8 @@ pub struct FinetuneConfig {
     pub lora_alpha: f64,
     /// ChatGLM layers that get adapters (absent: every layer; the release: `[0, 14]`).
     pub lora_layers: Option<Vec<usize>>,
+    /// Also adapt the two MLP linears (`dense_h_to_4h`, `dense_4h_to_h`) of those layers.
+    pub lora_mlp: bool,
     /// Write the trained model (LoRA merged) to `out/model` at the end, with the tokenizer
     /// and, with ITC, the heads in `out/model/itc.safetensors`.
     pub export: bool,
@@ -142,6 +144,7 @@ impl Default for FinetuneConfig {
             lora_rank: 0,
             lora_alpha: 1.0,
             lora_layers: None,
+            lora_mlp: false,
             export: true,
         }
     }
@@ -419,7 +422,17 @@ fn attach_trainable_lora(
         return Ok(None);
     }
     let lora_err = |e: crate::lora::LoraError| VisualGlmError::Input(e.to_string());
-    let config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
+    let mut config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
+    if cfg.lora_mlp {
+        for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
+            config.targets.push(TargetRule::new(
+                GLM_LAYERS,
+                module,
+                1,
+                cfg.lora_layers.clone(),
+            ));
+        }
+    }
     let fresh =
         LoraAdapters::init(config, &tm.frozen, cfg.seed, device).map_err(|e| lora_err(e.into()))?;
     if fresh.is_empty() {

@@ -180,8 +180,10 @@ fn train_on_synthetic_captions_then_encode_and_decode() {
     assert_eq!(summary["sop_id"], 156);
     assert_eq!(summary["eop_id"], 157);
     assert_eq!(summary["pad_id"], 3);
-    // 24 scenes, 10% held out: 22 prompts + 22 labels, 2 lines, 1 --text.
-    assert_eq!(summary["texts"], 47);
+    // 24 scenes, 10% held out: 22 prompts + 22 labels, 2 lines, 1 --text, and the prompt
+    // template's own texts.
+    let template = visualglm_language::prompt::template_texts().len();
+    assert_eq!(summary["texts"], 47 + template);
 
     // Every training caption encodes without <unk> (id 0) and decodes back.
     let records: serde_json::Value =

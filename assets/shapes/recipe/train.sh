@@ -3,12 +3,15 @@
 #   synthetic data -> tokenizer -> random init -> stage 1 (language model on the captions)
 #   -> stage 2 (language model frozen; ViT + Q-Former + glm_proj + LoRA, AR + ITC)
 #   -> evaluation on the held-out split (caption exact match, image->text Recall@1).
-# Usage: assets/shapes/recipe/train.sh WORK_DIR   (env: VISUALGLM, COUNT, STEPS1, STEPS2, ITC)
+# Usage: assets/shapes/recipe/train.sh WORK_DIR
+#   env: VISUALGLM (binary), COUNT (scenes), STEPS1, STEPS2, ITC (λ), ITC_DETACH=true for the
+#        AR-only baseline (the ITC heads then train as a probe on detached image features)
 set -euo pipefail
 recipe=$(cd "$(dirname "$0")" && pwd)
 work=${1:?usage: train.sh WORK_DIR}
 bin=${VISUALGLM:-visualglm}
-count=${COUNT:-2400}; steps1=${STEPS1:-200}; steps2=${STEPS2:-1500}; itc=${ITC:-2.0}
+count=${COUNT:-8000}; steps1=${STEPS1:-200}; steps2=${STEPS2:-1600}; itc=${ITC:-1.0}
+detach=${ITC_DETACH:-false}
 mkdir -p "$work" && cd "$work"
 "$bin" data synth --out data --count "$count" --size 112 --seed 1
 "$bin" tokenizer train --data data/train.json --vocab-size 150 --out tokenizer/tokenizer.model
@@ -38,16 +41,17 @@ $common
 model = "stage1/model"
 out = "stage2"
 trainable = ["image_encoder."]
-lora_rank = 8
-lora_alpha = 8.0
+lora_rank = 16
+lora_alpha = 64.0
 steps = $steps2
-lr = 5e-3
-val_every = 250
+lr = 1e-3
+val_every = 400
 itc_weight = $itc
+itc_detach = $detach
 itc_dim = 64
 TOML
 time "$bin" train --config stage1.toml --device cpu
 time "$bin" train --config stage2.toml --device cpu
-"$bin" eval captions --model stage2/model --data data/val.json --english \
-    --prompt "Describe the image." --predictions-out val_captions.jsonl --out val_captions.json
+"$bin" eval captions --model stage2/model --data data/val.json --english --greedy \
+    --repetition-penalty 1.0 --predictions-out val_captions.jsonl --out val_captions.json
 "$bin" eval retrieval --model stage2/model --data data/val.json --out val_retrieval.json
