@@ -225,6 +225,8 @@ pub struct TrainableModel {
     pub vars: Vec<(String, Var)>,
     /// The frozen tensors (to check they never change).
     pub frozen: HashMap<String, Tensor>,
+    /// The checkpoint family the weights came from (kept when the model is exported).
+    pub family: checkpoint::CheckpointFamily,
 }
 
 /// Loads `path` in f32 on `device` with the weights whose names start with one of
@@ -263,6 +265,7 @@ pub fn load_trainable(
         model,
         vars,
         frozen,
+        family: ck.family,
     })
 }
 
@@ -454,20 +457,14 @@ struct ExportParts<'a> {
 
 /// Writes the trained model as a model directory: frozen and trained weights, LoRA merged,
 /// the tokenizer, and the ITC heads (`itc.safetensors`) when trained.
-fn export_model(
-    base: &Path,
-    tm: &TrainableModel,
-    parts: &ExportParts<'_>,
-    dir: &Path,
-) -> Result<()> {
-    let loaded = checkpoint::load(base, &CheckpointOptions::default())?;
+fn export_model(tm: &TrainableModel, parts: &ExportParts<'_>, dir: &Path) -> Result<()> {
     let mut tensors = tm.frozen.clone();
     for (name, var) in &tm.vars {
         tensors.insert(name.clone(), var.as_tensor().detach());
     }
     let mut ck = checkpoint::Checkpoint {
-        config: loaded.config,
-        family: loaded.family,
+        config: tm.model.config().clone(),
+        family: tm.family,
         tensors,
         source_of: HashMap::new(),
     };
@@ -695,7 +692,7 @@ pub fn finetune(
                 lora: lora.as_ref().map(|(set, _)| set),
                 heads: heads.as_ref(),
             };
-            export_model(&cfg.model, &tm, &export, &cfg.out.join("model"))?;
+            export_model(&tm, &export, &cfg.out.join("model"))?;
         }
         if !go_on {
             break;

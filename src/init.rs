@@ -67,7 +67,9 @@ pub fn random_checkpoint(
         } else {
             let n: usize = shape.iter().product();
             let std = weight_std(name, shape) as f32;
-            let values: Vec<f32> = (0..n).map(|_| normal(&mut rng) * std).collect();
+            let values: Vec<f32> = (0..n)
+                .map(|_| standard_normal(&mut rng) as f32 * std)
+                .collect();
             Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?
         };
         tensors.insert(name.clone(), t);
@@ -139,10 +141,10 @@ fn sincos_positions(config: &VisualGlmConfig, shape: &[usize]) -> Result<Tensor>
 }
 
 /// One standard-normal draw (Box–Muller; the first uniform in (0, 1]).
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
+pub(crate) fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
-    ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Module, Tensor, Var};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_train::losses::{
@@ -23,12 +23,10 @@ pub const ITC_FILE: &str = "itc.safetensors";
 /// Metadata key of the caption layout in [`ITC_FILE`].
 const LAYOUT_KEY: &str = "caption_layout";
 
-/// The caption layout recorded in a heads file (files without one used `context`).
-fn read_layout(path: &Path) -> Result<CaptionLayout> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        VisualGlmError::Input(format!("cannot read the ITC heads {}: {e}", path.display()))
-    })?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+/// The caption layout recorded in the bytes of a heads file (files without one used
+/// `context`); `path` only names the file in errors.
+fn read_layout(bytes: &[u8], path: &Path) -> Result<CaptionLayout> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
         VisualGlmError::Input(format!("{}: not a safetensors file: {e}", path.display()))
     })?;
     match meta.metadata().as_ref().and_then(|m| m.get(LAYOUT_KEY)) {
@@ -38,6 +36,9 @@ fn read_layout(path: &Path) -> Result<CaptionLayout> {
         }),
     }
 }
+
+/// Names of the two projections.
+const PROJECTIONS: [&str; 2] = ["vision_proj", "text_proj"];
 
 /// The ITC heads: BLIP-2's `vision_proj` on the Q-Former queries, a `text_proj` on the frozen
 /// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
@@ -62,30 +63,48 @@ impl ItcHeads {
         device: &Device,
     ) -> Result<Self> {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut vars = Vec::new();
-        let mut linear = |name: &str, inp: usize| -> Result<visualglm_lora::Linear> {
+        let mut projection = |inp: usize| -> Result<(Tensor, Tensor)> {
             let values: Vec<f32> = (0..dim * inp)
-                .map(|_| {
-                    // Box-Muller from two uniforms, the first in (0, 1].
-                    let u1: f64 = 1.0 - rng.random::<f64>();
-                    let u2: f64 = rng.random::<f64>();
-                    (0.02 * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-                })
+                .map(|_| (0.02 * crate::init::standard_normal(&mut rng)) as f32)
                 .collect();
-            let w = Var::from_tensor(&Tensor::from_vec(values, (dim, inp), device)?)?;
-            let b = Var::from_tensor(&Tensor::zeros(dim, DType::F32, device)?)?;
-            let layer = visualglm_lora::Linear::from_weights(
+            Ok((
+                Tensor::from_vec(values, (dim, inp), device)?,
+                Tensor::zeros(dim, DType::F32, device)?,
+            ))
+        };
+        let parts = [projection(qformer_width)?, projection(glm_width)?];
+        Self::from_parts(parts, Temperature::INIT, layout, device)
+    }
+
+    /// Heads over the given `(weight, bias)` of `vision_proj` and `text_proj` and an initial
+    /// temperature, all made trainable variables.
+    fn from_parts(
+        parts: [(Tensor, Tensor); 2],
+        temperature: f64,
+        layout: CaptionLayout,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut vars = Vec::new();
+        let mut linears = Vec::with_capacity(2);
+        for (name, (w, b)) in PROJECTIONS.iter().zip(parts) {
+            let w = Var::from_tensor(&w)?;
+            let b = Var::from_tensor(&b)?;
+            linears.push(visualglm_lora::Linear::from_weights(
                 w.as_tensor().clone(),
                 Some(b.as_tensor().clone()),
-            );
+            ));
             vars.push((format!("itc.{name}.weight"), w));
             vars.push((format!("itc.{name}.bias"), b));
-            Ok(layer)
-        };
-        let vision_proj = linear("vision_proj", qformer_width)?;
-        let text_proj = linear("text_proj", glm_width)?;
-        let temperature = Temperature::new(Temperature::INIT, device).map_err(train_err)?;
+        }
+        let temperature = Temperature::new(temperature, device).map_err(train_err)?;
         vars.push(("itc.temp".into(), temperature.var().clone()));
+        let text_proj = linears.pop();
+        let vision_proj = linears.pop();
+        let (Some(vision_proj), Some(text_proj)) = (vision_proj, text_proj) else {
+            return Err(VisualGlmError::Input(
+                "ITC heads need two projections".into(),
+            ));
+        };
         Ok(Self {
             vision_proj,
             text_proj,
@@ -103,8 +122,11 @@ impl ItcHeads {
     /// Loads heads saved by a training run (`itc.safetensors`: `itc.vision_proj.*`,
     /// `itc.text_proj.*`, `itc.temp`).
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
-        let layout = read_layout(path)?;
-        let tensors = candle_core::safetensors::load(path, device).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
+            VisualGlmError::Input(format!("cannot read the ITC heads {}: {e}", path.display()))
+        })?;
+        let layout = read_layout(&bytes, path)?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
             VisualGlmError::Input(format!(
                 "cannot read the ITC heads {}: {}",
                 path.display(),
@@ -120,10 +142,9 @@ impl ItcHeads {
                     VisualGlmError::Input(format!("{}: missing `{name}`", path.display()))
                 })
         };
-        let mut vars = Vec::new();
-        let mut linear = |name: &str| -> Result<visualglm_lora::Linear> {
-            let w = Var::from_tensor(&get(&format!("itc.{name}.weight"))?)?;
-            let b = Var::from_tensor(&get(&format!("itc.{name}.bias"))?)?;
+        let projection = |name: &str| -> Result<(Tensor, Tensor)> {
+            let w = get(&format!("itc.{name}.weight"))?;
+            let b = get(&format!("itc.{name}.bias"))?;
             if w.dims().len() != 2 || b.dims() != [w.dims()[0]] {
                 return Err(VisualGlmError::Input(format!(
                     "{}: `itc.{name}` has weight {:?} and bias {:?}",
@@ -132,36 +153,14 @@ impl ItcHeads {
                     b.dims()
                 )));
             }
-            let layer = visualglm_lora::Linear::from_weights(
-                w.as_tensor().clone(),
-                Some(b.as_tensor().clone()),
-            );
-            vars.push((format!("itc.{name}.weight"), w));
-            vars.push((format!("itc.{name}.bias"), b));
-            Ok(layer)
+            Ok((w, b))
         };
-        let vision_proj = linear("vision_proj")?;
-        let text_proj = linear("text_proj")?;
-        let temp = get("itc.temp")?;
-        let temperature = Temperature::new(
-            f64::from(
-                temp.flatten_all()?
-                    .to_vec1::<f32>()?
-                    .first()
-                    .copied()
-                    .unwrap_or(0.07),
-            ),
-            device,
-        )
-        .map_err(train_err)?;
-        vars.push(("itc.temp".into(), temperature.var().clone()));
-        Ok(Self {
-            vision_proj,
-            text_proj,
-            temperature,
-            vars,
-            layout,
-        })
+        let parts = [projection(PROJECTIONS[0])?, projection(PROJECTIONS[1])?];
+        let temp = get("itc.temp")?.flatten_all()?.to_vec1::<f32>()?;
+        let temp = temp.first().copied().ok_or_else(|| {
+            VisualGlmError::Input(format!("{}: `itc.temp` is empty", path.display()))
+        })?;
+        Self::from_parts(parts, f64::from(temp), layout, device)
     }
 
     /// How captions are laid out for the text side.
@@ -178,7 +177,8 @@ impl ItcHeads {
                 .map_err(|e| {
                     VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}"))
                 })?;
-        visualglm_language::tokenizer::write_atomic(path, &bytes)?;
+        visualglm_language::fs::write_atomic(path, &bytes)
+            .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))?;
         Ok(())
     }
 

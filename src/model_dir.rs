@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{save_canonical, Checkpoint, SaveOptions};
-use visualglm_language::tokenizer::write_atomic;
 
 use crate::error::{Result, VisualGlmError};
 
@@ -37,4 +36,10 @@ pub fn write_model_dir(ck: &Checkpoint, tokenizer: &Path, dir: &Path) -> Result<
         .map_err(|e| VisualGlmError::Input(format!("cannot read {}: {e}", tokenizer.display())))?;
     write_atomic(&dir.join(name), &bytes)?;
     Ok(weights)
+}
+
+/// Writes one file of the directory atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    visualglm_language::fs::write_atomic(path, bytes)
+        .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))
 }

@@ -129,9 +129,7 @@ pub fn write_dataset(
 fn write_json_atomic(path: &Path, records: &[SynthRecord]) -> Result<()> {
     let text = serde_json::to_string_pretty(records)
         .map_err(|e| VisualGlmError::Input(format!("{}: {e}", path.display())))?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    visualglm_language::fs::write_atomic(path, text.as_bytes())
         .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))
 }
 

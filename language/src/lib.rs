@@ -2,6 +2,7 @@
 //! tokenizer, prompt and sampling.
 
 pub mod config;
+pub mod fs;
 pub mod kv_cache;
 pub mod model;
 pub mod positions;

@@ -1,10 +1,11 @@
-//! `visualglm eval captions`: caption a dataset with the model, then score it.
+//! `visualglm eval captions` (caption a data set with the model, then score it) and `eval
+//! retrieval` (rank its captions with the trained ITC heads).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use image::DynamicImage;
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use visualglm_eval::{score_captions, CaptionItem, ImageId, Tokenizer};
@@ -12,7 +13,6 @@ use visualglm_train::data::{load_data_file, LoadOptions};
 use visualglm_vision::preprocess::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
-use super::output::temp_path;
 
 /// Arguments of `eval captions`.
 #[derive(clap::Args, Debug)]
@@ -53,60 +53,31 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let opts = LoadOptions {
-        image_root: args.images.clone(),
-        ..LoadOptions::default()
-    };
-    let (examples, _) = load_data_file(&args.data, None, &opts)
-        .with_context(|| format!("reading {}", args.data.display()))?;
-    // One entry per image, references in file order.
-    let mut by_image: BTreeMap<i64, (PathBuf, Vec<String>)> = BTreeMap::new();
-    let mut order = Vec::new();
-    for ex in examples {
-        let entry = by_image.entry(ex.image_id).or_insert_with(|| {
-            order.push(ex.image_id);
-            (ex.image.clone(), Vec::new())
-        });
-        entry.1.push(ex.label);
-    }
-    if let Some(n) = args.limit {
-        order.truncate(n);
-    }
-    if order.is_empty() {
-        anyhow::bail!("{} has no images", args.data.display());
-    }
+    let images = read_eval_images(&args.data, args.images.clone(), args.limit)?;
     let captioner = args.model.load()?;
     let question = args.generation.question(args.prompt.clone());
-    let bar = ProgressBar::new(order.len() as u64);
+    let bar = ProgressBar::new(images.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut items = Vec::with_capacity(order.len());
+    let mut items = Vec::with_capacity(images.len());
     let mut predictions = String::new();
-    for chunk in order.chunks(args.batch_size) {
-        let paths: Vec<&PathBuf> = chunk
-            .iter()
-            .filter_map(|id| by_image.get(id).map(|e| &e.0))
-            .collect();
-        let images = paths
-            .par_iter()
-            .map(|p| load_image(p).with_context(|| format!("image of {}", args.data.display())))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        let captions = captioner.describe_batch(&images, &question)?;
-        for ((id, path), caption) in chunk.iter().zip(paths).zip(captions) {
-            let references = by_image.get(id).map(|e| e.1.clone()).unwrap_or_default();
+    for chunk in images.chunks(args.batch_size) {
+        let decoded = decode_images(chunk, &args.data)?;
+        let captions = captioner.describe_batch(&decoded, &question)?;
+        for (image, caption) in chunk.iter().zip(captions) {
             predictions.push_str(
-                &serde_json::json!({"image_id": id, "image": path.display().to_string(), "caption": caption})
+                &serde_json::json!({"image_id": image.id, "image": image.path.display().to_string(), "caption": caption})
                     .to_string(),
             );
             predictions.push('\n');
             items.push(CaptionItem {
-                image_id: ImageId::Int(*id),
+                image_id: ImageId::Int(image.id),
                 candidate: caption,
-                references,
+                references: image.captions.clone(),
             });
         }
         bar.inc(chunk.len() as u64);
@@ -128,13 +99,8 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
 }
 
 fn write_text_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    let tmp = temp_path(path);
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
+    visualglm_language::fs::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Arguments of `eval retrieval`.
@@ -168,40 +134,23 @@ pub struct RetrievalModelArgs {
 /// Runs `eval retrieval`: ranks the data set's distinct captions for each image (and the
 /// images for each caption) with the trained ITC heads, and reports Recall@K as LAVIS does.
 pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
-    let opts = LoadOptions {
-        image_root: args.images.clone(),
-        ..LoadOptions::default()
-    };
-    let (examples, _) = load_data_file(&args.data, None, &opts)
-        .with_context(|| format!("reading {}", args.data.display()))?;
-    // Images in file order with their captions; texts are the distinct captions.
-    let mut image_index: BTreeMap<i64, usize> = BTreeMap::new();
-    let mut images: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    let images = read_eval_images(&args.data, args.images.clone(), args.limit)?;
+    // The texts are the distinct captions; each image lists the indices of its own.
     let mut texts: Vec<String> = Vec::new();
-    let mut text_index: BTreeMap<String, usize> = BTreeMap::new();
-    for ex in examples {
-        let i = *image_index.entry(ex.image_id).or_insert_with(|| {
-            images.push((ex.image.clone(), Vec::new()));
-            images.len() - 1
-        });
-        if args.limit.is_some_and(|n| i >= n) {
-            continue;
-        }
-        let t = *text_index.entry(ex.label.clone()).or_insert_with(|| {
-            texts.push(ex.label.clone());
-            texts.len() - 1
-        });
-        if let Some(entry) = images.get_mut(i) {
-            if !entry.1.contains(&t) {
-                entry.1.push(t);
+    let mut text_index: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut img2txt: Vec<Vec<usize>> = Vec::with_capacity(images.len());
+    for image in &images {
+        let mut own = Vec::new();
+        for caption in &image.captions {
+            let t = *text_index.entry(caption).or_insert_with(|| {
+                texts.push(caption.clone());
+                texts.len() - 1
+            });
+            if !own.contains(&t) {
+                own.push(t);
             }
         }
-    }
-    if let Some(n) = args.limit {
-        images.truncate(n);
-    }
-    if images.is_empty() {
-        anyhow::bail!("{} has no images", args.data.display());
+        img2txt.push(own);
     }
     let itc_path = match &args.itc {
         Some(p) => p.clone(),
@@ -212,10 +161,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     };
     let captioner = args.model.load()?;
     let heads = visualglm::itc::ItcHeads::from_file(&itc_path, captioner.model().device())?;
-    let decoded = images
-        .par_iter()
-        .map(|(p, _)| load_image(p).with_context(|| format!("image of {}", args.data.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let decoded = decode_images(&images, &args.data)?;
     let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let scores_i2t = visualglm::itc::retrieval_similarities(
         &captioner,
@@ -229,7 +175,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
         .collect();
     // A caption shared by several images belongs, for text → image, to the first of them.
     let mut txt2img = vec![0; texts.len()];
-    for (i, (_, ts)) in images.iter().enumerate().rev() {
+    for (i, ts) in img2txt.iter().enumerate().rev() {
         for &t in ts {
             txt2img[t] = i;
         }
@@ -238,7 +184,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
         scores_i2t,
         scores_t2i,
         txt2img,
-        img2txt: images.iter().map(|(_, ts)| ts.clone()).collect(),
+        img2txt,
     };
     let report = visualglm_eval::retrieval::evaluate(&scores)?;
     if let Some(path) = &args.out {
@@ -250,4 +196,58 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report.metrics)?);
     }
     Ok(())
+}
+
+/// One image of an evaluation data set with its captions (the references), in file order.
+struct EvalImage {
+    id: i64,
+    path: PathBuf,
+    captions: Vec<String>,
+}
+
+/// The images of `data` (any format `visualglm train` reads) in file order with their
+/// captions, at most `limit`; an error when there are none.
+fn read_eval_images(
+    data: &Path,
+    image_root: Option<PathBuf>,
+    limit: Option<usize>,
+) -> anyhow::Result<Vec<EvalImage>> {
+    let opts = LoadOptions {
+        image_root,
+        ..LoadOptions::default()
+    };
+    let (examples, _) =
+        load_data_file(data, None, &opts).with_context(|| format!("reading {}", data.display()))?;
+    let mut index: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut images: Vec<EvalImage> = Vec::new();
+    for ex in examples {
+        let i = *index.entry(ex.image_id).or_insert_with(|| {
+            images.push(EvalImage {
+                id: ex.image_id,
+                path: ex.image.clone(),
+                captions: Vec::new(),
+            });
+            images.len() - 1
+        });
+        if let Some(image) = images.get_mut(i) {
+            image.captions.push(ex.label);
+        }
+    }
+    if let Some(n) = limit {
+        images.truncate(n);
+    }
+    if images.is_empty() {
+        anyhow::bail!("{} has no images", data.display());
+    }
+    Ok(images)
+}
+
+/// Decodes the images of `chunk` in parallel; errors name the data file.
+fn decode_images(chunk: &[EvalImage], data: &Path) -> anyhow::Result<Vec<DynamicImage>> {
+    chunk
+        .par_iter()
+        .map(|image| {
+            load_image(&image.path).with_context(|| format!("image of {}", data.display()))
+        })
+        .collect()
 }

@@ -1,7 +1,6 @@
 //! [`ChatGlmTokenizer`]: SentencePiece segmentation plus the ChatGLM text rules, id-exact
 //! with the official `ChatGLMTokenizer` (`num_image_tokens = 0`).
 
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -360,30 +359,10 @@ impl ChatGlmTokenizer {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename, so readers never
-/// see a half-written file.
+/// Writes `bytes` to `path` atomically ([`crate::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| TokenizerError::Io {
+    crate::fs::write_atomic(path, bytes).map_err(|source| TokenizerError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tokenizer.json".into());
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(io)
+    })
 }
