@@ -3,11 +3,17 @@
 //! Layout written by [`write_gguf`] (GGUF v3, 32-byte alignment):
 //! * metadata `general.architecture = "visualglm"`, `format = "visualglm-rs"`,
 //!   `qkv_layout = "blocks"`, `family` (`hf`/`sat`), `config` (HF-style JSON),
-//!   `visualglm.quantization` (the requested type) and `visualglm.lm_head_quantized`;
+//!   `visualglm.quantization` (the requested type), `visualglm.lm_head_quantized`,
+//!   `visualglm.embeddings_quantized` and `visualglm.lm_head_tied` (the last two are absent
+//!   from older files, meaning false);
 //! * tensors with their canonical (HF) names: the GLM `query_key_value` / `dense` /
-//!   `dense_h_to_4h` / `dense_4h_to_h` weights (and `lm_head.weight` on request) in the
-//!   quantized type ([`visualglm_lora::quant::fit_dtype`] fallback per weight), 1-D tensors in
-//!   f32 and the other dense tensors in the chosen dense type (f16 by default).
+//!   `dense_h_to_4h` / `dense_4h_to_h` weights (and `lm_head.weight` and/or
+//!   `transformer.word_embeddings.weight` on request) in the quantized type
+//!   ([`visualglm_lora::quant::fit_dtype`] fallback per weight), 1-D tensors in f32 and the
+//!   other dense tensors in the chosen dense type (f16 by default). When both `lm_head` and the
+//!   embeddings are quantized and hold the same values (the HF layout ties them), only the
+//!   embedding table is written and `visualglm.lm_head_tied` is true: on loading, one quantized
+//!   tensor serves both (chatglm.cpp's layout).
 //!
 //! [`load_gguf`] reads such a file back into a [`VisualGlm`] whose quantized layers run with
 //! `QMatMul`; a file that is not GGUF, is truncated, or was not written by this crate is
@@ -37,6 +43,13 @@ pub const ARCHITECTURE: &str = "visualglm";
 pub const KEY_QUANTIZATION: &str = "visualglm.quantization";
 /// Metadata key saying whether `lm_head` was quantized.
 pub const KEY_LM_HEAD: &str = "visualglm.lm_head_quantized";
+/// Metadata key saying whether the word embeddings were quantized.
+pub const KEY_EMBEDDINGS: &str = "visualglm.embeddings_quantized";
+/// Metadata key saying that `lm_head.weight` is not stored because it is the (quantized)
+/// word-embedding table.
+pub const KEY_LM_HEAD_TIED: &str = "visualglm.lm_head_tied";
+const LM_HEAD: &str = "lm_head.weight";
+const WORD_EMBEDDINGS: &str = "transformer.word_embeddings.weight";
 const ALIGNMENT: u64 = 32;
 const GGUF_MAGIC: [u8; 4] = *b"GGUF";
 
@@ -164,6 +177,9 @@ pub struct GgufWriteOptions {
     pub quantization: GgmlDType,
     /// Also quantize `lm_head.weight`.
     pub lm_head: bool,
+    /// Also quantize `transformer.word_embeddings.weight`; with `lm_head` and a tied
+    /// `lm_head` (same values), the table is stored once for both.
+    pub embeddings: bool,
     /// Type of the other tensors of rank ≥ 2: `F16` (default) or `F32`. 1-D tensors are f32.
     pub dense: GgmlDType,
 }
@@ -174,6 +190,7 @@ impl GgufWriteOptions {
         Self {
             quantization,
             lm_head: false,
+            embeddings: false,
             dense: GgmlDType::F16,
         }
     }
@@ -215,8 +232,30 @@ pub fn write_gguf(
             ),
         });
     }
+    // Tied: store the quantized embedding table once, for `lm_head` too.
+    let tied = match (
+        opts.embeddings && opts.lm_head,
+        ck.get(WORD_EMBEDDINGS),
+        ck.get(LM_HEAD),
+    ) {
+        (true, Some(e), Some(l)) => {
+            let in_dim = e.dims().last().copied().unwrap_or(0);
+            fit_dtype(opts.quantization, in_dim).is_some()
+                && visualglm_language::embedding::same_values(e, l).map_err(|source| {
+                    GgufError::Tensor {
+                        path: out.to_path_buf(),
+                        name: LM_HEAD.into(),
+                        source: Box::new(source),
+                    }
+                })?
+        }
+        _ => false,
+    };
     let mut plan = Vec::new();
     for name in ck.names() {
+        if tied && name == LM_HEAD {
+            continue;
+        }
         let Some(t) = ck.get(name) else { continue };
         if !t.dtype().is_float() {
             return Err(GgufError::Tensor {
@@ -228,7 +267,9 @@ pub fn write_gguf(
                 ))),
             });
         }
-        let quantize = is_glm_linear_weight(name) || (opts.lm_head && name == "lm_head.weight");
+        let quantize = is_glm_linear_weight(name)
+            || (opts.lm_head && name == LM_HEAD)
+            || (opts.embeddings && name == WORD_EMBEDDINGS);
         let dtype = if quantize {
             let in_dim = t.dims().last().copied().unwrap_or(0);
             match fit_dtype(opts.quantization, in_dim) {
@@ -272,6 +313,8 @@ pub fn write_gguf(
             Value::String(dtype_name(opts.quantization).into()),
         ),
         (KEY_LM_HEAD, Value::Bool(opts.lm_head)),
+        (KEY_EMBEDDINGS, Value::Bool(opts.embeddings)),
+        (KEY_LM_HEAD_TIED, Value::Bool(tied)),
     ];
 
     let tmp = temp_path(out);
@@ -412,6 +455,8 @@ fn encode_header(metadata: &[(&str, Value)], plan: &[Planned]) -> Vec<u8> {
 struct Header {
     content: Content,
     config: VisualGlmConfig,
+    /// `lm_head.weight` is the quantized word-embedding table (not stored on its own).
+    lm_head_tied: bool,
 }
 
 fn meta_str<'a>(path: &Path, content: &'a Content, key: &str) -> Result<&'a str, GgufError> {
@@ -492,7 +537,22 @@ fn read_header(path: &Path, reader: &mut BufReader<File>) -> Result<Header, Gguf
     let (mut config, _) =
         VisualGlmConfig::from_json_str(meta_str(path, &content, "config")?, &label)?;
     config.apply_family_conventions(family);
-    Ok(Header { content, config })
+    let lm_head_tied = match content.metadata.get(KEY_LM_HEAD_TIED) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(GgufError::Metadata {
+                path: path.to_path_buf(),
+                key: KEY_LM_HEAD_TIED.into(),
+                message: format!("expected a bool, found {:?}", other.value_type()),
+            })
+        }
+    };
+    Ok(Header {
+        content,
+        config,
+        lm_head_tied,
+    })
 }
 
 fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
@@ -511,12 +571,31 @@ fn check_tensors(
     path: &Path,
     content: &Content,
     expected: &[(String, Vec<usize>)],
+    lm_head_tied: bool,
 ) -> Result<HashSet<String>, GgufError> {
     let mut problems = Vec::new();
     let mut quantized = HashSet::new();
     let wanted: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if lm_head_tied {
+        match content.tensor_infos.get(WORD_EMBEDDINGS) {
+            Some(i)
+                if !matches!(
+                    i.ggml_dtype,
+                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+                ) => {}
+            _ => problems.push(format!(
+                "`{KEY_LM_HEAD_TIED}` is true but `{WORD_EMBEDDINGS}` is not quantized"
+            )),
+        }
+        if content.tensor_infos.contains_key(LM_HEAD) {
+            problems.push(format!(
+                "`{KEY_LM_HEAD_TIED}` is true but `{LM_HEAD}` is stored too"
+            ));
+        }
+    }
     for (name, shape) in expected {
         match content.tensor_infos.get(name) {
+            None if lm_head_tied && name == LM_HEAD => {}
             None => problems.push(format!("missing `{name}`")),
             Some(info) => {
                 if info.shape.dims() != shape.as_slice() {
@@ -528,7 +607,10 @@ fn check_tensors(
                 }
                 match info.ggml_dtype {
                     GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {}
-                    d if is_glm_linear_weight(name) || name == "lm_head.weight" => {
+                    d if is_glm_linear_weight(name)
+                        || name == LM_HEAD
+                        || name == WORD_EMBEDDINGS =>
+                    {
                         let in_dim = shape.last().copied().unwrap_or(0);
                         if in_dim % d.block_size() != 0 {
                             problems.push(format!(
@@ -541,7 +623,8 @@ fn check_tensors(
                         }
                     }
                     d => problems.push(format!(
-                        "`{name}` is {}, but only GLM linear weights may be quantized",
+                        "`{name}` is {}, but only GLM linear weights, `lm_head` and the word \
+                         embeddings may be quantized",
                         dtype_name(d)
                     )),
                 }
@@ -573,9 +656,11 @@ fn check_tensors(
     }
 }
 
-/// Loads a GGUF file written by [`write_gguf`]: dense tensors converted to `dtype` on `device`,
-/// quantized GLM linears kept as GGML blocks (run with `QMatMul`). `opts.config_path`, when
-/// set, must describe the same model (it replaces the embedded config).
+/// Loads a GGUF file written by [`write_gguf`]: dense tensors converted to `dtype` on `device`
+/// (the image encoder's to `opts.vision_dtype` when set), quantized GLM linears, `lm_head` and
+/// word embeddings kept as GGML blocks (linears run with `QMatMul`; a tied `lm_head` shares the
+/// embedding table). `opts.config_path`, when set, must describe the same model (it replaces
+/// the embedded config).
 pub fn load_gguf(
     path: &Path,
     device: &Device,
@@ -590,6 +675,7 @@ pub fn load_gguf(
     let Header {
         content,
         mut config,
+        lm_head_tied,
     } = read_header(path, &mut reader)?;
     if let Some(p) = &opts.config_path {
         config = VisualGlmConfig::from_file(p)?.0;
@@ -598,7 +684,8 @@ pub fn load_gguf(
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;
-    let quantized = check_tensors(path, &content, &expected)?;
+    let quantized = check_tensors(path, &content, &expected, lm_head_tied)?;
+    let vision_dtype = opts.vision_dtype.unwrap_or(dtype);
 
     let tensor_err = |name: &str| {
         let (p, n) = (path.to_path_buf(), name.to_string());
@@ -610,7 +697,12 @@ pub fn load_gguf(
     };
     let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(expected.len());
     for (name, shape) in &expected {
-        let t = if quantized.contains(name) {
+        let dtype = if name.starts_with(crate::checkpoint::HF_IMAGE_PREFIX) {
+            vision_dtype
+        } else {
+            dtype
+        };
+        let t = if quantized.contains(name) || (lm_head_tied && name == LM_HEAD) {
             // Placeholder: a zero-stride view of one zero; replaced by the GGML weight below.
             Tensor::zeros((), dtype, device)
                 .and_then(|z| z.broadcast_as(shape.as_slice()))
@@ -630,11 +722,24 @@ pub fn load_gguf(
         tensors.insert(name.clone(), t);
     }
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let mut model = VisualGlm::from_var_builder(&config, vb).map_err(|e| GgufError::Model {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
+    let mut model =
+        VisualGlm::from_var_builder_with(&config, vb, opts.vision_dtype).map_err(|e| {
+            GgufError::Model {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            }
+        })?;
     let mut seen = 0;
+    if quantized.contains(WORD_EMBEDDINGS) {
+        let q = content
+            .tensor(&mut reader, WORD_EMBEDDINGS, device)
+            .map_err(tensor_err(WORD_EMBEDDINGS))?;
+        model
+            .language_model_mut()
+            .set_quantized_embeddings(Arc::new(q), lm_head_tied)
+            .map_err(tensor_err(WORD_EMBEDDINGS))?;
+        seen += 1;
+    }
     for (name, linear) in model.language_model_mut().named_linears_mut(true) {
         if !quantized.contains(&name) {
             continue;

@@ -34,6 +34,8 @@ pub struct ImageEncoding {
 #[derive(Debug, Clone)]
 pub struct VisualGlm {
     config: VisualGlmConfig,
+    /// Dtype of the image encoder's weights and activations.
+    vision_dtype: DType,
     vit: EvaVit,
     qformer: QFormer,
     glm_proj: Linear,
@@ -41,9 +43,28 @@ pub struct VisualGlm {
 }
 
 impl VisualGlm {
-    /// Builds the model from canonical (HF-named, `[Q|K|V]` GLM rows) weights.
+    /// Builds the model from canonical (HF-named, `[Q|K|V]` GLM rows) weights, everything in
+    /// `vb`'s dtype.
     pub fn from_var_builder(config: &VisualGlmConfig, vb: VarBuilder) -> Result<Self> {
-        let ivb = vb.pp(IMAGE_ENCODER);
+        Self::from_var_builder_with(config, vb, None)
+    }
+
+    /// [`VisualGlm::from_var_builder`] with the image encoder (ViT, Q-Former, `glm_proj`) in
+    /// `vision_dtype` (`None`: `vb`'s dtype) and the language model in `vb`'s dtype.
+    pub fn from_var_builder_with(
+        config: &VisualGlmConfig,
+        vb: VarBuilder,
+        vision_dtype: Option<DType>,
+    ) -> Result<Self> {
+        let vision_dtype = vision_dtype.unwrap_or(vb.dtype());
+        if vb.device().is_cpu() && vision_dtype == DType::BF16 && vb.dtype() != DType::BF16 {
+            return Err(VisualGlmError::Input(
+                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or \
+                 f16 for the vision dtype"
+                    .into(),
+            ));
+        }
+        let ivb = vb.clone().set_dtype(vision_dtype).pp(IMAGE_ENCODER);
         let vit = EvaVit::load(&config.vision, ivb.pp("vit"))?;
         let qformer = QFormer::load(&config.qformer, ivb.pp("qformer"))?;
         let glm_proj = load_glm_proj(
@@ -54,6 +75,7 @@ impl VisualGlm {
         let glm = ChatGlm::load(&config.glm, vb)?;
         Ok(Self {
             config: config.clone(),
+            vision_dtype,
             vit,
             qformer,
             glm_proj,
@@ -74,7 +96,7 @@ impl VisualGlm {
         dtype: DType,
         opts: &LoadOptions,
     ) -> Result<Self> {
-        if device.is_cpu() && dtype == DType::BF16 {
+        if device.is_cpu() && (dtype == DType::BF16 || opts.vision_dtype == Some(DType::BF16)) {
             return Err(VisualGlmError::Input(
                 "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or f16"
                     .into(),
@@ -87,7 +109,7 @@ impl VisualGlm {
         let expected = expected_parameters(&ck.config)?;
         checkpoint::validate(&ck, &expected)?;
         let vb = ck.var_builder(dtype, device);
-        Self::from_var_builder(&ck.config, vb)
+        Self::from_var_builder_with(&ck.config, vb, opts.vision_dtype)
     }
 
     /// The configuration.
@@ -118,17 +140,28 @@ impl VisualGlm {
         self.glm.device()
     }
 
-    /// The activation dtype.
+    /// The activation dtype of the language model.
     pub fn dtype(&self) -> DType {
         self.glm.dtype()
     }
 
-    /// Encodes preprocessed pixels `[B, 3, 224, 224]` and returns every stage.
+    /// The dtype of the image encoder (ViT, Q-Former, `glm_proj`).
+    pub fn vision_dtype(&self) -> DType {
+        self.vision_dtype
+    }
+
+    /// Encodes preprocessed pixels `[B, 3, 224, 224]` and returns every stage: `vit_out` and
+    /// `qformer_out` in the vision dtype, `image_embeds` cast to the language model's dtype.
     pub fn encode_image_stages(&self, pixel_values: &Tensor) -> Result<ImageEncoding> {
-        let pixel_values = pixel_values.to_device(self.device())?;
+        let pixel_values = pixel_values
+            .to_device(self.device())?
+            .to_dtype(self.vision_dtype)?;
         let vit_out = self.vit.forward(&pixel_values)?;
         let qformer_out = self.qformer.forward(&vit_out)?;
-        let image_embeds = self.glm_proj.forward(&qformer_out)?;
+        let image_embeds = self
+            .glm_proj
+            .forward(&qformer_out)?
+            .to_dtype(self.glm.dtype())?;
         Ok(ImageEncoding {
             vit_out,
             qformer_out,

@@ -159,6 +159,14 @@ impl Captioner {
         self.model.quantize_language(dtype)
     }
 
+    /// [`Captioner::quantize_language`] with options (`lm_head`, word embeddings).
+    pub fn quantize_language_with(
+        &mut self,
+        opts: &crate::quantize::QuantizeOptions,
+    ) -> Result<crate::quantize::QuantizeReport> {
+        self.model.quantize_language_with(opts)
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &ChatGlmTokenizer {
         &self.tokenizer

@@ -2,9 +2,10 @@
 //! `QMatMul`), and the `--quantize` value parser.
 //!
 //! As in the release's HF path (spec §9), only ChatGLM's per-layer `query_key_value`, `dense`,
-//! `dense_h_to_4h` and `dense_4h_to_h` weights are quantized by default; `lm_head` optionally.
-//! The word embeddings, LayerNorms, biases, the ViT, the Q-Former and `glm_proj` stay in the
-//! run dtype. A weight whose input width is not a multiple of the type's block size (32, or
+//! `dense_h_to_4h` and `dense_4h_to_h` weights are quantized by default; `lm_head` and the
+//! word embeddings optionally ([`QuantizeOptions`]). When both are asked for and `lm_head` is
+//! tied to the embeddings (HF layout), the table is quantized once and shared, as chatglm.cpp
+//! stores it. LayerNorms, biases, the ViT, the Q-Former and `glm_proj` stay dense. A weight whose input width is not a multiple of the type's block size (32, or
 //! 256 for K-quants) falls back per [`visualglm_lora::quant::fit_dtype`] (K-quant → legacy
 //! type of about the same size; dense when even 32 does not divide it), with a warning.
 
@@ -21,6 +22,9 @@ pub struct QuantizeOptions {
     pub dtype: GgmlDType,
     /// Also quantize `lm_head` (the release keeps it in fp16).
     pub lm_head: bool,
+    /// Also quantize the word-embedding table (lookups dequantize only the rows they need).
+    /// With `lm_head` and a tied `lm_head` (same values), one quantized tensor serves both.
+    pub embeddings: bool,
 }
 
 impl QuantizeOptions {
@@ -29,6 +33,7 @@ impl QuantizeOptions {
         Self {
             dtype,
             lm_head: false,
+            embeddings: false,
         }
     }
 }
@@ -37,8 +42,11 @@ impl QuantizeOptions {
 /// left dense because no type fits its width).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QuantizeReport {
-    /// `(weight name, type used)` in model order.
+    /// `(weight name, type used)` in model order (GLM layers, then the word embeddings and
+    /// `lm_head` when asked for).
     pub weights: Vec<(String, Option<GgmlDType>)>,
+    /// `lm_head` and the word embeddings share one quantized tensor.
+    pub lm_head_tied: bool,
 }
 
 impl QuantizeReport {
@@ -52,11 +60,16 @@ impl QuantizeReport {
                 None => counts.push((n, 1)),
             }
         }
-        counts
+        let s = counts
             .iter()
             .map(|(k, c)| format!("{c}×{k}"))
             .collect::<Vec<_>>()
-            .join(", ")
+            .join(", ");
+        if self.lm_head_tied {
+            format!("{s} (lm_head shares the embedding table)")
+        } else {
+            s
+        }
     }
 }
 
@@ -79,15 +92,21 @@ impl VisualGlm {
         self.quantize_language_with(&QuantizeOptions::layers_only(dtype))
     }
 
-    /// [`VisualGlm::quantize_language`] with options (e.g. `lm_head` too).
+    /// [`VisualGlm::quantize_language`] with options (`lm_head` and/or the word embeddings
+    /// too; a tied `lm_head` shares the quantized table, see [`QuantizeOptions::embeddings`]).
     pub fn quantize_language_with(&mut self, opts: &QuantizeOptions) -> Result<QuantizeReport> {
         let glm = self.language_model_mut();
         let mut weights = glm.quantize(opts.dtype)?;
-        if opts.lm_head {
+        if opts.embeddings {
+            weights.extend(glm.quantize_embeddings(opts.dtype, opts.lm_head)?);
+        } else if opts.lm_head {
             let d = glm.quantize_lm_head(opts.dtype)?;
             weights.push(("lm_head.weight".to_string(), d));
         }
-        Ok(QuantizeReport { weights })
+        Ok(QuantizeReport {
+            weights,
+            lm_head_tied: glm.lm_head_shares_embeddings(),
+        })
     }
 }
 
@@ -112,6 +131,7 @@ mod tests {
                 ("c".into(), Some(GgmlDType::Q4K)),
                 ("d".into(), None),
             ],
+            lm_head_tied: false,
         };
         assert_eq!(r.summary(), "2×q4k, 1×q4_0, 1×dense");
     }

@@ -128,6 +128,7 @@ fn lm_head_is_optional() {
         .quantize_language_with(&QuantizeOptions {
             dtype: GgmlDType::Q8_0,
             lm_head: true,
+            embeddings: false,
         })
         .unwrap();
     assert_eq!(
@@ -170,6 +171,7 @@ fn gguf_round_trip_matches_in_memory_quantization() {
         let opts = GgufWriteOptions {
             quantization: dtype,
             lm_head: false,
+            embeddings: false,
             dense: GgmlDType::F32,
         };
         let mut calls = 0;

@@ -2,6 +2,7 @@
 //! tokenizer, prompt and sampling.
 
 pub mod config;
+pub mod embedding;
 pub mod fs;
 pub mod kv_cache;
 pub mod model;
@@ -12,6 +13,7 @@ pub mod sampling;
 pub mod tokenizer;
 
 pub use config::GlmConfig;
+pub use embedding::WordEmbeddings;
 pub use kv_cache::KvCache;
 pub use model::ChatGlm;
 pub use sampling::{GenerationConfig, Sampler};

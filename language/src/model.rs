@@ -1,6 +1,9 @@
 //! ChatGLM-6B (GLM v1): 2D RoPE, prefix-LM attention, `α·LN(x) + f(LN(x))` residuals,
 //! tanh GELU, final LayerNorm and `lm_head`.
 
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_lora::{
@@ -8,6 +11,7 @@ use visualglm_lora::{
 };
 
 use crate::config::GlmConfig;
+use crate::embedding::{same_values, WordEmbeddings};
 use crate::kv_cache::KvCache;
 use crate::positions::attends;
 use crate::rotary::Rotary2d;
@@ -103,12 +107,15 @@ impl Block {
 /// The ChatGLM-6B language model.
 #[derive(Debug, Clone)]
 pub struct ChatGlm {
-    word_embeddings: candle_nn::Embedding,
+    word_embeddings: WordEmbeddings,
     layers: Vec<Block>,
     final_layernorm: LayerNorm,
     lm_head: Linear,
     rotary: Rotary2d,
     config: GlmConfig,
+    /// The activation dtype (that of the `VarBuilder` the model was loaded from).
+    dtype: DType,
+    device: Device,
 }
 
 impl ChatGlm {
@@ -117,7 +124,7 @@ impl ChatGlm {
         let h = cfg.hidden_size;
         let tvb = vb.pp("transformer");
         let word_embeddings =
-            candle_nn::Embedding::new(tvb.get((cfg.vocab_size, h), "word_embeddings.weight")?, h);
+            WordEmbeddings::dense(tvb.get((cfg.vocab_size, h), "word_embeddings.weight")?)?;
         let layers = (0..cfg.num_layers)
             .map(|i| Block::load(cfg, tvb.pp("layers").pp(i)))
             .collect::<Result<Vec<_>>>()?;
@@ -131,6 +138,8 @@ impl ChatGlm {
             lm_head,
             rotary,
             config: cfg.clone(),
+            dtype: vb.dtype(),
+            device: vb.device().clone(),
         })
     }
 
@@ -141,12 +150,22 @@ impl ChatGlm {
 
     /// The device of the weights.
     pub fn device(&self) -> &Device {
-        self.word_embeddings.embeddings().device()
+        &self.device
     }
 
-    /// The activation dtype (that of the weights).
+    /// The activation dtype (that of the dense weights; quantized weights run in it too).
     pub fn dtype(&self) -> DType {
-        self.word_embeddings.embeddings().dtype()
+        self.dtype
+    }
+
+    /// The word-embedding table (dense or quantized).
+    pub fn word_embeddings(&self) -> &WordEmbeddings {
+        &self.word_embeddings
+    }
+
+    /// The output projection.
+    pub fn lm_head(&self) -> &Linear {
+        &self.lm_head
     }
 
     /// An empty KV cache sized for this model.
@@ -156,7 +175,7 @@ impl ChatGlm {
 
     /// Word embeddings of `ids` `[B, S]` → `[B, S, hidden]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
-        self.word_embeddings.forward(ids)
+        self.word_embeddings.forward(ids, self.dtype)
     }
 
     /// Runs the blocks and the final LayerNorm on input embeddings `[B, S, hidden]`.
@@ -253,6 +272,114 @@ impl ChatGlm {
         visualglm_lora::quant::quantize_linear(LM_HEAD_WEIGHT, &mut self.lm_head, dtype)
     }
 
+    /// Quantizes the word-embedding table to `dtype` (per
+    /// [`visualglm_lora::quant::fit_dtype`]: `None` = width fits no type, left dense with a
+    /// warning). With `lm_head`, `lm_head` is quantized too: when its (dense) weight holds the
+    /// same values as the table (HF layout: tied), it gets the **same** `Arc<QTensor>` and both
+    /// dense tensors are dropped (chatglm.cpp's layout); otherwise it is quantized on its own.
+    /// Returns the canonical names and types used, embeddings first.
+    pub fn quantize_embeddings(
+        &mut self,
+        dtype: GgmlDType,
+        lm_head: bool,
+    ) -> Result<Vec<(String, Option<GgmlDType>)>> {
+        let mut out = Vec::with_capacity(2);
+        let (_, hidden) = self.word_embeddings.dims()?;
+        let chosen = match &self.word_embeddings {
+            WordEmbeddings::Quantized(q) => Some(q.dtype()),
+            WordEmbeddings::Dense(e) => {
+                let chosen = visualglm_lora::quant::fit_dtype(dtype, hidden);
+                match chosen {
+                    Some(d) if d != dtype => tracing::warn!(
+                        "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; using {}",
+                        dtype.block_size(),
+                        visualglm_lora::quant::dtype_name(d)
+                    ),
+                    None => tracing::warn!(
+                        "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; left \
+                         unquantized",
+                        dtype.block_size()
+                    ),
+                    _ => {}
+                }
+                if let Some(d) = chosen {
+                    let table = e.embeddings().clone();
+                    let tied = lm_head
+                        && self
+                            .lm_head
+                            .weight()
+                            .map(|w| same_values(w, &table))
+                            .transpose()?
+                            .unwrap_or(false);
+                    let q =
+                        Arc::new(QTensor::quantize(&table, d).map_err(|e| {
+                            e.context(format!("quantizing {WORD_EMBEDDINGS_WEIGHT}"))
+                        })?);
+                    drop(table);
+                    self.word_embeddings = WordEmbeddings::quantized(q.clone())?;
+                    if tied {
+                        self.lm_head.set_quantized_base(q)?;
+                    }
+                }
+                chosen
+            }
+        };
+        out.push((WORD_EMBEDDINGS_WEIGHT.to_string(), chosen));
+        if lm_head {
+            let d = match self.lm_head.quantized_dtype() {
+                Some(d) => Some(d),
+                None => self.quantize_lm_head(dtype)?,
+            };
+            out.push((LM_HEAD_WEIGHT.to_string(), d));
+        }
+        Ok(out)
+    }
+
+    /// Replaces the word-embedding table by a quantized `[vocab, hidden]` one; with
+    /// `tie_lm_head`, `lm_head` gets the same tensor as its base (one copy for both).
+    pub fn set_quantized_embeddings(
+        &mut self,
+        table: Arc<QTensor>,
+        tie_lm_head: bool,
+    ) -> Result<()> {
+        let want = self.word_embeddings.dims()?;
+        let got = table.shape().dims2()?;
+        if got != want {
+            candle_core::bail!("quantized embeddings have shape {got:?}, the model needs {want:?}");
+        }
+        if tie_lm_head {
+            self.lm_head.set_quantized_base(table.clone())?;
+        }
+        self.word_embeddings = WordEmbeddings::quantized(table)?;
+        Ok(())
+    }
+
+    /// Replaces the word-embedding table (dense in any float dtype, or quantized); its
+    /// `[vocab, hidden]` must match. `lm_head` is left as it is.
+    pub fn set_word_embeddings(&mut self, table: WordEmbeddings) -> Result<()> {
+        let want = self.word_embeddings.dims()?;
+        let got = table.dims()?;
+        if got != want {
+            candle_core::bail!("word embeddings have shape {got:?}, the model needs {want:?}");
+        }
+        self.word_embeddings = table;
+        Ok(())
+    }
+
+    /// Replaces `lm_head`'s base by a quantized `[vocab, hidden]` weight.
+    pub fn set_quantized_lm_head(&mut self, weight: Arc<QTensor>) -> Result<()> {
+        self.lm_head.set_quantized_base(weight)
+    }
+
+    /// Whether `lm_head`'s quantized base is the very tensor of the quantized embedding table
+    /// (shared, not a copy).
+    pub fn lm_head_shares_embeddings(&self) -> bool {
+        match (self.word_embeddings.quantized_table(), self.lm_head.base()) {
+            (Some(e), visualglm_lora::LinearBase::Quantized(q)) => Arc::ptr_eq(e, q.qtensor()),
+            _ => false,
+        }
+    }
+
     /// Every quantizable linear with the canonical name of its weight
     /// (`transformer.layers.{i}.attention.query_key_value.weight`, …), in layer order, then
     /// `lm_head.weight` when `include_lm_head`.
@@ -286,3 +413,5 @@ impl ChatGlm {
 
 /// Canonical name of the `lm_head` weight.
 const LM_HEAD_WEIGHT: &str = "lm_head.weight";
+/// Canonical name of the word-embedding table.
+const WORD_EMBEDDINGS_WEIGHT: &str = "transformer.word_embeddings.weight";

@@ -43,6 +43,11 @@ pub struct LoadOptions {
     pub sat_qkv_layout: Option<QkvLayout>,
     /// Configuration file to use instead of the one beside the checkpoint or in its metadata.
     pub config_path: Option<PathBuf>,
+    /// Dtype of the image encoder (ViT, Q-Former, `glm_proj`) when building a model; `None`:
+    /// the run dtype. E.g. f16 vision with an f32 (or quantized) language model, as the
+    /// release runs the ViT in fp16. Ignored by [`load`] itself (tensors keep their stored
+    /// dtypes there).
+    pub vision_dtype: Option<candle_core::DType>,
 }
 
 /// A checkpoint in canonical form (see the module documentation).

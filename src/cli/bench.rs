@@ -6,13 +6,20 @@
 //! per-layer and `lm_head` times are printed separately so 28-/39-layer figures can be
 //! extrapolated. Peak RSS (`VmHWM`) is for the whole process, so run one format per process
 //! (bench/run_rust.sh does).
+//!
+//! Weights are made so that the build never holds more than the final model plus one layer's
+//! f32 weight: quantized weights (GLM layers, `lm_head`, the embedding table) are drawn and
+//! quantized a block of rows at a time, dense ones are drawn directly in their dtype (e.g. the
+//! f16 image encoder). `--memory-only` builds the full model, encodes one image, prefills a
+//! short prompt and decodes 2 tokens, and prints only the RSS figures.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use visualglm::gguf::is_glm_linear_weight;
@@ -49,25 +56,102 @@ pub struct Args {
     /// Skip the image encoder timings.
     #[arg(long)]
     no_vision: bool,
+    /// Also quantize `lm_head` with the layers' type (needs a quantized --format).
+    #[arg(long)]
+    lm_head: bool,
+    /// Quantize the word-embedding table with the layers' type and share it with `lm_head`
+    /// (tied, as in the HF layout and chatglm.cpp; implies --lm-head).
+    #[arg(long)]
+    embeddings: bool,
+    /// Dtype of a dense (not --embeddings) word-embedding table: f32 or f16 (lookups are cast
+    /// to the activation dtype). Default: the run dtype.
+    #[arg(long)]
+    embeddings_dtype: Option<String>,
+    /// Dtype of the image encoder (ViT, Q-Former, glm_proj): f32 or f16. Default: the run
+    /// dtype (f32 for the quantized formats).
+    #[arg(long)]
+    vision_dtype: Option<String>,
+    /// Only measure memory: build, encode one image, prefill a short prompt with it
+    /// (--prompt-len, 32 by default here) and decode 2 tokens; print the RSS after the build
+    /// and the peak RSS, no timings.
+    #[arg(long)]
+    memory_only: bool,
+}
+
+/// A random `shape` tensor uniform in ±0.02, drawn directly in `dtype` (no f32 copy).
+fn rand_in(shape: &[usize], dtype: DType) -> anyhow::Result<Tensor> {
+    Ok(Tensor::zeros((), dtype, &Device::Cpu)?
+        .broadcast_as(shape)?
+        .rand_like(-0.02, 0.02)?)
+}
+
+/// A random `[rows, cols]` weight quantized to `dtype`, drawn and quantized 1024 rows at a
+/// time so that no full f32 copy exists (peak: twice the quantized size, while the bytes are
+/// copied into the tensor).
+fn quantized_random(rows: usize, cols: usize, dtype: GgmlDType) -> anyhow::Result<QTensor> {
+    let row_bytes = cols / dtype.block_size() * dtype.type_size();
+    let mut bytes = Vec::with_capacity(rows * row_bytes);
+    let mut start = 0;
+    while start < rows {
+        let n = 1024.min(rows - start);
+        let w = Tensor::rand(-0.02f32, 0.02, (n, cols), &Device::Cpu)?;
+        bytes.extend_from_slice(&QTensor::quantize(&w, dtype)?.data()?);
+        start += n;
+    }
+    anyhow::ensure!(bytes.len() == rows * row_bytes, "quantized size mismatch");
+    let storage = QStorage::from_data(Cow::Borrowed(&bytes), &Device::Cpu, dtype)?;
+    drop(bytes);
+    Ok(QTensor::new(storage, (rows, cols))?)
+}
+
+fn parse_float_dtype(flag: &str, s: &str) -> anyhow::Result<DType> {
+    match s.to_ascii_lowercase().as_str() {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => anyhow::bail!("{flag} bf16: not supported on the CPU (no CPU bf16 matmul)"),
+        other => anyhow::bail!("{flag} {other}: use f32 or f16"),
+    }
+}
+
+/// Which weights [`random_weights`] leaves as zero-stride placeholders (to be replaced by
+/// quantized tensors), and the dtypes of the others.
+struct WeightPlan {
+    dtype: DType,
+    vision_dtype: DType,
+    embeddings_dtype: DType,
+    layer_placeholders: bool,
+    embeddings_placeholder: bool,
+    lm_head_placeholder: bool,
 }
 
 /// Random weights for every parameter of `cfg`: LayerNorm weights 1, other 1-D tensors 0,
-/// matrices uniform in ±0.02. `lm_head` shares the word-embedding storage. With `placeholders`
-/// the GLM layer weights are zero-stride views (no memory), to be replaced by quantized ones.
+/// matrices uniform in ±0.02, the image encoder's in `plan.vision_dtype`. `lm_head` shares the
+/// word-embedding storage unless it is a placeholder. Placeholders are zero-stride views (no
+/// memory), to be replaced by quantized tensors.
 fn random_weights(
     cfg: &VisualGlmConfig,
-    dtype: DType,
-    placeholders: bool,
+    plan: &WeightPlan,
 ) -> anyhow::Result<HashMap<String, Tensor>> {
+    const EMB: &str = "transformer.word_embeddings.weight";
+    const LM_HEAD: &str = "lm_head.weight";
     let dev = Device::Cpu;
     let mut out = HashMap::new();
     let params = expected_parameters(cfg)?;
     for (name, shape) in &params {
-        if name == "lm_head.weight" {
-            continue;
-        }
-        let t = if placeholders && is_glm_linear_weight(name) {
+        let dtype = if name.starts_with(visualglm::checkpoint::HF_IMAGE_PREFIX) {
+            plan.vision_dtype
+        } else if name == EMB {
+            plan.embeddings_dtype
+        } else {
+            plan.dtype
+        };
+        let placeholder = (plan.layer_placeholders && is_glm_linear_weight(name))
+            || (plan.embeddings_placeholder && name == EMB)
+            || (plan.lm_head_placeholder && name == LM_HEAD);
+        let t = if placeholder {
             Tensor::zeros((), dtype, &dev)?.broadcast_as(shape.as_slice())?
+        } else if name == LM_HEAD {
+            continue;
         } else if shape.len() <= 1 {
             let norm = name.contains("norm") || name.contains("ln_");
             if norm && name.ends_with("weight") {
@@ -76,15 +160,17 @@ fn random_weights(
                 Tensor::zeros(shape.as_slice(), dtype, &dev)?
             }
         } else {
-            Tensor::rand(-0.02f32, 0.02, shape.as_slice(), &dev)?.to_dtype(dtype)?
+            rand_in(shape, dtype)?
         };
         out.insert(name.clone(), t);
     }
-    let emb = out
-        .get("transformer.word_embeddings.weight")
-        .cloned()
-        .context("config has no word embeddings")?;
-    out.insert("lm_head.weight".into(), emb);
+    if !out.contains_key(LM_HEAD) {
+        let emb = out
+            .get(EMB)
+            .cloned()
+            .context("config has no word embeddings")?;
+        out.insert(LM_HEAD.into(), emb);
+    }
     Ok(out)
 }
 
@@ -117,18 +203,75 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "f16" => (DType::F16, None),
         q => (DType::F32, Some(parse_quantize_type(q)?)),
     };
+    let vision_dtype = match &args.vision_dtype {
+        Some(s) => parse_float_dtype("--vision-dtype", s)?,
+        None => dtype,
+    };
+    let embeddings_dtype = match &args.embeddings_dtype {
+        Some(_) if args.embeddings => {
+            anyhow::bail!("--embeddings-dtype is for a dense table; drop it or --embeddings")
+        }
+        Some(s) => parse_float_dtype("--embeddings-dtype", s)?,
+        None => dtype,
+    };
+    let lm_head = args.lm_head || args.embeddings;
+    if lm_head && quant.is_none() {
+        anyhow::bail!("--lm-head/--embeddings need a quantized --format (q8_0, q4_0, q4k, …)");
+    }
     let mut cfg = VisualGlmConfig::visualglm_6b();
     cfg.glm.num_layers = args.glm_layers;
     cfg.vision.num_layers = args.vit_layers;
     let threads = rayon_threads();
     eprintln!(
-        "bench: format {fmt}, {} GLM layers, {} ViT layers, {threads} threads",
-        args.glm_layers, args.vit_layers
+        "bench: format {fmt}, {} GLM layers, {} ViT layers, vision {vision_dtype:?}, \
+         lm_head {}, embeddings {}, {threads} threads",
+        args.glm_layers,
+        args.vit_layers,
+        if lm_head { fmt.as_str() } else { "dense" },
+        if args.embeddings {
+            fmt.clone()
+        } else {
+            format!("{embeddings_dtype:?}")
+        },
     );
     let t0 = Instant::now();
-    let weights = random_weights(&cfg, dtype, quant.is_some())?;
+    // The quantized lm_head / embedding table first, while little else is allocated: its
+    // bytes are briefly held twice.
+    let head_table = match quant {
+        Some(q) if lm_head => {
+            let (vocab, hidden) = (cfg.glm.vocab_size, cfg.glm.hidden_size);
+            let d = fit_dtype(q, hidden).context("lm_head: no quantized type fits")?;
+            Some(Arc::new(quantized_random(vocab, hidden, d)?))
+        }
+        _ => None,
+    };
+    let plan = WeightPlan {
+        dtype,
+        vision_dtype,
+        embeddings_dtype,
+        layer_placeholders: quant.is_some(),
+        embeddings_placeholder: args.embeddings,
+        lm_head_placeholder: lm_head,
+    };
+    let weights = random_weights(&cfg, &plan)?;
     let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
-    let mut model = VisualGlm::from_var_builder(&cfg, vb)?;
+    let mut model = VisualGlm::from_var_builder_with(&cfg, vb, Some(vision_dtype))?;
+    if embeddings_dtype != dtype {
+        // The VarBuilder cast the table to the run dtype; put a table in its own dtype back.
+        let glm = model.language_model_mut();
+        let (vocab, hidden) = glm.word_embeddings().dims()?;
+        let table = rand_in(&[vocab, hidden], embeddings_dtype)?;
+        glm.set_word_embeddings(visualglm_language::WordEmbeddings::dense(table)?)?;
+    }
+    if let Some(table) = head_table {
+        let glm = model.language_model_mut();
+        if args.embeddings {
+            glm.set_quantized_embeddings(table, true)?;
+            anyhow::ensure!(glm.lm_head_shares_embeddings(), "lm_head is not tied");
+        } else {
+            glm.set_quantized_lm_head(table)?;
+        }
+    }
     if let Some(q) = quant {
         // One f32 weight at a time: peak memory stays that of the quantized model.
         let mut types = Vec::new();
@@ -146,6 +289,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut rows: Vec<(String, f64, &str)> = Vec::new();
     if let Some(rss) = proc_status_mib("VmRSS:") {
         rows.push(("rss_after_build_mib".into(), rss, "MiB"));
+    }
+    if args.memory_only {
+        memory_run(&model, &args, vision_dtype)?;
+        if let Some(rss) = proc_status_mib("VmRSS:") {
+            rows.push(("rss_after_run_mib".into(), rss, "MiB"));
+        }
+        if let Some(rss) = proc_status_mib("VmHWM:") {
+            rows.push(("peak_rss_mib".into(), rss, "MiB"));
+        }
+        for (k, v, unit) in rows {
+            println!("{fmt}\t{k}\t{v:.2}\t{unit}");
+        }
+        return Ok(());
     }
 
     if !args.no_vision {
@@ -228,6 +384,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for (k, v, unit) in rows {
         println!("{fmt}\t{k}\t{v:.2}\t{unit}");
     }
+    Ok(())
+}
+
+/// `--memory-only`: one image, a short prefill with the image spliced in after 2 tokens, and
+/// 2 greedy decode steps.
+fn memory_run(model: &VisualGlm, args: &Args, vision_dtype: DType) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let pixels = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &dev)?.to_dtype(vision_dtype)?;
+    let image = model.encode_image(&pixels)?;
+    let n_img = image.dim(1)?;
+    let g = &model.config().glm;
+    // `--prompt-len` keeps its 300-token default for the timings; 32 here unless changed.
+    let text = if args.prompt_len == 300 {
+        32
+    } else {
+        args.prompt_len.max(4)
+    };
+    let mut ids: Vec<u32> = (0..text - 2)
+        .map(|i| 5 + (i as u32 * 7919) % 60000)
+        .collect();
+    ids.splice(2..2, std::iter::repeat_n(3u32, n_img));
+    ids.push(g.gmask_token_id);
+    ids.push(g.bos_token_id);
+    let (_, steps) = model.generate_greedy(&ids, Some((&image, 2)), 3)?;
+    eprintln!(
+        "memory run: image encoded, {}-token prefill, {} decode steps",
+        ids.len(),
+        steps.len().saturating_sub(1)
+    );
     Ok(())
 }
 

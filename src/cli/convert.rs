@@ -54,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = LoadOptions {
         sat_qkv_layout: args.sat_interleaved_qkv.then_some(QkvLayout::Interleaved),
         config_path: args.config.clone(),
+        ..LoadOptions::default()
     };
     let ck = checkpoint::load(&args.model, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use visualglm::{LoadOptions, VisualGlm};
-use visualglm_vision::preprocess::ImagePreprocessor;
 
 use super::output::write_safetensors_atomic;
 
@@ -70,7 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let image_embeds = match &args.image {
         Some(path) => {
-            let pre = ImagePreprocessor::default();
+            let pre = model.image_preprocessor();
             let pixels = pre.preprocess_file(path, &device)?;
             let stages = model.encode_image_stages(&pixels)?;
             out.insert("pixel_values".into(), f32_cpu(&pixels)?);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use visualglm::pipeline::{Captioner, Question};
+use visualglm::quantize::QuantizeOptions;
 use visualglm::LoadOptions;
 use visualglm_language::GenerationConfig;
 
@@ -36,6 +37,18 @@ pub struct ModelArgs {
     /// q2k, q3k, q4k, q5k, q6k (on the CPU, q4k and q8_0 are the fast ones).
     #[arg(long)]
     pub quantize: Option<String>,
+    /// With --quantize: also quantize lm_head (the release keeps it in fp16).
+    #[arg(long, requires = "quantize")]
+    pub quantize_lm_head: bool,
+    /// With --quantize: also quantize the word-embedding table (rows are dequantized when
+    /// looked up). With --quantize-lm-head and a tied lm_head (HF layout), one quantized
+    /// table serves both, as in chatglm.cpp.
+    #[arg(long, requires = "quantize")]
+    pub quantize_embeddings: bool,
+    /// Dtype of the image encoder (ViT, Q-Former, glm_proj): auto (= --dtype), f32, f16,
+    /// bf16 (GPU only). E.g. f16 vision with a quantized f32 language model saves ~2 GB.
+    #[arg(long, default_value = "auto")]
+    pub vision_dtype: String,
 }
 
 impl ModelArgs {
@@ -44,11 +57,16 @@ impl ModelArgs {
         let model = visualglm::hub::resolve_model(&self.model, self.offline)?;
         let device = visualglm::runtime::parse_device(&self.device)?;
         let dtype = visualglm::runtime::parse_dtype(&self.dtype, &device)?;
+        let vision_dtype = match self.vision_dtype.trim().to_ascii_lowercase().as_str() {
+            "auto" => None,
+            s => Some(visualglm::runtime::parse_dtype(s, &device)?),
+        };
         let opts = LoadOptions {
             config_path: self.config.clone(),
             sat_qkv_layout: self
                 .sat_interleaved_qkv
                 .then_some(visualglm::QkvLayout::Interleaved),
+            vision_dtype,
         };
         let quantize = self
             .quantize
@@ -60,7 +78,11 @@ impl ModelArgs {
             Captioner::load_with(&model, self.tokenizer.as_deref(), &device, dtype, &opts)
                 .with_context(|| format!("loading {}", model.display()))?;
         if let Some(dtype) = quantize {
-            let report = captioner.quantize_language(dtype)?;
+            let report = captioner.quantize_language_with(&QuantizeOptions {
+                dtype,
+                lm_head: self.quantize_lm_head,
+                embeddings: self.quantize_embeddings,
+            })?;
             tracing::info!("quantized GLM weights: {}", report.summary());
         }
         tracing::info!(

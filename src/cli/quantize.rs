@@ -1,4 +1,5 @@
-//! `visualglm quantize`: write a checkpoint as one GGUF file with quantized GLM linears.
+//! `visualglm quantize`: write a checkpoint as one GGUF file with quantized GLM linears
+//! (and optionally a quantized `lm_head` and word-embedding table, stored once when tied).
 
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ pub struct Args {
     /// Also quantize lm_head (the release keeps it in fp16).
     #[arg(long)]
     lm_head: bool,
+    /// Also quantize the word-embedding table. With --lm-head and a tied lm_head (the HF
+    /// layout), the table is stored once and serves both (as chatglm.cpp stores it).
+    #[arg(long)]
+    embeddings: bool,
     /// Type of the other (dense) tensors of rank ≥ 2: f16 or f32 (1-D tensors are always f32).
     #[arg(long, default_value = "f16")]
     dense: String,
@@ -56,6 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let wopts = GgufWriteOptions {
         quantization,
         lm_head: args.lm_head,
+        embeddings: args.embeddings,
         dense,
     };
     let summary = write_gguf(&ck, &args.out, &wopts, &mut |done, _, _| {

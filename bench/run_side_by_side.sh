@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Issue-7 targets measured side by side: the runtimes alternate within each round, so every
+# ratio compares runs made minutes apart on the same machine state.
+# Usage: bench/run_side_by_side.sh [ROUNDS] [GLM_LAYERS] [VIT_LAYERS]   (repository root)
+# Needs: cargo build --release --bin visualglm; torch and chatglm-cpp (see bench/README.md).
+# Output: bench/results/side_by_side/round{N}.tsv, then bench/compare.py prints the ratios.
+set -euo pipefail
+ROUNDS=${1:-2}
+GLM=${2:-2}
+VIT=${3:-4}
+BIN=${BIN:-./target/release/visualglm}
+export RAYON_NUM_THREADS=2
+dir=${RESULTS:-bench/results/side_by_side}
+mkdir -p "$dir"
+common=(--glm-layers "$GLM" --prompt-len 300 --decode-steps 16 --reps 2)
+candle() { # label, bench flags...
+  local label=$1; shift
+  "$BIN" bench "$@" "${common[@]}" | sed "s/^[^\t]*\t/candle-$label\t/"
+}
+cpp() { taskset -c 0,1 python3 bench/chatglm_cpp_bench.py --format "$1" "${common[@]}" 2>/dev/null | grep -P '\t'; }
+for r in $(seq 1 "$ROUNDS"); do
+  out="$dir/round$r.tsv"
+  : > "$out"
+  {
+    candle f16 --format f16 --no-vision
+    cpp f16
+    candle q4_0+emb --format q4_0 --embeddings --no-vision
+    cpp q4_0
+    candle q8_0+emb --format q8_0 --embeddings --no-vision
+    cpp q8_0
+    candle q4k+emb --format q4k --embeddings --no-vision
+    candle f32 --format f32 --vit-layers "$VIT" --image-batch 1,8
+    python3 bench/torch_bench.py --format f32 --vit-layers "$VIT" --image-batch 1,8 --threads 2 \
+      "${common[@]}" 2>/dev/null | grep -P '\t'
+  } | tee -a "$out"
+done
+python3 bench/compare.py "$dir"/round*.tsv
