@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use visualglm::synth::SceneStyle;
+
 /// Data set tools.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
@@ -28,14 +30,35 @@ pub struct SynthArgs {
     /// Image side in pixels.
     #[arg(long, default_value_t = 224)]
     size: u32,
+    /// Smallest shape radius, as a fraction of half the image width.
+    #[arg(long, default_value_t = SceneStyle::default().radius_min)]
+    radius_min: f32,
+    /// Largest shape radius (equal to --radius-min: one size).
+    #[arg(long, default_value_t = SceneStyle::default().radius_max)]
+    radius_max: f32,
+    /// Largest offset of a shape's centre from the middle of its half, as a fraction of its
+    /// radius (larger: a harder task).
+    #[arg(long, default_value_t = SceneStyle::default().jitter)]
+    jitter: f32,
 }
 
 /// Runs `data`.
 pub fn run(cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Synth(a) => {
-            let s =
-                visualglm::synth::write_dataset(&a.out, a.count, a.val_fraction, a.seed, a.size)?;
+            let style = SceneStyle {
+                radius_min: a.radius_min,
+                radius_max: a.radius_max,
+                jitter: a.jitter,
+            };
+            let s = visualglm::synth::write_dataset(
+                &a.out,
+                a.count,
+                a.val_fraction,
+                a.seed,
+                a.size,
+                &style,
+            )?;
             eprintln!(
                 "wrote {} training and {} validation scenes: {}, {}",
                 s.counts.0,
