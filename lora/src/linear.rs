@@ -201,6 +201,10 @@ impl Linear {
             }
             // The quantized kernels read the input as one contiguous `[rows, in]` block and
             // return the input's dtype.
+            // Decode rows of a Q4_0 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
+            LinearBase::Quantized(q) if crate::gemv_q4_0::applies(&q.qtensor, x) => {
+                crate::gemv_q4_0::matmul(&q.qtensor, x)
+            }
             LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?),
         }
     }

@@ -1,0 +1,328 @@
+//! A decode-time matrix-vector product for Q4_0 weights on x86-64 (`y = W·x` for one or a few
+//! input rows), used instead of candle's generic kernel when the CPU has AVX2, FMA and F16C.
+//!
+//! candle 0.11's Q4_0 path converts both f16 block scales through the `half` crate's
+//! runtime-dispatched conversion and has no VNNI form; here the scales are converted with F16C,
+//! the input is quantized once to 32-value blocks of `i8` (as GGML's `q8_0`, with an f32
+//! scale), and with AVX-512 VNNI one `vpdpbusd` does each block's 32 multiply-adds on the raw
+//! unsigned nibbles; the `-8` offset of Q4_0 is applied afterwards as `-8·Σx` per block.
+//! Rows are split over rayon's pool.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Result, Tensor};
+use rayon::prelude::*;
+
+/// Values per Q4_0 block.
+const QK: usize = 32;
+/// Bytes per Q4_0 block: an f16 scale and 16 bytes of nibbles.
+const BLOCK_BYTES: usize = 18;
+
+/// Which instruction set the kernel runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Avx512Vnni,
+    Avx2,
+}
+
+fn level() -> Option<Level> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let base = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if !base {
+                return None;
+            }
+            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
+                Some(Level::Avx512Vnni)
+            } else {
+                Some(Level::Avx2)
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+/// Whether [`matmul`] handles `x · wᵀ` for this weight and input: a CPU Q4_0 weight, a
+/// contiguous f32 input of at most 4 rows (decode), and a CPU with AVX2, FMA and F16C.
+pub fn applies(w: &QTensor, x: &Tensor) -> bool {
+    let rows = x.dims().iter().rev().skip(1).product::<usize>();
+    w.dtype() == GgmlDType::Q4_0
+        && matches!(w.device(), Device::Cpu)
+        && x.device().is_cpu()
+        && x.dtype() == DType::F32
+        && rows <= 4
+        && w.shape().dims2().is_ok_and(|(_, k)| k % QK == 0)
+        && level().is_some()
+}
+
+/// `x · wᵀ` for a `[out, in]` Q4_0 weight and an f32 input `[.., in]` (check [`applies`]).
+pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
+    let Some(level) = level() else {
+        candle_core::bail!("the Q4_0 GEMV needs AVX2, FMA and F16C");
+    };
+    let (n, k) = w.shape().dims2()?;
+    let in_dims = x.dims().to_vec();
+    if in_dims.last() != Some(&k) {
+        candle_core::bail!("Q4_0 GEMV: input {in_dims:?} does not end in {k}");
+    }
+    let rows = in_dims.iter().rev().skip(1).product::<usize>();
+    let data = w.data()?;
+    if data.len() != n * (k / QK) * BLOCK_BYTES {
+        candle_core::bail!("Q4_0 GEMV: {} weight bytes for [{n}, {k}]", data.len());
+    }
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; rows * n];
+    for (row, y) in xs.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        let q = QuantizedRow::new(row);
+        gemv(level, &data, k, &q, y);
+    }
+    let mut out_dims = in_dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = n;
+    }
+    Tensor::from_vec(out, out_dims, x.device())
+}
+
+/// One input row quantized to blocks of 32 `i8` with an f32 scale each, and per block
+/// `8·scale·Σq` (the correction for Q4_0's `-8` offset).
+struct QuantizedRow {
+    qs: Vec<i8>,
+    scale: Vec<f32>,
+    offset: Vec<f32>,
+}
+
+impl QuantizedRow {
+    fn new(x: &[f32]) -> Self {
+        let blocks = x.len() / QK;
+        let mut qs = vec![0i8; x.len()];
+        let mut scale = Vec::with_capacity(blocks);
+        let mut offset = Vec::with_capacity(blocks);
+        for (src, dst) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
+            let amax = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let d = amax / 127.0;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, v) in dst.iter_mut().zip(src) {
+                *q = (v * id).round().clamp(-127.0, 127.0) as i8;
+                sum += i32::from(*q);
+            }
+            scale.push(d);
+            offset.push(8.0 * d * sum as f32);
+        }
+        Self { qs, scale, offset }
+    }
+}
+
+/// `y[r] = dot(w row r, x)` for every row, rows split over the pool in chunks.
+fn gemv(level: Level, w: &[u8], k: usize, x: &QuantizedRow, y: &mut [f32]) {
+    let row_bytes = (k / QK) * BLOCK_BYTES;
+    let row = |r: usize| &w[r * row_bytes..(r + 1) * row_bytes];
+    y.par_chunks_mut(64).enumerate().for_each(|(c, ys)| {
+        let first = c * 64;
+        let len = ys.len();
+        let quads = len / 8 * 8;
+        // Eight rows at a time: eight independent accumulator chains sharing each input load.
+        for (j, out) in ys[..quads].chunks_exact_mut(8).enumerate() {
+            let r = first + 8 * j;
+            let d: [f32; 8] = dot_rows(level, std::array::from_fn(|i| row(r + i)), x);
+            out.copy_from_slice(&d);
+        }
+        for (i, out) in ys[quads..].iter_mut().enumerate() {
+            *out = dot(level, row(first + quads + i), x);
+        }
+    });
+}
+
+fn dot_rows<const N: usize>(level: Level, rows: [&[u8]; N], x: &QuantizedRow) -> [f32; N] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: as in `dot`, for each of the four rows.
+        unsafe {
+            match level {
+                Level::Avx512Vnni => x86::dot_rows_vnni(rows, x),
+                Level::Avx2 => rows.map(|r| x86::dot_avx2(r, x)),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        rows.map(|r| dot(level, r, x))
+    }
+}
+
+fn dot(level: Level, row: &[u8], x: &QuantizedRow) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `level()` returned this level only after detecting every feature the
+        // function enables; `row` holds `x.scale.len()` whole blocks (checked by `matmul`).
+        unsafe {
+            match level {
+                Level::Avx512Vnni => x86::dot_vnni(row, x),
+                Level::Avx2 => x86::dot_avx2(row, x),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, row, x);
+        0.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{QuantizedRow, BLOCK_BYTES, QK};
+    use std::arch::x86_64::*;
+
+    /// The 32 unsigned nibbles of a block, low nibbles first (GGML's element order).
+    ///
+    /// # Safety
+    /// `p` must point to 16 readable bytes; the CPU must have AVX2.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn nibbles(p: *const u8) -> __m256i {
+        let raw = _mm_loadu_si128(p as *const __m128i);
+        let both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+        _mm256_and_si256(both, _mm256_set1_epi8(0x0F))
+    }
+
+    /// The block's f16 scale as f32.
+    ///
+    /// # Safety
+    /// `p` must point to 2 readable bytes; the CPU must have F16C.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    unsafe fn scale(p: *const u8) -> f32 {
+        let bits = u16::from_le_bytes([*p, *p.add(1)]);
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_set1_epi16(bits as i16)))
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `row` must hold `x.scale.len()` blocks.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_avx2(row: &[u8], x: &QuantizedRow) -> f32 {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = _mm256_setzero_ps();
+        let mut corr = 0f32;
+        for b in 0..x.scale.len() {
+            let blk = row.as_ptr().add(b * BLOCK_BYTES);
+            let d = scale(blk) * x.scale[b];
+            let w = nibbles(blk.add(2));
+            let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
+            // w is unsigned (0..15), q signed: maddubs gives exact i16 pair sums (≤ 2·15·127).
+            let pairs = _mm256_maddubs_epi16(w, q);
+            let sums = _mm256_madd_epi16(pairs, ones);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sums), acc);
+            corr += scale(blk) * x.offset[b];
+        }
+        hsum(acc) - corr
+    }
+
+    /// # Safety
+    /// The CPU must have AVX2, FMA, F16C, AVX-512 VNNI and AVX-512 VL; `row` must hold
+    /// `x.scale.len()` blocks.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn dot_vnni(row: &[u8], x: &QuantizedRow) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut corr = 0f32;
+        for b in 0..x.scale.len() {
+            let blk = row.as_ptr().add(b * BLOCK_BYTES);
+            let dw = scale(blk);
+            let w = nibbles(blk.add(2));
+            let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
+            let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, q);
+            acc = _mm256_fmadd_ps(
+                _mm256_set1_ps(dw * x.scale[b]),
+                _mm256_cvtepi32_ps(sums),
+                acc,
+            );
+            corr += dw * x.offset[b];
+        }
+        hsum(acc) - corr
+    }
+
+    /// `N` rows against one input: one input load per block for `N` accumulator chains.
+    ///
+    /// # Safety
+    /// As [`dot_vnni`], for each row.
+    #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+    pub(super) unsafe fn dot_rows_vnni<const N: usize>(
+        rows: [&[u8]; N],
+        x: &QuantizedRow,
+    ) -> [f32; N] {
+        let mut acc = [_mm256_setzero_ps(); N];
+        let mut corr = [0f32; N];
+        for b in 0..x.scale.len() {
+            let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
+            let xd = x.scale[b];
+            for r in 0..N {
+                let blk = rows[r].as_ptr().add(b * BLOCK_BYTES);
+                let dw = scale(blk);
+                let sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), nibbles(blk.add(2)), q);
+                acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * xd), _mm256_cvtepi32_ps(sums), acc[r]);
+                corr[r] += dw * x.offset[b];
+            }
+        }
+        std::array::from_fn(|r| hsum(acc[r]) - corr[r])
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+        _mm_cvtss_f32(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_dequantized_matmul() -> Result<()> {
+        if level().is_none() {
+            eprintln!("skipped: no AVX2/FMA/F16C");
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        for (n, k, rows) in [(7usize, 64usize, 1usize), (130, 256, 1), (33, 4096, 3)] {
+            let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+            let q = QTensor::quantize(&w, GgmlDType::Q4_0)?;
+            let x = Tensor::randn(0f32, 1.0, (1, rows, k), &dev)?;
+            assert!(applies(&q, &x));
+            let got = matmul(&q, &x)?;
+            let want = x.broadcast_matmul(&q.dequantize(&dev)?.t()?)?;
+            assert_eq!(got.dims(), want.dims());
+            // The input is rounded to 8 bits per block: relative error ≲ 1 %.
+            let err = (&got - &want)?.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
+            let norm = want.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
+            assert!(err / norm < 0.01, "[{n}, {k}] x{rows}: {err} / {norm}");
+            // And the AVX2 form gives the same as the VNNI one (exact integer sums).
+            let xq = QuantizedRow::new(&x.flatten_all()?.to_vec1::<f32>()?[..k]);
+            let data = q.data()?;
+            let row = &data[..(k / QK) * BLOCK_BYTES];
+            let a = dot(Level::Avx2, row, &xq);
+            let b = dot(level().unwrap_or(Level::Avx2), row, &xq);
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+            if n >= 4 {
+                let rb = (k / QK) * BLOCK_BYTES;
+                let rows = [0, 1, 2, 3].map(|r| &data[r * rb..(r + 1) * rb]);
+                let four = dot_rows(level().unwrap_or(Level::Avx2), rows, &xq);
+                for (r, v) in four.iter().enumerate() {
+                    let one = dot(Level::Avx2, rows[r], &xq);
+                    assert!((v - one).abs() <= 1e-4 * one.abs().max(1.0), "{v} vs {one}");
+                }
+            }
+        }
+        Ok(())
+    }
+}
