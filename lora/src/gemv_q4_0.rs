@@ -72,6 +72,9 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
     if in_dims.last() != Some(&k) {
         candle_core::bail!("Q4_0 GEMV: input {in_dims:?} does not end in {k}");
     }
+    if k % QK != 0 {
+        candle_core::bail!("Q4_0 GEMV: width {k} is not a multiple of {QK}");
+    }
     let rows = in_dims.iter().rev().skip(1).product::<usize>();
     let data = w.data()?;
     if data.len() != n * (k / QK) * BLOCK_BYTES {
