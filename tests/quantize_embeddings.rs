@@ -2,8 +2,9 @@
 //! on the tiny golden model: logits stay close to f32, the greedy tokens are unchanged, the
 //! tied table is really one tensor, and a GGUF file with it round-trips exactly.
 
+mod support;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -11,22 +12,10 @@ use visualglm::gguf::{gguf_tensor_types, write_gguf, GgufWriteOptions};
 use visualglm::quantize::QuantizeOptions;
 use visualglm::{LoadOptions, VisualGlm};
 
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
+use support::{cosine, golden, ids_u32, max_abs_diff};
 
 fn fixture() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)
-        .expect("golden fixture readable")
-}
-
-fn ids_of(t: &Tensor) -> Vec<u32> {
-    let v = t.flatten_all().unwrap().to_dtype(DType::I64).unwrap();
-    v.to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect()
+    support::fixture("model/golden_hf.safetensors")
 }
 
 fn load(opts: &LoadOptions) -> VisualGlm {
@@ -34,34 +23,16 @@ fn load(opts: &LoadOptions) -> VisualGlm {
         .expect("tiny model loads")
 }
 
-fn cosine(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
-    let b = b.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
-    let s = |t: &Tensor| t.sum_all().unwrap().to_scalar::<f32>().unwrap();
-    s(&(&a * &b).unwrap()) / (s(&a.sqr().unwrap()).sqrt() * s(&b.sqr().unwrap()).sqrt())
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Prompt logits of `model` on the fixture's image prompt.
 fn logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Tensor {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
-    let ids = ids_of(&g["input_ids"]);
+    let ids = ids_u32(&g["input_ids"]);
     model.prompt_logits(&ids, Some((&image, 2))).unwrap()
 }
 
 fn greedy(model: &VisualGlm, g: &HashMap<String, Tensor>, n: usize) -> Vec<u32> {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
-    let ids = ids_of(&g["input_ids"]);
+    let ids = ids_u32(&g["input_ids"]);
     model.generate_greedy(&ids, Some((&image, 2)), n).unwrap().0
 }
 
@@ -76,7 +47,7 @@ fn tied_q8(dtype: GgmlDType) -> QuantizeOptions {
 #[test]
 fn q8_0_embeddings_tied_with_lm_head_stay_close_and_share_one_tensor() {
     let g = fixture();
-    let want = ids_of(&g["gen_ids"]);
+    let want = ids_u32(&g["gen_ids"]);
     let base = load(&LoadOptions::default());
     let reference = logits(&base, &g);
 
@@ -166,7 +137,7 @@ fn gguf_with_quantized_embeddings_round_trips_exactly() {
                 embeddings,
             })
             .unwrap();
-        let d = max_diff(&logits(&loaded, &g), &logits(&in_memory, &g));
+        let d = max_abs_diff(&logits(&loaded, &g), &logits(&in_memory, &g));
         assert_eq!(
             d, 0.0,
             "lm_head {lm_head}: GGUF logits differ from in memory"
@@ -177,7 +148,7 @@ fn gguf_with_quantized_embeddings_round_trips_exactly() {
 #[test]
 fn f16_vision_with_f32_language_stays_close() {
     let g = fixture();
-    let want = ids_of(&g["gen_ids"]);
+    let want = ids_u32(&g["gen_ids"]);
     let base = load(&LoadOptions::default());
     let opts = LoadOptions {
         vision_dtype: Some(DType::F16),
@@ -210,7 +181,7 @@ fn f16_vision_with_f32_language_stays_close() {
     .unwrap();
     let q = VisualGlm::load_with(&out, &Device::Cpu, DType::F32, &opts).unwrap();
     assert_eq!(q.vision_dtype(), DType::F16);
-    let d = max_diff(
+    let d = max_abs_diff(
         &q.encode_image(&g["pixel_values"]).unwrap(),
         &stages.image_embeds,
     );

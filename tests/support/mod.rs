@@ -53,3 +53,12 @@ pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
         .to_scalar::<f32>()
         .unwrap()
 }
+
+/// Cosine similarity of two tensors of the same number of elements, in f32.
+pub fn cosine(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
+    use candle_core::DType;
+    let a = a.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
+    let b = b.flatten_all().unwrap().to_dtype(DType::F32).unwrap();
+    let s = |t: &candle_core::Tensor| t.sum_all().unwrap().to_scalar::<f32>().unwrap();
+    s(&(&a * &b).unwrap()) / (s(&a.sqr().unwrap()).sqrt() * s(&b.sqr().unwrap()).sqrt())
+}
