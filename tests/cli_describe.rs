@@ -4,11 +4,8 @@ mod support;
 
 use std::process::Command;
 
-use candle_core::{DType, Device};
 use support::{golden, tiny_tokenizer};
 use visualglm::pipeline::{Captioner, Question};
-use visualglm::{LoadOptions, VisualGlm};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::load_image;
 
@@ -17,14 +14,7 @@ fn bin() -> Command {
 }
 
 fn captioner(tokenizer: &std::path::Path) -> Captioner {
-    let model = VisualGlm::load_with(
-        &golden("checkpoints/hf"),
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    Captioner::new(model, ChatGlmTokenizer::from_file(tokenizer).unwrap()).unwrap()
+    support::golden_captioner(tokenizer)
 }
 
 #[test]

@@ -11,13 +11,13 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use candle_core::{DType, Device};
-use support::{golden, tiny_tokenizer};
+use support::tiny_tokenizer;
 use visualglm::checkpoint::{pth, st};
 use visualglm::pipeline::Captioner;
 use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
 use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
 use visualglm::server::ImagePolicy;
-use visualglm::{LoadOptions, VisualGlm, VisualGlmConfig};
+use visualglm::{LoadOptions, VisualGlmConfig};
 use visualglm_language::prompt::{Overflow, PromptBuilder, Template};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::{load_data_file, DataFormat, LoadOptions as DataOptions};
@@ -138,16 +138,7 @@ fn prompt_builder(data: &[u8]) {
 
 fn captioner() -> &'static Captioner {
     static CAPTIONER: OnceLock<Captioner> = OnceLock::new();
-    CAPTIONER.get_or_init(|| {
-        let model = VisualGlm::load_with(
-            &golden("checkpoints/hf"),
-            &Device::Cpu,
-            DType::F32,
-            &LoadOptions::default(),
-        )
-        .unwrap();
-        Captioner::new(model, tokenizer().clone()).unwrap()
-    })
+    CAPTIONER.get_or_init(|| Captioner::new(support::golden_model(), tokenizer().clone()).unwrap())
 }
 
 fn server_policy() -> ImagePolicy {

@@ -2,10 +2,10 @@
 
 mod support;
 
-use candle_core::{DType, Device, Tensor};
-use support::{fixture, golden, ids_u32};
+use candle_core::Tensor;
+use support::{fixture, ids_u32};
 use visualglm::generate::{beam_search, generate, Flow};
-use visualglm::{LoadOptions, VisualGlm};
+use visualglm::VisualGlm;
 use visualglm_language::GenerationConfig;
 
 struct Setup {
@@ -17,13 +17,7 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let model = VisualGlm::load_with(
-        &golden("checkpoints/hf"),
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let model = support::golden_model();
     let g = fixture("model/golden_hf.safetensors");
     let ids = ids_u32(&g["input_ids"]);
     let want = ids_u32(&g["gen_ids"]);

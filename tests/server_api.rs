@@ -10,28 +10,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use candle_core::{DType, Device};
 use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
 use visualglm::server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
-use visualglm::{LoadOptions, VisualGlm};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::{load_image, DecodeLimits};
 
 const NAME: &str = "visualglm-tiny";
 
 fn captioner(tokenizer: &Path) -> Captioner {
-    let model = VisualGlm::load_with(
-        &golden("checkpoints/hf"),
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    Captioner::new(model, ChatGlmTokenizer::from_file(tokenizer).unwrap()).unwrap()
+    support::golden_captioner(tokenizer)
 }
 
 fn config() -> ServerConfig {

@@ -13,14 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use candle_core::{DType, Device};
 use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
 use visualglm::server::{BatchOptions, Server, ServerConfig};
-use visualglm::{LoadOptions, VisualGlm};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
 use visualglm_vision::preprocess::load_image;
 
@@ -167,14 +164,7 @@ fn send_release(
 fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tiny_tokenizer(dir.path());
-    let model = VisualGlm::load_with(
-        &golden("checkpoints/hf"),
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap();
-    let c = Captioner::new(model, ChatGlmTokenizer::from_file(&tok).unwrap()).unwrap();
+    let c = support::golden_captioner(&tok);
 
     let cases: Vec<Case> = (0..REQUESTS).map(case).collect();
     let mut expected: HashMap<String, String> = HashMap::new();

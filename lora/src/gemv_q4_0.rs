@@ -216,14 +216,15 @@ mod x86 {
         let mut corr = 0f32;
         for b in 0..x.scale.len() {
             let blk = row.as_ptr().add(b * BLOCK_BYTES);
-            let d = scale(blk) * x.scale[b];
+            let dw = scale(blk);
+            let d = dw * x.scale[b];
             let w = nibbles(blk.add(2));
             let q = _mm256_loadu_si256(x.qs.as_ptr().add(b * QK) as *const __m256i);
             // w is unsigned (0..15), q signed: maddubs gives exact i16 pair sums (≤ 2·15·127).
             let pairs = _mm256_maddubs_epi16(w, q);
             let sums = _mm256_madd_epi16(pairs, ones);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sums), acc);
-            corr += scale(blk) * x.offset[b];
+            corr += dw * x.offset[b];
         }
         hsum(acc) - corr
     }

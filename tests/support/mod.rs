@@ -62,3 +62,21 @@ pub fn cosine(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
     let s = |t: &candle_core::Tensor| t.sum_all().unwrap().to_scalar::<f32>().unwrap();
     s(&(&a * &b).unwrap()) / (s(&a.sqr().unwrap()).sqrt() * s(&b.sqr().unwrap()).sqrt())
 }
+
+/// The tiny golden model (HF layout), f32 on the CPU.
+pub fn golden_model() -> visualglm::VisualGlm {
+    visualglm::VisualGlm::load_with(
+        &golden("checkpoints/hf"),
+        &candle_core::Device::Cpu,
+        candle_core::DType::F32,
+        &visualglm::LoadOptions::default(),
+    )
+    .expect("the tiny golden model loads")
+}
+
+/// The tiny golden model with the tokenizer at `tokenizer`.
+pub fn golden_captioner(tokenizer: &Path) -> visualglm::pipeline::Captioner {
+    let tok = visualglm_language::tokenizer::ChatGlmTokenizer::from_file(tokenizer)
+        .expect("tokenizer loads");
+    visualglm::pipeline::Captioner::new(golden_model(), tok).expect("model and tokenizer agree")
+}
