@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod attention;
+pub mod gemv_f16;
 pub mod gemv_q4_0;
 pub mod linear;
 pub mod mlp;

@@ -1,0 +1,675 @@
+//! A decode-time matrix-vector product for dense f16 weights on x86-64 (`y = W·x` for one or
+//! a few input rows), used instead of candle's generic f16 matmul when the CPU has AVX2, FMA
+//! and F16C.
+//!
+//! Decode is bound by how fast the weight streams from memory, and candle 0.11's f16 matmul
+//! runs a `[1, k] × [k, n]` product on one thread (and a few rows far slower). Here the weight
+//! is read once, straight from the tensor's storage, rows split over rayon's pool in chunks
+//! (see [`crate::gemv_q4_0`]); values are widened with F16C, 16 at a time with AVX-512
+//! (`_mm512_cvtph_ps`) or 8 with AVX2, and accumulated in f32:
+//!
+//! * one input row up to 8192 wide: one weight row at a time against the f16 input (at most
+//!   16 KiB, it stays in L1), four accumulator chains, so each thread reads its part of the
+//!   weight as one sequential stream;
+//! * several input rows (up to 4 per pass), or a wider one: a group of 2 to 8 weight rows at a
+//!   time against the f32 input, one accumulator per weight row and input row, so each input
+//!   load serves the whole group.
+//!
+//! A width that is not a multiple of the vector step ends in a scalar tail.
+
+use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+
+use crate::gemv_q4_0::{has_avx2_fma_f16c, par_row_groups};
+
+/// The most input rows [`applies`] accepts, and the most one pass over the weight serves.
+pub const MAX_ROWS: usize = 4;
+
+/// Up to this width a single input row is multiplied by one weight row at a time: its f16
+/// copy (at most 16 KiB) stays in L1 and each thread reads its weight rows as one sequential
+/// stream, which measured faster than sharing the input among several rows. Wider inputs, and
+/// more than one input row, take the row-group kernel with an f32 input.
+const SINGLE_ROW_MAX_K: usize = 8192;
+
+/// Which instruction set the kernel runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    /// 512-bit: `_mm512_cvtph_ps` and 16-wide FMA.
+    Avx512,
+    /// 256-bit: `_mm256_cvtph_ps` and 8-wide FMA.
+    Avx2,
+}
+
+fn level() -> Option<Level> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            if !has_avx2_fma_f16c() {
+                return None;
+            }
+            if is_x86_feature_detected!("avx512f") {
+                Some(Level::Avx512)
+            } else {
+                Some(Level::Avx2)
+            }
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = has_avx2_fma_f16c;
+        None
+    }
+}
+
+/// Whether [`matmul`] handles `x · wᵀ` here: a contiguous CPU f16 weight `[n, k]`, an f16
+/// CPU input `[.., k]` (rank 2 or more) of 1 to [`MAX_ROWS`] rows (decode), neither of them
+/// tracked for gradients (the result has no backward), and a CPU with AVX2, FMA and F16C.
+/// Otherwise the caller keeps candle's matmul.
+pub fn applies(w: &Tensor, x: &Tensor) -> bool {
+    let rows = x.dims().iter().rev().skip(1).product::<usize>();
+    !w.track_op()
+        && !x.track_op()
+        && w.dtype() == DType::F16
+        && x.dtype() == DType::F16
+        && w.device().is_cpu()
+        && x.device().is_cpu()
+        && x.rank() >= 2
+        && (1..=MAX_ROWS).contains(&rows)
+        && w.dims2().is_ok_and(|(_, k)| x.dims().last() == Some(&k))
+        && w.is_contiguous()
+        && level().is_some()
+}
+
+/// `x · wᵀ` for a contiguous `[n, k]` f16 weight and an f16 input `[.., k]`, accumulated in
+/// f32 and returned as `[.., n]` in f16 (check [`applies`] first: it is meant for decode rows;
+/// more rows work but take one pass over the weight per [`MAX_ROWS`]). Other dtypes, widths
+/// or layouts are refused with an error.
+pub fn matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let Some(level) = level() else {
+        candle_core::bail!("the f16 GEMV needs AVX2, FMA and F16C");
+    };
+    matmul_with(level, w, x)
+}
+
+fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let in_dims = x.dims().to_vec();
+    if in_dims.last() != Some(&k) {
+        candle_core::bail!("f16 GEMV: input {in_dims:?} does not end in {k}");
+    }
+    if w.dtype() != DType::F16 || x.dtype() != DType::F16 {
+        candle_core::bail!(
+            "f16 GEMV: needs an f16 weight and input, got {:?} and {:?}",
+            w.dtype(),
+            x.dtype()
+        );
+    }
+    if !w.device().is_cpu() || !x.device().is_cpu() {
+        candle_core::bail!(
+            "f16 GEMV: needs CPU tensors, got {:?} and {:?}",
+            w.device().location(),
+            x.device().location()
+        );
+    }
+    if !w.is_contiguous() {
+        candle_core::bail!("f16 GEMV: the weight is not contiguous");
+    }
+    let rows = in_dims.iter().rev().skip(1).product::<usize>();
+    let mut out_dims = in_dims;
+    if let Some(last) = out_dims.last_mut() {
+        *last = n;
+    }
+    if rows == 0 || n == 0 || k == 0 {
+        return Tensor::zeros(out_dims, x.dtype(), x.device());
+    }
+    let mut out = vec![0f32; rows * n];
+    // The input is small (decode rows): copied out, so that only one storage lock is held.
+    if rows == 1 && k <= SINGLE_ROW_MAX_K {
+        let xs = with_f16_bits(&x.contiguous()?, k, <[u16]>::to_vec)?;
+        with_f16_bits(w, n * k, |bits| gemv_single(level, bits, &xs, &mut out))?;
+    } else {
+        let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        with_f16_bits(w, n * k, |bits| {
+            for (xg, yg) in xs.chunks(MAX_ROWS * k).zip(out.chunks_mut(MAX_ROWS * n)) {
+                gemv(level, bits, k, xg, yg);
+            }
+        })?;
+    }
+    Tensor::from_vec(out, out_dims, x.device())?.to_dtype(x.dtype())
+}
+
+/// Calls `f` with the `len` f16 values of contiguous CPU f16 tensor `t` as their `u16` bits,
+/// straight from its storage (no copy), under the storage's read lock.
+fn with_f16_bits<T>(t: &Tensor, len: usize, f: impl FnOnce(&[u16]) -> T) -> Result<T> {
+    if !t.is_contiguous() {
+        candle_core::bail!("f16 GEMV: the tensor is not contiguous");
+    }
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(CpuStorage::F16(data)) = &*storage else {
+        candle_core::bail!("f16 GEMV: the tensor is not in CPU f16 storage");
+    };
+    let start = layout.start_offset();
+    let Some(data) = data.get(start..start + len) else {
+        candle_core::bail!("f16 GEMV: the storage does not hold {len} values at {start}");
+    };
+    // SAFETY: `half::f16` is `#[repr(transparent)]` over `u16`, so the same pointer and length
+    // describe the same memory as `u16` bit patterns; the slice borrows `data`, which borrows
+    // the storage guard that lives until this function returns.
+    let bits: &[u16] = unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), data.len()) };
+    Ok(f(bits))
+}
+
+/// `y[r] = dot(w row r, x)` for one f16 input row `x` of width `k` and every row `r` of `w`
+/// (`y` holds one value per row), one row at a time, rows split over the pool in chunks.
+fn gemv_single(level: Level, w: &[u16], x: &[u16], y: &mut [f32]) {
+    let k = x.len();
+    let one = |r: usize, out: &mut [f32]| {
+        if let (Some(o), Some(row)) = (out.first_mut(), w.get(r * k..(r + 1) * k)) {
+            *o = dot_row(level, row, x);
+        }
+    };
+    par_row_groups(y, 1, 1, one, one);
+}
+
+/// `y[i][r] = dot(w row r, x row i)` for the `m = x.len() / k` (1 to [`MAX_ROWS`]) input rows
+/// in `x` and every row of `w`; `y` is `[m, n]`.
+fn gemv(level: Level, w: &[u16], k: usize, x: &[f32], y: &mut [f32]) {
+    // Weight rows per pass (`R`), from the in-cache rates of the kernels on Zen 4: eight
+    // accumulator chains for one (wide) input row, and at most 8 accumulators with AVX2's 16
+    // registers. Four input rows are bound by the FMA rate (four FMAs per weight vector)
+    // whatever `R`.
+    match (x.len() / k, level) {
+        (1, _) => gemv_rows::<1, 8>(level, w, k, x, y),
+        (2, _) => gemv_rows::<2, 4>(level, w, k, x, y),
+        (3, Level::Avx512) => gemv_rows::<3, 4>(level, w, k, x, y),
+        (3, Level::Avx2) => gemv_rows::<3, 2>(level, w, k, x, y),
+        (4, Level::Avx512) => gemv_rows::<4, 4>(level, w, k, x, y),
+        (4, Level::Avx2) => gemv_rows::<4, 2>(level, w, k, x, y),
+        // Not reached: `matmul_with` passes 1 to `MAX_ROWS` rows.
+        _ => {}
+    }
+}
+
+/// [`gemv`] for `M` input rows, `R` weight rows per pass.
+fn gemv_rows<const M: usize, const R: usize>(
+    level: Level,
+    w: &[u16],
+    k: usize,
+    x: &[f32],
+    y: &mut [f32],
+) {
+    let n = y.len() / M;
+    let xr: [&[f32]; M] = std::array::from_fn(|i| &x[i * k..(i + 1) * k]);
+    let row = |r: usize| &w[r * k..(r + 1) * k];
+    // The products land weight-row-major (`[n, M]`) so that each rayon task owns a contiguous
+    // piece; one input row needs no transpose.
+    let mut t = if M == 1 {
+        Vec::new()
+    } else {
+        vec![0f32; n * M]
+    };
+    let dst = if M == 1 { &mut *y } else { &mut t[..] };
+    par_row_groups(
+        dst,
+        M,
+        R,
+        |r, out| {
+            let d: [[f32; M]; R] = dot_block(level, std::array::from_fn(|j| row(r + j)), xr);
+            for (o, v) in out.chunks_exact_mut(M).zip(d) {
+                o.copy_from_slice(&v);
+            }
+        },
+        |r, out| {
+            let [d] = dot_block::<M, 1>(level, [row(r)], xr);
+            out.copy_from_slice(&d);
+        },
+    );
+    if M > 1 {
+        for (r, v) in t.chunks_exact(M).enumerate() {
+            for (i, val) in v.iter().enumerate() {
+                y[i * n + r] = *val;
+            }
+        }
+    }
+}
+
+/// The dot product of one f16 weight row and one f16 input, over the shorter of them.
+fn dot_row(level: Level, w: &[u16], x: &[u16]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let k = w.len().min(x.len());
+        // SAFETY: `level()` returned this level only after detecting every feature the
+        // function enables (`matmul_with` is only reached with such a level); both slices
+        // hold at least `k` values.
+        unsafe {
+            match level {
+                Level::Avx512 => x86::dot_row_avx512(w, x, k),
+                Level::Avx2 => x86::dot_row_avx2(w, x, k),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, w, x);
+        0.0
+    }
+}
+
+/// The `R × M` dot products of `R` weight rows with `M` input rows, over the shortest of them.
+fn dot_block<const M: usize, const R: usize>(
+    level: Level,
+    w: [&[u16]; R],
+    x: [&[f32]; M],
+) -> [[f32; M]; R] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: `level()` returned this level only after detecting every feature the
+        // function enables (`matmul_with` is only reached with such a level); the kernels read
+        // no further than the shortest slice.
+        unsafe {
+            match level {
+                Level::Avx512 => x86::dot_block_avx512(w, x),
+                Level::Avx2 => x86::dot_block_avx2(w, x),
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (level, w, x);
+        [[0.0; M]; R]
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use crate::gemv_q4_0::x86::hsum;
+    use std::arch::x86_64::*;
+
+    /// The length of the shortest slice.
+    fn shortest<const M: usize, const R: usize>(w: &[&[u16]; R], x: &[&[f32]; M]) -> usize {
+        let lw = w.iter().map(|s| s.len()).min().unwrap_or(0);
+        let lx = x.iter().map(|s| s.len()).min().unwrap_or(0);
+        lw.min(lx)
+    }
+
+    /// One f16 bit pattern as f32.
+    ///
+    /// # Safety
+    /// The CPU must have F16C.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    unsafe fn f16_to_f32(bits: u16) -> f32 {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+    }
+
+    /// The scalar dot product of `w[from..k]` and `x[from..k]`.
+    ///
+    /// # Safety
+    /// The CPU must have F16C.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    unsafe fn tail(w: &[u16], x: &[f32], from: usize, k: usize) -> f32 {
+        let mut s = 0f32;
+        for (wb, xv) in w[from..k].iter().zip(&x[from..k]) {
+            s += f16_to_f32(*wb) * xv;
+        }
+        s
+    }
+
+    /// The scalar dot product of `w[from..k]` and `x[from..k]`, both f16.
+    ///
+    /// # Safety
+    /// The CPU must have F16C.
+    #[inline]
+    #[target_feature(enable = "f16c")]
+    unsafe fn tail_f16(w: &[u16], x: &[u16], from: usize, k: usize) -> f32 {
+        let mut s = 0f32;
+        for (wb, xb) in w[from..k].iter().zip(&x[from..k]) {
+            s += f16_to_f32(*wb) * f16_to_f32(*xb);
+        }
+        s
+    }
+
+    /// Adds the scalar dot products over `full..k` of each weight row with each input.
+    ///
+    /// # Safety
+    /// The CPU must have F16C.
+    #[target_feature(enable = "f16c")]
+    unsafe fn add_tails<const M: usize, const R: usize>(
+        out: &mut [[f32; M]; R],
+        w: &[&[u16]; R],
+        x: &[&[f32]; M],
+        full: usize,
+        k: usize,
+    ) {
+        for (o, wr) in out.iter_mut().zip(w) {
+            for (oi, xi) in o.iter_mut().zip(x) {
+                *oi += tail(wr, xi, full, k);
+            }
+        }
+    }
+
+    /// One weight row against one input over `k` values, with four accumulator chains of 16.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX2, FMA and F16C; both slices must hold `k` values.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn dot_row_avx512(w: &[u16], x: &[u16], k: usize) -> f32 {
+        let full = k / 64 * 64;
+        let mut acc = [_mm512_setzero_ps(); 4];
+        let mut c = 0;
+        while c < full {
+            // In bounds: `c + 64 <= full <= k`.
+            for (j, a) in acc.iter_mut().enumerate() {
+                let p = c + 16 * j;
+                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(w.as_ptr().add(p).cast()));
+                let xv = _mm512_cvtph_ps(_mm256_loadu_si256(x.as_ptr().add(p).cast()));
+                *a = _mm512_fmadd_ps(wv, xv, *a);
+            }
+            c += 64;
+        }
+        let s = _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
+        _mm512_reduce_add_ps(s) + tail_f16(w, x, full, k)
+    }
+
+    /// [`dot_row_avx512`] with four accumulator chains of 8.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; both slices must hold `k` values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_row_avx2(w: &[u16], x: &[u16], k: usize) -> f32 {
+        let full = k / 32 * 32;
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut c = 0;
+        while c < full {
+            // In bounds: `c + 32 <= full <= k`.
+            for (j, a) in acc.iter_mut().enumerate() {
+                let p = c + 8 * j;
+                let wv = _mm256_cvtph_ps(_mm_loadu_si128(w.as_ptr().add(p).cast()));
+                let xv = _mm256_cvtph_ps(_mm_loadu_si128(x.as_ptr().add(p).cast()));
+                *a = _mm256_fmadd_ps(wv, xv, *a);
+            }
+            c += 32;
+        }
+        let s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+        hsum(s) + tail_f16(w, x, full, k)
+    }
+
+    /// `R` weight rows against `M` inputs, 16 values a step: one input load per step for all
+    /// `R` rows, one weight load per step for all `M` inputs, `R × M` accumulator chains.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F, AVX2, FMA and F16C. Reads stop at the shortest slice.
+    #[target_feature(enable = "avx512f,avx2,fma,f16c")]
+    pub(super) unsafe fn dot_block_avx512<const M: usize, const R: usize>(
+        w: [&[u16]; R],
+        x: [&[f32]; M],
+    ) -> [[f32; M]; R] {
+        let k = shortest(&w, &x);
+        let full = k / 16 * 16;
+        let mut acc = [[_mm512_setzero_ps(); M]; R];
+        let mut xv = [_mm512_setzero_ps(); M];
+        let mut c = 0;
+        while c < full {
+            // In bounds: `c + 16 <= full <= k`, and every slice holds at least `k` values.
+            for i in 0..M {
+                xv[i] = _mm512_loadu_ps(x[i].as_ptr().add(c));
+            }
+            for r in 0..R {
+                let wv = _mm512_cvtph_ps(_mm256_loadu_si256(w[r].as_ptr().add(c).cast()));
+                for i in 0..M {
+                    acc[r][i] = _mm512_fmadd_ps(wv, xv[i], acc[r][i]);
+                }
+            }
+            c += 16;
+        }
+        let mut out = [[0f32; M]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (oi, ai) in o.iter_mut().zip(a) {
+                *oi = _mm512_reduce_add_ps(*ai);
+            }
+        }
+        if full < k {
+            add_tails(&mut out, &w, &x, full, k);
+        }
+        out
+    }
+
+    /// [`dot_block_avx512`] with 256-bit vectors, 8 values a step.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C. Reads stop at the shortest slice.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_block_avx2<const M: usize, const R: usize>(
+        w: [&[u16]; R],
+        x: [&[f32]; M],
+    ) -> [[f32; M]; R] {
+        let k = shortest(&w, &x);
+        let full = k / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); M]; R];
+        let mut xv = [_mm256_setzero_ps(); M];
+        let mut c = 0;
+        while c < full {
+            // In bounds: `c + 8 <= full <= k`, and every slice holds at least `k` values.
+            for i in 0..M {
+                xv[i] = _mm256_loadu_ps(x[i].as_ptr().add(c));
+            }
+            for r in 0..R {
+                let wv = _mm256_cvtph_ps(_mm_loadu_si128(w[r].as_ptr().add(c).cast()));
+                for i in 0..M {
+                    acc[r][i] = _mm256_fmadd_ps(wv, xv[i], acc[r][i]);
+                }
+            }
+            c += 8;
+        }
+        let mut out = [[0f32; M]; R];
+        for (o, a) in out.iter_mut().zip(&acc) {
+            for (oi, ai) in o.iter_mut().zip(a) {
+                *oi = hsum(*ai);
+            }
+        }
+        if full < k {
+            add_tails(&mut out, &w, &x, full, k);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, IndexOp};
+
+    /// `x · wᵀ` in f32 from the f16 tensors.
+    fn reference(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+        let x32 = x.to_dtype(DType::F32)?;
+        let w32 = w.to_dtype(DType::F32)?;
+        let dims = x32.dims().to_vec();
+        let k = dims[dims.len() - 1];
+        let rows = x32.elem_count() / k;
+        let y = x32.reshape((rows, k))?.matmul(&w32.t()?)?;
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = w.dim(0)?;
+        y.reshape(out)
+    }
+
+    /// Each value within f16 rounding (plus f32 summation-order noise) of the reference.
+    fn assert_close(got: &Tensor, want: &Tensor, what: &str) -> Result<()> {
+        assert_eq!(got.dims(), want.dims(), "{what}");
+        let g = got.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let w = want.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-3 * b.abs() + 1e-3,
+                "{what}: [{i}] {a} vs {b}"
+            );
+        }
+        Ok(())
+    }
+
+    fn randn_f16(dims: &[usize]) -> Result<Tensor> {
+        Tensor::randn(0f32, 1.0, dims, &Device::Cpu)?.to_dtype(DType::F16)
+    }
+
+    #[test]
+    fn matches_f32_matmul() -> Result<()> {
+        let Some(lvl) = level() else {
+            eprintln!("skipped: no AVX2/FMA/F16C");
+            return Ok(());
+        };
+        // Widths with and without a tail for 64, 16 and 8; heights not a multiple of any group
+        // size, and above one rayon task (64 rows); one input row up to `SINGLE_ROW_MAX_K`
+        // wide takes the single-row kernel, wider ones the row-group kernel.
+        let cases: &[(usize, usize, &[usize])] = &[
+            (1, 16, &[1, 16]),
+            (7, 64, &[1, 64]),
+            (9, 40, &[2, 40]),
+            (5, 37, &[3, 37]),
+            (130, 100, &[4, 100]),
+            (131, 4096, &[1, 1, 4096]),
+            (67, 256, &[1, 3, 256]),
+            (200, 136, &[2, 2, 136]),
+            (33, 24, &[4, 1, 24]),
+            (258, 1000, &[2, 1, 1000]),
+            (3, 7, &[3, 7]),
+            (70, 8213, &[1, 1, 8213]),
+            (9, 8192, &[1, 8192]),
+        ];
+        for &(n, k, xdims) in cases {
+            let w = randn_f16(&[n, k])?;
+            let x = randn_f16(xdims)?;
+            assert!(applies(&w, &x), "[{n}, {k}] x {xdims:?}");
+            let got = matmul(&w, &x)?;
+            assert_eq!(got.dtype(), DType::F16);
+            let want = reference(&w, &x)?;
+            assert_close(&got, &want, &format!("[{n}, {k}] x {xdims:?}"))?;
+            // The same through `Linear` (which routes these rows here).
+            let lin = crate::Linear::from_weights(w.clone(), None);
+            assert_close(&lin.forward_base(&x)?, &want, "Linear")?;
+            // The AVX2 form against the AVX-512 one when both exist.
+            if lvl == Level::Avx512 {
+                let avx2 = matmul_with(Level::Avx2, &w, &x)?;
+                assert_close(&avx2, &got, &format!("AVX2 [{n}, {k}] x {xdims:?}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn more_rows_offsets_and_refusals() -> Result<()> {
+        if level().is_none() {
+            eprintln!("skipped: no AVX2/FMA/F16C");
+            return Ok(());
+        }
+        // Five or more rows: not a decode shape, but `matmul` still serves them in passes.
+        let w = randn_f16(&[70, 48])?;
+        let x = randn_f16(&[2, 3, 48])?;
+        assert!(!applies(&w, &x));
+        assert_close(&matmul(&w, &x)?, &reference(&w, &x)?, "6 rows")?;
+        // A contiguous view that starts inside its storage.
+        let big = randn_f16(&[80, 48])?;
+        let view = big.narrow(0, 5, 70)?;
+        assert!(view.is_contiguous());
+        let x1 = randn_f16(&[1, 48])?;
+        assert!(applies(&view, &x1));
+        assert_close(&matmul(&view, &x1)?, &reference(&view, &x1)?, "offset")?;
+        assert_close(&matmul(&view, &x1)?, &matmul(&big.i(5..75)?, &x1)?, "i")?;
+        // Not for inputs or weights that need gradients (no backward here).
+        let var = candle_core::Var::from_tensor(&x1)?;
+        assert!(!applies(&w, var.as_tensor()));
+        assert!(!applies(&w, &(var.as_tensor() * 2.0)?));
+        let wvar = candle_core::Var::from_tensor(&w)?;
+        assert!(!applies(wvar.as_tensor(), &x1));
+        // Not for: a transposed weight, an f32 input, a wrong width, five rows, a 1D input.
+        let wt = randn_f16(&[48, 70])?.t()?;
+        assert!(!applies(&wt, &x1));
+        assert!(matmul(&wt, &x1).is_err());
+        assert!(!applies(&w, &x1.to_dtype(DType::F32)?));
+        assert!(matmul(&w, &x1.to_dtype(DType::F32)?).is_err());
+        let x40 = randn_f16(&[1, 40])?;
+        assert!(!applies(&w, &x40));
+        assert!(matmul(&w, &x40).is_err());
+        assert!(!applies(&w, &randn_f16(&[5, 48])?));
+        assert!(!applies(&w, &randn_f16(&[48])?));
+        // Empty shapes give empty or zero outputs.
+        let x0 = Tensor::zeros((0, 48), DType::F16, &Device::Cpu)?;
+        assert_eq!(matmul(&w, &x0)?.dims(), &[0, 70]);
+        Ok(())
+    }
+
+    /// CPU time of all this process's threads so far, in seconds (Linux; 0 elsewhere).
+    fn cpu_seconds() -> f64 {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return 0.0;
+        };
+        let mut ns = 0u64;
+        for t in tasks.flatten() {
+            if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
+                ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+            }
+        }
+        ns as f64 * 1e-9
+    }
+
+    /// Effective weight bandwidth of the kernel against candle's matmul, per second of wall
+    /// time (best of the repetitions) and per CPU-second (all of them, so less sensitive to other jobs on
+    /// the machine), e.g.
+    /// `RAYON_NUM_THREADS=2 cargo test --release -p visualglm-lora gemv_f16 -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bandwidth() -> Result<()> {
+        if level().is_none() {
+            return Ok(());
+        }
+        // The last shape fits in L2: the kernel's compute rate rather than the memory's.
+        for (n, k) in [
+            (16384usize, 4096usize),
+            (4096, 16384),
+            (4096, 4096),
+            (128, 4096),
+        ] {
+            let w = randn_f16(&[n, k])?;
+            let gb = (n * k * 2) as f64 / 1e9;
+            for rows in [1usize, 4] {
+                let x = randn_f16(&[rows, k])?;
+                let time = |f: &dyn Fn() -> Result<Tensor>| -> Result<(f64, f64)> {
+                    f()?;
+                    let reps = if n * k < (1 << 20) { 200 } else { 5 };
+                    let mut best = f64::MAX;
+                    let cpu = cpu_seconds();
+                    for _ in 0..reps {
+                        let t = std::time::Instant::now();
+                        f()?;
+                        best = best.min(t.elapsed().as_secs_f64());
+                    }
+                    Ok((best, (cpu_seconds() - cpu) / reps as f64))
+                };
+                let (ours, ours_cpu) = time(&|| matmul(&w, &x))?;
+                let (avx2, avx2_cpu) = time(&|| matmul_with(Level::Avx2, &w, &x))?;
+                eprintln!(
+                    "  avx2 {:.1} GB/s ({:.1} GB/CPU-s)",
+                    gb / avx2,
+                    gb / avx2_cpu
+                );
+                let (cand, cand_cpu) = time(&|| x.matmul(&w.t()?))?;
+                eprintln!(
+                    "[{n}, {k}] x{rows}: gemv_f16 {:.2} ms {:.1} GB/s ({:.1} GB/CPU-s), \
+                     candle {:.2} ms {:.1} GB/s ({:.1} GB/CPU-s)",
+                    ours * 1e3,
+                    gb / ours,
+                    gb / ours_cpu,
+                    cand * 1e3,
+                    gb / cand,
+                    gb / cand_cpu
+                );
+            }
+        }
+        Ok(())
+    }
+}
