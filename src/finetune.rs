@@ -28,7 +28,7 @@ use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
 
 use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
 use crate::error::{Result, VisualGlmError};
-use crate::itc::{caption_features, caption_groups, CaptionLayout, ItcHeads, ITC_FILE};
+use crate::itc::{caption_features, CaptionIds, CaptionLayout, ItcHeads, TextQueue, ITC_FILE};
 use crate::lora::{LoraAdapters, LoraConfig, TargetRule, GLM_LAYERS};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
@@ -96,6 +96,10 @@ pub struct FinetuneConfig {
     /// (`caption [gMASK] <sop>`, bidirectional) or `"answer"` (`[gMASK] <sop> caption`, causal,
     /// where a model trained only on answers has learned to read text).
     pub itc_caption_layout: CaptionLayout,
+    /// Also rank each image against the captions of this many earlier training texts (a text
+    /// queue, as in ALBEF/BLIP; 0 = in-batch only, BLIP-2's ITC). Equal captions in the queue
+    /// count as positives. The queue is saved with checkpoints.
+    pub itc_queue: usize,
     /// Rank of trainable LoRA adapters on the ChatGLM `query_key_value` and `dense` linears
     /// (0: no adapters; the release uses 10).
     pub lora_rank: usize,
@@ -141,6 +145,7 @@ impl Default for FinetuneConfig {
             itc_dim: 256,
             itc_detach: false,
             itc_caption_layout: CaptionLayout::Context,
+            itc_queue: 0,
             lora_rank: 0,
             lora_alpha: 1.0,
             lora_layers: None,
@@ -563,8 +568,11 @@ pub fn finetune(
         .map_err(train_err)?;
     let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
     let mut state = TrainState::default();
+    let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
+    let mut queue = TextQueue::new(cfg.itc_queue);
     if let Some(ck) = manager.load_latest(device).map_err(train_err)? {
         ck.restore(&mut opt).map_err(train_err)?;
+        queue = TextQueue::from_tensors(cfg.itc_queue, &ck.optimizer)?;
         tracing::info!("resumed from {}", ck.dir.display());
         state = ck.state;
     }
@@ -614,7 +622,9 @@ pub fn finetune(
                 } else {
                     qformer_out
                 };
-                let itc = h.loss(&image, &text, &caption_groups(&captions))?;
+                let ids = caption_ids.of(&captions);
+                let itc = h.loss(&image, &text, &ids, Some(&queue))?;
+                queue.push(&text, &ids)?;
                 loss = total_loss(&loss, &itc, cfg.itc_weight).map_err(train_err)?;
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
@@ -684,7 +694,11 @@ pub fn finetune(
         }
         reports.push(report);
         if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
-            manager.save_training(&state, &opt).map_err(train_err)?;
+            let mut training_state = opt.state_tensors().map_err(train_err)?;
+            training_state.extend(queue.tensors()?);
+            manager
+                .save(&state, &opt.params().tensors(), &training_state)
+                .map_err(train_err)?;
         }
         if at_end && cfg.export {
             let export = ExportParts {

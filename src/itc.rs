@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_train::losses::{
-    itc_loss, l2_normalize, masked_mean, ItcConfig, ItcTargets, Temperature,
+    itc_loss_queued, l2_normalize, masked_mean, ItcConfig, Temperature, NORMALIZE_EPS,
 };
 
 use crate::error::{Result, VisualGlmError};
@@ -211,28 +211,137 @@ impl ItcHeads {
             .max(1)?)
     }
 
-    /// The in-batch ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`;
-    /// rows with the same `group` (e.g. the same caption) count as positives of each other.
+    /// The ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`; rows with
+    /// the same `group` (e.g. the same caption) count as positives of each other. With a
+    /// non-empty `queue`, image→text also ranks the queued texts of earlier batches
+    /// ([`itc_loss_queued`]).
     pub fn loss(
         &self,
         qformer_out: &Tensor,
         text_feature: &Tensor,
         group: &[i64],
+        queue: Option<&TextQueue>,
     ) -> Result<Tensor> {
         self.temperature.clamp().map_err(train_err)?;
-        let image = self
-            .vision_proj
-            .forward(&qformer_out.to_dtype(DType::F32)?)?;
-        let text = self.text_proj.forward(text_feature)?;
-        let out = itc_loss(
+        let image = l2_normalize(
+            &self
+                .vision_proj
+                .forward(&qformer_out.to_dtype(DType::F32)?)?,
+            NORMALIZE_EPS,
+        )
+        .map_err(train_err)?;
+        let text = l2_normalize(&self.text_proj.forward(text_feature)?, NORMALIZE_EPS)
+            .map_err(train_err)?;
+        let empty = TextQueue::new(0);
+        let queue = queue.unwrap_or(&empty);
+        let queued = match &queue.features {
+            Some(f) => {
+                l2_normalize(&self.text_proj.forward(f)?, NORMALIZE_EPS).map_err(train_err)?
+            }
+            None => Tensor::zeros((0, text.dim(1)?), DType::F32, text.device())?,
+        };
+        let out = itc_loss_queued(
             &image,
             &text,
+            group,
+            &queued,
+            &queue.ids,
             self.temperature.tensor(),
-            ItcTargets::ImageIds(group),
             &ItcConfig::default(),
         )
         .map_err(train_err)?;
         Ok(out.loss)
+    }
+}
+
+/// Text features of earlier batches, newest first, that the ITC loss ranks as extra
+/// negatives for each image (ALBEF's and BLIP's text queue). It keeps the frozen language
+/// model's pooled caption states, before `text_proj`, so each step projects them with the
+/// current heads; they go stale only as far as LoRA on the language model moves them.
+#[derive(Debug, Clone)]
+pub struct TextQueue {
+    capacity: usize,
+    features: Option<Tensor>,
+    ids: Vec<i64>,
+}
+
+/// Checkpoint key of the queued features.
+const QUEUE_FEATURES: &str = "itc_queue.features";
+/// Checkpoint key of the queued caption ids.
+const QUEUE_IDS: &str = "itc_queue.ids";
+
+impl TextQueue {
+    /// An empty queue holding at most `capacity` texts.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            features: None,
+            ids: Vec::new(),
+        }
+    }
+
+    /// Number of queued texts.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Puts a batch's features `[B, W]` (detached) and caption ids in front, dropping the
+    /// oldest beyond the capacity.
+    pub fn push(&mut self, features: &Tensor, ids: &[i64]) -> Result<()> {
+        if self.capacity == 0 {
+            return Ok(());
+        }
+        if features.dim(0)? != ids.len() {
+            return Err(VisualGlmError::Input(format!(
+                "text queue: {} ids for {} features",
+                ids.len(),
+                features.dim(0)?
+            )));
+        }
+        let features = features.detach();
+        let all = match &self.features {
+            Some(old) => Tensor::cat(&[&features, old], 0)?,
+            None => features,
+        };
+        let keep = all.dim(0)?.min(self.capacity);
+        self.features = Some(all.narrow(0, 0, keep)?);
+        self.ids = ids.iter().chain(&self.ids).take(keep).copied().collect();
+        Ok(())
+    }
+
+    /// The queue as named tensors, to save with a training checkpoint (none when empty).
+    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let mut out = HashMap::new();
+        if let Some(f) = &self.features {
+            out.insert(QUEUE_FEATURES.to_string(), f.clone());
+            let ids = Tensor::from_vec(self.ids.clone(), self.ids.len(), f.device())?;
+            out.insert(QUEUE_IDS.to_string(), ids);
+        }
+        Ok(out)
+    }
+
+    /// Restores a queue saved by [`TextQueue::tensors`] from checkpoint tensors (an empty
+    /// queue when they hold none); more saved texts than `capacity` keep the newest.
+    pub fn from_tensors(capacity: usize, tensors: &HashMap<String, Tensor>) -> Result<Self> {
+        let mut queue = Self::new(capacity);
+        let (Some(f), Some(ids)) = (tensors.get(QUEUE_FEATURES), tensors.get(QUEUE_IDS)) else {
+            return Ok(queue);
+        };
+        let ids = ids.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+        if f.dims().len() != 2 || f.dim(0)? != ids.len() {
+            return Err(VisualGlmError::Input(format!(
+                "checkpoint text queue: features {:?} with {} ids",
+                f.dims(),
+                ids.len()
+            )));
+        }
+        queue.push(&f.to_dtype(DType::F32)?, &ids)?;
+        Ok(queue)
     }
 }
 
@@ -335,12 +444,38 @@ pub fn caption_features(
     masked_mean(&hidden, &mask).map_err(train_err)
 }
 
-/// Group ids of `captions` for [`ItcHeads::loss`]: equal captions share an id.
-pub fn caption_groups(captions: &[&str]) -> Vec<i64> {
-    captions
-        .iter()
-        .map(|c| captions.iter().position(|d| d == c).unwrap_or(0) as i64)
-        .collect()
+/// Stable ids of a data set's captions for [`ItcHeads::loss`] and the [`TextQueue`]: equal
+/// captions share an id, so they count as positives of each other.
+#[derive(Debug, Clone, Default)]
+pub struct CaptionIds {
+    ids: HashMap<String, i64>,
+}
+
+impl CaptionIds {
+    /// Numbers the distinct captions in order of first appearance.
+    pub fn new<'a>(captions: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut ids = HashMap::new();
+        for c in captions {
+            let next = ids.len() as i64;
+            ids.entry(c.to_string()).or_insert(next);
+        }
+        Self { ids }
+    }
+
+    /// The ids of `captions`; a caption not numbered by [`CaptionIds::new`] gets an id past
+    /// the known ones, shared with its equals in `captions`.
+    pub fn of(&self, captions: &[&str]) -> Vec<i64> {
+        let known = self.ids.len() as i64;
+        captions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                self.ids.get(*c).copied().unwrap_or_else(|| {
+                    known + captions[..i].iter().position(|d| d == c).unwrap_or(i) as i64
+                })
+            })
+            .collect()
+    }
 }
 
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
@@ -385,4 +520,48 @@ pub fn retrieval_similarities(
         .similarity(&queries, &features)?
         .to_dtype(DType::F64)?;
     Ok(sim.to_vec2::<f64>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(values: &[f32]) -> Tensor {
+        Tensor::from_vec(values.to_vec(), (values.len(), 1), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn text_queue_keeps_the_newest_first_and_round_trips() {
+        let mut q = TextQueue::new(3);
+        assert!(q.is_empty() && q.tensors().unwrap().is_empty());
+        q.push(&rows(&[1.0, 2.0]), &[10, 20]).unwrap();
+        q.push(&rows(&[3.0, 4.0]), &[30, 40]).unwrap();
+        assert_eq!(q.len(), 3);
+        assert_eq!(q.ids, [30, 40, 10]);
+        let f = q.features.as_ref().unwrap().flatten_all().unwrap();
+        assert_eq!(f.to_vec1::<f32>().unwrap(), [3.0, 4.0, 1.0]);
+        assert!(q.push(&rows(&[5.0]), &[1, 2]).is_err());
+
+        let saved = q.tensors().unwrap();
+        let back = TextQueue::from_tensors(3, &saved).unwrap();
+        assert_eq!(back.ids, q.ids);
+        // A smaller capacity keeps the newest.
+        let small = TextQueue::from_tensors(2, &saved).unwrap();
+        assert_eq!(small.ids, [30, 40]);
+        // Capacity 0 never holds anything.
+        let mut off = TextQueue::new(0);
+        off.push(&rows(&[1.0]), &[1]).unwrap();
+        assert!(off.is_empty());
+    }
+
+    #[test]
+    fn caption_ids_are_stable_and_shared_by_equal_captions() {
+        let ids = CaptionIds::new(["a cat", "a dog", "a cat"]);
+        assert_eq!(ids.of(&["a dog", "a cat", "a dog"]), [1, 0, 1]);
+        // Unknown captions get ids past the known ones, equal ones the same.
+        assert_eq!(
+            ids.of(&["a bird", "a cat", "a bird", "a fish"]),
+            [2, 0, 2, 5]
+        );
+    }
 }

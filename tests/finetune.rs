@@ -183,6 +183,39 @@ fn itc_adds_a_contrastive_term_trains_its_heads_and_resumes_exactly() {
 }
 
 #[test]
+fn itc_text_queue_adds_earlier_texts_and_is_restored_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_queue = |out: &str, queue: usize| FinetuneConfig {
+        itc_weight: 0.5,
+        itc_dim: 16,
+        itc_queue: queue,
+        ..config(dir.path(), out, 4)
+    };
+    let plain = finetune(&with_queue("plain", 0), &Device::Cpu, &mut |_| true).unwrap();
+    let queued = finetune(&with_queue("queued", 3), &Device::Cpu, &mut |_| true).unwrap();
+    // Step 1 has an empty queue: the same loss; from step 2 the queued texts count.
+    assert_eq!(plain[0].loss, queued[0].loss);
+    assert_ne!(plain[1].loss, queued[1].loss);
+    // The queue (3 newest texts) is saved with the checkpoint...
+    let out = dir.path().join("queued");
+    let latest = std::fs::read_to_string(out.join("latest")).unwrap();
+    let state = candle_core::safetensors::load(
+        out.join(latest.trim()).join("optimizer.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(state["itc_queue.features"].dims()[0], 3);
+    assert_eq!(state["itc_queue.ids"].dims(), [3]);
+    // ...and restored: a run stopped after step 2 continues with the same losses.
+    finetune(&with_queue("split", 3), &Device::Cpu, &mut |r| r.step < 2).unwrap();
+    let rest = finetune(&with_queue("split", 3), &Device::Cpu, &mut |_| true).unwrap();
+    assert_eq!(rest.len(), 2);
+    for (a, b) in queued[2..].iter().zip(&rest) {
+        assert_eq!(a.loss, b.loss, "step {}", a.step);
+    }
+}
+
+#[test]
 fn validation_loss_is_reported_when_due() {
     let dir = tempfile::tempdir().unwrap();
     let base = config(dir.path(), "val", 4);

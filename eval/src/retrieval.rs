@@ -34,6 +34,8 @@ pub struct RetrievalReport {
     pub tr_rank_per_image: Vec<usize>,
     /// Rank of each caption's image (0-based).
     pub ir_rank_per_text: Vec<usize>,
+    /// The best-scoring text of each image (for error analysis: which caption won).
+    pub tr_top1_per_image: Vec<usize>,
 }
 
 /// LAVIS `_report_metrics` values, all in percent.
@@ -68,6 +70,17 @@ fn rank_of(row: &[f64], target: usize) -> usize {
         .enumerate()
         .filter(|&(j, &v)| v > s || (v == s && j > target))
         .count()
+}
+
+/// Index of the highest score in `row`, ties to the later index as in [`rank_of`].
+fn top1(row: &[f64]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v >= row[best] {
+            best = j;
+        }
+    }
+    best
 }
 
 fn recall(ranks: &[usize], k: usize) -> f64 {
@@ -134,6 +147,7 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
         .enumerate()
         .map(|(t, &i)| rank_of(&s.scores_t2i[t], i))
         .collect();
+    let top1 = s.scores_i2t.iter().map(|row| top1(row)).collect::<Vec<_>>();
     let (tr1, tr5, tr10) = (recall(&tr, 1), recall(&tr, 5), recall(&tr, 10));
     let (ir1, ir5, ir10) = (recall(&ir, 1), recall(&ir, 5), recall(&ir, 10));
     let tr_mean = (tr1 + tr5 + tr10) / 3.0;
@@ -154,6 +168,7 @@ pub fn evaluate(s: &RetrievalScores) -> Result<RetrievalReport> {
         metrics,
         tr_rank_per_image: tr,
         ir_rank_per_text: ir,
+        tr_top1_per_image: top1,
     })
 }
 

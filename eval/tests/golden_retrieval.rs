@@ -20,6 +20,15 @@ fn metrics_and_ranks_match() {
     }
     assert_eq!(got["tr_rank_per_image"], g["tr_rank_per_image"]);
     assert_eq!(got["ir_rank_per_text"], g["ir_rank_per_text"]);
+    // Each image's top text has rank 0 exactly when the image is retrieved at rank 0.
+    for (i, (&top, &rank)) in report
+        .tr_top1_per_image
+        .iter()
+        .zip(&report.tr_rank_per_image)
+        .enumerate()
+    {
+        assert_eq!(scores.img2txt[i].contains(&top), rank == 0, "image {i}");
+    }
 }
 
 #[test]
@@ -46,6 +55,8 @@ fn ties_rank_later_index_first() {
     };
     let r = evaluate(&scores).expect("evaluate");
     assert_eq!(r.tr_rank_per_image, vec![1]);
+    // The winner is the text ranked first: the later of the tied two.
+    assert_eq!(r.tr_top1_per_image, vec![1]);
     assert_eq!(r.metrics.txt_r1, 0.0);
     assert_eq!(r.metrics.img_r1, 100.0);
 }

@@ -4,6 +4,7 @@
 //! * [`ar_loss`]: the release's autoregressive loss (shift, CE in f32, ignore −100, mean
 //!   over supervised tokens).
 //! * [`itc_loss`]: BLIP-2's image-text contrastive loss (LAVIS `Blip2Qformer.forward`).
+//! * [`itc_loss_queued`]: the same with extra text negatives from earlier batches.
 //! * [`total_loss`]: `ar + λ·itc`.
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -138,7 +139,8 @@ impl Default for ItcConfig {
 pub struct ItcOutput {
     /// `(CE(sim_i2t) + CE(sim_t2i)) / 2`, f32 scalar.
     pub loss: Tensor,
-    /// `[B, B]`: `max_q ⟨image_feat[b, q], text_feat[c]⟩ / temp`.
+    /// `[B, B]` (`[B, B + E]` with a queue of `E` texts):
+    /// `max_q ⟨image_feat[b, q], text_feat[c]⟩ / temp`.
     pub sim_i2t: Tensor,
     /// `[B, B]`: `sim_i2tᵀ`.
     pub sim_t2i: Tensor,
@@ -198,12 +200,10 @@ pub fn itc_loss_normalized(
 
 /// The `[B, B]` target distribution of each row.
 fn soft_targets(b: usize, targets: ItcTargets<'_>, eps: f64, device: &Device) -> Result<Tensor> {
-    let mut t = vec![0f32; b * b];
     match targets {
         ItcTargets::InBatch => {
-            for i in 0..b {
-                t[i * b + i] = 1.0;
-            }
+            let ids: Vec<i64> = (0..b as i64).collect();
+            id_targets(&ids, &ids, eps, device)
         }
         ItcTargets::ImageIds(ids) => {
             if ids.len() != b {
@@ -212,18 +212,87 @@ fn soft_targets(b: usize, targets: ItcTargets<'_>, eps: f64, device: &Device) ->
                     ids.len()
                 )));
             }
-            for i in 0..b {
-                let pos = ids.iter().filter(|&&x| x == ids[i]).count() as f32;
-                for j in 0..b {
-                    if ids[j] == ids[i] {
-                        t[i * b + j] = 1.0 / pos;
-                    }
-                }
+            id_targets(ids, ids, eps, device)
+        }
+    }
+}
+
+/// `[rows, cols]` targets: each row spreads `1 − eps` evenly over the columns with its id,
+/// plus `eps / cols` everywhere (label smoothing). A row whose id no column has gets only the
+/// smoothing mass.
+fn id_targets(rows: &[i64], cols: &[i64], eps: f64, device: &Device) -> Result<Tensor> {
+    let n = cols.len();
+    let mut t = vec![0f32; rows.len() * n];
+    for (i, &id) in rows.iter().enumerate() {
+        let pos = cols.iter().filter(|&&c| c == id).count();
+        if pos == 0 {
+            continue;
+        }
+        for (j, &c) in cols.iter().enumerate() {
+            if c == id {
+                t[i * n + j] = 1.0 / pos as f32;
             }
         }
     }
-    let t = Tensor::from_vec(t, (b, b), device)?;
-    Ok(((t * (1.0 - eps))? + eps / b as f64)?)
+    let t = Tensor::from_vec(t, (rows.len(), n), device)?;
+    Ok(((t * (1.0 - eps))? + eps / n as f64)?)
+}
+
+/// BLIP-2 ITC whose image→text direction also ranks the texts of earlier batches, as ALBEF
+/// and BLIP's retrieval fine-tune do with their text queue and `idx_queue`.
+///
+/// `image_feats` `[B, Q, D]`, `text_feat` `[B, D]` and `queue` `[E, D]` are already
+/// normalised; `ids` (one per row) and `queue_ids` say which texts are the same caption:
+/// every column with a row's id is a positive of that row. Image→text scores the `B + E`
+/// texts (label smoothing over all of them); text→image stays in-batch. With an empty queue
+/// this is [`itc_loss_normalized`] with [`ItcTargets::ImageIds`]. A queue that does not change
+/// while training (a frozen text encoder) has no staleness.
+pub fn itc_loss_queued(
+    image_feats: &Tensor,
+    text_feat: &Tensor,
+    ids: &[i64],
+    queue: &Tensor,
+    queue_ids: &[i64],
+    temp: &Tensor,
+    cfg: &ItcConfig,
+) -> Result<ItcOutput> {
+    let (b, q, d) = image_feats.dims3()?;
+    let (e, qd) = queue.dims2()?;
+    if qd != d || queue_ids.len() != e || ids.len() != b {
+        return Err(TrainError::Config(format!(
+            "itc_loss_queued: image features [{b}, {q}, {d}] with {} ids, a queue of {:?} \
+             with {} ids",
+            ids.len(),
+            queue.dims(),
+            queue_ids.len()
+        )));
+    }
+    let in_batch =
+        itc_loss_normalized(image_feats, text_feat, temp, ItcTargets::ImageIds(ids), cfg)?;
+    if e == 0 {
+        return Ok(in_batch);
+    }
+    let image_feats = image_feats.to_dtype(DType::F32)?;
+    let queue = queue.to_dtype(DType::F32)?;
+    let temp = temp.to_dtype(DType::F32)?;
+    let to_queue = image_feats
+        .reshape((b * q, d))?
+        .matmul(&queue.t()?)?
+        .reshape((b, q, e))?
+        .max(1)?
+        .broadcast_div(&temp)?;
+    let sim_i2t = Tensor::cat(&[&in_batch.sim_i2t, &to_queue], 1)?;
+    let cols: Vec<i64> = ids.iter().chain(queue_ids).copied().collect();
+    let target = id_targets(ids, &cols, cfg.label_smoothing, image_feats.device())?;
+    let loss_i2t = soft_cross_entropy(&sim_i2t, &target)?;
+    let target_t2i = id_targets(ids, ids, cfg.label_smoothing, image_feats.device())?;
+    let loss_t2i = soft_cross_entropy(&in_batch.sim_t2i, &target_t2i)?;
+    let loss = ((loss_i2t + loss_t2i)? / 2.0)?;
+    Ok(ItcOutput {
+        loss,
+        sim_i2t,
+        sim_t2i: in_batch.sim_t2i,
+    })
 }
 
 /// `−mean_rows Σ_c target · log_softmax(logits)`.
@@ -369,6 +438,103 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.to_scalar::<f32>().unwrap(), 3.5);
+    }
+
+    /// Plain-loop reference of one smoothed cross-entropy row.
+    fn ce_row(logits: &[f64], target: &[f64]) -> f64 {
+        let m = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let lse = logits.iter().map(|l| (l - m).exp()).sum::<f64>().ln() + m;
+        -logits
+            .iter()
+            .zip(target)
+            .map(|(l, t)| t * (l - lse))
+            .sum::<f64>()
+    }
+
+    #[test]
+    fn queued_itc_matches_a_plain_reference_and_the_in_batch_loss_without_queue() {
+        let d = Device::Cpu;
+        let (b, q, dim, e) = (3, 2, 4, 5);
+        let vals = |n: usize, seed: f32| -> Vec<f32> {
+            (0..n).map(|i| ((i as f32 + seed) * 0.731).sin()).collect()
+        };
+        let img = l2_normalize(
+            &Tensor::from_vec(vals(b * q * dim, 1.0), (b, q, dim), &d).unwrap(),
+            NORMALIZE_EPS,
+        )
+        .unwrap();
+        let txt = l2_normalize(
+            &Tensor::from_vec(vals(b * dim, 2.0), (b, dim), &d).unwrap(),
+            NORMALIZE_EPS,
+        )
+        .unwrap();
+        let queue = l2_normalize(
+            &Tensor::from_vec(vals(e * dim, 3.0), (e, dim), &d).unwrap(),
+            NORMALIZE_EPS,
+        )
+        .unwrap();
+        let ids = [7i64, 8, 7];
+        let queue_ids = [8i64, 9, 9, 7, 10];
+        let temp = Tensor::new(0.07f32, &d).unwrap();
+        let cfg = ItcConfig::default();
+
+        let empty = Tensor::zeros((0, dim), DType::F32, &d).unwrap();
+        let plain = itc_loss_normalized(&img, &txt, &temp, ItcTargets::ImageIds(&ids), &cfg)
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap();
+        let no_queue = itc_loss_queued(&img, &txt, &ids, &empty, &[], &temp, &cfg)
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(plain, no_queue);
+
+        let out = itc_loss_queued(&img, &txt, &ids, &queue, &queue_ids, &temp, &cfg).unwrap();
+        assert_eq!(out.sim_i2t.dims(), [b, b + e]);
+        let im = img.to_vec3::<f32>().unwrap();
+        let texts: Vec<Vec<f32>> = txt
+            .to_vec2::<f32>()
+            .unwrap()
+            .into_iter()
+            .chain(queue.to_vec2::<f32>().unwrap())
+            .collect();
+        let cols: Vec<i64> = ids.iter().chain(&queue_ids).copied().collect();
+        let sim = |i: usize, c: usize| -> f64 {
+            im[i]
+                .iter()
+                .map(|qv| {
+                    qv.iter()
+                        .zip(&texts[c])
+                        .map(|(a, b)| f64::from(a * b))
+                        .sum::<f64>()
+                })
+                .fold(f64::NEG_INFINITY, f64::max)
+                / 0.07
+        };
+        let targets = |row: i64, cols: &[i64]| -> Vec<f64> {
+            let pos = cols.iter().filter(|&&c| c == row).count() as f64;
+            cols.iter()
+                .map(|&c| 0.9 * f64::from(u8::from(c == row)) / pos + 0.1 / cols.len() as f64)
+                .collect()
+        };
+        let mut i2t = 0.0;
+        let mut t2i = 0.0;
+        for i in 0..b {
+            let row: Vec<f64> = (0..b + e).map(|c| sim(i, c)).collect();
+            i2t += ce_row(&row, &targets(ids[i], &cols));
+            let col: Vec<f64> = (0..b).map(|j| sim(j, i)).collect();
+            t2i += ce_row(&col, &targets(ids[i], &ids));
+        }
+        let want = (i2t + t2i) / (2.0 * b as f64);
+        let got = f64::from(out.loss.to_scalar::<f32>().unwrap());
+        assert!((got - want).abs() < 1e-4, "{got} vs {want}");
+        // The queue adds negatives: the loss differs from the in-batch one.
+        assert!((got - f64::from(plain)).abs() > 1e-3);
+
+        let bad = Tensor::zeros((2, dim), DType::F32, &d).unwrap();
+        assert!(itc_loss_queued(&img, &txt, &ids, &bad, &[1], &temp, &cfg).is_err());
     }
 
     #[test]
