@@ -100,6 +100,9 @@ pub struct FinetuneConfig {
     /// queue, as in ALBEF/BLIP; 0 = in-batch only, BLIP-2's ITC). Equal captions in the queue
     /// count as positives. The queue is saved with checkpoints.
     pub itc_queue: usize,
+    /// Ramp λ linearly from 0 at the first update to `itc_weight` at this update (0 = constant
+    /// λ): the encoder first follows the AR loss, and the contrastive term grows later.
+    pub itc_ramp_steps: u64,
     /// Rank of trainable LoRA adapters on the ChatGLM `query_key_value` and `dense` linears
     /// (0: no adapters; the release uses 10).
     pub lora_rank: usize,
@@ -146,6 +149,7 @@ impl Default for FinetuneConfig {
             itc_detach: false,
             itc_caption_layout: CaptionLayout::Context,
             itc_queue: 0,
+            itc_ramp_steps: 0,
             lora_rank: 0,
             lora_alpha: 1.0,
             lora_layers: None,
@@ -485,6 +489,15 @@ fn export_model(tm: &TrainableModel, parts: &ExportParts<'_>, dir: &Path) -> Res
     Ok(())
 }
 
+/// λ of the update after `step` updates: `itc_weight`, ramped over `itc_ramp_steps`.
+fn itc_lambda(cfg: &FinetuneConfig, step: u64) -> f64 {
+    if cfg.itc_ramp_steps == 0 {
+        return cfg.itc_weight;
+    }
+    let progress = (step + 1) as f64 / cfg.itc_ramp_steps as f64;
+    cfg.itc_weight * progress.min(1.0)
+}
+
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
     VisualGlmError::Input(e.to_string())
 }
@@ -625,7 +638,8 @@ pub fn finetune(
                 let ids = caption_ids.of(&captions);
                 let itc = h.loss(&image, &text, &ids, Some(&queue))?;
                 queue.push(&text, &ids)?;
-                loss = total_loss(&loss, &itc, cfg.itc_weight).map_err(train_err)?;
+                let lambda = itc_lambda(cfg, state.counters.step);
+                loss = total_loss(&loss, &itc, lambda).map_err(train_err)?;
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             loss_sum += loss_value;
@@ -713,4 +727,28 @@ pub fn finetune(
         }
     }
     Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn itc_lambda_ramps_linearly_then_stays() {
+        let cfg = FinetuneConfig {
+            itc_weight: 0.1,
+            itc_ramp_steps: 4,
+            ..FinetuneConfig::default()
+        };
+        let got: Vec<f64> = (0..6).map(|s| itc_lambda(&cfg, s)).collect();
+        let want = [0.025, 0.05, 0.075, 0.1, 0.1, 0.1];
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-12, "{got:?}");
+        }
+        let constant = FinetuneConfig {
+            itc_weight: 0.3,
+            ..FinetuneConfig::default()
+        };
+        assert_eq!(itc_lambda(&constant, 0), 0.3);
+    }
 }
