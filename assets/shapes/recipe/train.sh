@@ -4,13 +4,16 @@
 #   -> stage 2 (language model frozen; ViT + Q-Former + glm_proj + LoRA, AR + ITC)
 #   -> evaluation on the held-out split (caption exact match, image->text Recall@1).
 # Usage: assets/shapes/recipe/train.sh WORK_DIR
-#   env: VISUALGLM (binary), COUNT (scenes), STEPS1, STEPS2, ITC (λ, default 0.02), ITC_DETACH=true for the
-#        AR-only baseline (the ITC heads then train as a probe on detached image features)
+#   env: VISUALGLM (binary), COUNT (scenes), STEPS1, STEPS2, ITC (λ, default 0.04, ramped up from
+#        0 over stage 2), ITC_QUEUE (earlier captions ranked as extra negatives, default 512),
+#        ITC_DETACH=true for the AR-only baseline (the ITC heads then train as a probe on detached
+#        image features)
 set -euo pipefail
 recipe=$(cd "$(dirname "$0")" && pwd)
 work=${1:?usage: train.sh WORK_DIR}
 bin=${VISUALGLM:-visualglm}
-count=${COUNT:-8000}; steps1=${STEPS1:-200}; steps2=${STEPS2:-1600}; itc=${ITC:-0.02}
+count=${COUNT:-8000}; steps1=${STEPS1:-200}; steps2=${STEPS2:-1600}; itc=${ITC:-0.04}
+queue=${ITC_QUEUE:-512}
 detach=${ITC_DETACH:-false}
 mkdir -p "$work" && cd "$work"
 "$bin" data synth --out data --count "$count" --size 112 --seed 1
@@ -48,8 +51,14 @@ lora_alpha = 64.0
 clip = 0.0
 steps = $steps2
 lr = 1e-3
-val_every = 400
+val_every = 800
+# λ ramps from 0 to ITC over the whole stage: the encoder learns the shapes from the AR loss
+# first; a larger λ (0.05 and up, measured) makes ITC pull it off them.
 itc_weight = $itc
+itc_ramp_steps = $steps2
+# Earlier batches' captions as extra image->text negatives: captions that differ only in a
+# shape rarely meet within a batch of 16.
+itc_queue = $queue
 itc_detach = $detach
 itc_dim = 64
 TOML
