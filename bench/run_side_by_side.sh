@@ -3,7 +3,8 @@
 # ratio compares runs made minutes apart on the same machine state.
 # Usage: bench/run_side_by_side.sh [ROUNDS] [GLM_LAYERS] [VIT_LAYERS]   (repository root)
 # Needs: cargo build --release --bin visualglm; torch and chatglm-cpp (see bench/README.md).
-# Output: bench/results/side_by_side/round{N}.tsv, then bench/compare.py prints the ratios.
+# Output: bench/results/side_by_side/round{N}.tsv (RESULTS=DIR elsewhere), then bench/compare.py
+# prints the ratios. ONLY="f16 q4_0" runs just those groups (f16, q4_0, q8_0, q4k, f32).
 set -euo pipefail
 ROUNDS=${1:-2}
 GLM=${2:-2}
@@ -18,20 +19,21 @@ candle() { # label, bench flags...
   "$BIN" bench "$@" "${common[@]}" | sed "s/^[^\t]*\t/candle-$label\t/"
 }
 cpp() { taskset -c 0,1 python3 bench/chatglm_cpp_bench.py --format "$1" "${common[@]}" 2>/dev/null | grep -P '\t'; }
+ONLY=${ONLY:-f16 q4_0 q8_0 q4k f32}
+want() { [[ " $ONLY " == *" $1 "* ]]; }
 for r in $(seq 1 "$ROUNDS"); do
   out="$dir/round$r.tsv"
   : > "$out"
   {
-    candle f16 --format f16 --no-vision
-    cpp f16
-    candle q4_0+emb --format q4_0 --embeddings --no-vision
-    cpp q4_0
-    candle q8_0+emb --format q8_0 --embeddings --no-vision
-    cpp q8_0
-    candle q4k+emb --format q4k --embeddings --no-vision
-    candle f32 --format f32 --vit-layers "$VIT" --image-batch 1,8
-    python3 bench/torch_bench.py --format f32 --vit-layers "$VIT" --image-batch 1,8 --threads 2 \
-      "${common[@]}" 2>/dev/null | grep -P '\t'
+    if want f16; then candle f16 --format f16 --no-vision; cpp f16; fi
+    if want q4_0; then candle q4_0+emb --format q4_0 --embeddings --no-vision; cpp q4_0; fi
+    if want q8_0; then candle q8_0+emb --format q8_0 --embeddings --no-vision; cpp q8_0; fi
+    if want q4k; then candle q4k+emb --format q4k --embeddings --no-vision; fi
+    if want f32; then
+      candle f32 --format f32 --vit-layers "$VIT" --image-batch 1,8
+      python3 bench/torch_bench.py --format f32 --vit-layers "$VIT" --image-batch 1,8 --threads 2 \
+        "${common[@]}" 2>/dev/null | grep -P '\t'
+    fi
   } | tee -a "$out"
 done
 python3 bench/compare.py "$dir"/round*.tsv

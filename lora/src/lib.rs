@@ -2,6 +2,7 @@
 //! GGML-quantized base, ready for low-rank adapters), LayerNorm computed in f32, and
 //! attention in f32.
 
+pub mod activation;
 pub mod adapters;
 pub mod attention;
 pub mod gemv_f16;

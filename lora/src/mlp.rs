@@ -45,7 +45,7 @@ impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.dense_h_to_4h.forward(x)?;
         let h = match self.activation {
-            Activation::GeluErf => h.gelu_erf()?,
+            Activation::GeluErf => crate::activation::gelu_erf(&h)?,
             // candle's `gelu` is the tanh approximation.
             Activation::GeluTanh => h.gelu()?,
         };
