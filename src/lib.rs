@@ -1,5 +1,6 @@
 //! VisualGLM-6B in Rust: load the released checkpoints, encode images, run the language model.
 
+pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod error;

@@ -3,5 +3,6 @@
 mod cli;
 
 fn main() -> std::process::ExitCode {
+    visualglm::allocator::tune_for_inference();
     cli::main()
 }
