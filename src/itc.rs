@@ -232,20 +232,22 @@ impl ItcHeads {
         .map_err(train_err)?;
         let text = l2_normalize(&self.text_proj.forward(text_feature)?, NORMALIZE_EPS)
             .map_err(train_err)?;
-        let empty = TextQueue::new(0);
-        let queue = queue.unwrap_or(&empty);
-        let queued = match &queue.features {
-            Some(f) => {
-                l2_normalize(&self.text_proj.forward(f)?, NORMALIZE_EPS).map_err(train_err)?
-            }
-            None => Tensor::zeros((0, text.dim(1)?), DType::F32, text.device())?,
+        let (queued, queue_ids) = match queue.and_then(|q| Some((q.features.as_ref()?, &q.ids))) {
+            Some((f, ids)) => (
+                l2_normalize(&self.text_proj.forward(f)?, NORMALIZE_EPS).map_err(train_err)?,
+                ids.as_slice(),
+            ),
+            None => (
+                Tensor::zeros((0, text.dim(1)?), DType::F32, text.device())?,
+                &[][..],
+            ),
         };
         let out = itc_loss_queued(
             &image,
             &text,
             group,
             &queued,
-            &queue.ids,
+            queue_ids,
             self.temperature.tensor(),
             &ItcConfig::default(),
         )

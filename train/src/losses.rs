@@ -178,14 +178,7 @@ pub fn itc_loss_normalized(
             "itc_loss: image features are [{b}, {q}, {d}] but text features are [{tb}, {td}]"
         )));
     }
-    let image_feats = image_feats.to_dtype(DType::F32)?;
-    let text_feat = text_feat.to_dtype(DType::F32)?;
-    let per_query = image_feats
-        .reshape((b * q, d))?
-        .matmul(&text_feat.t()?)?
-        .reshape((b, q, b))?;
-    let temp = temp.to_dtype(DType::F32)?;
-    let sim_i2t = per_query.max(1)?.broadcast_div(&temp)?;
+    let sim_i2t = best_query_similarity(image_feats, text_feat, temp)?;
     let sim_t2i = sim_i2t.t()?;
     let target = soft_targets(b, targets, cfg.label_smoothing, image_feats.device())?;
     let loss_i2t = soft_cross_entropy(&sim_i2t, &target)?;
@@ -196,6 +189,21 @@ pub fn itc_loss_normalized(
         sim_i2t,
         sim_t2i,
     })
+}
+
+/// `[B, T]`: `max_q ⟨image_feats[b, q], texts[t]⟩ / temp` in f32, for `[B, Q, D]` image and
+/// `[T, D]` text features.
+fn best_query_similarity(image_feats: &Tensor, texts: &Tensor, temp: &Tensor) -> Result<Tensor> {
+    let (b, q, d) = image_feats.dims3()?;
+    let t = texts.dim(0)?;
+    let per_query = image_feats
+        .to_dtype(DType::F32)?
+        .reshape((b * q, d))?
+        .matmul(&texts.to_dtype(DType::F32)?.t()?)?
+        .reshape((b, q, t))?;
+    Ok(per_query
+        .max(1)?
+        .broadcast_div(&temp.to_dtype(DType::F32)?)?)
 }
 
 /// The `[B, B]` target distribution of each row.
@@ -267,31 +275,30 @@ pub fn itc_loss_queued(
             queue_ids.len()
         )));
     }
-    let in_batch =
-        itc_loss_normalized(image_feats, text_feat, temp, ItcTargets::ImageIds(ids), cfg)?;
     if e == 0 {
-        return Ok(in_batch);
+        return itc_loss_normalized(image_feats, text_feat, temp, ItcTargets::ImageIds(ids), cfg);
     }
-    let image_feats = image_feats.to_dtype(DType::F32)?;
-    let queue = queue.to_dtype(DType::F32)?;
-    let temp = temp.to_dtype(DType::F32)?;
-    let to_queue = image_feats
-        .reshape((b * q, d))?
-        .matmul(&queue.t()?)?
-        .reshape((b, q, e))?
-        .max(1)?
-        .broadcast_div(&temp)?;
-    let sim_i2t = Tensor::cat(&[&in_batch.sim_i2t, &to_queue], 1)?;
+    let (tb, td) = text_feat.dims2()?;
+    if (tb, td) != (b, d) {
+        return Err(TrainError::Config(format!(
+            "itc_loss_queued: image features are [{b}, {q}, {d}] but text features are [{tb}, {td}]"
+        )));
+    }
+    let in_batch = best_query_similarity(image_feats, text_feat, temp)?;
+    let to_queue = best_query_similarity(image_feats, queue, temp)?;
+    let sim_i2t = Tensor::cat(&[&in_batch, &to_queue], 1)?;
+    let sim_t2i = in_batch.t()?;
+    let device = image_feats.device();
     let cols: Vec<i64> = ids.iter().chain(queue_ids).copied().collect();
-    let target = id_targets(ids, &cols, cfg.label_smoothing, image_feats.device())?;
-    let loss_i2t = soft_cross_entropy(&sim_i2t, &target)?;
-    let target_t2i = id_targets(ids, ids, cfg.label_smoothing, image_feats.device())?;
-    let loss_t2i = soft_cross_entropy(&in_batch.sim_t2i, &target_t2i)?;
+    let target_i2t = id_targets(ids, &cols, cfg.label_smoothing, device)?;
+    let target_t2i = id_targets(ids, ids, cfg.label_smoothing, device)?;
+    let loss_i2t = soft_cross_entropy(&sim_i2t, &target_i2t)?;
+    let loss_t2i = soft_cross_entropy(&sim_t2i, &target_t2i)?;
     let loss = ((loss_i2t + loss_t2i)? / 2.0)?;
     Ok(ItcOutput {
         loss,
         sim_i2t,
-        sim_t2i: in_batch.sim_t2i,
+        sim_t2i,
     })
 }
 
