@@ -176,7 +176,12 @@ fn random_weights(
 
 /// A `/proc/self/status` memory entry (`VmHWM:` = peak RSS, `VmRSS:` = current) in MiB.
 fn proc_status_mib(key: &str) -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    proc_file_mib("/proc/self/status", key)
+}
+
+/// A `kB` value from a `/proc` file of `key: value kB` lines, in MiB (Linux).
+fn proc_file_mib(path: &str, key: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(path).ok()?;
     let line = s.lines().find(|l| l.starts_with(key))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb / 1024.0)
@@ -289,6 +294,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut rows: Vec<(String, f64, &str)> = Vec::new();
     if let Some(rss) = proc_status_mib("VmRSS:") {
         rows.push(("rss_after_build_mib".into(), rss, "MiB"));
+    }
+    if let Some(huge) = proc_file_mib("/proc/self/smaps_rollup", "AnonHugePages:") {
+        rows.push(("huge_pages_after_build_mib".into(), huge, "MiB"));
     }
     if args.memory_only {
         memory_run(&model, &args, vision_dtype)?;
