@@ -48,7 +48,7 @@ pub fn scaled_dot_product_attention(
     let probs = if scores.track_op() || v.track_op() {
         candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?
     } else {
-        candle_nn::ops::softmax_last_dim(&scores)?
+        crate::softmax::softmax_last_dim(&scores)?
     };
     // `v` may be a view of a larger KV-cache buffer; matmul reads strided batches directly.
     probs.to_dtype(dtype)?.matmul(v)

@@ -5,12 +5,14 @@
 pub mod activation;
 pub mod adapters;
 pub mod attention;
+pub(crate) mod fast_math;
 pub mod gemv_f16;
 pub mod gemv_q4_0;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod quant;
+pub mod softmax;
 
 pub use attention::{
     merge_heads, scaled_dot_product_attention, split_heads, split_qkv, FusedSelfAttention,

@@ -3,6 +3,8 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use crate::fast_math::{lane_sum, par_rows, simd_kernel, with_f32};
+
 /// LayerNorm over the last dimension, with `weight` and `bias`, computed in f32.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -14,28 +16,138 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Loads `weight` and `bias` of width `dim`.
     pub fn load(dim: usize, eps: f64, vb: VarBuilder) -> Result<Self> {
-        let weight = vb.get(dim, "weight")?.to_dtype(DType::F32)?;
-        let bias = vb.get(dim, "bias")?.to_dtype(DType::F32)?;
-        Ok(Self { weight, bias, eps })
+        let weight = vb.get(dim, "weight")?;
+        let bias = vb.get(dim, "bias")?;
+        Self::new(weight, bias, eps)
+    }
+
+    /// A LayerNorm over existing `weight` and `bias` (kept in f32).
+    pub fn new(weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: weight.to_dtype(DType::F32)?,
+            bias: bias.to_dtype(DType::F32)?,
+            eps,
+        })
     }
 
     /// The epsilon.
     pub fn eps(&self) -> f64 {
         self.eps
     }
-}
 
-impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let xf = x.to_dtype(DType::F32)?;
+    /// The composed form (candle ops, with a backward): mean, centred variance, normalise,
+    /// scale and shift.
+    fn forward_composed(&self, xf: &Tensor) -> Result<Tensor> {
         let mean = xf.mean_keepdim(D::Minus1)?;
         let centered = xf.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         normed
             .broadcast_mul(&self.weight)?
-            .broadcast_add(&self.bias)?
-            .to_dtype(dtype)
+            .broadcast_add(&self.bias)
+    }
+
+    /// The same arithmetic in one pass per row over an untracked contiguous CPU f32 tensor,
+    /// rows split over rayon's pool (candle's composed form runs nine ops, each over the whole
+    /// tensor).
+    fn forward_fused(&self, xf: &Tensor) -> Result<Tensor> {
+        let width = self.weight.elem_count();
+        if xf.dims().last() != Some(&width) {
+            candle_core::bail!(
+                "layer norm: input {:?} does not end in width {width}",
+                xf.dims()
+            );
+        }
+        let mut out = vec![0f32; xf.elem_count()];
+        let eps = self.eps as f32;
+        with_f32(&self.weight.contiguous()?, |w| {
+            with_f32(&self.bias.contiguous()?, |b| {
+                with_f32(xf, |xs| {
+                    par_rows(xs, &mut out, width, |x, y| layer_norm_rows(x, y, w, b, eps))
+                })
+            })
+        })???;
+        Tensor::from_vec(out, xf.shape(), xf.device())
+    }
+}
+
+/// LayerNorm of each row of `xs` (rows as wide as `w`) into `ys`: `(x − mean) / √(var + eps)
+/// · w + b`, with the variance of the centred values, as [`LayerNorm::forward_composed`].
+#[inline(always)]
+fn layer_norm_kernel(xs: &[f32], ys: &mut [f32], w: &[f32], b: &[f32], eps: f32) {
+    let width = w.len();
+    for (x, y) in xs.chunks_exact(width).zip(ys.chunks_exact_mut(width)) {
+        let mean = lane_sum(x, |v| v) / width as f32;
+        let var = lane_sum(x, |v| (v - mean) * (v - mean)) / width as f32;
+        let std = (var + eps).sqrt();
+        for (((o, &v), &wi), &bi) in y.iter_mut().zip(x).zip(w).zip(b) {
+            *o = (v - mean) / std * wi + bi;
+        }
+    }
+}
+
+simd_kernel!(
+    /// [`layer_norm_kernel`] with the CPU's best vector instructions.
+    fn layer_norm_rows => layer_norm_kernel(xs: &[f32], ys: &mut [f32], w: &[f32], b: &[f32], eps: f32)
+);
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let xf = x.to_dtype(DType::F32)?;
+        let fused = xf.device().is_cpu() && !xf.track_op() && !self.weight.track_op();
+        let y = if fused {
+            self.forward_fused(&xf.contiguous()?)?
+        } else {
+            self.forward_composed(&xf)?
+        };
+        y.to_dtype(dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn fused_layer_norm_matches_the_composed_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        for (rows, width) in [(1usize, 7usize), (3, 64), (257, 1408), (40, 4096)] {
+            // An offset far from zero checks that the variance is taken of centred values.
+            let x = (Tensor::randn(0f32, 3.0, (rows, width), &dev)? + 50.0)?;
+            let ln = LayerNorm::new(
+                Tensor::randn(1f32, 0.2, width, &dev)?,
+                Tensor::randn(0f32, 0.2, width, &dev)?,
+                1e-6,
+            )?;
+            let want = ln.forward_composed(&x)?;
+            let got = ln.forward(&x)?;
+            let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff <= 1e-5, "[{rows}, {width}]: {diff}");
+            // f16 input: normalised in f32, returned in f16.
+            let h = ln.forward(&x.to_dtype(DType::F16)?)?;
+            assert_eq!(h.dtype(), DType::F16);
+            // A non-contiguous input and a wrong width.
+            let t = x.t()?.contiguous()?.t()?;
+            let diff = (ln.forward(&t)? - &want)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff <= 1e-5, "strided: {diff}");
+        }
+        let ln = LayerNorm::new(
+            Tensor::ones(8, DType::F32, &dev)?,
+            Tensor::zeros(8, DType::F32, &dev)?,
+            1e-5,
+        )?;
+        assert!(ln
+            .forward(&Tensor::zeros((2, 9), DType::F32, &dev)?)
+            .is_err());
+        // Tracked inputs keep the composed ops and their gradient.
+        let v = Var::randn(0f32, 1.0, (4, 8), &dev)?;
+        let g = ln.forward(v.as_tensor())?.sqr()?.sum_all()?.backward()?;
+        assert!(g.get(v.as_tensor()).is_some());
+        Ok(())
     }
 }
