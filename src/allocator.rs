@@ -3,7 +3,7 @@
 //! * **glibc `malloc` thresholds** ([`tune_for_inference`]): candle allocates a fresh buffer for
 //!   every op's output, and glibc serves buffers above its mmap threshold with a new `mmap` and
 //!   returns them with `munmap` (or trims the heap top), so each op pays page faults and zeroing
-//!   again. Keeping buffers up to 64 MiB on the heap, and up to 128 MiB of free heap top,
+//!   again. Keeping buffers up to 64 MiB on the heap, and the free heap top for reuse,
 //!   measured the full image encoder (39 ViT layers, f32, 2 threads) at 3.3 s instead of
 //!   3.8–4.1 s with the same peak memory for the 6 GB q4_0 configuration (`BENCHMARKS.md`).
 //! * **Transparent huge pages for large buffers** ([`HugePageAlloc`]): a decode step streams
@@ -18,8 +18,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Buffers at most this large come from the heap.
 pub const MMAP_THRESHOLD: usize = 64 << 20;
-/// At most this much free memory stays at the top of the heap.
-pub const TRIM_THRESHOLD: usize = 128 << 20;
+/// At most this much free memory stays at the top of the heap (glibc's `int` maximum, i.e.
+/// freed heap memory is kept for the next ops): with 128 MiB, batch-8 image encoding gave its
+/// ~50 MB activation buffers back and faulted them in again every layer (4-layer b=8 run:
+/// median 380 instead of 403 ms per image). Buffers above [`MMAP_THRESHOLD`] are still
+/// unmapped when freed, and the 6 GB configuration's peak stays 5,670 MiB.
+pub const TRIM_THRESHOLD: usize = i32::MAX as usize;
 
 /// Applies [`MMAP_THRESHOLD`] and [`TRIM_THRESHOLD`] to glibc's allocator, unless the user
 /// set `GLIBC_TUNABLES` (their choice wins); returns whether it did. Call it at the start of

@@ -1,0 +1,100 @@
+//! Times the image encoder's operations one by one at the full ViT-g / Q-Former widths, for one
+//! image (257 tokens) and a batch of 8: the linear layers' matmuls, the attention matmuls, and
+//! the elementwise and row ops, each as candle's op and as this project's fused kernel.
+//! `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
+//!
+//! `cargo build --release --example vit_ops && RAYON_NUM_THREADS=2 target/release/examples/vit_ops`
+
+use std::time::Instant;
+
+use candle_core::{Device, Module, Tensor, D};
+
+/// The binary's allocator settings, so that op buffers behave as in `visualglm`.
+#[global_allocator]
+static ALLOCATOR: visualglm::allocator::HugePageAlloc = visualglm::allocator::HugePageAlloc;
+
+/// Best wall time in ms of `reps` runs after one warm-up.
+fn best_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut best = f64::MAX;
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        best = best.min(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(best)
+}
+
+fn main() -> anyhow::Result<()> {
+    visualglm::allocator::tune_for_inference();
+    let dev = Device::Cpu;
+    let heads = 16;
+    for b in [1usize, 8] {
+        let tokens = 257 * b;
+        let report = |what: &str, ms: f64| println!("b={b}\t{what}\t{ms:.2}\tms");
+        // Linear layers: ViT qkv, dense, fc1, fc2; Q-Former (32 queries per image) and the
+        // cross-attention keys/values over the image tokens; glm_proj; the patch embedding.
+        let shapes = [
+            ("vit qkv", tokens, 1408, 4224),
+            ("vit dense", tokens, 1408, 1408),
+            ("vit fc1", tokens, 1408, 6144),
+            ("vit fc2", tokens, 6144, 1408),
+            ("qformer qkv", 32 * b, 768, 2304),
+            ("qformer fc1", 32 * b, 768, 3072),
+            ("qformer fc2", 32 * b, 3072, 768),
+            ("qformer cross kv", tokens, 1408, 768),
+            ("glm_proj", 32 * b, 768, 4096),
+            ("patch embedding", 256 * b, 588, 1408),
+        ];
+        for (name, m, k, n) in shapes {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?.t()?;
+            let ms = best_ms(3, || x.matmul(&w).map(|_| ()))?;
+            let gf = 2.0 * (m * k * n) as f64 / ms / 1e6;
+            println!("b={b}\tmatmul {name} [{m}, {k}] x [{k}, {n}]\t{ms:.2}\tms\t{gf:.0}\tGF/s");
+        }
+        let q = Tensor::randn(0f32, 1.0, (b, heads, 257, 88), &dev)?;
+        let k = Tensor::randn(0f32, 1.0, (b, heads, 257, 88), &dev)?;
+        let p = Tensor::randn(0f32, 1.0, (b, heads, 257, 257), &dev)?;
+        report("attention q·kT", best_ms(3, || q.matmul(&k.t()?).map(|_| ()))?);
+        report("attention p·v", best_ms(3, || p.matmul(&k).map(|_| ()))?);
+        report(
+            "softmax, candle",
+            best_ms(5, || candle_nn::ops::softmax_last_dim(&p).map(|_| ()))?,
+        );
+        report(
+            "softmax, fused",
+            best_ms(5, || visualglm_lora::softmax::softmax_last_dim(&p).map(|_| ()))?,
+        );
+        let x = Tensor::randn(0f32, 1.0, (b, 257, 1408), &dev)?;
+        let (w, bias) = (
+            Tensor::randn(1f32, 0.1, 1408, &dev)?,
+            Tensor::randn(0f32, 0.1, 1408, &dev)?,
+        );
+        let composed = || -> candle_core::Result<Tensor> {
+            let mean = x.mean_keepdim(D::Minus1)?;
+            let centered = x.broadcast_sub(&mean)?;
+            let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+            centered
+                .broadcast_div(&(var + 1e-6)?.sqrt()?)?
+                .broadcast_mul(&w)?
+                .broadcast_add(&bias)
+        };
+        report("layer norm, candle ops", best_ms(5, || composed().map(|_| ()))?);
+        let ln = visualglm_lora::LayerNorm::new(w.clone(), bias.clone(), 1e-6)?;
+        report("layer norm, fused", best_ms(5, || ln.forward(&x).map(|_| ()))?);
+        let h = Tensor::randn(0f32, 1.0, (b, 257, 6144), &dev)?;
+        report("gelu(erf), candle", best_ms(5, || h.gelu_erf().map(|_| ()))?);
+        report(
+            "gelu(erf), fused",
+            best_ms(5, || visualglm_lora::activation::gelu_erf(&h).map(|_| ()))?,
+        );
+        let qkv = Tensor::randn(0f32, 1.0, (b, 257, 4224), &dev)?;
+        report(
+            "split q, k, v into heads",
+            best_ms(5, || visualglm_lora::split_qkv(&qkv, heads).map(|_| ()))?,
+        );
+        report("residual add", best_ms(5, || (&x + &x).map(|_| ()))?);
+    }
+    Ok(())
+}
