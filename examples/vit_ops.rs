@@ -1,5 +1,6 @@
 //! Times the image encoder's operations one by one at the full ViT-g / Q-Former widths, for one
-//! image (257 tokens) and a batch of 8: the linear layers' matmuls, the attention matmuls, and
+//! image (257 tokens) and a batch of 8: the linear layers (`Linear::forward`, bias included), the
+//! attention matmuls, and
 //! the elementwise and row ops, each as candle's op and as this project's fused kernel.
 //! `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
 //!
@@ -48,15 +49,22 @@ fn main() -> anyhow::Result<()> {
         ];
         for (name, m, k, n) in shapes {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
-            let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?.t()?;
-            let ms = best_ms(3, || x.matmul(&w).map(|_| ()))?;
+            let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
+            let bias = Tensor::randn(0f32, 1.0, n, &dev)?;
+            let linear = visualglm_lora::Linear::from_weights(w, Some(bias));
+            let ms = best_ms(3, || linear.forward(&x).map(|_| ()))?;
             let gf = 2.0 * (m * k * n) as f64 / ms / 1e6;
-            println!("b={b}\tmatmul {name} [{m}, {k}] x [{k}, {n}]\t{ms:.2}\tms\t{gf:.0}\tGF/s");
+            println!(
+                "b={b}\tlinear (with bias) {name} [{m}, {k}] x [{k}, {n}]\t{ms:.2}\tms\t{gf:.0}\tGF/s"
+            );
         }
         let q = Tensor::randn(0f32, 1.0, (b, heads, 257, 88), &dev)?;
         let k = Tensor::randn(0f32, 1.0, (b, heads, 257, 88), &dev)?;
         let p = Tensor::randn(0f32, 1.0, (b, heads, 257, 257), &dev)?;
-        report("attention q·kT", best_ms(3, || q.matmul(&k.t()?).map(|_| ()))?);
+        report(
+            "attention q·kT",
+            best_ms(3, || q.matmul(&k.t()?).map(|_| ()))?,
+        );
         report("attention p·v", best_ms(3, || p.matmul(&k).map(|_| ()))?);
         report(
             "softmax, candle",
@@ -64,7 +72,9 @@ fn main() -> anyhow::Result<()> {
         );
         report(
             "softmax, fused",
-            best_ms(5, || visualglm_lora::softmax::softmax_last_dim(&p).map(|_| ()))?,
+            best_ms(5, || {
+                visualglm_lora::softmax::softmax_last_dim(&p).map(|_| ())
+            })?,
         );
         let x = Tensor::randn(0f32, 1.0, (b, 257, 1408), &dev)?;
         let (w, bias) = (
@@ -80,11 +90,20 @@ fn main() -> anyhow::Result<()> {
                 .broadcast_mul(&w)?
                 .broadcast_add(&bias)
         };
-        report("layer norm, candle ops", best_ms(5, || composed().map(|_| ()))?);
+        report(
+            "layer norm, candle ops",
+            best_ms(5, || composed().map(|_| ()))?,
+        );
         let ln = visualglm_lora::LayerNorm::new(w.clone(), bias.clone(), 1e-6)?;
-        report("layer norm, fused", best_ms(5, || ln.forward(&x).map(|_| ()))?);
+        report(
+            "layer norm, fused",
+            best_ms(5, || ln.forward(&x).map(|_| ()))?,
+        );
         let h = Tensor::randn(0f32, 1.0, (b, 257, 6144), &dev)?;
-        report("gelu(erf), candle", best_ms(5, || h.gelu_erf().map(|_| ()))?);
+        report(
+            "gelu(erf), candle",
+            best_ms(5, || h.gelu_erf().map(|_| ()))?,
+        );
         report(
             "gelu(erf), fused",
             best_ms(5, || visualglm_lora::activation::gelu_erf(&h).map(|_| ()))?,

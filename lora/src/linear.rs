@@ -192,6 +192,21 @@ impl Linear {
             LinearBase::Dense(weight) if crate::gemv_f16::applies(weight, x) => {
                 crate::gemv_f16::matmul(weight, x)
             }
+            LinearBase::Dense(weight) if swap_applies(weight, x) => {
+                // `(W·xᵀ)ᵀ`: the same products; candle's CPU GEMM splits a few-row `x·Wᵀ`
+                // poorly over threads but the tall `W·xᵀ` well.
+                let (n, k) = weight.dims2()?;
+                let rows = x.elem_count() / k;
+                let y = weight
+                    .matmul(&x.reshape((rows, k))?.t()?)?
+                    .t()?
+                    .contiguous()?;
+                let mut dims = x.dims().to_vec();
+                if let Some(last) = dims.last_mut() {
+                    *last = n;
+                }
+                y.reshape(dims)
+            }
             LinearBase::Dense(weight) => {
                 let w = weight.t()?;
                 match x.dims() {
@@ -214,6 +229,29 @@ impl Linear {
     }
 }
 
+/// Up to this many input rows, a dense f32 CPU product runs as `(W·xᵀ)ᵀ` (measured on two
+/// threads: the Q-Former's `[32, 3072] × [3072, 768]` 1.58 → 0.87 ms, `[32, 768] × [768, 3072]`
+/// 1.14 → 0.87 ms; on par at 128 rows, slower at 256; `BENCHMARKS.md`).
+const SWAP_MAX_ROWS: usize = 64;
+
+/// Whether [`Linear::forward_base`] computes `x·Wᵀ` as `(W·xᵀ)ᵀ`: 2 to [`SWAP_MAX_ROWS`] input
+/// rows (one row is candle's matrix-vector path already), an f32 CPU weight and input, neither
+/// tracked for gradients (training keeps the plain product).
+fn swap_applies(weight: &Tensor, x: &Tensor) -> bool {
+    let Some(&k) = x.dims().last() else {
+        return false;
+    };
+    let rows = x.elem_count() / k.max(1);
+    (2..=SWAP_MAX_ROWS).contains(&rows)
+        && weight.dtype() == candle_core::DType::F32
+        && x.dtype() == candle_core::DType::F32
+        && weight.device().is_cpu()
+        && x.device().is_cpu()
+        && !weight.track_op()
+        && !x.track_op()
+        && weight.dims2().is_ok_and(|(_, wk)| wk == k)
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = self.forward_base(x)?;
@@ -225,5 +263,57 @@ impl Module for Linear {
             y = (y + adapter.forward(x)?)?;
         }
         Ok(y)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+
+    #[test]
+    fn few_row_products_match_the_plain_matmul() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 0.05, (96, 200), &dev)?;
+        let b = Tensor::randn(0f32, 1.0, 96, &dev)?;
+        let lin = Linear::from_weights(w.clone(), Some(b.clone()));
+        for dims in [
+            &[1usize, 200][..],
+            &[2, 200],
+            &[1, 5, 200],
+            &[4, 16, 200],
+            &[65, 200],
+        ] {
+            let x = Tensor::randn(0f32, 1.0, dims, &dev)?;
+            let rows = x.elem_count() / 200;
+            assert_eq!(swap_applies(&w, &x), (2..=SWAP_MAX_ROWS).contains(&rows));
+            let want = x.reshape((rows, 200))?.matmul(&w.t()?)?.broadcast_add(&b)?;
+            let got = lin.forward(&x)?;
+            let mut out_dims = dims.to_vec();
+            *out_dims.last_mut().unwrap() = 96;
+            assert_eq!(got.dims(), &out_dims[..]);
+            let diff = (got.reshape((rows, 96))? - want)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            assert!(diff <= 1e-5, "{dims:?}: {diff}");
+        }
+        // Tracked inputs, other dtypes and a strided input keep the plain product or work.
+        let v = Var::randn(0f32, 1.0, (4, 200), &dev)?;
+        assert!(!swap_applies(&w, v.as_tensor()));
+        let g = lin.forward(v.as_tensor())?.sum_all()?.backward()?;
+        assert!(g.get(v.as_tensor()).is_some());
+        assert!(!swap_applies(
+            &w.to_dtype(DType::F16)?,
+            &Tensor::zeros((4, 200), DType::F16, &dev)?
+        ));
+        let strided = Tensor::randn(0f32, 1.0, (200, 3), &dev)?.t()?;
+        let want = strided.matmul(&w.t()?)?.broadcast_add(&b)?;
+        let diff = (lin.forward(&strided)? - want)?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(diff <= 1e-5, "strided: {diff}");
+        Ok(())
     }
 }
