@@ -1,8 +1,7 @@
 //! Times the image encoder's operations one by one at the full ViT-g / Q-Former widths, for one
 //! image (257 tokens) and a batch of 8: the linear layers (`Linear::forward`, bias included), the
-//! attention matmuls, and
-//! the elementwise and row ops, each as candle's op and as this project's fused kernel.
-//! `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
+//! attention matmuls, and the elementwise and row ops, each as candle's op and as this
+//! project's fused kernel. `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
 //!
 //! `cargo build --release --example vit_ops && RAYON_NUM_THREADS=2 target/release/examples/vit_ops`
 
