@@ -13,7 +13,7 @@
 //! form PyTorch's vectorized CPU `erf` uses, plus f32 rounding), so GELU is within
 //! 3·10⁻⁷·max(|x|, 1) of candle's libm-based op.
 
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Storage, Tensor, WithDType};
 
 /// Below this many elements one thread does the work: waking the pool costs more.
 pub(crate) const MIN_PARALLEL: usize = 1 << 15;
@@ -201,21 +201,28 @@ pub(crate) fn fused_applies(t: &Tensor) -> bool {
     t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op() && t.is_contiguous()
 }
 
-/// Calls `f` with the values of contiguous CPU f32 tensor `t`, straight from its storage.
-pub(crate) fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+/// Calls `f` with the values of contiguous CPU tensor `t` as `&[D]` (its dtype must be `D`),
+/// straight from its storage, under the storage's read lock.
+pub(crate) fn with_cpu_slice<D: WithDType, T>(t: &Tensor, f: impl FnOnce(&[D]) -> T) -> Result<T> {
     if !t.is_contiguous() {
-        candle_core::bail!("fused kernel: the tensor is not contiguous");
+        candle_core::bail!("the tensor is not contiguous");
     }
     let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F32(data)) = &*storage else {
-        candle_core::bail!("fused kernel: expected CPU f32 storage");
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("the tensor is not on the CPU");
     };
+    let data = cpu.as_slice::<D>()?;
     let n = t.elem_count();
     let start = layout.start_offset();
     let Some(xs) = data.get(start..start + n) else {
-        candle_core::bail!("fused kernel: the storage does not hold {n} values at {start}");
+        candle_core::bail!("the storage does not hold {n} values at {start}");
     };
     Ok(f(xs))
+}
+
+/// [`with_cpu_slice`] for f32 tensors (the fused kernels' input).
+pub(crate) fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+    with_cpu_slice(t, f)
 }
 
 #[cfg(test)]

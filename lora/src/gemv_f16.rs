@@ -17,7 +17,7 @@
 //!
 //! A width that is not a multiple of the vector step ends in a scalar tail.
 
-use candle_core::{CpuStorage, DType, Result, Storage, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 use crate::gemv_q4_0::{has_avx2_fma_f16c, par_row_groups};
 
@@ -40,25 +40,14 @@ enum Level {
 }
 
 fn level() -> Option<Level> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if !has_avx2_fma_f16c() {
-                return None;
-            }
-            if is_x86_feature_detected!("avx512f") {
-                Some(Level::Avx512)
-            } else {
-                Some(Level::Avx2)
-            }
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = has_avx2_fma_f16c;
-        None
+    use crate::fast_math::{simd_level, SimdLevel};
+    // `simd_level` has AVX2 and FMA (and AVX-512F for its top level); the kernels also need
+    // F16C.
+    match simd_level() {
+        _ if !has_avx2_fma_f16c() => None,
+        SimdLevel::Avx512 => Some(Level::Avx512),
+        SimdLevel::Avx2 => Some(Level::Avx2),
+        SimdLevel::Baseline => None,
     }
 }
 
@@ -126,11 +115,11 @@ fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
     let mut out = vec![0f32; rows * n];
     // The input is small (decode rows): copied out, so that only one storage lock is held.
     if rows == 1 && k <= SINGLE_ROW_MAX_K {
-        let xs = with_f16_bits(&x.contiguous()?, k, <[u16]>::to_vec)?;
-        with_f16_bits(w, n * k, |bits| gemv_single(level, bits, &xs, &mut out))?;
+        let xs = with_f16_bits(&x.contiguous()?, <[u16]>::to_vec)?;
+        with_f16_bits(w, |bits| gemv_single(level, bits, &xs, &mut out))?;
     } else {
         let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        with_f16_bits(w, n * k, |bits| {
+        with_f16_bits(w, |bits| {
             for (xg, yg) in xs.chunks(MAX_ROWS * k).zip(out.chunks_mut(MAX_ROWS * n)) {
                 gemv(level, bits, k, xg, yg);
             }
@@ -139,25 +128,16 @@ fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(out, out_dims, x.device())?.to_dtype(x.dtype())
 }
 
-/// Calls `f` with the `len` f16 values of contiguous CPU f16 tensor `t` as their `u16` bits,
+/// Calls `f` with the f16 values of contiguous CPU f16 tensor `t` as their `u16` bits,
 /// straight from its storage (no copy), under the storage's read lock.
-fn with_f16_bits<T>(t: &Tensor, len: usize, f: impl FnOnce(&[u16]) -> T) -> Result<T> {
-    if !t.is_contiguous() {
-        candle_core::bail!("f16 GEMV: the tensor is not contiguous");
-    }
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(CpuStorage::F16(data)) = &*storage else {
-        candle_core::bail!("f16 GEMV: the tensor is not in CPU f16 storage");
-    };
-    let start = layout.start_offset();
-    let Some(data) = data.get(start..start + len) else {
-        candle_core::bail!("f16 GEMV: the storage does not hold {len} values at {start}");
-    };
-    // SAFETY: `half::f16` is `#[repr(transparent)]` over `u16`, so the same pointer and length
-    // describe the same memory as `u16` bit patterns; the slice borrows `data`, which borrows
-    // the storage guard that lives until this function returns.
-    let bits: &[u16] = unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), data.len()) };
-    Ok(f(bits))
+fn with_f16_bits<T>(t: &Tensor, f: impl FnOnce(&[u16]) -> T) -> Result<T> {
+    crate::fast_math::with_cpu_slice::<half::f16, _>(t, |data| {
+        // SAFETY: `half::f16` is `#[repr(transparent)]` over `u16`, so the same pointer and
+        // length describe the same memory as `u16` bit patterns; the slice borrows `data`,
+        // which lives until the closure returns.
+        let bits: &[u16] = unsafe { std::slice::from_raw_parts(data.as_ptr().cast(), data.len()) };
+        f(bits)
+    })
 }
 
 /// `y[r] = dot(w row r, x)` for one f16 input row `x` of width `k` and every row `r` of `w`
