@@ -29,8 +29,25 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `[B, H, Sq, D]` inputs; scores and softmax in f32.
 ///
-/// `mask` is additive (0 or −∞), broadcastable to `[B, H, Sq, Sk]`.
+/// `mask` is additive (0 or −∞), broadcastable to `[B, H, Sq, Sk]`. A few query rows (decode)
+/// take [`crate::decode_attention`], one f32 pass over the keys and values; otherwise batched
+/// matmuls.
 pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Tensor> {
+    if crate::decode_attention::applies(q, k, v, mask) {
+        return crate::decode_attention::attention(q, k, v, scale, mask);
+    }
+    composed_attention(q, k, v, scale, mask)
+}
+
+/// [`scaled_dot_product_attention`] with batched matmuls (differentiable when the softmax is):
+/// the scores in f32, the probabilities cast back to the inputs' dtype for the product with `v`.
+pub fn composed_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

@@ -75,6 +75,34 @@ pub(crate) fn gelu_erf(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
 
+/// tanh-approximated GELU, `x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))/2`, evaluated as the
+/// equal `x / (1 + e^(−2u))` (no cancellation for negative `x`).
+#[inline(always)]
+pub(crate) fn gelu_tanh(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    let u = SQRT_2_OVER_PI * x * (1.0 + 0.044_715 * x * x);
+    x / (1.0 + exp(-2.0 * u))
+}
+
+/// The f32 value of f16 bits `h`, exactly (NaNs stay NaN), with integer and exactly rounded
+/// float operations only so that a loop of it vectorizes without F16C.
+#[inline(always)]
+pub(crate) fn f16_bits_to_f32(h: u16) -> f32 {
+    let h = u32::from(h);
+    let sign = (h & 0x8000) << 16;
+    let magnitude = h & 0x7fff;
+    // The f16 exponent and mantissa land in the f32 fields; scaling by 2^112 rebiases the
+    // exponent (15 → 127) and turns f16 subnormals, f32 subnormals here, into normals.
+    let scaled = f32::from_bits(magnitude << 13) * f32::from_bits((127 + 112) << 23);
+    let bits = if magnitude >= 0x7c00 {
+        // Infinity or NaN: all-ones exponent, the mantissa kept.
+        scaled.to_bits() | 0x7f80_0000
+    } else {
+        scaled.to_bits()
+    };
+    f32::from_bits(bits | sign)
+}
+
 /// `Σ f(xᵢ)` over `xs`, in 16 interleaved partial sums so that the loop vectorizes.
 #[inline(always)]
 pub(crate) fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
@@ -136,9 +164,9 @@ pub(crate) fn par_rows(
 /// arguments compiled for the best instruction set the CPU has (AVX-512, AVX2 + FMA, or the
 /// build's baseline), so that the compiler vectorizes its loops with those instructions.
 macro_rules! simd_kernel {
-    ($(#[$doc:meta])* fn $name:ident => $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident => $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$doc])*
-        fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -270,10 +298,40 @@ mod tests {
     }
 
     #[test]
+    fn f16_widening_is_exact() {
+        for bits in 0..=u16::MAX {
+            let want = half::f16::from_bits(bits).to_f32();
+            let got = f16_bits_to_f32(bits);
+            if want.is_nan() {
+                assert!(got.is_nan(), "{bits:#06x}");
+            } else {
+                assert_eq!(got.to_bits(), want.to_bits(), "{bits:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn gelu_tanh_is_close_to_its_f64_value() {
+        let mut worst = 0f64;
+        let mut x = -12.0f32;
+        while x <= 12.0 {
+            let v = f64::from(x);
+            let u = (2.0 / std::f64::consts::PI).sqrt() * (v + 0.044_715 * v * v * v);
+            let want = 0.5 * v * (1.0 + u.tanh());
+            worst = worst.max((f64::from(gelu_tanh(x)) - want).abs() / v.abs().max(1.0));
+            x += 0.000_17;
+        }
+        assert!(worst <= 5e-7, "gelu_tanh off by {worst} × max(|x|, 1)");
+        assert_eq!(gelu_tanh(0.0), 0.0);
+        assert_eq!(gelu_tanh(-1e4), 0.0);
+        assert_eq!(gelu_tanh(1e4), 1e4);
+    }
+
+    #[test]
     fn every_simd_level_gives_the_same_values() {
         fn map_kernel(xs: &[f32], ys: &mut [f32]) {
             for (y, &x) in ys.iter_mut().zip(xs) {
-                *y = gelu_erf(x) + exp(-x.abs());
+                *y = gelu_erf(x) + exp(-x.abs()) + gelu_tanh(x);
             }
         }
         simd_kernel!(fn map => map_kernel(xs: &[f32], ys: &mut [f32]));

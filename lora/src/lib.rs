@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod adapters;
 pub mod attention;
+pub mod decode_attention;
 pub(crate) mod fast_math;
 pub mod gemv_f16;
 pub mod gemv_q4_0;

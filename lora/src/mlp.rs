@@ -46,8 +46,7 @@ impl Module for Mlp {
         let h = self.dense_h_to_4h.forward(x)?;
         let h = match self.activation {
             Activation::GeluErf => crate::activation::gelu_erf(&h)?,
-            // candle's `gelu` is the tanh approximation.
-            Activation::GeluTanh => h.gelu()?,
+            Activation::GeluTanh => crate::activation::gelu_tanh(&h)?,
         };
         self.dense_4h_to_h.forward(&h)
     }

@@ -23,7 +23,7 @@ fn softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize) {
 
 simd_kernel!(
     /// [`softmax_kernel`] with the CPU's best vector instructions.
-    fn softmax_rows => softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize)
+    pub(crate) fn softmax_rows => softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize)
 );
 
 /// Softmax over the last dimension. Untracked contiguous CPU f32 tensors take the fused
