@@ -116,6 +116,12 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--tokenizer", default=str(here / "../../shared/golden/tokenizer/standin_bpe.model"))
     ap.add_argument("--keep", help="write the GGML file here instead of a temporary file")
+    ap.add_argument(
+        "--lockstep",
+        choices=["decode"],
+        help="after the prefill print 'ready', then run one decode step per stdin line and print its ms, "
+        "until 'quit' (bench/lockstep.py alternates runtimes step by step with it)",
+    )
     ap.add_argument("--run", help=argparse.SUPPRESS)  # internal: time an existing file
     a = ap.parse_args()
     if a.run:
@@ -136,22 +142,37 @@ def main():
 
     args = [sys.executable, __file__, "--run", path, "--format", a.format]
     args += ["--prompt-len", str(a.prompt_len), "--decode-steps", str(a.decode_steps), "--reps", str(a.reps)]
+    if a.lockstep:
+        args += ["--lockstep", a.lockstep]
     subprocess.run(args, check=True)
     if not a.keep:
         os.remove(path)
 
 
 def run(_C, path, a):
-    pipe = _C.Pipeline(path, max_length=512)
+    # A lockstep run decodes as many steps as it is asked for: room up to the model's 2048.
+    max_length = 2048 if a.lockstep else 512
+    pipe = _C.Pipeline(path, max_length=max_length)
     model = pipe.model
     n = max(a.prompt_len, 3)
     ids = [5 + (i * 7919) % 60000 for i in range(n - 2)] + [130001, 130004]
-    cfg = _C.GenerationConfig(max_length=512, max_context_length=512, do_sample=False)
+    cfg = _C.GenerationConfig(max_length=max_length, max_context_length=max_length, do_sample=False)
     prefill = lambda: model.generate_next_token(ids, None, cfg, 0, n)
     ms = timed(a.reps, prefill)
     rows = [("prefill_tok_per_s", n / (ms / 1e3), "tok/s"), ("prefill_ms", ms, "ms")]
     cur = list(ids)
     nxt = prefill()
+    if a.lockstep:
+        print("ready", flush=True)
+        for line in sys.stdin:
+            if line.strip() == "quit" or len(cur) + 1 >= max_length:
+                break
+            past = len(cur)
+            cur.append(nxt)
+            t = time.perf_counter()
+            nxt = model.generate_next_token(cur, None, cfg, past, n)
+            print(f"{(time.perf_counter() - t) * 1e3:.3f}", flush=True)
+        return
     steps = []
     for _ in range(max(a.decode_steps, 1)):
         past = len(cur)

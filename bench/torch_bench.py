@@ -11,6 +11,7 @@ Prints `format<TAB>metric<TAB>value<TAB>unit` lines like the Rust bench.
 import argparse
 import math
 import resource
+import sys
 import time
 
 import torch
@@ -166,6 +167,17 @@ def timed(reps, fn):
     return min(ts)  # best of reps: least disturbed by other processes
 
 
+def lockstep(fn, per):
+    """`ready`, then `fn` once per stdin line, printing its ms divided by `per`, until `quit`."""
+    print("ready", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+        t = time.perf_counter()
+        fn()
+        print(f"{(time.perf_counter() - t) * 1e3 / per:.3f}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--format", default="f32", choices=["f32", "bf16", "f16", "int8dyn"])
@@ -177,6 +189,12 @@ def main():
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-vision", action="store_true")
+    ap.add_argument(
+        "--lockstep",
+        choices=["decode", "encode"],
+        help="print 'ready', then per stdin line run one decode step or one image batch (the first "
+        "--image-batch) and print its ms (per image), until 'quit' (bench/lockstep.py)",
+    )
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -187,6 +205,11 @@ def main():
             enc = ImageEncoder(a.vit_layers)
             init_(enc)
             enc = enc.to(dtype).eval()
+            if a.lockstep == "encode":
+                b = int(a.image_batch.split(",")[0])
+                px = torch.randn(b, 3, 224, 224, dtype=dtype)
+                enc(px)
+                return lockstep(lambda: enc(px), b)
             for b in [int(x) for x in a.image_batch.split(",")]:
                 px = torch.randn(b, 3, 224, 224, dtype=dtype)
                 ms = timed(a.reps, lambda: enc(px))
@@ -216,6 +239,15 @@ def main():
         rows.append(("prefill_ms", ms, "ms"))
         logits, caches = prefill()
         nxt = logits.float().argmax(-1)
+        if a.lockstep == "decode":
+            state = {"nxt": nxt, "step": 0}
+
+            def one_step():
+                p = torch.tensor([[g], [state["step"] + 2]])
+                state["nxt"] = glm.lm_head(glm(state["nxt"], p, None, caches)).float().argmax(-1)
+                state["step"] += 1
+
+            return lockstep(one_step, 1)
         steps, heads = [], []
         for step in range(max(a.decode_steps, 1)):
             t = time.perf_counter()

@@ -13,9 +13,9 @@ use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
 /// Values per Q4_0 block.
-const QK: usize = 32;
+pub(crate) const QK: usize = 32;
 /// Bytes per Q4_0 block: an f16 scale and 16 bytes of nibbles.
-const BLOCK_BYTES: usize = 18;
+pub(crate) const BLOCK_BYTES: usize = 18;
 
 /// Which instruction set the kernel runs with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

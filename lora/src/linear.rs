@@ -224,6 +224,11 @@ impl Linear {
             LinearBase::Quantized(q) if crate::gemv_q4_0::applies(&q.qtensor, x) => {
                 crate::gemv_q4_0::matmul(&q.qtensor, x)
             }
+            // Prefill rows of a Q4_0 weight: widened a block at a time into candle's f32 GEMM
+            // (candle's Q4_0 kernel takes one dot product per row pair).
+            LinearBase::Quantized(q) if crate::gemm_q4_0::applies(&q.qtensor, x) => {
+                crate::gemm_q4_0::matmul(&q.qtensor, x)
+            }
             LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?),
         }
     }

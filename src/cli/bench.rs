@@ -76,6 +76,21 @@ pub struct Args {
     /// and the peak RSS, no timings.
     #[arg(long)]
     memory_only: bool,
+    /// Take turns with another runtime (bench/lockstep.py): print `ready`, then for each line
+    /// read on stdin run one unit of work and print its ms, until `quit` or the end of input.
+    /// `decode`: one decode step after the prefill; `encode`: one image batch (the first
+    /// --image-batch size; ms per image). Nothing else is timed.
+    #[arg(long, value_enum)]
+    lockstep: Option<Lockstep>,
+}
+
+/// The unit of work of `--lockstep`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Lockstep {
+    /// One decode step.
+    Decode,
+    /// One batch of images through the image encoder.
+    Encode,
 }
 
 /// A random `shape` tensor uniform in ±0.02, drawn directly in `dtype` (no f32 copy).
@@ -312,6 +327,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    if args.lockstep == Some(Lockstep::Encode) {
+        let b = args.image_batch.first().copied().unwrap_or(1).max(1);
+        let pixels = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &Device::Cpu)?.to_dtype(dtype)?;
+        model.encode_image(&pixels)?;
+        return lockstep(&mut |_| {
+            let t = Instant::now();
+            model.encode_image(&pixels)?;
+            Ok(t.elapsed().as_secs_f64() * 1e3 / b as f64)
+        });
+    }
     if !args.no_vision {
         for &b in &args.image_batch {
             let pixels =
@@ -356,9 +381,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .flatten_all()?
         .argmax(0)?
         .to_scalar::<u32>()?;
-    let mut step_ms = Vec::new();
-    let mut head_ms = Vec::new();
-    for step in 0..args.decode_steps.max(1) {
+    let mut step = |step: usize| -> anyhow::Result<(f64, f64)> {
         let t = Instant::now();
         let (p0, p1) = position_at(n + step, context_len, gmask_index);
         let pos = Tensor::new(&[[[p0], [p1]]], &Device::Cpu)?;
@@ -367,8 +390,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let th = Instant::now();
         let logits = glm.logits(&hidden)?.flatten_all()?;
         next = logits.argmax(0)?.to_scalar::<u32>()?;
-        head_ms.push(th.elapsed().as_secs_f64() * 1e3);
-        step_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+        Ok((ms(t), ms(th)))
+    };
+    if args.lockstep == Some(Lockstep::Decode) {
+        return lockstep(&mut |i| Ok(step(i)?.0));
+    }
+    let mut step_ms = Vec::new();
+    let mut head_ms = Vec::new();
+    for i in 0..args.decode_steps.max(1) {
+        let (total, head) = step(i)?;
+        head_ms.push(head);
+        step_ms.push(total);
     }
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let step = best(&step_ms);
@@ -391,6 +424,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     for (k, v, unit) in rows {
         println!("{fmt}\t{k}\t{v:.2}\t{unit}");
+    }
+    Ok(())
+}
+
+/// `--lockstep`: `ready`, then one unit of work (its ms printed) per stdin line until `quit`.
+fn lockstep(work: &mut dyn FnMut(usize) -> anyhow::Result<f64>) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "ready")?;
+    out.flush()?;
+    for (i, line) in std::io::stdin().lock().lines().enumerate() {
+        if line?.trim() == "quit" {
+            break;
+        }
+        let ms = work(i)?;
+        writeln!(out, "{ms:.3}")?;
+        out.flush()?;
     }
     Ok(())
 }

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Our runtime against another one with the two taking turns, one unit of work at a time.
+
+This VM's memory bandwidth switches between two levels (about 35 and 50-60 GB/s) for seconds
+to minutes at a time, so runs made a minute apart can land in different levels and a per-run
+ratio measures the machine as much as the code. Here both runtimes are started once (the same
+random-weight setup as bench/run_side_by_side.sh) and then work in lockstep: one unit from one,
+one from the other, alternating which goes first, each timed. Each pair is close in time, so
+both see the same machine state.
+
+Tasks:
+  decode  one decode step after a --prompt-len prompt, against chatglm.cpp (--against torch:
+          PyTorch eager f32); --format f16|q4_0|q8_0 (quantized formats share the quantized
+          table with lm_head, as chatglm.cpp stores it);
+  encode  one batch of --image-batch images through --vit-layers ViT layers and the Q-Former,
+          f32, against PyTorch eager (MKL); ms per image.
+
+Prints the median of each runtime, the ratio of the medians and the spread of the per-pair
+ratios (theirs / ours: above 1 means ours is faster), and writes every pair to --out.
+
+Usage (repository root, after `cargo build --release --bin visualglm`):
+  python3 bench/lockstep.py --task decode --format f16 [--pairs 200] [--prompt-len 300]
+  python3 bench/lockstep.py --task encode --vit-layers 39 --image-batch 1 --pairs 20
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def start(cmd, env=None):
+    p = subprocess.Popen(
+        cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
+    for line in p.stdout:
+        if line.strip() == "ready":
+            return p
+    sys.exit(f"{cmd[0]} ended before it was ready (exit {p.wait()})")
+
+
+def step(p):
+    p.stdin.write("step\n")
+    p.stdin.flush()
+    line = p.stdout.readline()
+    if not line:
+        sys.exit("a runtime ended early")
+    return float(line)
+
+
+def quantile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main():
+    here = Path(__file__).resolve().parent
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--task", default="decode", choices=["decode", "encode"])
+    ap.add_argument("--against", choices=["chatglm.cpp", "torch"], help="default: chatglm.cpp for decode, torch for encode")
+    ap.add_argument("--format", default="f16", choices=["f32", "f16", "q4_0", "q8_0"], help="decode only")
+    ap.add_argument("--glm-layers", type=int, default=2)
+    ap.add_argument("--prompt-len", type=int, default=300)
+    ap.add_argument("--vit-layers", type=int, default=4)
+    ap.add_argument("--image-batch", type=int, default=1)
+    ap.add_argument("--pairs", type=int, default=200, help="timed pairs, after --warmup pairs")
+    ap.add_argument("--warmup", type=int, default=4)
+    ap.add_argument("--bin", default="target/release/visualglm")
+    ap.add_argument("--out", help="TSV of every pair (ours_ms, theirs_ms)")
+    a = ap.parse_args()
+    against = a.against or ("chatglm.cpp" if a.task == "decode" else "torch")
+    fmt = a.format if a.task == "decode" else "f32"
+    if against == "chatglm.cpp" and a.task == "encode":
+        sys.exit("chatglm.cpp has no image encoder: use --against torch")
+    # An encode run builds (but does not time) one GLM layer.
+    glm_layers = a.glm_layers if a.task == "decode" else 1
+    common = ["--glm-layers", str(glm_layers), "--reps", "1", "--lockstep", a.task]
+    if a.task == "decode":
+        common += ["--prompt-len", str(a.prompt_len), "--decode-steps", "1"]
+        ours_cmd = [a.bin, "bench", "--format", fmt, "--no-vision"]
+        if fmt not in ("f32", "f16"):
+            # Tied lm_head quantized with the layers, as chatglm.cpp stores it.
+            ours_cmd.append("--embeddings")
+    else:
+        common += ["--prompt-len", "3", "--vit-layers", str(a.vit_layers), "--image-batch", str(a.image_batch)]
+        ours_cmd = [a.bin, "bench", "--format", fmt]
+    if against == "chatglm.cpp":
+        theirs_cmd = ["taskset", "-c", "0,1", sys.executable, str(here / "chatglm_cpp_bench.py"), "--format", fmt]
+    else:
+        theirs_cmd = [sys.executable, str(here / "torch_bench.py"), "--format", fmt, "--threads", "2"]
+        if a.task == "decode":
+            theirs_cmd.append("--no-vision")
+    env = dict(os.environ, RAYON_NUM_THREADS="2")
+    ours = start(ours_cmd + common, env)
+    theirs = start(theirs_cmd + common)
+    pairs = []
+    for i in range(a.pairs + a.warmup):
+        time.sleep(0.005)  # let the other runtime's threads go idle
+        if i % 2 == 0:
+            o, t = step(ours), step(theirs)
+        else:
+            t, o = step(theirs), step(ours)
+        if i >= a.warmup:
+            pairs.append((o, t))
+    for p in (ours, theirs):
+        p.stdin.write("quit\n")
+        p.stdin.close()
+        p.wait()
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(f"ours_ms\t{against}_ms\n")
+            for o, t in pairs:
+                f.write(f"{o:.3f}\t{t:.3f}\n")
+    o_med = statistics.median(o for o, _ in pairs)
+    t_med = statistics.median(t for _, t in pairs)
+    ratios = [t / o for o, t in pairs]
+    what = (
+        f"decode, {fmt}, {a.glm_layers} GLM layers, prompt {a.prompt_len}"
+        if a.task == "decode"
+        else f"image encode, f32, {a.vit_layers} ViT layers + Q-Former, batch {a.image_batch} (ms per image)"
+    )
+    print(f"lockstep {what}, against {against}, {len(pairs)} pairs")
+    print(f"median: ours {o_med:.2f} ms, {against} {t_med:.2f} ms, ratio {t_med / o_med:.2f}x")
+    print(
+        "per-pair ratio: median {:.2f}x, 10th percentile {:.2f}x, 90th {:.2f}x, min {:.2f}x; "
+        "{:.0f}% of pairs >= 0.8x, {:.0f}% >= 1.0x".format(
+            statistics.median(ratios),
+            quantile(ratios, 0.1),
+            quantile(ratios, 0.9),
+            min(ratios),
+            100 * sum(r >= 0.8 for r in ratios) / len(ratios),
+            100 * sum(r >= 1.0 for r in ratios) / len(ratios),
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
