@@ -2,8 +2,11 @@
 //!
 //! Each layer keeps one preallocated `[B, H, capacity, D]` buffer for keys and one for values;
 //! a decode step writes its new position in place and returns a view of the filled prefix, so
-//! a step costs O(new tokens) instead of re-copying the whole history (`Tensor::cat`). The
-//! capacity grows by doubling (rounded to [`CAPACITY_STEP`] positions) when full.
+//! a step costs O(new tokens) instead of re-copying the whole history (`Tensor::cat`). A new
+//! buffer has room for up to [`CAPACITY_STEP`] more positions (capacities are multiples of it);
+//! when full it grows by half (one layer at a time, so a growth holds one layer's old buffer
+//! beside the new ones). A long prompt's cache is large (28 layers × 1 500 positions is 1.4 GB
+//! in f32), so the headroom is kept small.
 
 use candle_core::{Result, Tensor};
 
@@ -52,6 +55,11 @@ fn round_up(n: usize) -> usize {
     n.div_ceil(CAPACITY_STEP).max(1) * CAPACITY_STEP
 }
 
+/// The capacity of a new buffer for `len` positions: at least one free position.
+fn initial_capacity(len: usize) -> usize {
+    round_up(len + 1)
+}
+
 impl KvCache {
     /// An empty cache for `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
@@ -79,7 +87,7 @@ impl KvCache {
         let new = k.dim(2)?;
         match slot {
             None => {
-                let cap = round_up(new + new / 2 + 1);
+                let cap = initial_capacity(new);
                 let c = LayerCache {
                     k: LayerCache::buffer(k, cap, Some(k))?,
                     v: LayerCache::buffer(v, cap, Some(v))?,
@@ -101,7 +109,7 @@ impl KvCache {
                 }
                 let needed = c.len + new;
                 if needed > c.capacity() {
-                    let cap = round_up(needed.max(2 * c.capacity()));
+                    let cap = round_up(needed.max(c.capacity() + c.capacity() / 2));
                     let (pk, pv) = c.filled()?;
                     c.k = LayerCache::buffer(k, cap, Some(&pk))?;
                     c.v = LayerCache::buffer(v, cap, Some(&pv))?;
@@ -171,7 +179,7 @@ impl KvCache {
                         );
                     }
                     let len = k.dim(2)?;
-                    let cap = round_up(len + len / 2 + 1);
+                    let cap = initial_capacity(len);
                     Ok(LayerCache {
                         k: LayerCache::buffer(&k, cap, Some(&k))?,
                         v: LayerCache::buffer(&v, cap, Some(&v))?,
