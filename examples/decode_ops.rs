@@ -5,29 +5,14 @@
 //!
 //! `cargo build --release --example decode_ops && RAYON_NUM_THREADS=2 target/release/examples/decode_ops`
 
-use std::time::Instant;
-
 use candle_core::{DType, Device, Module, Tensor};
 use visualglm_language::rotary::Rotary2d;
 use visualglm_language::KvCache;
 use visualglm_lora::attention::composed_attention;
 use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_qkv, LayerNorm, Linear};
 
-/// The binary's allocator settings, so that buffers behave as in `visualglm`.
-#[global_allocator]
-static ALLOCATOR: visualglm::allocator::HugePageAlloc = visualglm::allocator::HugePageAlloc;
-
-/// Best wall time in ms of `reps` runs after one warm-up.
-fn best_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> anyhow::Result<f64> {
-    f()?;
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(best)
-}
+mod common;
+use common::best_ms;
 
 fn linear(n: usize, k: usize, dev: &Device) -> candle_core::Result<Linear> {
     let w = Tensor::randn(0f32, 0.02, (n, k), dev)?.to_dtype(DType::F16)?;

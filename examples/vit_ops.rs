@@ -5,25 +5,10 @@
 //!
 //! `cargo build --release --example vit_ops && RAYON_NUM_THREADS=2 target/release/examples/vit_ops`
 
-use std::time::Instant;
-
 use candle_core::{Device, Module, Tensor, D};
 
-/// The binary's allocator settings, so that op buffers behave as in `visualglm`.
-#[global_allocator]
-static ALLOCATOR: visualglm::allocator::HugePageAlloc = visualglm::allocator::HugePageAlloc;
-
-/// Best wall time in ms of `reps` runs after one warm-up.
-fn best_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> anyhow::Result<f64> {
-    f()?;
-    let mut best = f64::MAX;
-    for _ in 0..reps {
-        let t = Instant::now();
-        f()?;
-        best = best.min(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(best)
-}
+mod common;
+use common::best_ms;
 
 fn main() -> anyhow::Result<()> {
     visualglm::allocator::tune_for_inference();

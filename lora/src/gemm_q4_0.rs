@@ -10,7 +10,7 @@
 //! rounding.
 
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 use crate::gemv_q4_0::{BLOCK_BYTES, QK};
@@ -27,15 +27,7 @@ const BLOCK_VALUES: usize = 1 << 21;
 /// product has no backward).
 pub fn applies(w: &QTensor, x: &Tensor) -> bool {
     let rows = x.dims().iter().rev().skip(1).product::<usize>();
-    w.dtype() == GgmlDType::Q4_0
-        && matches!(w.device(), Device::Cpu)
-        && x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && !x.track_op()
-        && rows >= MIN_ROWS
-        && w.shape()
-            .dims2()
-            .is_ok_and(|(_, k)| k % QK == 0 && x.dims().last() == Some(&k))
+    crate::gemv_q4_0::q4_0_and_f32_on_cpu(w, x) && !x.track_op() && rows >= MIN_ROWS
 }
 
 /// `x · wᵀ` for a `[n, k]` Q4_0 weight and an f32 input `[.., k]`, returned as `[.., n]` f32
@@ -100,6 +92,7 @@ fn dequantize_row(src: &[u8], dst: &mut [f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn matches_the_dequantized_product() -> Result<()> {

@@ -103,13 +103,19 @@ fn level() -> Option<Level> {
 /// contiguous f32 input of at most 4 rows (decode), and a CPU with AVX2, FMA and F16C.
 pub fn applies(w: &QTensor, x: &Tensor) -> bool {
     let rows = x.dims().iter().rev().skip(1).product::<usize>();
+    q4_0_and_f32_on_cpu(w, x) && rows <= 4 && level().is_some()
+}
+
+/// Whether `w` is a CPU Q4_0 weight `[n, k]` with `k` a multiple of 32 and `x` an f32 CPU input
+/// `[.., k]`: what the Q4_0 kernels here and in [`crate::gemm_q4_0`] read.
+pub(crate) fn q4_0_and_f32_on_cpu(w: &QTensor, x: &Tensor) -> bool {
     w.dtype() == GgmlDType::Q4_0
         && matches!(w.device(), Device::Cpu)
         && x.device().is_cpu()
         && x.dtype() == DType::F32
-        && rows <= 4
-        && w.shape().dims2().is_ok_and(|(_, k)| k % QK == 0)
-        && level().is_some()
+        && w.shape()
+            .dims2()
+            .is_ok_and(|(_, k)| k % QK == 0 && x.dims().last() == Some(&k))
 }
 
 /// `x · wᵀ` for a `[out, in]` Q4_0 weight and an f32 input `[.., in]` (check [`applies`]).
