@@ -124,7 +124,11 @@ mod tests {
             let want = ln.forward_composed(&x)?;
             let got = ln.forward(&x)?;
             let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff <= 1e-5, "[{rows}, {width}]: {diff}");
+            // Inputs near 50 carry rounding of ulp(50) ≈ 3.8e-6 into the centred values (σ = 3),
+            // about 1.3e-6 relative: both forms agree to a few times that of the output scale.
+            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            let tol = 4e-6 * scale;
+            assert!(diff <= tol, "[{rows}, {width}]: {diff} > {tol}");
             // f16 input: normalised in f32, returned in f16.
             let h = ln.forward(&x.to_dtype(DType::F16)?)?;
             assert_eq!(h.dtype(), DType::F16);
@@ -134,7 +138,7 @@ mod tests {
                 .abs()?
                 .max_all()?
                 .to_scalar::<f32>()?;
-            assert!(diff <= 1e-5, "strided: {diff}");
+            assert!(diff <= tol, "strided: {diff} > {tol}");
         }
         let ln = LayerNorm::new(
             Tensor::ones(8, DType::F32, &dev)?,
