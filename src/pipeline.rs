@@ -167,6 +167,12 @@ impl Captioner {
         self.model.quantize_language_with(opts)
     }
 
+    /// Stores the language model's KV caches in `dtype` from now on (`None`: the run dtype);
+    /// see [`visualglm_language::ChatGlm::set_kv_cache_dtype`].
+    pub fn set_kv_cache_dtype(&mut self, dtype: Option<candle_core::DType>) {
+        self.model.language_model_mut().set_kv_cache_dtype(dtype);
+    }
+
     /// The tokenizer.
     pub fn tokenizer(&self) -> &ChatGlmTokenizer {
         &self.tokenizer

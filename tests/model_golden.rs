@@ -125,6 +125,28 @@ fn kv_cache_steps_equal_full_recompute() {
 }
 
 #[test]
+fn an_f16_kv_cache_keeps_the_greedy_tokens() {
+    let mut model = load("checkpoints/hf", None);
+    let g = fixture("model/golden_hf.safetensors");
+    let image = model.encode_image(&g["pixel_values"]).unwrap();
+    let ids = ids_of(&g["input_ids"]);
+    let (want, want_logits) = model.generate_greedy(&ids, Some((&image, 2)), 6).unwrap();
+    model
+        .language_model_mut()
+        .set_kv_cache_dtype(Some(DType::F16));
+    assert_eq!(model.language_model().new_cache().dtype(), Some(DType::F16));
+    let (got, got_logits) = model.generate_greedy(&ids, Some((&image, 2)), 6).unwrap();
+    assert_eq!(got, want, "greedy tokens with an f16 cache");
+    for (k, (a, b)) in got_logits.iter().zip(&want_logits).enumerate() {
+        // Keys and values rounded to f16 (relative 2^-11) move the logits by about 1e-3; the
+        // prefill's attention reads the cache too, so step 0 moves as well.
+        let d = max_abs_diff(a, b);
+        assert!(d > 0.0, "step {k}: the f16 cache changed nothing");
+        assert_close(&format!("f16-cache step {k}"), a, b, 5e-3);
+    }
+}
+
+#[test]
 fn sat_checkpoint_matches_native_sat_logits() {
     let model = load("checkpoints/sat/visualglm-tiny", None);
     let g = fixture("model/golden_hf.safetensors");

@@ -8,7 +8,7 @@
 //! beside the new ones). A long prompt's cache is large (28 layers × 1 500 positions is 1.4 GB
 //! in f32), so the headroom is kept small.
 
-use candle_core::{Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 /// Capacities are multiples of this many positions.
 pub const CAPACITY_STEP: usize = 256;
@@ -49,6 +49,8 @@ impl LayerCache {
 #[derive(Debug, Default)]
 pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
+    /// The dtype keys and values are stored in (`None`: as they come).
+    dtype: Option<DType>,
 }
 
 fn round_up(n: usize) -> usize {
@@ -61,11 +63,24 @@ fn initial_capacity(len: usize) -> usize {
 }
 
 impl KvCache {
-    /// An empty cache for `num_layers` layers.
+    /// An empty cache for `num_layers` layers, storing keys and values in their own dtype.
     pub fn new(num_layers: usize) -> Self {
+        Self::with_dtype(num_layers, None)
+    }
+
+    /// An empty cache for `num_layers` layers that stores keys and values in `dtype` (e.g. f16
+    /// for an f32 model: half the memory, values rounded to f16), or as they come (`None`).
+    /// [`KvCache::append`] returns views in that dtype.
+    pub fn with_dtype(num_layers: usize, dtype: Option<DType>) -> Self {
         Self {
             layers: (0..num_layers).map(|_| None).collect(),
+            dtype,
         }
+    }
+
+    /// The dtype keys and values are stored in (`None`: as they come).
+    pub fn dtype(&self) -> Option<DType> {
+        self.dtype
     }
 
     /// Number of cached positions (0 when empty).
@@ -84,6 +99,11 @@ impl KvCache {
             .layers
             .get_mut(layer)
             .ok_or_else(|| candle_core::Error::Msg(format!("no cache slot for layer {layer}")))?;
+        let (k, v) = match self.dtype {
+            Some(d) => (k.to_dtype(d)?, v.to_dtype(d)?),
+            None => (k.clone(), v.clone()),
+        };
+        let (k, v) = (&k, &v);
         let new = k.dim(2)?;
         match slot {
             None => {
@@ -150,7 +170,10 @@ impl KvCache {
                     .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers })
+        Ok(Self {
+            layers,
+            dtype: self.dtype,
+        })
     }
 
     /// The filled keys and values of every layer, `[B, H, len, D]` views (`None` for a layer
@@ -164,8 +187,10 @@ impl KvCache {
     }
 
     /// A cache holding `layers` (copied into fresh buffers with room to grow); the inverse of
-    /// [`KvCache::layers`]. Every written layer's keys and values must have the same shape.
+    /// [`KvCache::layers`]. Every written layer's keys and values must have the same shape;
+    /// later appends are stored in the dtype of the first written layer's keys.
     pub fn from_layers(layers: Vec<Option<(Tensor, Tensor)>>) -> Result<Self> {
+        let dtype = layers.iter().flatten().next().map(|(k, _)| k.dtype());
         let layers = layers
             .into_iter()
             .enumerate()
@@ -189,7 +214,7 @@ impl KvCache {
                 .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers })
+        Ok(Self { layers, dtype })
     }
 
     /// Forgets everything.
@@ -264,6 +289,30 @@ mod tests {
         assert_eq!(max_diff(&k2.narrow(2, 5, 1)?, &one), 0.0);
         let bad = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev)?;
         assert!(KvCache::from_layers(vec![Some((x, bad))]).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn an_f16_cache_stores_rounded_values_and_keeps_its_dtype() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut cache = KvCache::with_dtype(1, Some(DType::F16));
+        assert_eq!(cache.dtype(), Some(DType::F16));
+        let x = Tensor::randn(0f32, 1.0, (1, 2, 3, 4), &dev)?;
+        let (k, v) = cache.append(0, &x, &(&x * 2.0)?)?;
+        assert_eq!((k.dtype(), v.dtype()), (DType::F16, DType::F16));
+        let rounded = x.to_dtype(DType::F16)?.to_dtype(DType::F32)?;
+        assert_eq!(max_diff(&k.to_dtype(DType::F32)?, &rounded), 0.0);
+        // Growth, clones and rearranged caches stay in f16.
+        for _ in 0..CAPACITY_STEP {
+            cache.append(0, &x.narrow(2, 0, 1)?, &x.narrow(2, 0, 1)?)?;
+        }
+        let mut copy = cache.try_clone()?;
+        let (k, _) = copy.append(0, &x, &x)?;
+        assert_eq!(k.dtype(), DType::F16);
+        let mut rebuilt = KvCache::from_layers(cache.layers()?)?;
+        assert_eq!(rebuilt.dtype(), Some(DType::F16));
+        let (k, _) = rebuilt.append(0, &x, &x)?;
+        assert_eq!((k.dtype(), k.dim(2)?), (DType::F16, 3 + CAPACITY_STEP + 3));
         Ok(())
     }
 

@@ -115,6 +115,8 @@ pub struct ChatGlm {
     config: GlmConfig,
     /// The activation dtype (that of the `VarBuilder` the model was loaded from).
     dtype: DType,
+    /// The dtype new KV caches store keys and values in (`None`: the activation dtype).
+    kv_cache_dtype: Option<DType>,
     device: Device,
 }
 
@@ -139,6 +141,7 @@ impl ChatGlm {
             rotary,
             config: cfg.clone(),
             dtype: vb.dtype(),
+            kv_cache_dtype: None,
             device: vb.device().clone(),
         })
     }
@@ -168,9 +171,22 @@ impl ChatGlm {
         &self.lm_head
     }
 
-    /// An empty KV cache sized for this model.
+    /// An empty KV cache sized for this model, storing keys and values in
+    /// [`ChatGlm::kv_cache_dtype`].
     pub fn new_cache(&self) -> KvCache {
-        KvCache::new(self.layers.len())
+        KvCache::with_dtype(self.layers.len(), self.kv_cache_dtype)
+    }
+
+    /// The dtype new KV caches store keys and values in (`None`: the activation dtype).
+    pub fn kv_cache_dtype(&self) -> Option<DType> {
+        self.kv_cache_dtype
+    }
+
+    /// Stores the keys and values of caches made from now on in `dtype` (`None`: the activation
+    /// dtype). f16 for an f32 (e.g. quantized) model halves the cache, 0.9 → 0.46 MB per
+    /// position for the 28-layer model, at the cost of rounding keys and values to f16.
+    pub fn set_kv_cache_dtype(&mut self, dtype: Option<DType>) {
+        self.kv_cache_dtype = dtype;
     }
 
     /// Word embeddings of `ids` `[B, S]` → `[B, S, hidden]`.

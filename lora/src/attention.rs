@@ -98,8 +98,9 @@ pub fn composed_attention(
     } else {
         crate::softmax::softmax_last_dim(&scores)?
     };
-    // `v` may be a view of a larger KV-cache buffer; matmul reads strided batches directly.
-    probs.to_dtype(dtype)?.matmul(v)
+    // `v` may be a view of a larger KV-cache buffer; matmul reads strided batches directly. A
+    // cache kept in another dtype (f16 for an f32 model) is widened for the product.
+    probs.to_dtype(dtype)?.matmul(&v.to_dtype(dtype)?)
 }
 
 /// Unmasked multi-head self-attention with a fused `[Q;K;V]` projection and an output

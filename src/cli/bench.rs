@@ -71,6 +71,9 @@ pub struct Args {
     /// dtype (f32 for the quantized formats).
     #[arg(long)]
     vision_dtype: Option<String>,
+    /// Dtype of the KV cache: f32 or f16. Default: the run dtype.
+    #[arg(long)]
+    kv_cache_dtype: Option<String>,
     /// Only measure memory: build, encode one image, prefill a short prompt with it
     /// (--prompt-len, 32 by default here) and decode 2 tokens; print the RSS after the build
     /// and the peak RSS, no timings.
@@ -304,6 +307,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         types.dedup();
         eprintln!("quantized GLM weights: {}", types.join(", "));
+    }
+    if let Some(s) = &args.kv_cache_dtype {
+        let d = parse_float_dtype("--kv-cache-dtype", s)?;
+        model.language_model_mut().set_kv_cache_dtype(Some(d));
     }
     eprintln!("built in {:.1} s", t0.elapsed().as_secs_f64());
     let mut rows: Vec<(String, f64, &str)> = Vec::new();
