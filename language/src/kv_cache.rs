@@ -99,11 +99,11 @@ impl KvCache {
             .layers
             .get_mut(layer)
             .ok_or_else(|| candle_core::Error::Msg(format!("no cache slot for layer {layer}")))?;
+        // Stored in the cache's dtype (`to_dtype` of the same dtype copies nothing).
         let (k, v) = match self.dtype {
-            Some(d) => (k.to_dtype(d)?, v.to_dtype(d)?),
-            None => (k.clone(), v.clone()),
+            Some(d) => (&k.to_dtype(d)?, &v.to_dtype(d)?),
+            None => (k, v),
         };
-        let (k, v) = (&k, &v);
         let new = k.dim(2)?;
         match slot {
             None => {

@@ -44,17 +44,20 @@ pub fn scaled_dot_product_attention(
     scale: f64,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if crate::decode_attention::applies(q, k, v, mask) {
-        return crate::decode_attention::attention(q, k, v, scale, mask);
+    if let Some(out) = crate::decode_attention::try_attention(q, k, v, scale, mask)? {
+        return Ok(out);
     }
     let sq = q.dim(2)?;
     let tracked = q.track_op() || k.track_op() || v.track_op();
-    // A mask with one row for all queries, or one per query row, can be split with them.
-    let mask_rows = mask.map(|m| if m.rank() == 4 { m.dim(2) } else { Ok(0) });
-    let splittable = match mask_rows.transpose()? {
-        None => true,
-        Some(rows) => rows == 1 || rows == sq,
+    // A mask with one row per query row is split with the queries; one with a single row
+    // serves every chunk; any other form is not split.
+    let mask_rows = match mask {
+        Some(m) if m.rank() == 4 => Some(m.dim(2)?),
+        Some(_) => Some(0),
+        None => None,
     };
+    let per_query_mask = mask_rows == Some(sq);
+    let splittable = per_query_mask || matches!(mask_rows, None | Some(1));
     if tracked || sq <= QUERY_CHUNK || !splittable {
         return composed_attention(q, k, v, scale, mask);
     }
@@ -62,7 +65,7 @@ pub fn scaled_dot_product_attention(
     for start in (0..sq).step_by(QUERY_CHUNK) {
         let len = QUERY_CHUNK.min(sq - start);
         let m = match mask {
-            Some(m) if m.dim(2)? == sq => Some(m.narrow(2, start, len)?),
+            Some(m) if per_query_mask => Some(m.narrow(2, start, len)?),
             other => other.cloned(),
         };
         parts.push(composed_attention(

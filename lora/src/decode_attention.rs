@@ -50,8 +50,9 @@ pub fn attention(
     scale: f64,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if !applies(q, k, v, mask) {
-        candle_core::bail!(
+    match try_attention(q, k, v, scale, mask)? {
+        Some(out) => Ok(out),
+        None => candle_core::bail!(
             "decode attention: unsupported inputs q {:?} {:?}, k {:?} {:?}, v {:?} {:?}",
             q.dims(),
             q.dtype(),
@@ -59,7 +60,21 @@ pub fn attention(
             k.dtype(),
             v.dims(),
             v.dtype()
-        );
+        ),
+    }
+}
+
+/// [`attention`] when [`applies`] accepts the inputs, `None` (nothing computed) otherwise: one
+/// check for callers that fall back to another path.
+pub fn try_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f64,
+    mask: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    if !applies(q, k, v, mask) {
+        return Ok(None);
     }
     let (b, h, sq, d) = q.dims4()?;
     let sk = k.dim(2)?;
@@ -95,7 +110,9 @@ pub fn attention(
                 });
         })
     })??;
-    Tensor::from_vec(out, (b, h, sq, d), q.device())?.to_dtype(q.dtype())
+    Tensor::from_vec(out, (b, h, sq, d), q.device())?
+        .to_dtype(q.dtype())
+        .map(Some)
 }
 
 /// Stored values, f16 or f32.
