@@ -49,3 +49,21 @@ with torch.inference_mode():
         h = torch.randn(b, 257, 6144)
         print(f"b={b}\tgelu(erf)\t{best_ms(lambda: F.gelu(h), 5):.2f}\tms")
         print(f"b={b}\tresidual add\t{best_ms(lambda: x + x, 5):.2f}\tms")
+
+        # Whole attention from the projection outputs to merged heads, as the reference code
+        # writes it: EVA's from its fused qkv, the Q-Former's cross-attention from its queries
+        # and the keys and values over the image tokens.
+        def vit_attention(qkv, heads=16, d=88):
+            q, k, v = qkv.reshape(b, 257, 3, heads, d).permute(2, 0, 3, 1, 4)
+            attn = ((q * d ** -0.5) @ k.transpose(-2, -1)).softmax(-1)
+            return (attn @ v).transpose(1, 2).reshape(b, 257, heads * d)
+
+        def cross_attention(q, kv, heads=12, d=64):
+            split = lambda t: t.view(b, -1, heads, d).permute(0, 2, 1, 3)
+            k, v = kv.split(heads * d, -1)
+            attn = (split(q) @ split(k).transpose(-1, -2) / d ** 0.5).softmax(-1)
+            return (attn @ split(v)).permute(0, 2, 1, 3).contiguous().view(b, -1, heads * d)
+
+        qkv, q32, kv = torch.randn(b, 257, 4224), torch.randn(b, 32, 768), torch.randn(b, 257, 1536)
+        print(f"b={b}\tvit self-attention\t{best_ms(lambda: vit_attention(qkv), 5):.2f}\tms")
+        print(f"b={b}\tqformer cross-attention\t{best_ms(lambda: cross_attention(q32, kv), 5):.2f}\tms")

@@ -1,11 +1,12 @@
 //! Times the image encoder's operations one by one at the full ViT-g / Q-Former widths, for one
 //! image (257 tokens) and a batch of 8: the linear layers (`Linear::forward`, bias included), the
-//! attention matmuls, and the elementwise and row ops, each as candle's op and as this
-//! project's fused kernel. `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
+//! attention matmuls and whole attention (heads copied out, or read in place), and the
+//! elementwise and row ops, each as candle's op and as this project's fused kernel. `bench/torch_vit_ops.py` times the same operations in PyTorch (BENCHMARKS.md).
 //!
 //! `cargo build --release --example vit_ops && RAYON_NUM_THREADS=2 target/release/examples/vit_ops`
 
 use candle_core::{Device, Module, Tensor, D};
+use visualglm_lora::projection_attention::{attention, Heads};
 
 mod common;
 use common::best_ms;
@@ -97,6 +98,54 @@ fn main() -> anyhow::Result<()> {
             "split q, k, v into heads",
             best_ms(5, || visualglm_lora::split_qkv(&qkv, heads).map(|_| ()))?,
         );
+        // Whole attention from the projection outputs to merged heads: the ViT's from its
+        // fused `[Q|K|V]`, the Q-Former's cross-attention from its queries and fused `[K|V]`
+        // over the image tokens; heads copied out (split, batched matmuls, merge) or read in
+        // place (`projection_attention`).
+        let q32 = Tensor::randn(0f32, 1.0, (b, 32, 768), &dev)?;
+        let kv = Tensor::randn(0f32, 1.0, (b, 257, 1536), &dev)?;
+        let cases = [
+            (
+                "vit self-attention",
+                (&qkv, 0),
+                (&qkv, 1408),
+                (&qkv, 2816),
+                heads,
+                88,
+            ),
+            (
+                "qformer cross-attention",
+                (&q32, 0),
+                (&kv, 0),
+                (&kv, 768),
+                12,
+                64,
+            ),
+        ];
+        for (name, q, k, v, heads, d) in cases {
+            let scale = 1.0 / (d as f64).sqrt();
+            let copied = || -> candle_core::Result<()> {
+                let split = |(t, at): (&Tensor, usize)| {
+                    visualglm_lora::split_heads(&t.narrow(2, at, heads * d)?, heads)
+                };
+                let ctx = visualglm_lora::scaled_dot_product_attention(
+                    &split(q)?,
+                    &split(k)?,
+                    &split(v)?,
+                    scale,
+                    None,
+                )?;
+                visualglm_lora::merge_heads(&ctx)?.contiguous().map(|_| ())
+            };
+            report(&format!("{name}, heads copied"), best_ms(5, copied)?);
+            let heads_at = |(t, at)| Heads::new(t, at);
+            let in_place = || {
+                attention(heads_at(q), heads_at(k), heads_at(v), heads, d, scale)?
+                    .contiguous()
+                    .map(|_| ())
+            };
+            report(&format!("{name}, in place"), best_ms(5, in_place)?);
+        }
         report("residual add", best_ms(5, || (&x + &x).map(|_| ()))?);
     }
     Ok(())

@@ -130,11 +130,19 @@ impl FusedSelfAttention {
 
 impl Module for FusedSelfAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        use crate::projection_attention::{attention, Heads};
         let qkv = self.query_key_value.forward(x)?;
-        let head_dim = qkv.dim(2)? / 3 / self.num_heads;
-        let (q, k, v) = split_qkv(&qkv, self.num_heads)?;
-        let ctx = scaled_dot_product_attention(&q, &k, &v, 1.0 / (head_dim as f64).sqrt(), None)?;
-        self.dense.forward(&merge_heads(&ctx)?)
+        let width = qkv.dim(2)? / 3;
+        let head_dim = width / self.num_heads;
+        let ctx = attention(
+            Heads::new(&qkv, 0),
+            Heads::new(&qkv, width),
+            Heads::new(&qkv, 2 * width),
+            self.num_heads,
+            head_dim,
+            1.0 / (head_dim as f64).sqrt(),
+        )?;
+        self.dense.forward(&ctx)
     }
 }
 

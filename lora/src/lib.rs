@@ -13,6 +13,7 @@ pub mod gemv_q4_0;
 pub mod linear;
 pub mod mlp;
 pub mod norm;
+pub mod projection_attention;
 pub mod quant;
 pub mod softmax;
 

@@ -3,10 +3,8 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{
-    merge_heads, scaled_dot_product_attention, split_heads, Activation, FusedSelfAttention,
-    LayerNorm, Linear, Mlp,
-};
+use visualglm_lora::projection_attention::{attention, Heads};
+use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::QFormerConfig;
 
@@ -34,12 +32,16 @@ impl CrossAttention {
         let q = self.query.forward(x)?;
         let width = q.dim(2)?;
         let kv = self.key_value.forward(encoder)?;
-        let q = split_heads(&q, self.num_heads)?;
-        let k = split_heads(&kv.narrow(2, 0, width)?, self.num_heads)?;
-        let v = split_heads(&kv.narrow(2, width, width)?, self.num_heads)?;
-        let scale = 1.0 / ((width / self.num_heads) as f64).sqrt();
-        let ctx = scaled_dot_product_attention(&q, &k, &v, scale, None)?;
-        self.dense.forward(&merge_heads(&ctx)?)
+        let head_dim = width / self.num_heads;
+        let ctx = attention(
+            Heads::new(&q, 0),
+            Heads::new(&kv, 0),
+            Heads::new(&kv, width),
+            self.num_heads,
+            head_dim,
+            1.0 / (head_dim as f64).sqrt(),
+        )?;
+        self.dense.forward(&ctx)
     }
 }
 
