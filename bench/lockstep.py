@@ -18,9 +18,13 @@ Tasks:
 Prints the median of each runtime, the ratio of the medians and the spread of the per-pair
 ratios (theirs / ours: above 1 means ours is faster), and writes every pair to --out.
 
+With --against visualglm --baseline-bin PATH, the other runtime is another build of ours (an
+A/B of a change: build the earlier commit into another target directory).
+
 Usage (repository root, after `cargo build --release --bin visualglm`):
   python3 bench/lockstep.py --task decode --format f16 [--pairs 200] [--prompt-len 300]
   python3 bench/lockstep.py --task encode --vit-layers 39 --image-batch 1 --pairs 20
+  python3 bench/lockstep.py --task encode --image-batch 8 --against visualglm --baseline-bin /tmp/old/release/visualglm
 """
 import argparse
 import os
@@ -59,7 +63,12 @@ def main():
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser()
     ap.add_argument("--task", default="decode", choices=["decode", "encode"])
-    ap.add_argument("--against", choices=["chatglm.cpp", "torch"], help="default: chatglm.cpp for decode, torch for encode")
+    ap.add_argument(
+        "--against",
+        choices=["chatglm.cpp", "torch", "visualglm"],
+        help="default: chatglm.cpp for decode, torch for encode; visualglm: another build of ours (--baseline-bin)",
+    )
+    ap.add_argument("--baseline-bin", help="the other build for --against visualglm (e.g. one of an earlier commit)")
     ap.add_argument("--format", default="f16", choices=["f32", "f16", "q4_0", "q8_0"], help="decode only")
     ap.add_argument("--glm-layers", type=int, default=2)
     ap.add_argument("--prompt-len", type=int, default=300)
@@ -74,6 +83,8 @@ def main():
     fmt = a.format if a.task == "decode" else "f32"
     if against == "chatglm.cpp" and a.task == "encode":
         sys.exit("chatglm.cpp has no image encoder: use --against torch")
+    if (against == "visualglm") != (a.baseline_bin is not None):
+        sys.exit("--baseline-bin goes with --against visualglm, and only with it")
     # An encode run builds (but does not time) one GLM layer.
     glm_layers = a.glm_layers if a.task == "decode" else 1
     common = ["--glm-layers", str(glm_layers), "--reps", "1", "--lockstep", a.task]
@@ -86,7 +97,9 @@ def main():
     else:
         common += ["--prompt-len", "3", "--vit-layers", str(a.vit_layers), "--image-batch", str(a.image_batch)]
         ours_cmd = [a.bin, "bench", "--format", fmt]
-    if against == "chatglm.cpp":
+    if against == "visualglm":
+        theirs_cmd = [a.baseline_bin] + ours_cmd[1:]
+    elif against == "chatglm.cpp":
         theirs_cmd = ["taskset", "-c", "0,1", sys.executable, str(here / "chatglm_cpp_bench.py"), "--format", fmt]
     else:
         theirs_cmd = [sys.executable, str(here / "torch_bench.py"), "--format", fmt, "--threads", "2"]
@@ -94,7 +107,7 @@ def main():
             theirs_cmd.append("--no-vision")
     env = dict(os.environ, RAYON_NUM_THREADS="2")
     ours = start(ours_cmd + common, env)
-    theirs = start(theirs_cmd + common)
+    theirs = start(theirs_cmd + common, env if against == "visualglm" else None)
     pairs = []
     for i in range(a.pairs + a.warmup):
         time.sleep(0.005)  # let the other runtime's threads go idle

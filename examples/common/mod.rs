@@ -1,4 +1,7 @@
-//! What the op-timing examples share: the binary's allocator and a best-of timer.
+//! What the op-timing examples share: the binary's allocator and timers.
+
+// Each example uses some of these.
+#![allow(dead_code)]
 
 use std::time::Instant;
 
@@ -16,4 +19,17 @@ pub fn best_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> a
         best = best.min(t.elapsed().as_secs_f64() * 1e3);
     }
     Ok(best)
+}
+
+/// Wall time in ms of one run of `f`.
+pub fn once_ms<T>(f: impl FnOnce() -> candle_core::Result<T>) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    f()?;
+    Ok(t.elapsed().as_secs_f64() * 1e3)
+}
+
+/// The median of `xs` (the upper one for an even count; NaN for none).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
 }

@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod attention;
 pub mod decode_attention;
 pub(crate) mod fast_math;
+pub mod gemm_f32;
 pub mod gemm_q4_0;
 pub mod gemv_f16;
 pub mod gemv_q4_0;

@@ -192,6 +192,9 @@ impl Linear {
             LinearBase::Dense(weight) if crate::gemv_f16::applies(weight, x) => {
                 crate::gemv_f16::matmul(weight, x)
             }
+            LinearBase::Dense(weight) if crate::gemm_f32::applies(weight, None, x) => {
+                crate::gemm_f32::matmul(weight, None, x)
+            }
             LinearBase::Dense(weight) if swap_applies(weight, x) => {
                 // `(W·xᵀ)ᵀ`: the same products; candle's CPU GEMM splits a few-row `x·Wᵀ`
                 // poorly over threads but the tall `W·xᵀ` well.
@@ -236,8 +239,9 @@ impl Linear {
 
 /// Up to this many input rows, a dense f32 CPU product runs as `(W·xᵀ)ᵀ` (measured on two
 /// threads: the Q-Former's `[32, 3072] × [3072, 768]` 1.58 → 0.87 ms, `[32, 768] × [768, 3072]`
-/// 1.14 → 0.87 ms; on par at 128 rows, slower at 256; `BENCHMARKS.md`).
-const SWAP_MAX_ROWS: usize = 64;
+/// 1.14 → 0.87 ms; on par at 128 rows, slower at 256; `BENCHMARKS.md`). More rows take
+/// [`crate::gemm_f32`].
+pub(crate) const SWAP_MAX_ROWS: usize = 64;
 
 /// Whether [`Linear::forward_base`] computes `x·Wᵀ` as `(W·xᵀ)ᵀ`: 2 to [`SWAP_MAX_ROWS`] input
 /// rows (one row is candle's matrix-vector path already), an f32 CPU weight and input, neither
@@ -259,10 +263,13 @@ fn swap_applies(weight: &Tensor, x: &Tensor) -> bool {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.forward_base(x)?;
-        let mut y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
-            None => y,
+        let mut y = match (&self.base, &self.bias) {
+            // Many rows of a dense f32 weight: one product per thread, the bias written first.
+            (LinearBase::Dense(w), bias) if crate::gemm_f32::applies(w, bias.as_ref(), x) => {
+                crate::gemm_f32::matmul(w, bias.as_ref(), x)?
+            }
+            (_, Some(b)) => self.forward_base(x)?.broadcast_add(b)?,
+            (_, None) => self.forward_base(x)?,
         };
         for adapter in &self.adapters {
             y = (y + adapter.forward(x)?)?;

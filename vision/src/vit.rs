@@ -2,7 +2,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Mlp};
+use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::EvaConfig;
 
@@ -42,13 +42,12 @@ impl Block {
     }
 }
 
-/// The patch embedding: a stride-`p` convolution with a `p×p` kernel, computed as one matmul
-/// over flattened patches (same numbers as the convolution, and it scales with the batch).
+/// The patch embedding: a stride-`p` convolution with a `p×p` kernel, computed as one linear
+/// layer over flattened patches (same numbers as the convolution, and it scales with the batch).
 #[derive(Debug, Clone)]
 struct PatchEmbedding {
-    /// `[hidden, C·p·p]`.
-    weight: Tensor,
-    bias: Tensor,
+    /// `[hidden, C·p·p]` with bias.
+    projection: Linear,
     patch: usize,
 }
 
@@ -58,8 +57,7 @@ impl PatchEmbedding {
         let weight = vb.get((h, c, p, p), "weight")?.reshape((h, c * p * p))?;
         let bias = vb.get(h, "bias")?;
         Ok(Self {
-            weight,
-            bias,
+            projection: Linear::from_weights(weight, Some(bias)),
             patch: p,
         })
     }
@@ -76,10 +74,7 @@ impl PatchEmbedding {
             .permute((0, 2, 1, 3))? // [B, gh·gw, C, p·p]
             .reshape((b * gh * gw, c * p * p))?
             .contiguous()?;
-        patches
-            .matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)?
-            .reshape((b, gh * gw, ()))
+        self.projection.forward(&patches)?.reshape((b, gh * gw, ()))
     }
 }
 
