@@ -3,11 +3,11 @@
 //!
 //! candle's matmul zeroes the output on one thread, then hands the product to the `gemm`
 //! crate's own threading, which meets at a barrier after every packed block; the bias is one
-//! more pass over the output. Here the output is split into one block of rows (or, when there
-//! are few rows, of columns) per thread; each thread writes its block's bias, or zeros, and
-//! accumulates its product onto it. Measured on two threads, interleaved with candle's path:
-//! ViT-g's linears at 8 images 5–9 % faster, the Q-Former's 256-row ones 2–5 %
-//! (`BENCHMARKS.md`).
+//! more pass over the output. Here the output is split into one block per thread (by rows when
+//! there are many, else by columns); each thread writes its block's bias, or zeros, and
+//! accumulates its product onto it, single-threaded. On two threads, in lockstep with the
+//! build before it, image encoding got 4–5 % faster (`BENCHMARKS.md`); more threads are
+//! untested for speed.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -19,9 +19,10 @@ use rayon::prelude::*;
 /// matmul, which was faster for few rows (measured: 8–64).
 pub const MIN_ROWS: usize = crate::linear::SWAP_MAX_ROWS + 1;
 
-/// Rows per thread from which the output is split by rows rather than by columns (measured
-/// on two threads: 2,056 rows gain 5–9 % split by rows, 256–300 rows 2–5 % split by columns).
-pub const ROWS_PER_THREAD_FOR_ROW_SPLIT: usize = 512;
+/// The fewest rows of a block when the output is split by rows: with fewer rows per thread it
+/// is split by columns instead (measured on two threads: 2,056 rows gain 5–9 % split by rows,
+/// 256–300 rows 2–5 % split by columns).
+pub const MIN_BLOCK_ROWS: usize = 512;
 
 /// Column blocks are multiples of this many columns (the width of the `gemm` crate's AVX
 /// micro-tile along the output row), so only the last block has a partial tile.
@@ -94,28 +95,27 @@ fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
     }
 }
 
-/// The output blocks, one per thread: `(rows, columns)` ranges that cover `m × n` once.
+/// The output blocks, one per thread: a grid of `(rows, columns)` ranges that covers `m × n`
+/// once, with as many row parts as keep [`MIN_BLOCK_ROWS`] rows each (and divide the thread
+/// count), and the columns split among the rest.
 fn blocks(m: usize, n: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>)> {
     let split = |len: usize, parts: usize, align: usize| -> Vec<Range<usize>> {
-        let step = len.div_ceil(parts).div_ceil(align) * align;
+        let step = len.div_ceil(parts).div_ceil(align).max(1) * align;
         (0..len)
-            .step_by(step.max(1))
+            .step_by(step)
             .map(|start| start..(start + step).min(len))
             .collect()
     };
-    if threads <= 1 {
-        vec![(0..m, 0..n)]
-    } else if m / threads >= ROWS_PER_THREAD_FOR_ROW_SPLIT {
-        split(m, threads, 1)
-            .into_iter()
-            .map(|r| (r, 0..n))
-            .collect()
-    } else {
-        split(n, threads, COLUMN_ALIGN)
-            .into_iter()
-            .map(|c| (0..m, c))
-            .collect()
-    }
+    let threads = threads.max(1);
+    let row_parts = (1..=threads)
+        .rev()
+        .find(|&p| threads % p == 0 && m / p >= MIN_BLOCK_ROWS)
+        .unwrap_or(1);
+    let cols = split(n, threads / row_parts, COLUMN_ALIGN);
+    split(m, row_parts, 1)
+        .into_iter()
+        .flat_map(|r| cols.iter().map(move |c| (r.clone(), c.clone())))
+        .collect()
 }
 
 /// The output's base pointer, shared by the tasks that write its disjoint blocks.
@@ -230,6 +230,8 @@ mod tests {
             (65, 7, 3),
             (5000, 17, 8),
             (70, 100, 1),
+            (2056, 1408, 16),
+            (600, 40, 6),
         ] {
             let mut seen = vec![0u8; m * n];
             let blocks = blocks(m, n, threads);
@@ -244,9 +246,12 @@ mod tests {
             }
             assert!(seen.iter().all(|&s| s == 1), "{m}x{n} on {threads} threads");
         }
-        // Many rows per thread split by rows, fewer by columns.
+        // Many rows per thread split by rows, fewer by columns, and a grid in between.
         assert!(blocks(2056, 6144, 2).iter().all(|(_, c)| c.len() == 6144));
         assert!(blocks(257, 1408, 2).iter().all(|(r, _)| r.len() == 257));
+        let grid = blocks(2056, 1408, 16);
+        assert_eq!(grid.len(), 16);
+        assert!(grid.iter().all(|(r, _)| r.len() == 514));
     }
 
     #[test]
