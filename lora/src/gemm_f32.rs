@@ -109,7 +109,7 @@ fn blocks(m: usize, n: usize, threads: usize) -> Vec<(Range<usize>, Range<usize>
     let threads = threads.max(1);
     let row_parts = (1..=threads)
         .rev()
-        .find(|&p| threads % p == 0 && m / p >= MIN_BLOCK_ROWS)
+        .find(|&p| threads.is_multiple_of(p) && m / p >= MIN_BLOCK_ROWS)
         .unwrap_or(1);
     let cols = split(n, threads / row_parts, COLUMN_ALIGN);
     split(m, row_parts, 1)
