@@ -315,15 +315,8 @@ simd_kernel!(
 mod tests {
     use super::*;
     use crate::attention::composed_attention;
+    use crate::test_util::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()
-    }
 
     /// Keys and values as a KV cache holds them: a `[B, H, S, D]` view of a longer buffer.
     fn cached(b: usize, h: usize, s: usize, d: usize, dtype: DType) -> Result<Tensor> {

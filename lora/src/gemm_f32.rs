@@ -206,11 +206,8 @@ fn fill_products(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
-    }
 
     /// candle's product and bias add, the reference.
     fn reference(w: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {

@@ -27,6 +27,12 @@ impl<'a> Heads<'a> {
     pub fn new(tensor: &'a Tensor, offset: usize) -> Self {
         Self { tensor, offset }
     }
+
+    /// The heads copied out, `[B, H, S, D]`.
+    pub fn copied(&self, num_heads: usize, head_dim: usize) -> Result<Tensor> {
+        let columns = self.tensor.narrow(2, self.offset, num_heads * head_dim)?;
+        crate::split_heads(&columns, num_heads)
+    }
 }
 
 /// Whether [`try_attention`] takes these operands: untracked contiguous f32 CPU tensors of rank
@@ -65,9 +71,7 @@ pub fn attention(
     let ctx = match try_attention(q, k, v, num_heads, head_dim, scale)? {
         Some(ctx) => ctx,
         None => {
-            let width = num_heads * head_dim;
-            let split =
-                |h: Heads| crate::split_heads(&h.tensor.narrow(2, h.offset, width)?, num_heads);
+            let split = |h: Heads| h.copied(num_heads, head_dim);
             crate::scaled_dot_product_attention(&split(q)?, &split(k)?, &split(v)?, scale, None)?
         }
     };
@@ -226,15 +230,8 @@ fn product(
 mod tests {
     use super::*;
     use crate::attention::composed_attention;
+    use crate::test_util::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
-        (a.to_dtype(DType::F32)? - b.to_dtype(DType::F32)?)?
-            .abs()?
-            .flatten_all()?
-            .max(0)?
-            .to_scalar::<f32>()
-    }
 
     /// The reference: heads copied out of their columns, batched-matmul attention, merged.
     fn reference(
