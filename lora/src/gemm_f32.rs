@@ -12,7 +12,9 @@
 use std::mem::MaybeUninit;
 use std::ops::Range;
 
-use candle_core::{DType, Result, Storage, Tensor};
+use candle_core::{Result, Tensor};
+
+use crate::fast_math::with_f32;
 use rayon::prelude::*;
 
 /// The fewest rows this path takes: below, [`crate::Linear`] computes `(W·xᵀ)ᵀ` with candle's
@@ -31,12 +33,7 @@ const COLUMN_ALIGN: usize = 16;
 /// Whether [`matmul`] takes these operands: untracked f32 CPU tensors, `weight` `[N, K]` and
 /// `x` `[.., K]` contiguous with at least [`MIN_ROWS`] rows, and `bias`, if any, `[N]`.
 pub fn applies(weight: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> bool {
-    let plain = |t: &Tensor| {
-        t.device().is_cpu()
-            && !t.track_op()
-            && t.dtype() == DType::F32
-            && t.layout().is_contiguous()
-    };
+    let plain = crate::fast_math::fused_applies;
     let Ok((n, k)) = weight.dims2() else {
         return false;
     };
@@ -75,24 +72,7 @@ pub fn matmul(weight: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tens
             }
         })
     })???;
-    let mut dims = x.dims().to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = n;
-    }
-    Tensor::from_vec(out, dims, x.device())
-}
-
-/// Calls `f` with the contiguous elements of `t` under its storage's read lock.
-fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("f32 gemm: the tensor is not on the CPU");
-    };
-    let start = layout.start_offset();
-    match cpu.as_slice::<f32>()?.get(start..start + t.elem_count()) {
-        Some(values) => Ok(f(values)),
-        None => candle_core::bail!("f32 gemm: the layout reaches past the storage"),
-    }
+    Tensor::from_vec(out, crate::linear::output_dims(x.dims(), n), x.device())
 }
 
 /// The output blocks, one per thread: a grid of `(rows, columns)` ranges that covers `m × n`
@@ -207,7 +187,7 @@ fn fill_products(
 mod tests {
     use super::*;
     use crate::test_util::max_diff;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// candle's product and bias add, the reference.
     fn reference(w: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {

@@ -69,10 +69,7 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
             dst[first..first + m].copy_from_slice(src);
         }
     }
-    let mut out_dims = in_dims;
-    if let Some(last) = out_dims.last_mut() {
-        *last = n;
-    }
+    let out_dims = crate::linear::output_dims(&in_dims, n);
     Tensor::from_vec(out, out_dims, x.device())
 }
 

@@ -105,10 +105,7 @@ fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
         candle_core::bail!("f16 GEMV: the weight is not contiguous");
     }
     let rows = in_dims.iter().rev().skip(1).product::<usize>();
-    let mut out_dims = in_dims;
-    if let Some(last) = out_dims.last_mut() {
-        *last = n;
-    }
+    let out_dims = crate::linear::output_dims(&in_dims, n);
     if rows == 0 || n == 0 || k == 0 {
         return Tensor::zeros(out_dims, x.dtype(), x.device());
     }

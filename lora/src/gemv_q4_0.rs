@@ -142,10 +142,7 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
         let q = QuantizedRow::new(row);
         gemv(level, &data, k, &q, y);
     }
-    let mut out_dims = in_dims;
-    if let Some(last) = out_dims.last_mut() {
-        *last = n;
-    }
+    let out_dims = crate::linear::output_dims(&in_dims, n);
     Tensor::from_vec(out, out_dims, x.device())
 }
 

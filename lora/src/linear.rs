@@ -187,13 +187,20 @@ impl Linear {
 
     /// `x·Wᵀ` without the bias: the frozen part adapters add to.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.base {
+        self.product(x, None)
+    }
+
+    /// `x·Wᵀ`, plus `bias` when given: written into the output before the product where the
+    /// kernel takes it (many rows of a dense f32 weight), added after it otherwise.
+    fn product(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let y = match &self.base {
+            // Many rows of a dense f32 weight: one product per thread, the bias written first.
+            LinearBase::Dense(weight) if crate::gemm_f32::applies(weight, bias, x) => {
+                return crate::gemm_f32::matmul(weight, bias, x);
+            }
             // Decode rows of a contiguous f16 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
             LinearBase::Dense(weight) if crate::gemv_f16::applies(weight, x) => {
-                crate::gemv_f16::matmul(weight, x)
-            }
-            LinearBase::Dense(weight) if crate::gemm_f32::applies(weight, None, x) => {
-                crate::gemm_f32::matmul(weight, None, x)
+                crate::gemv_f16::matmul(weight, x)?
             }
             LinearBase::Dense(weight) if swap_applies(weight, x) => {
                 // `(W·xᵀ)ᵀ`: the same products; candle's CPU GEMM splits a few-row `x·Wᵀ`
@@ -204,11 +211,7 @@ impl Linear {
                     .matmul(&x.reshape((rows, k))?.t()?)?
                     .t()?
                     .contiguous()?;
-                let mut dims = x.dims().to_vec();
-                if let Some(last) = dims.last_mut() {
-                    *last = n;
-                }
-                y.reshape(dims)
+                y.reshape(output_dims(x.dims(), n))?
             }
             LinearBase::Dense(weight) => {
                 let w = weight.t()?;
@@ -216,25 +219,39 @@ impl Linear {
                     [b, s, k] => {
                         // One 2D matmul over all rows: faster than a batched one on the CPU.
                         let x2 = x.reshape((b * s, *k))?;
-                        x2.matmul(&w)?.reshape((*b, *s, ()))
+                        x2.matmul(&w)?.reshape((*b, *s, ()))?
                     }
-                    _ => x.broadcast_matmul(&w),
+                    _ => x.broadcast_matmul(&w)?,
                 }
             }
             // The quantized kernels read the input as one contiguous `[rows, in]` block and
             // return the input's dtype.
             // Decode rows of a Q4_0 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
             LinearBase::Quantized(q) if crate::gemv_q4_0::applies(&q.qtensor, x) => {
-                crate::gemv_q4_0::matmul(&q.qtensor, x)
+                crate::gemv_q4_0::matmul(&q.qtensor, x)?
             }
             // Prefill rows of a Q4_0 weight: widened a block at a time into candle's f32 GEMM
             // (candle's Q4_0 kernel takes one dot product per row pair).
             LinearBase::Quantized(q) if crate::gemm_q4_0::applies(&q.qtensor, x) => {
-                crate::gemm_q4_0::matmul(&q.qtensor, x)
+                crate::gemm_q4_0::matmul(&q.qtensor, x)?
             }
-            LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?),
+            LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?)?,
+        };
+        match bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
         }
     }
+}
+
+/// The dims of a product's output: the input's, with the last (the input width) replaced by
+/// the output width `n`.
+pub(crate) fn output_dims(input: &[usize], n: usize) -> Vec<usize> {
+    let mut dims = input.to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = n;
+    }
+    dims
 }
 
 /// Up to this many input rows, a dense f32 CPU product runs as `(W·xᵀ)ᵀ` (measured on two
@@ -263,14 +280,7 @@ fn swap_applies(weight: &Tensor, x: &Tensor) -> bool {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = match (&self.base, &self.bias) {
-            // Many rows of a dense f32 weight: one product per thread, the bias written first.
-            (LinearBase::Dense(w), bias) if crate::gemm_f32::applies(w, bias.as_ref(), x) => {
-                crate::gemm_f32::matmul(w, bias.as_ref(), x)?
-            }
-            (_, Some(b)) => self.forward_base(x)?.broadcast_add(b)?,
-            (_, None) => self.forward_base(x)?,
-        };
+        let mut y = self.product(x, self.bias.as_ref())?;
         for adapter in &self.adapters {
             y = (y + adapter.forward(x)?)?;
         }

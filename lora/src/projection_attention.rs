@@ -9,7 +9,7 @@
 //! and the tasks share the threads. One ViT-g layer's attention at 8 images: 37 → 21 ms on two
 //! threads (PyTorch: 45 ms); the Q-Former's cross-attention: 6.7 → 2.2 ms (`BENCHMARKS.md`).
 
-use candle_core::{DType, Result, Storage, Tensor};
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 /// One operand's heads: columns `offset .. offset + H·D` of a `[B, S, C]` tensor, head `h` in
@@ -41,12 +41,10 @@ impl<'a> Heads<'a> {
 pub fn applies(q: Heads, k: Heads, v: Heads, num_heads: usize, head_dim: usize) -> bool {
     let width = num_heads * head_dim;
     let fits = |h: &Heads| {
-        let t = h.tensor;
-        t.device().is_cpu()
-            && !t.track_op()
-            && t.dtype() == DType::F32
-            && t.layout().is_contiguous()
-            && t.dims3().is_ok_and(|(_, _, c)| h.offset + width <= c)
+        crate::fast_math::fused_applies(h.tensor)
+            && h.tensor
+                .dims3()
+                .is_ok_and(|(_, _, c)| h.offset + width <= c)
     };
     let rows = |h: &Heads| h.tensor.dims3().map(|(b, s, _)| (b, s)).ok();
     width > 0
@@ -99,12 +97,12 @@ pub fn try_attention(
         with_rows(q, |qs| {
             with_rows(k, |ks| {
                 with_rows(v, |vs| {
-                    out.par_chunks_mut(sq * d)
-                        .enumerate()
-                        .for_each(|(task, out)| {
+                    // Scores and probabilities: one pair of buffers per rayon job, reused.
+                    let scratch = || (vec![0f32; sq * sk], vec![0f32; sq * sk]);
+                    out.par_chunks_mut(sq * d).enumerate().for_each_init(
+                        scratch,
+                        |(scores, probs), (task, out)| {
                             let (bi, hi) = (task / num_heads, task % num_heads);
-                            let mut scores = vec![0f32; sq * sk];
-                            let mut probs = vec![0f32; sq * sk];
                             // Scores `[Sq, Sk]` = q_h · k_hᵀ · scale.
                             product(
                                 qs.head(bi, hi, d),
@@ -113,12 +111,12 @@ pub fn try_attention(
                                 (ks.stride, 1),
                                 (sq, sk, d),
                                 scale as f32,
-                                &mut scores,
+                                scores,
                             );
-                            crate::softmax::softmax_rows(&scores, &mut probs, sk);
+                            crate::softmax::softmax_rows(scores, probs, sk);
                             // Output `[Sq, D]` = probs · v_h.
                             product(
-                                &probs,
+                                probs,
                                 (1, sk),
                                 vs.head(bi, hi, d),
                                 (1, vs.stride),
@@ -126,7 +124,8 @@ pub fn try_attention(
                                 1.0,
                                 out,
                             );
-                        });
+                        },
+                    );
                 })
             })
         })???;
@@ -154,24 +153,16 @@ impl<'a> Rows<'a> {
     }
 }
 
-/// Calls `f` with `heads`' storage under its read lock.
+/// Calls `f` with `heads`' values from its head-0 column on, under the storage's read lock.
 fn with_rows<T>(heads: Heads, f: impl FnOnce(Rows<'_>) -> T) -> Result<T> {
-    let t = heads.tensor;
-    let (b, s, c) = t.dims3()?;
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("projection attention: the tensor is not on the CPU");
-    };
-    let all = cpu.as_slice::<f32>()?;
-    let start = layout.start_offset() + heads.offset;
-    let Some(values) = all.get(start..layout.start_offset() + b * s * c) else {
-        candle_core::bail!("projection attention: the layout reaches past the storage");
-    };
-    Ok(f(Rows {
-        values,
-        stride: c,
-        rows: s,
-    }))
+    let (_, s, c) = heads.tensor.dims3()?;
+    crate::fast_math::with_f32(heads.tensor, |all| {
+        f(Rows {
+            values: all.get(heads.offset..).unwrap_or(&[]),
+            stride: c,
+            rows: s,
+        })
+    })
 }
 
 /// `dst[m×n] = scale · lhs[m×k] · rhs[k×n]` (dst row-major), single-threaded; operands are
@@ -231,7 +222,7 @@ mod tests {
     use super::*;
     use crate::attention::composed_attention;
     use crate::test_util::max_diff;
-    use candle_core::{Device, Var};
+    use candle_core::{DType, Device, Var};
 
     /// The reference: heads copied out of their columns, batched-matmul attention, merged.
     fn reference(
