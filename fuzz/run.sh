@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs one fuzz target for SECONDS (default 600) or RUNS executions (default 1,000,000),
-# whichever comes first, with a corpus seeded from ../shared/golden (or fuzz/seeds/TARGET).
+# whichever comes first, with a corpus seeded from ../shared/golden, fuzz/seeds/TARGET and the
+# committed corpus tests/data/fuzz/TARGET.
 # Usage: fuzz/run.sh TARGET [SECONDS] [RUNS]   (needs `cargo install cargo-fuzz` and a nightly toolchain)
 # One job, one process: the limits below turn hangs (10 s), OOM (4 GiB RSS) and single
 # allocations over 2 GiB into findings under fuzz/artifacts/TARGET; the whole log goes to
@@ -15,9 +16,12 @@ case $target in
   checkpoint_file) seeds=("$golden/model" "$golden/checkpoints/hf") ;;
   config_json) seeds=("$golden/checkpoints/hf" "$golden/checkpoints/sat/visualglm-tiny") ;;
   data_jsonl) seeds=("$golden/eval") ;;
-  server_request) seeds=(fuzz/seeds/server_request) ;;
+  eval_retrieval) seeds=("$golden/eval/retrieval.json") ;;
   *) seeds=() ;;
 esac
+# Hand-written seeds (fuzz/seeds/TARGET) and the committed minimised corpus
+# (tests/data/fuzz/TARGET), when there are any.
+for d in fuzz/seeds/$target tests/data/fuzz/$target; do [[ -d $d ]] && seeds+=("$d"); done
 for s in "${seeds[@]}"; do find "$s" -maxdepth 1 -type f -size -2M -exec cp -n {} "$corpus/" \; ; done
 args=(-runs="$runs" -max_total_time="$secs" -timeout=10 -rss_limit_mb=4096 -malloc_limit_mb=2048
   -max_len=1048576 -print_final_stats=1)

@@ -1,0 +1,17 @@
+//! `tokenizer.json` bytes → `ChatGlmTokenizer::from_file` (the path every CLI command's
+//! `--tokenizer` and a model directory's `tokenizer.json` take) → encode/decode a fixed text.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = std::env::temp_dir().join(format!("vglm-fuzz-tokjson-{}", std::process::id()));
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join("tokenizer.json");
+    if std::fs::write(&path, data).is_ok() {
+        if let Ok(tok) = visualglm_language::tokenizer::ChatGlmTokenizer::from_file(&path) {
+            if let Ok(ids) = tok.encode("<img>问：a  b\n\t答：👋") {
+                let _ = tok.decode(&ids);
+            }
+        }
+    }
+});
