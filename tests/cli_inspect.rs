@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Device;
+use visualglm_testing::max_abs_diff;
 
 fn golden(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
@@ -11,20 +12,6 @@ fn golden(rel: &str) -> PathBuf {
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn golden_ids() -> (String, Vec<i64>) {

@@ -8,6 +8,7 @@ use candle_core::{DType, Device, Tensor};
 use visualglm::checkpoint::blocks_to_interleaved;
 use visualglm::lora::{self, LoraAdapters, LoraConfig, LoraLoadOptions};
 use visualglm::{LoadOptions, VisualGlm};
+use visualglm_testing::{assert_close, max_abs_diff};
 
 fn golden(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
@@ -33,50 +34,6 @@ fn meta_f64(key: &str) -> f64 {
     metadata(&golden("lora/golden_lora.safetensors"))[key]
         .parse()
         .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
-/// `|a − b| ≤ atol + rtol·|b|` elementwise.
-fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, atol: f32, rtol: f32) {
-    let d = max_abs_diff(ours, reference);
-    let a: Vec<f32> = ours
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = reference
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let bad = a
-        .iter()
-        .zip(&b)
-        .filter(|(x, y)| (*x - *y).abs() > atol + rtol * y.abs())
-        .count();
-    assert_eq!(
-        bad, 0,
-        "{name}: {bad} values out of tolerance, max|Δ| = {d}"
-    );
 }
 
 fn ids(t: &Tensor) -> Vec<u32> {

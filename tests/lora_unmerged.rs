@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use visualglm::lora::{self, LoraAdapters, LoraConfig, LoraError, LoraLoadOptions};
 use visualglm::{LoadOptions, VisualGlm};
+use visualglm_testing::{assert_close, max_abs_diff};
 
 fn golden(rel: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
@@ -14,44 +15,6 @@ fn golden(rel: &str) -> PathBuf {
 
 fn fixture() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(golden("lora/golden_lora.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    let d = (a - b).unwrap().abs().unwrap().flatten_all().unwrap();
-    d.max(0).unwrap().to_scalar().unwrap()
-}
-
-/// `|a − b| ≤ atol + rtol·|b|` elementwise.
-fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, atol: f32, rtol: f32) {
-    let a: Vec<f32> = ours
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    let b: Vec<f32> = reference
-        .to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
-    assert_eq!(a.len(), b.len(), "{name}: sizes");
-    let bad = a
-        .iter()
-        .zip(&b)
-        .filter(|(x, y)| (*x - *y).abs() > atol + rtol * y.abs())
-        .count();
-    assert_eq!(
-        bad,
-        0,
-        "{name}: {bad} values out of tolerance, max|Δ| = {}",
-        max_abs_diff(ours, reference)
-    );
 }
 
 fn logits(model: &VisualGlm) -> Tensor {

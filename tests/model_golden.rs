@@ -5,11 +5,7 @@ mod support;
 use candle_core::{DType, Device, Tensor};
 use support::{fixture, golden, ids_u32 as ids_of, max_abs_diff};
 use visualglm::{LoadOptions, VisualGlm};
-
-fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, atol: f32) {
-    let d = max_abs_diff(ours, reference);
-    assert!(d <= atol, "{name}: max|Δ| = {d} > {atol}");
-}
+use visualglm_testing::assert_max_abs_diff;
 
 fn load(rel: &str, config: Option<&str>) -> VisualGlm {
     let opts = LoadOptions {
@@ -23,9 +19,9 @@ fn load(rel: &str, config: Option<&str>) -> VisualGlm {
 fn check_hf_stages(model: &VisualGlm) {
     let g = fixture("model/golden_hf.safetensors");
     let stages = model.encode_image_stages(&g["pixel_values"]).unwrap();
-    assert_close("vit_out", &stages.vit_out, &g["vit_out"], 5e-5);
-    assert_close("qformer_out", &stages.qformer_out, &g["qformer_out"], 5e-5);
-    assert_close(
+    assert_max_abs_diff("vit_out", &stages.vit_out, &g["vit_out"], 5e-5);
+    assert_max_abs_diff("qformer_out", &stages.qformer_out, &g["qformer_out"], 5e-5);
+    assert_max_abs_diff(
         "image_embeds",
         &stages.image_embeds,
         &g["image_embeds"],
@@ -48,7 +44,7 @@ fn check_hf_stages(model: &VisualGlm) {
     let embeds = model
         .input_embeds(&ids_t, Some((&stages.image_embeds, pre_image)))
         .unwrap();
-    assert_close("inputs_embeds", &embeds, &g["inputs_embeds"], 5e-5);
+    assert_max_abs_diff("inputs_embeds", &embeds, &g["inputs_embeds"], 5e-5);
 
     let mut layers = Vec::new();
     let hidden = model
@@ -61,15 +57,15 @@ fn check_hf_stages(model: &VisualGlm) {
         .unwrap();
     for (i, out) in layers.iter().enumerate() {
         let want = g["glm_layer_outputs"].get(i).unwrap();
-        assert_close(&format!("glm layer {i}"), out, &want, 5e-5);
+        assert_max_abs_diff(&format!("glm layer {i}"), out, &want, 5e-5);
     }
-    assert_close("final_hidden", &hidden, &g["final_hidden"], 5e-5);
+    assert_max_abs_diff("final_hidden", &hidden, &g["final_hidden"], 5e-5);
     let logits = model.language_model().logits(&hidden).unwrap();
-    assert_close("logits", &logits, &g["logits"], 1e-4);
+    assert_max_abs_diff("logits", &logits, &g["logits"], 1e-4);
 
     let text_ids = ids_of(&g["text_only_input_ids"]);
     let text_logits = model.prompt_logits(&text_ids, None).unwrap();
-    assert_close(
+    assert_max_abs_diff(
         "text_only_logits",
         &text_logits,
         &g["text_only_logits"],
@@ -103,7 +99,7 @@ fn greedy_generation_matches_reference_ids_and_step_logits() {
     assert_eq!(got, want);
     for (k, logits) in step_logits.iter().enumerate() {
         let reference = g["gen_step_logits"].get(k).unwrap();
-        assert_close(&format!("step {k} logits"), logits, &reference, 1e-4);
+        assert_max_abs_diff(&format!("step {k} logits"), logits, &reference, 1e-4);
     }
 }
 
@@ -120,7 +116,7 @@ fn kv_cache_steps_equal_full_recompute() {
         seq.extend_from_slice(&generated[..k]);
         let full = model.prompt_logits(&seq, Some((&image, 2))).unwrap();
         let last = full.get(0).unwrap().get(seq.len() - 1).unwrap();
-        assert_close(&format!("cached step {k}"), &step_logits[k], &last, 1e-4);
+        assert_max_abs_diff(&format!("cached step {k}"), &step_logits[k], &last, 1e-4);
     }
 }
 
@@ -142,7 +138,7 @@ fn an_f16_kv_cache_keeps_the_greedy_tokens() {
         // prefill's attention reads the cache too, so step 0 moves as well.
         let d = max_abs_diff(a, b);
         assert!(d > 0.0, "step {k}: the f16 cache changed nothing");
-        assert_close(&format!("f16-cache step {k}"), a, b, 5e-3);
+        assert_max_abs_diff(&format!("f16-cache step {k}"), a, b, 5e-3);
     }
 }
 
@@ -154,7 +150,7 @@ fn sat_checkpoint_matches_native_sat_logits() {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
     let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
-    assert_close(
+    assert_max_abs_diff(
         "native SAT logits",
         &logits,
         &sat["logits_native_alpha_sqrt4"],
@@ -179,7 +175,7 @@ fn sat_weights_with_hf_alpha_match_the_sqrt56_golden() {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
     let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
-    assert_close(
+    assert_max_abs_diff(
         "SAT α=√56 logits",
         &logits,
         &sat["logits_alpha_sqrt56"],

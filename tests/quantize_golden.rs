@@ -195,14 +195,7 @@ fn gguf_round_trip_matches_in_memory_quantization() {
         let mut in_memory = load_f32();
         in_memory.quantize_language(dtype).unwrap();
         let (a, b) = (logits(&loaded, &g), logits(&in_memory, &g));
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = visualglm_testing::max_abs_diff(&a, &b);
         assert_eq!(
             diff, 0.0,
             "{dtype:?}: GGUF logits differ from in-memory quantization"

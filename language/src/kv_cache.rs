@@ -229,17 +229,7 @@ impl KvCache {
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use visualglm_testing::max_abs_diff;
 
     #[test]
     fn appends_match_concatenation_across_growth() -> Result<()> {
@@ -260,8 +250,8 @@ mod tests {
             all_v = Tensor::cat(&[&all_v, &nv], 2)?;
             let (k, v) = cache.append(1, &nk, &nv)?;
             assert_eq!(k.dims(), all_k.dims());
-            assert_eq!(max_diff(&k, &all_k), 0.0);
-            assert_eq!(max_diff(&v, &all_v), 0.0);
+            assert_eq!(max_abs_diff(&k, &all_k), 0.0);
+            assert_eq!(max_abs_diff(&v, &all_v), 0.0);
         }
         assert_eq!(cache.seq_len(), 0, "layer 0 is still empty");
         assert!(cache.append(2, &first, &first).is_err());
@@ -279,14 +269,14 @@ mod tests {
         let layers = a.layers()?;
         assert!(layers[1].is_none());
         let (k, v) = layers[0].clone().expect("layer 0 written");
-        assert_eq!(max_diff(&k, &x), 0.0);
+        assert_eq!(max_abs_diff(&k, &x), 0.0);
         let mut b = KvCache::from_layers(layers)?;
         assert_eq!(b.seq_len(), 5);
         let one = Tensor::ones((2, 3, 1, 4), DType::F32, &dev)?;
         let (k2, v2) = b.append(0, &one, &one)?;
-        assert_eq!(max_diff(&k2.narrow(2, 0, 5)?, &x), 0.0);
-        assert_eq!(max_diff(&v2.narrow(2, 0, 5)?, &v), 0.0);
-        assert_eq!(max_diff(&k2.narrow(2, 5, 1)?, &one), 0.0);
+        assert_eq!(max_abs_diff(&k2.narrow(2, 0, 5)?, &x), 0.0);
+        assert_eq!(max_abs_diff(&v2.narrow(2, 0, 5)?, &v), 0.0);
+        assert_eq!(max_abs_diff(&k2.narrow(2, 5, 1)?, &one), 0.0);
         let bad = Tensor::zeros((2, 3, 4, 4), DType::F32, &dev)?;
         assert!(KvCache::from_layers(vec![Some((x, bad))]).is_err());
         Ok(())
@@ -301,7 +291,7 @@ mod tests {
         let (k, v) = cache.append(0, &x, &(&x * 2.0)?)?;
         assert_eq!((k.dtype(), v.dtype()), (DType::F16, DType::F16));
         let rounded = x.to_dtype(DType::F16)?.to_dtype(DType::F32)?;
-        assert_eq!(max_diff(&k.to_dtype(DType::F32)?, &rounded), 0.0);
+        assert_eq!(max_abs_diff(&k.to_dtype(DType::F32)?, &rounded), 0.0);
         // Growth, clones and rearranged caches stay in f16.
         for _ in 0..CAPACITY_STEP {
             cache.append(0, &x.narrow(2, 0, 1)?, &x.narrow(2, 0, 1)?)?;
@@ -327,12 +317,12 @@ mod tests {
         let zero = Tensor::zeros((2, 1, 1, 4), DType::F32, &dev)?;
         let (ka, _) = a.append(0, &one, &one)?;
         let (kb, _) = b.append(0, &zero, &zero)?;
-        assert_eq!(max_diff(&ka.narrow(2, 2, 1)?, &one), 0.0);
-        assert_eq!(max_diff(&kb.narrow(2, 2, 1)?, &zero), 0.0);
+        assert_eq!(max_abs_diff(&ka.narrow(2, 2, 1)?, &one), 0.0);
+        assert_eq!(max_abs_diff(&kb.narrow(2, 2, 1)?, &zero), 0.0);
         a.select_batch(&Tensor::new(&[1u32, 1], &dev)?)?;
         let (k, _) = a.append(0, &zero, &zero)?;
         assert_eq!(k.dims(), &[2, 1, 4, 4]);
-        assert_eq!(max_diff(&k.narrow(0, 0, 1)?, &k.narrow(0, 1, 1)?), 0.0);
+        assert_eq!(max_abs_diff(&k.narrow(0, 0, 1)?, &k.narrow(0, 1, 1)?), 0.0);
         assert_eq!(a.seq_len(), 4);
         Ok(())
     }

@@ -150,6 +150,7 @@ impl Module for FusedSelfAttention {
 mod tests {
     use super::*;
     use candle_core::Device;
+    use visualglm_testing::max_abs_diff;
 
     #[test]
     fn long_inputs_in_query_chunks_match_one_pass() -> Result<()> {
@@ -171,11 +172,7 @@ mod tests {
             let got = scaled_dot_product_attention(&q, &k, &v, 0.3, mask)?;
             let want = composed_attention(&q, &k, &v, 0.3, mask)?;
             assert_eq!(got.dims(), want.dims());
-            let diff = (got - want)?
-                .abs()?
-                .flatten_all()?
-                .max(0)?
-                .to_scalar::<f32>()?;
+            let diff = max_abs_diff(&got, &want);
             assert!(diff <= 1e-6, "{diff}");
         }
         Ok(())

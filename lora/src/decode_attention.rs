@@ -315,8 +315,8 @@ simd_kernel!(
 mod tests {
     use super::*;
     use crate::attention::composed_attention;
-    use crate::test_util::max_diff;
     use candle_core::{Device, Var};
+    use visualglm_testing::max_abs_diff;
 
     /// Keys and values as a KV cache holds them: a `[B, H, S, D]` view of a longer buffer.
     fn cached(b: usize, h: usize, s: usize, d: usize, dtype: DType) -> Result<Tensor> {
@@ -352,7 +352,7 @@ mod tests {
                     let want = composed_attention(&q, &k, &v, scale, mask)?;
                     assert_eq!(got.dims(), &[b, h, sq, d]);
                     assert_eq!(got.dtype(), dtype);
-                    let diff = max_diff(&got, &want)?;
+                    let diff = max_abs_diff(&got, &want);
                     assert!(diff <= tol, "{dtype:?} {:?}: {diff}", (b, h, sq, sk, d));
                 }
             }

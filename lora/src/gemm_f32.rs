@@ -186,8 +186,8 @@ fn fill_products(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_util::max_diff;
     use candle_core::{DType, Device, Var};
+    use visualglm_testing::max_abs_diff;
 
     /// candle's product and bias add, the reference.
     fn reference(w: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
@@ -249,7 +249,7 @@ mod tests {
                 let got = matmul(&w, bias, &x)?;
                 let want = reference(&w, bias, &x)?;
                 assert_eq!(got.dims(), want.dims());
-                assert!(max_diff(&got, &want)? < 1e-5, "{dims:?} x [{n}, {k}]");
+                assert!(max_abs_diff(&got, &want) < 1e-5, "{dims:?} x [{n}, {k}]");
             }
         }
         Ok(())
@@ -268,7 +268,7 @@ mod tests {
                 .build()
                 .map_err(candle_core::Error::wrap)?;
             let got = pool.install(|| matmul(&w, Some(&b), &x))?;
-            assert!(max_diff(&got, &want)? < 1e-5, "{threads} threads");
+            assert!(max_abs_diff(&got, &want) < 1e-5, "{threads} threads");
         }
         Ok(())
     }

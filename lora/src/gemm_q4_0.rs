@@ -90,6 +90,7 @@ fn dequantize_row(src: &[u8], dst: &mut [f32]) {
 mod tests {
     use super::*;
     use candle_core::Device;
+    use visualglm_testing::{max_abs, max_abs_diff};
 
     #[test]
     fn matches_the_dequantized_product() -> Result<()> {
@@ -103,9 +104,7 @@ mod tests {
             let got = matmul(&q, &x)?;
             assert_eq!(got.dims(), &[1, rows, n]);
             let want = x.broadcast_matmul(&q.dequantize(&dev)?.t()?)?;
-            let diff = (&got - &want)?.abs()?.flatten_all()?.max(0)?;
-            let scale = want.abs()?.flatten_all()?.max(0)?;
-            let rel = (diff.to_scalar::<f32>()? / scale.to_scalar::<f32>()?.max(1e-6)) as f64;
+            let rel = (max_abs_diff(&got, &want) / max_abs(&want).max(1e-6)) as f64;
             assert!(rel < 1e-5, "{:?}: {rel}", (rows, n, k));
         }
         Ok(())

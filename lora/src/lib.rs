@@ -17,8 +17,6 @@ pub mod norm;
 pub mod projection_attention;
 pub mod quant;
 pub mod softmax;
-#[cfg(test)]
-mod test_util;
 
 pub use attention::{
     merge_heads, scaled_dot_product_attention, split_heads, split_qkv, FusedSelfAttention,

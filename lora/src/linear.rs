@@ -292,6 +292,7 @@ impl Module for Linear {
 mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
+    use visualglm_testing::max_abs_diff;
 
     #[test]
     fn few_row_products_match_the_plain_matmul() -> Result<()> {
@@ -314,10 +315,7 @@ mod tests {
             let mut out_dims = dims.to_vec();
             *out_dims.last_mut().unwrap() = 96;
             assert_eq!(got.dims(), &out_dims[..]);
-            let diff = (got.reshape((rows, 96))? - want)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?;
+            let diff = max_abs_diff(&got.reshape((rows, 96))?, &want);
             assert!(diff <= 1e-5, "{dims:?}: {diff}");
         }
         // Tracked inputs, other dtypes and a strided input keep the plain product or work.
@@ -331,10 +329,7 @@ mod tests {
         ));
         let strided = Tensor::randn(0f32, 1.0, (200, 3), &dev)?.t()?;
         let want = strided.matmul(&w.t()?)?.broadcast_add(&b)?;
-        let diff = (lin.forward(&strided)? - want)?
-            .abs()?
-            .max_all()?
-            .to_scalar::<f32>()?;
+        let diff = max_abs_diff(&lin.forward(&strided)?, &want);
         assert!(diff <= 1e-5, "strided: {diff}");
         Ok(())
     }

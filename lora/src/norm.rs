@@ -109,6 +109,7 @@ impl Module for LayerNorm {
 mod tests {
     use super::*;
     use candle_core::{Device, Var};
+    use visualglm_testing::{max_abs, max_abs_diff};
 
     #[test]
     fn fused_layer_norm_matches_the_composed_ops() -> Result<()> {
@@ -123,10 +124,10 @@ mod tests {
             )?;
             let want = ln.forward_composed(&x)?;
             let got = ln.forward(&x)?;
-            let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = max_abs_diff(&got, &want);
             // Inputs near 50 carry rounding of ulp(50) ≈ 3.8e-6 into the centred values (σ = 3),
             // about 1.3e-6 relative: both forms agree to a few times that of the output scale.
-            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            let scale = max_abs(&want).max(1.0);
             let tol = 4e-6 * scale;
             assert!(diff <= tol, "[{rows}, {width}]: {diff} > {tol}");
             // f16 input: normalised in f32, returned in f16.
@@ -134,10 +135,7 @@ mod tests {
             assert_eq!(h.dtype(), DType::F16);
             // A non-contiguous input and a wrong width.
             let t = x.t()?.contiguous()?.t()?;
-            let diff = (ln.forward(&t)? - &want)?
-                .abs()?
-                .max_all()?
-                .to_scalar::<f32>()?;
+            let diff = max_abs_diff(&ln.forward(&t)?, &want);
             assert!(diff <= tol, "strided: {diff} > {tol}");
         }
         let ln = LayerNorm::new(

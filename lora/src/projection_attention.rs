@@ -221,8 +221,8 @@ fn product(
 mod tests {
     use super::*;
     use crate::attention::composed_attention;
-    use crate::test_util::max_diff;
     use candle_core::{DType, Device, Var};
+    use visualglm_testing::max_abs_diff;
 
     /// The reference: heads copied out of their columns, batched-matmul attention, merged.
     fn reference(
@@ -256,8 +256,8 @@ mod tests {
         let got = try_attention(q, k, v, heads, d, 0.4)?.expect("applies");
         assert_eq!(got.dims(), &[2, heads, 7, d]);
         let want = reference(q, k, v, heads, d, 0.4)?;
-        assert!(max_diff(&crate::merge_heads(&got)?, &want)? < 1e-5);
-        assert!(max_diff(&attention(q, k, v, heads, d, 0.4)?, &want)? < 1e-5);
+        assert!(max_abs_diff(&crate::merge_heads(&got)?, &want) < 1e-5);
+        assert!(max_abs_diff(&attention(q, k, v, heads, d, 0.4)?, &want) < 1e-5);
         Ok(())
     }
 
@@ -275,7 +275,7 @@ mod tests {
         );
         let got = attention(q, k, v, heads, d, 0.3)?;
         assert_eq!(got.dims(), &[3, 5, heads * d]);
-        assert!(max_diff(&got, &reference(q, k, v, heads, d, 0.3)?)? < 1e-5);
+        assert!(max_abs_diff(&got, &reference(q, k, v, heads, d, 0.3)?) < 1e-5);
         Ok(())
     }
 
@@ -310,7 +310,7 @@ mod tests {
             assert_eq!(got.dtype(), t.dtype());
             let t32 = t.to_dtype(DType::F32)?;
             let (q32, k32, v32) = at(&t32);
-            assert!(max_diff(&got, &reference(q32, k32, v32, heads, d, 0.5)?)? < tolerance);
+            assert!(max_abs_diff(&got, &reference(q32, k32, v32, heads, d, 0.5)?) < tolerance);
         }
         Ok(())
     }

@@ -50,6 +50,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
+    use visualglm_testing::max_abs_diff;
 
     #[test]
     fn fused_softmax_matches_candles() -> Result<()> {
@@ -59,7 +60,7 @@ mod tests {
             let want = candle_nn::ops::softmax_last_dim(&x)?;
             let got = softmax_last_dim(&x)?;
             assert_eq!(got.dims(), x.dims());
-            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = max_abs_diff(&got, &want);
             assert!(diff <= 1e-6, "{dims:?}: {diff}");
         }
         // Masked positions (−∞) get exactly 0.

@@ -38,21 +38,8 @@ pub fn ids_u32(t: &candle_core::Tensor) -> Vec<u32> {
         .collect()
 }
 
-/// Largest absolute elementwise difference (shapes must match).
-pub fn max_abs_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
-    use candle_core::DType;
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+#[allow(unused_imports)]
+pub use visualglm_testing::{assert_close, max_abs_diff};
 
 /// Cosine similarity of two tensors of the same number of elements, in f32.
 pub fn cosine(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
+use visualglm_testing::max_abs_diff;
 use visualglm_train::labels::{build_labeled_ids, LabelConfig, SpecialIds, IGNORE_INDEX};
 use visualglm_train::losses::{
     ar_loss, itc_loss, itc_loss_normalized, l2_normalize, ItcConfig, ItcTargets, Temperature,
@@ -14,20 +15,6 @@ const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden")
 fn load(name: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(format!("{GOLDEN}/losses/{name}"), &Device::Cpu)
         .unwrap_or_else(|e| panic!("cannot read fixture {name}: {e}"))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn scalar(t: &Tensor) -> f32 {

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
+use visualglm_testing::max_abs_diff_slices as max_abs_diff;
 use visualglm_vision::preprocess::{convert_rgb, load_image, ImagePreprocessor};
 use visualglm_vision::resize::resize_rgb_bicubic;
 
@@ -51,14 +52,6 @@ fn u8_diff(a: &[u8], b: &[u8]) -> (u8, f64, usize) {
         (m.max(d), s + u64::from(d), n + usize::from(d > 0))
     });
     (max, sum as f64 / a.len() as f64, count)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn tensor_values(t: &Tensor) -> Vec<f32> {
