@@ -20,17 +20,23 @@ pub enum Flow {
     Stop,
 }
 
-/// How many new tokens a prompt of `prompt_len` may get under `cfg`, or an error when the
-/// prompt alone does not fit `max_length`.
-pub fn token_budget(prompt_len: usize, cfg: &GenerationConfig) -> Result<usize> {
-    if prompt_len >= cfg.max_length {
+/// How many new tokens a prompt of `prompt_len` may get from `model` under `cfg`, or an error
+/// when the prompt alone does not fit: both `cfg.max_length` and the model's own
+/// `max_sequence_length` bound prompt + answer ([`VisualGlm::length_limit`]).
+pub fn token_budget(model: &VisualGlm, prompt_len: usize, cfg: &GenerationConfig) -> Result<usize> {
+    let limit = model.length_limit(cfg.max_length);
+    if prompt_len >= limit {
+        let whose = if limit < cfg.max_length {
+            "the model's maximum sequence length"
+        } else {
+            "the maximum length"
+        };
         return Err(VisualGlmError::Input(format!(
-            "the prompt has {prompt_len} tokens but the maximum length is {}: shorten the \
-             prompt or clear the chat history",
-            cfg.max_length
+            "the prompt has {prompt_len} tokens but {whose} is {limit}: shorten the prompt or \
+             clear the chat history"
         )));
     }
-    Ok(cfg.max_new_tokens.min(cfg.max_length - prompt_len))
+    Ok(cfg.max_new_tokens.min(limit - prompt_len))
 }
 
 /// One prompt to answer in a [`generate_many`] batch.
@@ -237,7 +243,7 @@ impl<'m> BatchDecoder<'m> {
         }
         let budgets = requests
             .iter()
-            .map(|r| token_budget(r.ids.len(), r.config))
+            .map(|r| token_budget(self.model, r.ids.len(), r.config))
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<u64> = (0..requests.len() as u64)
             .map(|i| self.next_id + i)
@@ -524,6 +530,14 @@ fn pad_left(t: &Tensor, n: usize) -> Result<Tensor> {
 /// Beam search over one prompt (and at most one image): keeps `cfg.num_beams` hypotheses,
 /// scores them by summed log-probability divided by length, and returns the best one
 /// (without `<eop>`). With one beam it equals greedy decoding.
+///
+/// Each step extends every live hypothesis by its `2·beams` most likely tokens (after the
+/// repetition penalty and the invalid ranges of [`Sampler::adjust`]) and keeps the `beams`
+/// best by summed log-probability. A hypothesis that takes `<eop>` is finished: its score
+/// counts the `<eop>` log-probability, its length does not (a length of 0 counts as 1).
+/// Impossible extensions (log-probability −∞, e.g. invalid ids) are never kept. The search
+/// stops when `beams` hypotheses have finished, none is live, or the token budget is spent;
+/// the live ones then compete with the finished ones.
 pub fn beam_search(
     model: &VisualGlm,
     ids: &[u32],
@@ -532,7 +546,7 @@ pub fn beam_search(
     invalid: &[Range<usize>],
 ) -> Result<Vec<u32>> {
     let beams = cfg.num_beams.max(1);
-    let budget = token_budget(ids.len(), cfg)?;
+    let budget = token_budget(model, ids.len(), cfg)?;
     if budget == 0 {
         return Ok(Vec::new());
     }
@@ -572,7 +586,7 @@ pub fn beam_search(
         let mut parents: Vec<u32> = Vec::new();
         let mut next_tokens: Vec<u32> = Vec::new();
         for (b, t, score) in candidates {
-            if next_alive.len() == beams {
+            if next_alive.len() == beams || score == f64::NEG_INFINITY {
                 break;
             }
             if t == eos {

@@ -117,6 +117,12 @@ impl VisualGlm {
         &self.config
     }
 
+    /// The most tokens of prompt + answer a request asking for `requested` may have: the
+    /// request's own limit, capped at the language model's `max_sequence_length`.
+    pub fn length_limit(&self, requested: usize) -> usize {
+        requested.min(self.config.glm.max_sequence_length)
+    }
+
     /// The preprocessing the image encoder expects: the release's for 224 × 224, the config's
     /// `image_size` otherwise (small from-scratch models).
     pub fn image_preprocessor(&self) -> visualglm_vision::preprocess::ImagePreprocessor {

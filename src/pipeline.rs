@@ -305,7 +305,7 @@ impl Captioner {
             &[],
             question.english,
             true,
-            cfg.max_length.saturating_sub(1),
+            self.model.length_limit(cfg.max_length).saturating_sub(1),
         )?;
         let invalid = self.invalid_ids(question.english);
         let rows = if cfg.num_beams > 1 {
@@ -435,8 +435,9 @@ impl ChatSession<'_> {
         self.image_embeds.is_some()
     }
 
-    /// Asks a question; `on_text` receives the answer piece by piece as it is generated.
-    /// The oldest turns are dropped when the history no longer fits `max_length`.
+    /// Asks a question; `on_text` receives the answer piece by piece as it is generated
+    /// (with `num_beams > 1`, beam search, whole once the search ends). The oldest turns are
+    /// dropped when the history no longer fits `max_length`.
     pub fn ask(
         &mut self,
         query: &str,
@@ -449,13 +450,22 @@ impl ChatSession<'_> {
             &self.history,
             self.english,
             self.image_embeds.is_some(),
-            generation.max_length.saturating_sub(1),
+            c.model
+                .length_limit(generation.max_length)
+                .saturating_sub(1),
             true,
         )?;
         self.history
             .drain(..prompt.dropped_turns.min(self.history.len()));
         let invalid = c.invalid_ids(self.english);
         let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
+        if generation.num_beams > 1 {
+            let ids = beam_search(&c.model, &prompt.ids, image, generation, &invalid)?;
+            let answer = clean_answer(&c.tokenizer.decode(&ids)?);
+            on_text(&answer);
+            self.history.push((query.to_string(), answer.clone()));
+            return Ok(answer);
+        }
         let mut stream = TextStream::default();
         let mut decode_error = None;
         let rows = generate(

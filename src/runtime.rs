@@ -4,7 +4,7 @@ use candle_core::{DType, Device};
 
 use crate::error::{Result, VisualGlmError};
 
-/// Parses `auto`, `cpu`, `cuda`, `cuda:N` or `metal` into a candle device.
+/// Parses `auto`, `cpu`, `cuda` or `cuda:N` into a candle device.
 ///
 /// `auto` picks CUDA device 0 when this build has CUDA and a GPU is present, else the CPU.
 pub fn parse_device(spec: &str) -> Result<Device> {
@@ -12,14 +12,13 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     let unavailable = |what: &str, e: candle_core::Error| {
         VisualGlmError::Input(format!(
             "device `{what}` is not available ({}): it needs a GPU with its driver and a build \
-             with `--features cuda` (or `metal`); use `--device cpu` or `auto`",
+             with `--features cuda`; use `--device cpu` or `auto`",
             crate::error::first_line(&e)
         ))
     };
     match spec.as_str() {
         "auto" => Ok(Device::cuda_if_available(0).unwrap_or(Device::Cpu)),
         "cpu" => Ok(Device::Cpu),
-        "metal" => Device::new_metal(0).map_err(|e| unavailable("metal", e)),
         "cuda" => Device::new_cuda(0).map_err(|e| unavailable("cuda", e)),
         s if s.starts_with("cuda:") => {
             let n: usize = s[5..]
@@ -28,7 +27,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
             Device::new_cuda(n).map_err(|e| unavailable(s, e))
         }
         other => Err(VisualGlmError::Input(format!(
-            "unknown device `{other}`: use auto, cpu, cuda, cuda:N or metal"
+            "unknown device `{other}`: use auto, cpu, cuda or cuda:N"
         ))),
     }
 }
@@ -60,6 +59,9 @@ mod tests {
         assert!(parse_device("cpu").unwrap().is_cpu());
         assert!(parse_device("gpu0").is_err());
         assert!(parse_device("cuda:x").is_err());
+        // No Metal build exists, so `metal` is an unknown device, not an unavailable one.
+        let err = parse_device("metal").unwrap_err().to_string();
+        assert!(err.contains("unknown device `metal`"), "{err}");
         assert_eq!(parse_dtype("f16", &Device::Cpu).unwrap(), DType::F16);
         assert_eq!(parse_dtype("auto", &Device::Cpu).unwrap(), DType::F32);
         assert!(parse_dtype("f8", &Device::Cpu).is_err());

@@ -314,6 +314,40 @@ fn hub_ids_resolve_from_the_cache_offline() {
 }
 
 #[test]
+fn hf_hub_offline_takes_the_documented_values() {
+    // The variable itself, not only the flag: truthy values forbid downloads, falsy ones (and
+    // empty, i.e. unset) allow them. The endpoint is a closed local port, so a download attempt
+    // fails at once instead of reaching the network.
+    let home = tempfile::tempdir().unwrap();
+    let run = |value: &str| {
+        let o = bin()
+            .env("HF_HOME", home.path())
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .env("HF_HUB_OFFLINE", value)
+            .arg("describe")
+            .arg(golden("images/chelsea.png"))
+            .args(["--model", "THUDM/visualglm-not-cached"])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "HF_HUB_OFFLINE={value:?}");
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(
+            !err.contains("invalid value"),
+            "HF_HUB_OFFLINE={value:?}: {err}"
+        );
+        err
+    };
+    for truthy in ["1", "true", "TRUE", "yes", "on"] {
+        let err = run(truthy);
+        assert!(err.contains("not in the hub cache"), "{truthy:?}: {err}");
+    }
+    for falsy in ["0", "false", "no", "off", ""] {
+        let err = run(falsy);
+        assert!(err.contains("cannot download"), "{falsy:?}: {err}");
+    }
+}
+
+#[test]
 fn describe_with_q8_0_gives_the_f32_greedy_answer() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tiny_tokenizer(dir.path());
@@ -381,4 +415,78 @@ fn chat_answers_streams_and_handles_commands() {
     assert!(stderr.contains("image loaded"), "{stderr}");
     assert!(stderr.contains("such.png"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Runs `chat` on chelsea.png with `extra` flags, asks `question` once, and returns the
+/// process output.
+fn chat_once(extra: &[&str], question: &str) -> std::process::Output {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = bin()
+        .arg("chat")
+        .arg(golden("images/chelsea.png"))
+        .arg("--model")
+        .arg(golden("checkpoints/hf"))
+        .arg("--tokenizer")
+        .arg(tiny_tokenizer(dir.path()))
+        .args(["--device", "cpu"])
+        .args(extra)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // A refused command line exits before reading: a closed pipe is fine then.
+    let _ = stdin.write_all(format!("{question}\n/quit\n").as_bytes());
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn chat_uses_beam_search_and_refuses_zero_beams() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = captioner(&tiny_tokenizer(dir.path()));
+    let image = load_image(golden("images/chelsea.png")).unwrap();
+    let question = "what is this?";
+    let answer = |beams: usize| {
+        let q = Question {
+            query: Some(question.to_string()),
+            english: false,
+            generation: GenerationConfig {
+                max_new_tokens: 6,
+                num_beams: beams,
+                ..GenerationConfig::greedy()
+            },
+        };
+        c.describe(&image, &q).unwrap()
+    };
+    let (greedy, beams) = (answer(1), answer(4));
+    // The test has power only if beam search changes the answer here.
+    assert_ne!(
+        greedy, beams,
+        "4 beams give the greedy answer on this prompt"
+    );
+    let flags = ["--greedy", "--max-new-tokens", "6", "--repetition-penalty"];
+    let penalty = GenerationConfig::greedy().repetition_penalty.to_string();
+    let out = chat_once(
+        &[&flags[..], &[penalty.as_str(), "--beams", "4"]].concat(),
+        question,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let said = stdout
+        .split("> ")
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or("");
+    assert_eq!(said.trim(), beams, "{stdout}");
+
+    let out = chat_once(&["--beams", "0"], question);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("--beams") && stderr.contains('0'),
+        "{stderr}"
+    );
 }

@@ -109,6 +109,125 @@ fn one_beam_equals_greedy_and_three_beams_give_an_answer() {
     assert!(!beam3.is_empty());
 }
 
+/// `log_softmax` of one row in f64.
+fn log_softmax(row: &[f32]) -> Vec<f64> {
+    let max = row
+        .iter()
+        .map(|&l| l as f64)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let lse = max
+        + row
+            .iter()
+            .map(|&l| (l as f64 - max).exp())
+            .sum::<f64>()
+            .ln();
+    row.iter().map(|&l| l as f64 - lse).collect()
+}
+
+/// The best answer of every answer of at most `cfg.max_new_tokens` tokens over the ids that
+/// `invalid` leaves, found by enumerating them all (logits recomputed from scratch for every
+/// prefix) and scored as the beam search documents: summed log-probability (of `<eop>` too,
+/// when the answer ends with it) over the token count without `<eop>` (at least 1).
+fn exhaustive_best(
+    s: &Setup,
+    cfg: &GenerationConfig,
+    invalid: &[std::ops::Range<usize>],
+) -> Vec<u32> {
+    let eos = s.model.config().glm.eos_id();
+    let adjust = visualglm_language::Sampler::new(cfg.clone(), invalid.to_vec());
+    let mut best: Option<(f64, Vec<u32>)> = None;
+    let mut consider = |tokens: &[u32], score: f64| {
+        let normalised = score / tokens.len().max(1) as f64;
+        if best.as_ref().is_none_or(|(b, _)| normalised > *b) {
+            best = Some((normalised, tokens.to_vec()));
+        }
+    };
+    // Depth-first over prefixes: (tokens, summed log-prob).
+    let mut stack = vec![(Vec::<u32>::new(), 0f64)];
+    while let Some((prefix, score)) = stack.pop() {
+        if prefix.len() == cfg.max_new_tokens {
+            consider(&prefix, score);
+            continue;
+        }
+        let ids: Vec<u32> = s.ids.iter().chain(&prefix).copied().collect();
+        let logits = s.model.prompt_logits(&ids, Some((&s.image, 2))).unwrap();
+        let n = logits.dim(1).unwrap();
+        let mut row: Vec<f32> = logits
+            .narrow(1, n - 1, 1)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        adjust.adjust(&mut row, &prefix);
+        for (t, lp) in log_softmax(&row).into_iter().enumerate() {
+            if lp == f64::NEG_INFINITY {
+                continue;
+            }
+            if t as u32 == eos {
+                consider(&prefix, score + lp);
+            } else {
+                let mut next = prefix.clone();
+                next.push(t as u32);
+                stack.push((next, score + lp));
+            }
+        }
+    }
+    best.expect("some answer is possible").1
+}
+
+#[test]
+fn enough_beams_find_the_exhaustive_best_answer() {
+    // With |V| allowed ids (<eop> among them) and answers of at most L tokens, |V|^(L−1) beams
+    // keep every live hypothesis, so the beam search must return the enumerated best.
+    let s = setup();
+    let eos = s.model.config().glm.eos_id() as usize;
+    let vocab = s.model.config().glm.vocab_size;
+    let mut differs_from_greedy = 0;
+    for (allowed, length, penalty) in [
+        (&[17usize, 230, 611][..], 3usize, 1.0f32),
+        (&[5, 99, 400], 3, 1.5),
+        (&[42, 43, 700, 901], 3, 1.2),
+        (&[8, 512], 4, 1.0),
+    ] {
+        let mut keep: Vec<usize> = allowed.to_vec();
+        keep.push(eos);
+        keep.sort();
+        // Everything but `keep` is invalid.
+        let mut invalid = Vec::new();
+        let mut start = 0;
+        for &k in &keep {
+            invalid.push(start..k);
+            start = k + 1;
+        }
+        invalid.push(start..vocab);
+        let v = keep.len();
+        let cfg = GenerationConfig {
+            max_new_tokens: length,
+            repetition_penalty: penalty,
+            num_beams: v.pow(length as u32 - 1),
+            ..GenerationConfig::greedy()
+        };
+        let want = exhaustive_best(&s, &cfg, &invalid);
+        let got = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &invalid).unwrap();
+        assert_eq!(
+            got, want,
+            "allowed {allowed:?}, length {length}, penalty {penalty}"
+        );
+        let one = GenerationConfig {
+            num_beams: 1,
+            ..cfg
+        };
+        let greedy = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &one, &invalid).unwrap();
+        differs_from_greedy += usize::from(greedy != want);
+    }
+    // The cases have power: in some of them the best answer is not the greedy one.
+    assert!(
+        differs_from_greedy > 0,
+        "every exhaustive best is the greedy answer"
+    );
+}
+
 #[test]
 fn seeded_sampling_is_reproducible_and_the_seed_matters() {
     let s = setup();

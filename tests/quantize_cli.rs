@@ -61,15 +61,31 @@ fn quantize_then_inspect_gguf_matches_inspect_quantize() {
         &["--quantize", "q8_0"],
         &dir.path().join("b.safetensors"),
     );
-    let d = (from_file - in_memory)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let d = visualglm_testing::max_abs_diff(&from_file, &in_memory);
     assert_eq!(d, 0.0);
+
+    // --quantize on the quantized GGUF: the stored type is kept (and reported as what it is),
+    // another type is refused instead of being logged as applied.
+    let same = inspect_logits(
+        &gguf,
+        &["--quantize", "q8_0"],
+        &dir.path().join("c.safetensors"),
+    );
+    assert_eq!(visualglm_testing::max_abs_diff(&same, &from_file), 0.0);
+    let out = bin()
+        .args(["inspect", "--model"])
+        .arg(&gguf)
+        .args(["--input-ids", &prompt_csv(), "--quantize", "q4_0", "--out"])
+        .arg(dir.path().join("d.safetensors"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already quantized as q8_0") && stderr.contains("q4_0"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("d.safetensors").exists());
 }
 
 #[test]

@@ -130,3 +130,86 @@ fn the_committed_shapes_model_describes_unseen_scenes() {
     );
     assert!(r10 > 0.9, "R@10 {r10}");
 }
+
+/// The shipped model has 128 positions: that bounds every path even when the caller allows more
+/// (`--max-length 4096`), instead of running past the rotary table.
+#[test]
+fn the_models_own_length_limit_bounds_every_path() {
+    use visualglm::server::request::{prepare_chat, PromptLimits};
+    use visualglm::server::types::ChatCompletionRequest;
+
+    let c = captioner();
+    let limit = c.model().config().glm.max_sequence_length;
+    assert_eq!(limit, 128, "the shipped model's positions");
+    let long = "what colour is the shape on the left side of the picture ".repeat(40);
+    let loose = visualglm_language::GenerationConfig {
+        max_length: 4096,
+        max_new_tokens: 1000,
+        ..question().generation
+    };
+    // The budget of a fitting prompt stops at the model's limit.
+    assert_eq!(
+        visualglm::generate::token_budget(c.model(), 100, &loose).unwrap(),
+        limit - 100
+    );
+    let err = visualglm::generate::token_budget(c.model(), limit, &loose).unwrap_err();
+    assert!(
+        err.to_string().contains("maximum sequence length is 128"),
+        "{err}"
+    );
+
+    // describe
+    let image = load_image(assets().join("examples/shapes-0.png")).unwrap();
+    let q = Question {
+        query: Some(long.clone()),
+        english: true,
+        generation: loose.clone(),
+    };
+    assert!(c.describe(&image, &q).is_err());
+    // A short question still gets an answer, within the limit.
+    let short = Question {
+        generation: loose.clone(),
+        ..question()
+    };
+    assert!(!c.describe(&image, &short).unwrap().is_empty());
+
+    // chat
+    let mut chat = c.chat(true);
+    chat.set_image(&image).unwrap();
+    assert!(chat.ask(&long, &loose, &mut |_| {}).is_err());
+
+    // the server, configured for more than the model has
+    let body = serde_json::json!({"messages": [{"role": "user", "content": long}]});
+    let req: ChatCompletionRequest = serde_json::from_value(body).unwrap();
+    let limits = PromptLimits {
+        max_length: 4096,
+        default_max_tokens: 16,
+    };
+    let policy = visualglm::server::ImagePolicy {
+        limits: visualglm_vision::preprocess::DecodeLimits::default(),
+        local_dir: None,
+    };
+    let e = prepare_chat(&c, &req, &policy, &limits).unwrap_err();
+    assert_eq!(e.code, Some("context_length_exceeded"), "{e:?}");
+    assert!(e.message.contains("128"), "{}", e.message);
+
+    // the CLI
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_visualglm"))
+        .arg("describe")
+        .arg(assets().join("examples/shapes-0.png"))
+        .arg("--model")
+        .arg(assets())
+        .args([
+            "--english",
+            "--greedy",
+            "--max-length",
+            "4096",
+            "--prompt",
+            &long,
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("maximum length"), "{stderr}");
+}

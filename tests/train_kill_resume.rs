@@ -37,56 +37,149 @@ fn losses(metrics: &std::path::Path) -> Vec<(u64, f64)> {
         .collect()
 }
 
-#[test]
-fn sigkill_mid_run_then_resume_matches_uninterrupted() {
-    let dir = tempfile::tempdir().unwrap();
-    let steps = 8;
-    let bin = env!("CARGO_BIN_EXE_visualglm");
-    let full = write_run(dir.path(), "full", steps);
-    let o = Command::new(bin)
+/// Runs `visualglm train --config config` to the end and returns its stderr.
+fn train(config: &std::path::Path) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_visualglm"))
         .args(["train", "--device", "cpu", "--config"])
-        .arg(&full)
+        .arg(config)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let want = losses(&dir.path().join("full/metrics.jsonl"));
-    assert_eq!(want.len(), steps as usize);
+    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{stderr}");
+    stderr
+}
 
-    // Kill the second run as soon as it has logged a few steps (the step the kill lands in
-    // depends on timing: any point must be safe).
-    let killed = write_run(dir.path(), "killed", steps);
-    let mut child = Command::new(bin)
+/// The step of the checkpoint `out/latest` names, if any.
+fn latest_step(out: &std::path::Path) -> Option<u64> {
+    let name = std::fs::read_to_string(out.join("latest")).ok()?;
+    name.trim().strip_prefix("step-")?.parse().ok()
+}
+
+/// Asserts the log holds each step once, in order, with the uninterrupted run's losses.
+fn assert_same_log(got: &[(u64, f64)], want: &[(u64, f64)], what: &str) {
+    let steps: Vec<u64> = got.iter().map(|(s, _)| *s).collect();
+    let want_steps: Vec<u64> = want.iter().map(|(s, _)| *s).collect();
+    assert_eq!(steps, want_steps, "{what}: steps logged twice or missing");
+    assert_eq!(got, want, "{what}");
+}
+
+const STEPS: u64 = 24;
+
+#[test]
+fn sigkill_after_a_checkpoint_then_resume_matches_uninterrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = write_run(dir.path(), "full", STEPS);
+    train(&full);
+    let want = losses(&dir.path().join("full/metrics.jsonl"));
+    assert_eq!(want.len(), STEPS as usize);
+
+    // Kill the second run once it has saved the checkpoint of step 3 (a run of 24 steps is
+    // then still going; that is checked, not assumed).
+    let killed = write_run(dir.path(), "killed", STEPS);
+    let out = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_visualglm"))
         .args(["train", "--device", "cpu", "--config"])
         .arg(&killed)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let metrics = dir.path().join("killed/metrics.jsonl");
     let start = Instant::now();
-    while losses(&metrics).len() < 3 && start.elapsed() < Duration::from_secs(120) {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    while latest_step(&out).is_none_or(|s| s < 3) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before step 3"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint of step 3"
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
+    let running = child.try_wait().unwrap().is_none();
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = losses(&metrics).len();
-    assert!(before >= 1, "the run logged no step before being killed");
+    let at_kill = latest_step(&out).unwrap();
+    assert!(
+        running && at_kill < STEPS,
+        "the kill landed after the run ended"
+    );
 
-    let o = Command::new(bin)
-        .args(["train", "--device", "cpu", "--config"])
-        .arg(&killed)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // Steps logged after the last checkpoint of the killed run are redone; the last record of
-    // each step is the one that counts.
-    let mut by_step = std::collections::BTreeMap::new();
-    for (step, loss) in losses(&metrics) {
-        by_step.insert(step, loss);
+    let stderr = train(&killed);
+    assert!(
+        stderr.contains(&format!("resuming from step {at_kill}")),
+        "{stderr}"
+    );
+    assert_same_log(&losses(&out.join("metrics.jsonl")), &want, "after SIGKILL");
+}
+
+#[test]
+fn resume_drops_the_metrics_logged_after_the_checkpoint() {
+    // The state a kill leaves when it lands between checkpoints, made exactly: a finished
+    // run's checkpoints rewound to step 3, its log holding later steps and a cut-off line.
+    let dir = tempfile::tempdir().unwrap();
+    let steps = 6;
+    let config = write_run(dir.path(), "run", steps);
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str("keep_last = 10\n");
+    std::fs::write(&config, toml).unwrap();
+    train(&config);
+    let out = dir.path().join("run");
+    let metrics = out.join("metrics.jsonl");
+    let want = losses(&metrics);
+    assert_eq!(want.len(), steps as usize);
+    for step in 4..=steps {
+        let _ = std::fs::remove_dir_all(out.join(format!("step-{step}")));
     }
-    let got: Vec<(u64, f64)> = by_step.into_iter().collect();
-    assert_eq!(got, want, "killed after {before} logged steps");
+    std::fs::write(out.join("latest"), "step-3").unwrap();
+    let mut log = std::fs::read_to_string(&metrics).unwrap();
+    log.push_str("{\"step\": 7, \"lo");
+    std::fs::write(&metrics, log).unwrap();
+
+    let stderr = train(&config);
+    assert!(stderr.contains("resuming from step 3"), "{stderr}");
+    assert_same_log(&losses(&metrics), &want, "after a rewind to step 3");
+
+    // A run killed before its first checkpoint starts a fresh log.
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(&metrics, "{\"step\": 1, \"loss\": 9.0}\n").unwrap();
+    let stderr = train(&config);
+    assert!(!stderr.contains("resuming"), "{stderr}");
+    assert_same_log(&losses(&metrics), &want, "fresh run over an old log");
+}
+
+#[test]
+fn training_is_identical_across_thread_counts() {
+    // The README's claim: the same run on 1 and 3 threads logs the same losses bit for bit and
+    // ends with the same weights.
+    let dir = tempfile::tempdir().unwrap();
+    let mut logs = Vec::new();
+    let mut weights = Vec::new();
+    for threads in ["1", "3"] {
+        let name = format!("threads-{threads}");
+        let config = write_run(dir.path(), &name, 4);
+        let o = Command::new(env!("CARGO_BIN_EXE_visualglm"))
+            .env("RAYON_NUM_THREADS", threads)
+            .args(["train", "--device", "cpu", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = dir.path().join(&name);
+        logs.push(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap());
+        weights.push(
+            std::fs::read(
+                out.join("step-4")
+                    .join(visualglm_train::checkpoint::WEIGHTS_FILE),
+            )
+            .unwrap(),
+        );
+    }
+    assert_eq!(logs[0].lines().count(), 4);
+    assert_eq!(logs[0], logs[1], "losses differ between 1 and 3 threads");
+    assert!(
+        weights[0] == weights[1],
+        "weights differ between 1 and 3 threads"
+    );
 }

@@ -87,6 +87,20 @@ pub fn quantize_linear(
     wanted: GgmlDType,
 ) -> Result<Option<GgmlDType>> {
     let (_, in_dim) = linear.dims()?;
+    if let Some(stored) = linear.quantized_dtype() {
+        // Already quantized (e.g. loaded from GGUF): quantizing again would round twice.
+        let fits = fit_dtype(wanted, in_dim);
+        if fits != Some(stored) {
+            candle_core::bail!(
+                "{name} is already quantized as {}; it cannot be quantized again to {} \
+                 (that would round twice): quantize the f16/f32 checkpoint instead, or drop \
+                 --quantize to run it as stored",
+                dtype_name(stored),
+                dtype_name(wanted)
+            );
+        }
+        return Ok(Some(stored));
+    }
     let chosen = fit_dtype(wanted, in_dim);
     match chosen {
         Some(d) if d != wanted => tracing::warn!(
@@ -113,6 +127,7 @@ pub fn quantize_linear(
 mod tests {
     use super::*;
     use candle_core::{Device, Module, Tensor};
+    use visualglm_testing::{max_abs, max_abs_diff};
 
     #[test]
     fn names_round_trip() {
@@ -148,14 +163,35 @@ mod tests {
         assert!(q.weight().is_none());
         let (yd, yq) = (dense.forward(&x)?, q.forward(&x)?);
         assert_eq!(yq.dims(), &[2, 3, 48]);
-        let err = (yd.clone() - yq)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        let scale = yd.abs()?.max_all()?.to_scalar::<f32>()?;
+        let err = max_abs_diff(&yd, &yq);
+        let scale = max_abs(&yd);
         assert!(err < 0.02 * scale, "q8_0 error {err} vs scale {scale}");
         // 48 wide input: no 32-block type fits, the layer stays dense.
         let mut odd =
             Linear::from_weights(Tensor::zeros((4, 48), candle_core::DType::F32, &dev)?, None);
         assert_eq!(quantize_linear("odd", &mut odd, GgmlDType::Q4_0)?, None);
         assert!(odd.weight().is_some());
+        Ok(())
+    }
+
+    #[test]
+    fn an_already_quantized_linear_is_not_quantized_again() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut q = Linear::from_weights(Tensor::randn(0f32, 1.0, (8, 64), &dev)?, None);
+        quantize_linear("t", &mut q, GgmlDType::Q4_0)?;
+        // The same type reports what the layer holds; another type is refused.
+        assert_eq!(
+            quantize_linear("t", &mut q, GgmlDType::Q4_0)?,
+            Some(GgmlDType::Q4_0)
+        );
+        let err = quantize_linear("t", &mut q, GgmlDType::Q8_0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("already quantized as q4_0") && err.contains("q8_0"),
+            "{err}"
+        );
+        assert_eq!(q.quantized_dtype(), Some(GgmlDType::Q4_0));
         Ok(())
     }
 }

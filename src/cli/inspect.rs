@@ -33,7 +33,7 @@ pub struct Args {
     /// Also decode this many tokens greedily with the KV cache (`gen_ids`).
     #[arg(long, default_value_t = 0)]
     generate: usize,
-    /// Device: auto, cpu, cuda, cuda:N, metal.
+    /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Weight dtype: auto, f32, f16, bf16.

@@ -15,8 +15,9 @@ pub struct ModelArgs {
     /// such as THUDM/visualglm-6b (downloaded into the Hugging Face cache).
     #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
     pub model: String,
-    /// Never touch the network: a hub id must already be in the cache.
-    #[arg(long, env = "HF_HUB_OFFLINE")]
+    /// Never touch the network: a hub id must already be in the cache. `HF_HUB_OFFLINE`
+    /// takes 1/0, true/false, yes/no, on/off (empty: unset), as Hugging Face documents.
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy)]
     pub offline: bool,
     /// Tokenizer (`.model`, `tokenizer.json` or a directory); default: found beside the model.
     #[arg(long)]
@@ -24,7 +25,7 @@ pub struct ModelArgs {
     /// Config file, for a weights file without one beside it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Device: auto, cpu, cuda, cuda:N, metal.
+    /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,
     /// Weight dtype: auto (f32 on CPU, f16 on GPU), f32, f16, bf16 (GPU only).
@@ -118,7 +119,7 @@ pub struct GenerationArgs {
     /// Most new tokens.
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
-    /// Most tokens of prompt + answer.
+    /// Most tokens of prompt + answer (never more than the model's `max_sequence_length`).
     #[arg(long, default_value_t = 2048)]
     pub max_length: usize,
     /// Take the most likely token each step instead of sampling.
@@ -136,12 +137,33 @@ pub struct GenerationArgs {
     /// Divide logits of already generated tokens by this.
     #[arg(long, default_value_t = 1.2)]
     pub repetition_penalty: f32,
-    /// Beam search with this many beams (deterministic; good for captions).
-    #[arg(long, default_value_t = 1)]
+    /// Beam search with this many beams (deterministic; good for captions). 1: no beam search.
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     pub beams: usize,
     /// Random seed for sampling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+}
+
+/// Parses an environment flag as Hugging Face does: `1`, `true`, `yes`, `on` (any case) are
+/// true; `0`, `false`, `no`, `off` and the empty string are false.
+fn truthy(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
+        "" | "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
+        other => Err(format!(
+            "`{other}` is not 1/0, true/false, yes/no or on/off"
+        )),
+    }
+}
+
+/// Parses a count that must be 1 or more.
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 impl GenerationArgs {
@@ -155,7 +177,7 @@ impl GenerationArgs {
             top_p: self.top_p,
             top_k: self.top_k,
             repetition_penalty: self.repetition_penalty,
-            num_beams: self.beams.max(1),
+            num_beams: self.beams,
             seed: self.seed,
         }
     }

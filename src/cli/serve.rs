@@ -58,7 +58,7 @@ pub struct Args {
     /// Allow `image_url` to name local files under this directory (never outside it).
     #[arg(long)]
     allow_local_dir: Option<PathBuf>,
-    /// Most tokens of prompt + answer.
+    /// Most tokens of prompt + answer (never more than the model's `max_sequence_length`).
     #[arg(long, default_value_t = 2048)]
     max_length: usize,
     /// New tokens when a request has no `max_tokens`.
@@ -163,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             local_dir,
         },
         limits: PromptLimits {
-            max_length: args.max_length,
+            max_length: captioner.model().length_limit(args.max_length),
             default_max_tokens: args.default_max_tokens,
         },
         stop_on_ctrl_c: true,

@@ -97,6 +97,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let metrics_path = cfg.out.join("metrics.jsonl");
+    let resumed = visualglm::finetune::resume_metrics(&cfg.out, &metrics_path)?;
+    if resumed > 0 {
+        eprintln!("resuming from step {resumed}");
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -288,8 +288,9 @@ fn build(
     config: GenerationConfig,
     english: bool,
 ) -> Result<Prepared, ApiError> {
-    // Leave room for at least one new token.
-    let room = config.max_length.saturating_sub(1);
+    // Leave room for at least one new token, within the model's own limit too.
+    let limit = captioner.model().length_limit(config.max_length);
+    let room = limit.saturating_sub(1);
     // Squash to the model's input size here, on the request's thread, so the model worker
     // only normalizes (the resize of an image already at that size is the identity).
     let image = image.map(|i| DynamicImage::ImageRgb8(captioner.preprocessor().to_rgb_resized(&i)));
@@ -297,8 +298,7 @@ fn build(
         .prompt(&query, &history, english, image.is_some(), room)
         .map_err(|e| {
             ApiError::bad_request(format!(
-                "{e}; the maximum length (prompt + answer) is {} tokens",
-                config.max_length
+                "{e}; the maximum length (prompt + answer) is {limit} tokens"
             ))
             .with_param("messages")
             .with_code("context_length_exceeded")

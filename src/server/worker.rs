@@ -332,7 +332,7 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
     // Requests whose prompt does not fit get their error alone.
     let mut ready = Vec::with_capacity(jobs.len());
     for job in jobs {
-        match token_budget(job.ids.len(), &job.config) {
+        match token_budget(lane.captioner.model(), job.ids.len(), &job.config) {
             Ok(budget) => ready.push((job, budget)),
             Err(e) => refuse(stats, job, &ApiError::from(e)),
         }

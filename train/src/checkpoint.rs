@@ -338,6 +338,28 @@ impl CheckpointManager {
         Ok(self.list()?.pop().map(|(_, p)| p))
     }
 
+    /// The training state of the checkpoint [`CheckpointManager::latest`] names, read without
+    /// its tensors (`None`: a fresh run). Its step must match the directory's name.
+    pub fn latest_state(&self) -> Result<Option<TrainState>> {
+        let Some(dir) = self.latest()? else {
+            return Ok(None);
+        };
+        let path = dir.join(STATE_FILE);
+        let state: TrainState = serde_json::from_slice(&read_limited(&path, 16 << 20)?)
+            .map_err(|e| TrainError::checkpoint(&path, format!("unreadable state: {e}")))?;
+        let named = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(parse_step_name);
+        if named != Some(state.counters.step) {
+            return Err(TrainError::checkpoint(
+                &path,
+                format!("holds step {}, its directory another", state.counters.step),
+            ));
+        }
+        Ok(Some(state))
+    }
+
     /// Loads the checkpoint [`CheckpointManager::latest`] names (`None`: a fresh run). A
     /// corrupt or incomplete one is an error, not silently skipped.
     pub fn load_latest(&self, device: &Device) -> Result<Option<Checkpoint>> {
