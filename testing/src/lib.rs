@@ -60,7 +60,10 @@ pub fn assert_close(name: &str, ours: &Tensor, reference: &Tensor, atol: f32, rt
     let bad = a
         .iter()
         .zip(&b)
-        .filter(|(x, y)| !((*x - *y).abs() <= atol + rtol * y.abs()))
+        .filter(|(x, y)| {
+            let (d, tol) = ((*x - *y).abs(), atol + rtol * y.abs());
+            d.is_nan() || d > tol
+        })
         .count();
     assert_eq!(
         bad,
