@@ -33,15 +33,28 @@ pub fn score_captions(items: &[CaptionItem], tokenizer: Tokenizer) -> Result<Cap
             bad.image_id
         )));
     }
-    let texts: Vec<&str> = items
-        .iter()
-        .flat_map(|it| {
-            std::iter::once(it.candidate.as_str()).chain(it.references.iter().map(String::as_str))
-        })
-        .collect();
-    let tokenized: Vec<String> = texts.par_iter().map(|t| tokenizer.apply(t)).collect();
+    let tokenized = tokenize_items(items, tokenizer);
     let scores = score_tokenized_flat(items, &tokenized);
     Ok(CaptionReport::new(tokenizer, items, scores))
+}
+
+/// Tokenises as `COCOEvalCap` does, with one tokenizer call for all references (image by
+/// image) and one for all candidates, and lays the result out as
+/// `[cand_0, refs_0.., cand_1, refs_1..]`.
+fn tokenize_items(items: &[CaptionItem], tokenizer: Tokenizer) -> Vec<String> {
+    let refs: Vec<&str> = items
+        .iter()
+        .flat_map(|it| it.references.iter().map(String::as_str))
+        .collect();
+    let cands: Vec<&str> = items.iter().map(|it| it.candidate.as_str()).collect();
+    let mut refs = tokenizer.apply_all(&refs).into_iter();
+    let cands = tokenizer.apply_all(&cands);
+    let mut out = Vec::with_capacity(items.len() + refs.len());
+    for (it, cand) in items.iter().zip(cands) {
+        out.push(cand);
+        out.extend(refs.by_ref().take(it.references.len()));
+    }
+    out
 }
 
 /// Scores of every item plus the summed BLEU statistics.
@@ -61,6 +74,7 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
         spans.push(offset);
         offset += 1 + it.references.len();
     }
+    let texts_of = |i: usize| &texts[spans[i]..spans[i] + 1 + items[i].references.len()];
     let image = |i: usize| -> (&Encoded, &[Encoded]) {
         let start = spans[i];
         let n_refs = items[i].references.len();
@@ -78,8 +92,12 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
             let union = ref_max_counts(refs);
             let lens: Vec<usize> = refs.iter().map(|r| r.words.len()).collect();
             let stats = bleu::item_stats(cand, &union, &lens, &set.order);
-            let ref_words: Vec<&[u32]> = refs.iter().map(|r| r.words.as_slice()).collect();
-            let rouge = rouge::rouge_l(&cand.words, &ref_words);
+            let rouge = if texts_of(i).iter().any(|t| has_other_space(t)) {
+                rouge_split_on_space(texts_of(i))
+            } else {
+                let ref_words: Vec<&[u32]> = refs.iter().map(|r| r.words.as_slice()).collect();
+                rouge::rouge_l(&cand.words, &ref_words)
+            };
             FirstPass {
                 stats,
                 rouge,
@@ -119,6 +137,31 @@ fn score_tokenized_flat(items: &[CaptionItem], tokenized: &[String]) -> RawScore
         corpus,
         bleu_totals: totals,
     }
+}
+
+/// Whether a tokenised text holds whitespace other than single spaces between tokens (such
+/// as the U+00A0 CoreNLP puts inside `3 1/2`), where ROUGE's tokens differ from BLEU's.
+fn has_other_space(text: &str) -> bool {
+    text.contains(|c: char| c != ' ' && tokenize::is_python_space(c))
+        || text.contains("  ")
+        || text.starts_with(' ')
+        || text.ends_with(' ')
+}
+
+/// ROUGE-L of `[candidate, references..]` with pycocoevalcap's `Rouge` tokens: the texts
+/// split on `" "` only (BLEU and CIDEr split on any whitespace).
+fn rouge_split_on_space(texts: &[&str]) -> f64 {
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut encoded: Vec<Vec<u32>> = Vec::with_capacity(texts.len());
+    for text in texts {
+        let words = text.split(' ').map(|w| {
+            let next = ids.len() as u32;
+            *ids.entry(w).or_insert(next)
+        });
+        encoded.push(words.collect());
+    }
+    let refs: Vec<&[u32]> = encoded[1..].iter().map(Vec::as_slice).collect();
+    rouge::rouge_l(&encoded[0], &refs)
 }
 
 /// Per-image results of the first (CIDEr-independent) pass.

@@ -90,11 +90,16 @@ fn offsets(lens: &[usize], k: usize) -> (Vec<usize>, usize) {
     (out, total)
 }
 
-/// Encodes whitespace-separated token strings (empty string = no tokens).
+/// Encodes whitespace-separated token strings (empty string = no tokens), split as Python's
+/// `str.split()` splits them.
 pub(crate) fn encode(texts: &[&str]) -> EncodedSet {
     let split: Vec<Vec<&str>> = texts
         .par_iter()
-        .map(|t| t.split_whitespace().collect())
+        .map(|t| {
+            t.split(super::tokenize::is_python_space)
+                .filter(|w| !w.is_empty())
+                .collect()
+        })
         .collect();
     let lens: Vec<usize> = split.iter().map(Vec::len).collect();
     let flat_words: Vec<&str> = split.into_iter().flatten().collect();

@@ -1,29 +1,34 @@
 //! Caption tokenisation as pycocoevalcap does it before scoring.
 //!
-//! pycocoevalcap's `PTBTokenizer` runs Stanford CoreNLP 3.4.1
-//! `PTBTokenizer -preserveLines -lowerCase` (Java) on every caption and then drops the tokens
-//! `'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - -- ... ;` (the bracket names never match
-//! because the text was already lower-cased, so `-lrb-` survives).
+//! pycocoevalcap's `PTBTokenizer` joins the captions with `"\n"` (after replacing the `"\n"`s
+//! inside captions with spaces), runs Stanford CoreNLP 3.4.1's
+//! `PTBTokenizer -preserveLines -lowerCase` (Java) on that text, splits the output lines on
+//! `" "` and drops the tokens `'' ' `` ` . ? ! , : - -- ... ;` (its list also names
+//! `-LRB- -RRB- -LCB- -RCB-`, which never match because the output is lower-cased).
 //!
-//! [`ptb_tokenize`] is a pure-Rust **emulation** of that pipeline, written from the lexer's
-//! documented rules. It reproduces every caption of the golden fixtures and handles the common
-//! cases of English captions: lower-casing; splitting off sentence punctuation; repeated `!`/`?`
-//! kept as one token (`!!!`); `( )` → `-lrb- -rrb-`, `{ }` → `-lcb- -rcb-`, and `[ ] < >` →
-//! `-lrb- -rrb-` as the older CoreNLP lexer does; quotes; clitics (`dog's` → `dog 's`,
-//! `don't` → `do n't`, `can't` → `ca n't`, `cannot` → `can not`); numbers and times kept
-//! whole (`1,000`, `2.50`, `10:30`); `$`, `#` and `%` split from numbers; currency, fraction,
-//! dash, ellipsis and Unicode-quote normalisation; `/` and `*` escaped (`\/`, `\*`);
-//! abbreviations (CoreNLP's lists of titles, months, states, company words; single letters;
-//! acronyms like `u.s.`) keep their period.
+//! [`ptb_tokenize_all`] reimplements that pipeline in Rust: the CoreNLP lexer's token rules
+//! (`tokenize/rules.rs`, with JFlex's longest-match and trailing-context semantics in
+//! `tokenize/nfa.rs`), its token normalisations (`-LRB-`, `-LSB-`, `-LCB-`, LaTeX quotes,
+//! `...`, `--`, `can not`, ...), Java's lower-casing, and the punctuation filter. It matches
+//! the reference token for token on every caption of the committed differential fixtures
+//! (`eval/tests/data/ptb/`: printable ASCII plus non-ASCII samples; see `eval/README.md`). A caption's tokens can
+//! depend on the text that follows it in the file (a caption-final `I.` before a caption
+//! starting `The `, a final `:)` or `'99` at the end of the file, ...), so
+//! [`ptb_tokenize_all`] takes the captions of one pycocoevalcap call in order, and
+//! [`ptb_tokenize`] tokenises one caption as a file of its own.
 //!
-//! Where it may differ from the Java tokenizer on other text: British→American spelling
-//! (CoreNLP 3.4.1 `americanize`s, e.g. `colour` → `color`; not emulated), characters the
-//! lexer cannot tokenise (it deletes them; kept here), URLs, e-mail addresses, emoticons,
-//! SGML/HTML markup and entities other than `&amp;`, phone numbers, `&` between capitals,
-//! hyphen runs, whether `[`/`]` become `-lrb-`/`-rrb-` or `-lsb-`/`-rsb-` in 3.4.1 (no fixture
-//! shows it), and line separators other than `\n` (CoreNLP starts a new line, which would
-//! shift every following caption). Such differences change scores only for the captions
-//! involved; pre-tokenise and use [`Tokenizer::None`] when exactness on such text matters.
+//! Outside ASCII, Java's `Character.isLetter`/`isDigit` (as compiled into the lexer) are
+//! approximated with Unicode's `Alphabetic` property and the BMP decimal digits; characters
+//! the lexer cannot tokenise (emoji and other non-BMP characters, most symbols it does not
+//! list) are deleted as CoreNLP deletes them. Line breaks other than `\n` inside a caption
+//! (`\r`, U+2028, U+2029, U+000B, U+000C) end the line for CoreNLP, so pycocoevalcap would
+//! shift every later caption by a line; here they only separate tokens.
+
+mod lexer;
+mod nfa;
+mod rules;
+
+use rayon::prelude::*;
 
 /// Which tokenisation to apply to captions before scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -39,12 +44,22 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
-    /// Tokenises one caption into a single-space-joined string.
+    /// Tokenises one caption into a single-space-joined string (for [`Tokenizer::Ptb`], as
+    /// the only caption of a pycocoevalcap call: see [`ptb_tokenize`]).
     pub fn apply(self, text: &str) -> String {
         match self {
             Tokenizer::Ptb => ptb_tokenize(text),
             Tokenizer::Simple => simple_tokenize(text),
             Tokenizer::None => text.split_whitespace().collect::<Vec<_>>().join(" "),
+        }
+    }
+
+    /// Tokenises the captions of one pycocoevalcap tokenizer call, in order (see
+    /// [`ptb_tokenize_all`]; the other tokenizers treat captions independently).
+    pub fn apply_all(self, texts: &[&str]) -> Vec<String> {
+        match self {
+            Tokenizer::Ptb => ptb_tokenize_all(texts),
+            _ => texts.par_iter().map(|t| self.apply(t)).collect(),
         }
     }
 
@@ -71,383 +86,233 @@ const DROPPED: [&str; 13] = [
     "''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";",
 ];
 
-/// Abbreviations that keep their final period (any case), after CoreNLP's lists of
-/// months, days, states, company words, titles and measures.
-const ABBREVIATIONS: &[&str] = &[
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon",
-    "tue", "tues", "wed", "thu", "thurs", "fri", "ala", "ariz", "calif", "colo", "conn", "dak",
-    "del", "fla", "ga", "ind", "kan", "kans", "ky", "la", "md", "mich", "minn", "mo", "mont",
-    "neb", "nev", "okla", "pa", "penn", "tenn", "tex", "va", "vt", "wis", "wisc", "wyo", "inc",
-    "co", "cos", "corp", "pty", "ltd", "plc", "bancorp", "dept", "bhd", "assn", "univ", "intl",
-    "sys", "no", "nos", "prop", "ph", "tel", "est", "ext", "sq", "ft", "jr", "sr", "bros", "blvd",
-    "rd", "esq", "etc", "al", "seq", "mr", "mrs", "ms", "dr", "drs", "prof", "profs", "sen",
-    "sens", "rep", "reps", "atty", "attys", "lt", "col", "gen", "messrs", "gov", "govs", "adm",
-    "rev", "maj", "sgt", "cpl", "pvt", "mt", "capt", "st", "ste", "ave", "pres", "lieut", "hon",
-    "brig", "cmdr", "comdr", "pfc", "spc", "supt", "supts", "det", "vs", "alex", "wm", "jos",
-    "cie", "cf", "treas", "invt", "elec", "natl", "mfg", "mtg",
-];
-
-/// Abbreviations that keep their period only when capitalised exactly so.
-const CASED_ABBREVIATIONS: [&str; 6] = ["Ark", "Ill", "Mass", "Miss", "Ore", "Wash"];
-
-/// Emulates pycocoevalcap's `PTBTokenizer` on one caption (see the module docs for limits).
+/// Tokenises one caption as pycocoevalcap does when it is the only caption of the call
+/// (the caption is followed by the end of the file).
 pub fn ptb_tokenize(text: &str) -> String {
-    let normalized = normalize_chars(text);
-    let mut out = String::with_capacity(normalized.len() + 8);
-    let mut tokens = Vec::new();
-    for chunk in normalized.split_whitespace() {
-        if let Some(word) = fast_word(chunk) {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
-            continue;
-        }
-        tokens.clear();
-        split_chunk(chunk, &mut tokens);
-        for token in &tokens {
-            let token = token.to_lowercase();
-            if token.is_empty() || DROPPED.contains(&token.as_str()) {
-                continue;
-            }
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.push_str(&token);
-        }
-    }
-    out
+    let units = caption_units(text);
+    tokens_to_line(&units, units.len())
 }
 
-/// Fast path for the common chunks: an ASCII letters/digits word, optionally followed by one
-/// punctuation mark that the full rules would split off and drop. Returns the word.
-fn fast_word(chunk: &str) -> Option<&str> {
-    let bytes = chunk.as_bytes();
-    let (body, last) = match bytes.last() {
-        Some(b'.' | b',' | b';' | b'!' | b'?' | b':') => (&chunk[..chunk.len() - 1], true),
-        _ => (chunk, false),
-    };
-    if body.is_empty() || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    if last && bytes.last() == Some(&b'.') && keeps_period(&chunk.chars().collect::<Vec<_>>()) {
-        return None;
-    }
-    Some(body)
+/// Tokenises the captions of one pycocoevalcap `PTBTokenizer.tokenize` call, in order (for
+/// `COCOEvalCap`: all references of all images, or all candidates, image by image).
+///
+/// Each caption sees the captions after it as CoreNLP does (they follow it in the file);
+/// the work runs in parallel.
+pub fn ptb_tokenize_all(texts: &[&str]) -> Vec<String> {
+    let file = JoinedCaptions::new(texts);
+    (0..texts.len())
+        .into_par_iter()
+        .map(|i| {
+            let (input, end) = file.caption(i);
+            tokens_to_line(input, end)
+        })
+        .collect()
 }
 
-/// Character-level normalisations CoreNLP applies by default (`ptb3Escaping`).
-fn normalize_chars(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.is_ascii() && !text.contains('&') {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    for c in text.replace("&amp;", "&").chars() {
-        match c {
-            '\u{2018}' | '\u{201B}' => out.push('`'),
-            '\u{2019}' => out.push('\''),
-            '\u{201C}' | '\u{201E}' => out.push_str(" `` "),
-            '\u{201D}' => out.push_str(" '' "),
-            '\u{2013}' | '\u{2014}' | '\u{2015}' => out.push_str(" -- "),
-            '\u{2026}' => out.push_str(" ... "),
-            '\u{00BD}' => out.push_str("1/2"),
-            '\u{00BC}' => out.push_str("1/4"),
-            '\u{00BE}' => out.push_str("3/4"),
-            '\u{00A3}' => out.push('#'),
-            '\u{00A2}' => out.push_str(" cents "),
-            '\u{20AC}' | '\u{00A4}' | '\u{20A0}' => out.push('$'),
-            _ => out.push(c),
-        }
-    }
-    std::borrow::Cow::Owned(out)
+/// A caption as the Java tokenizer reads it: UTF-16, inner `"\n"` replaced with a space.
+fn caption_units(text: &str) -> Vec<u16> {
+    let mut units = Vec::with_capacity(text.len());
+    push_caption_units(&mut units, text);
+    units
 }
 
-/// Splits one whitespace-free chunk into PTB tokens (not yet lower-cased or filtered).
-fn split_chunk(chunk: &str, out: &mut Vec<String>) {
-    let chars: Vec<char> = chunk.chars().collect();
-    let mut start = 0;
-    let mut end = chars.len();
-    let mut trailing: Vec<String> = Vec::new();
-
-    // Leading punctuation.
-    while start < end {
-        let c = chars[start];
-        let rest: String = chars[start..end].iter().collect();
-        if let Some(tok) = opening_token(c) {
-            out.push(tok.to_string());
-            start += 1;
-        } else if rest.starts_with("``") {
-            out.push("``".into());
-            start += 2;
-        } else if c == '"' {
-            out.push("``".into());
-            start += 1;
-        } else if c == '\'' {
-            if is_clitic(&rest) {
-                break;
-            }
-            out.push("`".into());
-            start += 1;
-        } else if c == '`' {
-            out.push("`".into());
-            start += 1;
-        } else if (c == '$' || c == '#') && end - start > 1 {
-            out.push(c.to_string());
-            start += 1;
-        } else if c == '-' && end - start > 1 && !chars[start + 1].is_ascii_digit() {
-            let run = chars[start..end].iter().take_while(|&&d| d == '-').count();
-            out.push(if run >= 2 { "--".into() } else { "-".into() });
-            start += run;
-        } else {
-            break;
-        }
-    }
-
-    // Trailing punctuation, collected right to left.
-    while end > start {
-        let c = chars[end - 1];
-        if let Some(tok) = closing_token(c) {
-            trailing.push(tok.to_string());
-            end -= 1;
-        } else if c == '"' {
-            trailing.push("''".into());
-            end -= 1;
-        } else if c == '\'' {
-            let run = chars[start..end]
-                .iter()
-                .rev()
-                .take_while(|&&d| d == '\'')
-                .count();
-            trailing.push(if run >= 2 { "''".into() } else { "'".into() });
-            end -= run.min(2);
-        } else if c == '!' || c == '?' {
-            let run = chars[start..end]
-                .iter()
-                .rev()
-                .take_while(|&&d| d == '!' || d == '?')
-                .count();
-            trailing.push(chars[end - run..end].iter().collect());
-            end -= run;
-        } else if c == '.' {
-            let run = chars[start..end]
-                .iter()
-                .rev()
-                .take_while(|&&d| d == '.')
-                .count();
-            if run >= 2 {
-                trailing.push("...".into());
-                end -= run;
-            } else if keeps_period(&chars[start..end]) {
-                break;
-            } else {
-                trailing.push(".".into());
-                end -= 1;
-            }
-        } else if matches!(c, ',' | ';' | ':' | '%') {
-            trailing.push(c.to_string());
-            end -= 1;
-        } else if c == '-' && end - start > 1 {
-            let run = chars[start..end]
-                .iter()
-                .rev()
-                .take_while(|&&d| d == '-')
-                .count();
-            trailing.push(if run >= 2 { "--".into() } else { "-".into() });
-            end -= run;
-        } else {
-            break;
-        }
-    }
-
-    if start < end {
-        split_core(&chars[start..end], out);
-    }
-    out.extend(trailing.into_iter().rev());
+fn push_caption_units(units: &mut Vec<u16>, text: &str) {
+    let newline = u16::from(b'\n');
+    units.extend(
+        text.encode_utf16()
+            .map(|u| if u == newline { u16::from(b' ') } else { u }),
+    );
 }
 
-/// Splits the core of a chunk at inner punctuation, then splits clitics off each word.
-fn split_core(chars: &[char], out: &mut Vec<String>) {
-    let mut word = String::new();
-    let n = chars.len();
-    let mut i = 0;
-    while i < n {
-        let c = chars[i];
-        let prev_digit = i > 0 && chars[i - 1].is_ascii_digit();
-        let next_digit = i + 1 < n && chars[i + 1].is_ascii_digit();
-        let separator: Option<String> = match c {
-            '(' | '[' | '{' | '<' => opening_token(c).map(str::to_string),
-            ')' | ']' | '}' | '>' => closing_token(c).map(str::to_string),
-            '"' => Some(if word.is_empty() { "``" } else { "''" }.to_string()),
-            ';' => Some(";".into()),
-            ',' | ':' if !(prev_digit && next_digit) => Some(c.to_string()),
-            '-' if i + 1 < n && chars[i + 1] == '-' => {
-                let run = chars[i..].iter().take_while(|&&d| d == '-').count();
-                i += run - 1;
-                Some("--".into())
+/// The file pycocoevalcap writes for the Java tokenizer: the captions joined by `"\n"`.
+struct JoinedCaptions {
+    units: Vec<u16>,
+    /// Start of every caption, then the end of the file.
+    starts: Vec<usize>,
+    /// Per caption: where the text a trailing context may read after it ends.
+    context_ends: Vec<usize>,
+}
+
+impl JoinedCaptions {
+    fn new(texts: &[&str]) -> JoinedCaptions {
+        let mut units = Vec::with_capacity(texts.iter().map(|t| t.len() + 1).sum());
+        let mut starts = Vec::with_capacity(texts.len() + 1);
+        for (i, text) in texts.iter().enumerate() {
+            if i > 0 {
+                units.push(u16::from(b'\n'));
             }
-            '!' | '?' => {
-                let run = chars[i..]
+            starts.push(units.len());
+            push_caption_units(&mut units, text);
+        }
+        starts.push(units.len());
+        let blank: Vec<bool> = (0..texts.len())
+            .map(|i| {
+                let end = starts[i + 1].min(units.len());
+                units[starts[i]..end]
                     .iter()
-                    .take_while(|&&d| d == '!' || d == '?')
-                    .count();
-                let tok: String = chars[i..i + run].iter().collect();
-                i += run - 1;
-                Some(tok)
+                    .all(|&u| is_space_or_newline(u))
+            })
+            .collect();
+        // A trailing context reads at most: line breaks and blank captions, the first
+        // caption that is not blank, the next line break and one unit after it.
+        let mut context_ends = vec![units.len(); texts.len()];
+        let mut next_text: Option<usize> = None;
+        for i in (0..texts.len()).rev() {
+            if let Some(j) = next_text {
+                context_ends[i] = (starts[j + 1] + 1).min(units.len());
             }
-            _ => None,
+            if !blank[i] {
+                next_text = Some(i);
+            }
+        }
+        JoinedCaptions {
+            units,
+            starts,
+            context_ends,
+        }
+    }
+
+    /// Caption `i` with the text after it that the lexer may read, and the caption's length.
+    fn caption(&self, i: usize) -> (&[u16], usize) {
+        let start = self.starts[i];
+        let end = if i + 1 < self.starts.len() - 1 {
+            self.starts[i + 1] - 1
+        } else {
+            self.units.len()
         };
-        match separator {
-            Some(tok) => {
-                flush_word(&mut word, out);
-                out.push(tok);
-            }
-            None => match c {
-                '/' => word.push_str("\\/"),
-                '*' => word.push_str("\\*"),
-                _ => word.push(c),
-            },
+        (&self.units[start..self.context_ends[i]], end - start)
+    }
+}
+
+/// The lexer's whitespace and line-break characters.
+fn is_space_or_newline(u: u16) -> bool {
+    matches!(
+        u,
+        0x09..=0x0D | 0x20 | 0x85 | 0xA0 | 0x2000..=0x200A | 0x2028 | 0x2029 | 0x3000
+    )
+}
+
+/// Lexes `units[..end]` and formats the tokens as pycocoevalcap's output line for it.
+fn tokens_to_line(units: &[u16], end: usize) -> String {
+    lexer::with_tokens(units, end, |tokens| {
+        // Java lower-cases each token (Locale.ENGLISH).
+        if tokens.text().is_ascii() {
+            tokens.make_ascii_lowercase();
+            return format_line(tokens.iter(), tokens.text().len());
         }
-        i += 1;
-    }
-    flush_word(&mut word, out);
+        let lower: Vec<String> = tokens.iter().map(str::to_lowercase).collect();
+        format_line(lower.iter().map(String::as_str), tokens.text().len())
+    })
 }
 
-/// Pushes `word` (if any) with its clitics split off, and clears it.
-fn flush_word(word: &mut String, out: &mut Vec<String>) {
-    if word.is_empty() {
-        return;
+/// Java joins the tokens with spaces; Python strips the line's trailing whitespace, splits
+/// it on `" "` and drops the punctuation tokens.
+fn format_line<'a>(tokens: impl Iterator<Item = &'a str> + Clone, len: usize) -> String {
+    let plain = tokens
+        .clone()
+        .last()
+        .is_none_or(|t| !t.ends_with(is_python_space))
+        && tokens.clone().all(|t| !t.is_empty() && !t.contains(' '));
+    if !plain {
+        let line = tokens.collect::<Vec<_>>().join(" ");
+        return line
+            .trim_end_matches(is_python_space)
+            .split(' ')
+            .filter(|t| !DROPPED.contains(t))
+            .collect::<Vec<_>>()
+            .join(" ");
     }
-    let lower = word.to_lowercase();
-    let special: Option<(usize, usize)> = match lower.as_str() {
-        "cannot" => Some((3, 3)),
-        "gonna" | "gotta" | "wanna" | "lemme" | "gimme" => Some((3, 2)),
-        _ => None,
-    };
-    if let Some((a, _)) = special {
-        let (left, right) = word.split_at(a);
-        out.push(left.to_string());
-        out.push(right.to_string());
-        word.clear();
-        return;
-    }
-    let cut = ["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"]
-        .iter()
-        .filter(|s| word.len() > s.len())
-        .map(|s| word.len() - s.len())
-        .find(|&cut| {
-            word.is_char_boundary(cut)
-                && ["n't", "'s", "'re", "'ve", "'ll", "'d", "'m"]
-                    .iter()
-                    .any(|s| word[cut..].eq_ignore_ascii_case(s))
-        });
-    match cut {
-        // "can't" → "ca n't" and "won't" → "wo n't": the split is before "n't".
-        Some(cut) => {
-            let (left, right) = word.split_at(cut);
-            out.push(left.to_string());
-            out.push(right.to_string());
+    // Splitting the joined line on " " gives the tokens back: filter them directly.
+    let mut line = String::with_capacity(len + 16);
+    for token in tokens.filter(|t| !DROPPED.contains(t)) {
+        if !line.is_empty() {
+            line.push(' ');
         }
-        None => out.push(word.clone()),
+        line.push_str(token);
     }
-    word.clear();
+    line
 }
 
-/// True when `text` is a clitic on its own or a word ending in one (`'s`, `n't`, ...).
-fn is_clitic(text: &str) -> bool {
-    let lower = text.to_lowercase();
-    ["'s", "'re", "'ve", "'ll", "'d", "'m", "n't"]
-        .iter()
-        .any(|s| lower.ends_with(s))
+/// Python's `str.isspace` (what `str.split()` splits on).
+pub(crate) fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
 }
-
-/// True when a final period belongs to the word: abbreviations, initials-with-periods
-/// (`u.s.`, `a.m.`), single initials.
-fn keeps_period(chars: &[char]) -> bool {
-    let body: String = chars[..chars.len() - 1].iter().collect();
-    if body.is_empty() {
-        return false;
-    }
-    let lower = body.to_lowercase();
-    if ABBREVIATIONS.contains(&lower.as_str()) || CASED_ABBREVIATIONS.contains(&body.as_str()) {
-        return true;
-    }
-    // Single letters ("B.") and acronyms such as "U.S." / "a.m.": letters separated by periods.
-    lower
-        .split('.')
-        .all(|part| part.chars().count() == 1 && part.chars().all(char::is_alphabetic))
-}
-
-fn opening_token(c: char) -> Option<&'static str> {
-    match c {
-        '(' => Some("-LRB-"),
-        '[' | '<' => Some("-LRB-"),
-        '{' => Some("-LCB-"),
-        _ => None,
-    }
-}
-
-fn closing_token(c: char) -> Option<&'static str> {
-    match c {
-        ')' => Some("-RRB-"),
-        ']' | '>' => Some("-RRB-"),
-        '}' => Some("-RCB-"),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// Expected outputs were produced by pycocoevalcap 1.2 (CoreNLP 3.4.1).
     #[test]
     fn common_cases() {
+        let cases = [
+            (
+                "A cat sitting on a wooden table.",
+                "a cat sitting on a wooden table",
+            ),
+            (
+                "A PUPPY, running on a grassy field!!! (really?)",
+                "a puppy running on a grassy field !!! -lrb- really -rrb-",
+            ),
+            (" ! ", ""),
+            ("...", ""),
+            ("The dog's ball.", "the dog 's ball"),
+            ("I don't know", "i do n't know"),
+            ("It can't be", "it ca n't be"),
+            (
+                "\"Hello,\" she said; 1,000 at 10:30",
+                "hello she said 1,000 at 10:30",
+            ),
+            (
+                "It costs $2.50, i.e. 50% off",
+                "it costs $ 2.50 i.e. 50 % off",
+            ),
+            (
+                "a well-known and/or [odd] thing",
+                "a well-known and/or -lsb- odd -rsb- thing",
+            ),
+            (
+                "Plan B. It says no. Wash. wash.",
+                "plan b it says no wash. wash",
+            ),
+            (
+                "Mr. Smith went to the U.S. today.",
+                "mr. smith went to the u.s. today",
+            ),
+            ("the players' bags", "the players bags"),
+            ("wait -- what?!", "wait what ?!"),
+            ("", ""),
+            ("Etc. and so on, etc.", "etc. and so on etc."),
+            (
+                "AT&amp;T \u{201C}quoted\u{201D} caf\u{e9}\u{2026}",
+                "at&t quoted caf\u{e9}",
+            ),
+            ("DON'T", "do n't"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ptb_tokenize(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn following_captions_are_context() {
+        // A caption-final smiley needs a character after it; one-letter acronyms before a
+        // sentence-starting word lose their period.
+        assert_eq!(ptb_tokenize("nice :)"), "nice -rrb-");
         assert_eq!(
-            ptb_tokenize("A cat sitting on a wooden table."),
-            "a cat sitting on a wooden table"
+            ptb_tokenize_all(&["nice :)", "Plan I.", "The end"]),
+            ["nice :-rrb-", "plan i", "the end"]
         );
         assert_eq!(
-            ptb_tokenize("A PUPPY, running on a grassy field!!! (really?)"),
-            "a puppy running on a grassy field !!! -lrb- really -rrb-"
+            ptb_tokenize_all(&["Plan I.", "", " ", "The end"])[0],
+            "plan i"
         );
-        assert_eq!(ptb_tokenize(" ! "), "");
-        assert_eq!(ptb_tokenize("..."), "");
-        assert_eq!(ptb_tokenize("The dog's ball."), "the dog 's ball");
-        assert_eq!(ptb_tokenize("I don't know"), "i do n't know");
-        assert_eq!(ptb_tokenize("It can't be"), "it ca n't be");
-        assert_eq!(
-            ptb_tokenize("\"Hello,\" she said; 1,000 at 10:30"),
-            "hello she said 1,000 at 10:30"
-        );
-        assert_eq!(
-            ptb_tokenize("It costs $2.50, i.e. 50% off"),
-            "it costs $ 2.50 i.e. 50 % off"
-        );
-        assert_eq!(
-            ptb_tokenize("a well-known and/or [odd] thing"),
-            "a well-known and\\/or -lrb- odd -rrb- thing"
-        );
-        assert_eq!(
-            ptb_tokenize("Plan B. It says no. Wash. wash."),
-            "plan b. it says no. wash. wash"
-        );
-        assert_eq!(
-            ptb_tokenize("Mr. Smith went to the U.S. today."),
-            "mr. smith went to the u.s. today"
-        );
-        assert_eq!(ptb_tokenize("the players' bags"), "the players bags");
-        assert_eq!(ptb_tokenize("wait -- what?!"), "wait what ?!");
-        assert_eq!(ptb_tokenize(""), "");
-        assert_eq!(ptb_tokenize("Etc. and so on, etc."), "etc. and so on etc.");
-        assert_eq!(
-            ptb_tokenize("AT&amp;T \u{201C}quoted\u{201D} caf\u{e9}\u{2026}"),
-            "at&t quoted caf\u{e9}"
-        );
+        assert_eq!(ptb_tokenize_all(&["Plan I.", "the end"])[0], "plan i.");
     }
 
     #[test]
     fn never_panics_on_odd_text() {
         let alphabet: Vec<char> =
-            "aZ9'\".,;:!?()[]{}-/*$%#&` \u{130}\u{212A}\u{2019}\u{201C}\u{2026}\u{e9}\u{4e2d}\t\n"
+            "aZ9'\".,;:!?()[]{}-/*$%#&` \u{130}\u{212A}\u{2019}\u{201C}\u{2026}\u{e9}\u{4e2d}\u{1F600}\t\n\r\u{ad}"
                 .chars()
                 .collect();
         let mut state = 0x1234_5678_u64;
@@ -466,12 +331,15 @@ mod tests {
                 "{text:?} -> {out:?}"
             );
         }
-        assert_eq!(ptb_tokenize("DON'T"), "do n't");
     }
 
     #[test]
     fn other_tokenizers() {
         assert_eq!(Tokenizer::Simple.apply("  A Cat,  sat. "), "a cat, sat.");
         assert_eq!(Tokenizer::None.apply("  A Cat,\tsat. "), "A Cat, sat.");
+        assert_eq!(
+            Tokenizer::Simple.apply_all(&["A b", "C"]),
+            ["a b".to_string(), "c".to_string()]
+        );
     }
 }
