@@ -131,11 +131,44 @@ fn shapes_model_trains_from_scratch_in_two_stages() {
             "--english",
             "--prompt",
             "Describe the image.",
+            "--predictions-out",
+            "val_predictions.jsonl",
         ],
     ))
     .unwrap();
+    println!("captions: {scores}");
+    // At this size the model learns the captions' grammar, not yet the images (measured: 0 of
+    // 24 exact, slot accuracies at chance, after 20, 60 or 150 stage-2 updates; the full recipe
+    // needs ~1600, and `tests/shapes_model.rs` holds the committed model to > 90 %). The floors
+    // are what this run reliably clears (measured BLEU-4 0.57, ROUGE-L 0.77, CIDEr 2.2): a
+    // broken decode, tokenizer or metric falls below them.
+    for (metric, floor) in [("Bleu_4", 0.4), ("ROUGE_L", 0.6), ("CIDEr", 1.0)] {
+        let v = scores[metric].as_f64().unwrap();
+        assert!(v >= floor, "{metric} {v} < {floor}: {scores}");
+    }
+    // Exact match is the share of predictions equal to their reference.
+    let labels: Vec<String> = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(dir.join("data/val.json")).unwrap(),
+    )
+    .unwrap()
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(|r| r["label"].as_str().unwrap().to_string())
+    .collect();
+    let predictions: Vec<String> = std::fs::read_to_string(dir.join("val_predictions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["caption"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(predictions.len(), labels.len());
+    let norm = visualglm_eval::caption::exact::normalize_caption;
+    let same = predictions.iter().zip(&labels).filter(|(p, l)| norm(p) == norm(l)).count();
     let em = scores["exact_match"].as_f64().unwrap();
-    assert!((0.0..=1.0).contains(&em), "{scores}");
+    assert!((em - same as f64 / labels.len() as f64).abs() < 1e-12, "{scores}");
     let r: serde_json::Value = serde_json::from_str(&run(
         dir,
         &[
@@ -148,5 +181,17 @@ fn shapes_model_trains_from_scratch_in_two_stages() {
         ],
     ))
     .unwrap();
-    assert!(r["txt_r1"].as_f64().is_some(), "{r}");
+    println!("retrieval: {r}");
+    // Recall@K in percent over the 24 held-out captions: ordered in K, and R@10 of an untrained
+    // ranking is 10/24 on average (measured here: 46 %).
+    let recall = |k: &str| r[k].as_f64().unwrap();
+    for side in ["txt", "img"] {
+        let (r1, r5, r10) = (
+            recall(&format!("{side}_r1")),
+            recall(&format!("{side}_r5")),
+            recall(&format!("{side}_r10")),
+        );
+        assert!(0.0 <= r1 && r1 <= r5 && r5 <= r10 && r10 <= 100.0, "{r}");
+        assert!(r10 >= 25.0, "{side} R@10 {r10} < 25: {r}");
+    }
 }
