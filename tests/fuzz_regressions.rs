@@ -1,8 +1,10 @@
 //! Regression tests for what the fuzz targets in `fuzz/` found, run without the fuzzer.
 //!
-//! Every file under `tests/data/fuzz/TARGET/` is replayed through the same calls as the fuzz
-//! target `TARGET` (see `fuzz/fuzz_targets/`): none may panic, hang or allocate without bound.
-//! Findings small enough to read are also spelled out inline below, with what they must give.
+//! Every file under `tests/data/fuzz/TARGET/` (the target's minimised corpus plus any finding)
+//! is replayed through the same calls as the fuzz target `TARGET` (see `fuzz/fuzz_targets/`):
+//! none may panic, hang or allocate without bound. A replay that finds no input fails, and every
+//! target of `fuzz/Cargo.toml` must have a replay here. Findings small enough to read are also
+//! spelled out inline below, with what they must give.
 
 mod support;
 
@@ -13,14 +15,23 @@ use base64::Engine;
 use candle_core::{DType, Device};
 use support::tiny_tokenizer;
 use visualglm::checkpoint::{pth, st};
+use visualglm::finetune::FinetuneConfig;
+use visualglm::lora::{
+    read_any_adapters, LoraConfig, TargetRule, ADAPTER_CONFIG, ADAPTER_WEIGHTS, GLM_LAYERS,
+};
 use visualglm::pipeline::Captioner;
 use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
 use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
 use visualglm::server::ImagePolicy;
 use visualglm::{LoadOptions, VisualGlmConfig};
+use visualglm_eval::io::read_caption_set;
+use visualglm_eval::io::retrieval::read_retrieval_scores;
+use visualglm_eval::io::vqa::{read_vqa_annotations, read_vqa_predictions};
+use visualglm_eval::{score_captions, Tokenizer};
 use visualglm_language::prompt::{Overflow, PromptBuilder, Template};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::{load_data_file, DataFormat, LoadOptions as DataOptions};
+use visualglm_train::schedule::LrSchedule;
 use visualglm_vision::preprocess::{decode_image_with_limits, DecodeLimits, ImagePreprocessor};
 
 /// `tests/data/fuzz/TARGET`.
@@ -28,7 +39,7 @@ fn data_dir(target: &str) -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/fuzz")).join(target)
 }
 
-/// The committed inputs of one target (none is fine).
+/// The committed inputs of one target (none when the directory is missing).
 fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let Ok(entries) = std::fs::read_dir(data_dir(target)) else {
         return Vec::new();
@@ -110,6 +121,147 @@ fn gguf_file(data: &[u8]) {
     let _ = visualglm::gguf::load_gguf(&path, &Device::Cpu, DType::F32, &LoadOptions::default());
 }
 
+/// The two files of the targets that read a pair: the input up to its first NUL byte and the
+/// rest, or the whole input twice when it holds no NUL.
+fn two_files(data: &[u8]) -> (&[u8], &[u8]) {
+    match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (data, data),
+    }
+}
+
+/// Returns whether a report came out.
+fn eval_captions(data: &[u8]) -> bool {
+    let (preds, refs) = two_files(data);
+    let dir = tempfile::tempdir().unwrap();
+    let (p, r) = (
+        dir.path().join("predictions.jsonl"),
+        dir.path().join("references.json"),
+    );
+    std::fs::write(&p, preds).unwrap();
+    std::fs::write(&r, refs).unwrap();
+    let mut scored = false;
+    if let Ok(items) = read_caption_set(&p, &r) {
+        for tokenizer in [Tokenizer::Ptb, Tokenizer::Simple, Tokenizer::None] {
+            if let Ok(report) = score_captions(&items, tokenizer) {
+                let _ = serde_json::to_string_pretty(&report);
+                let _ = serde_json::to_string_pretty(&report.summary());
+                let _ = report.to_markdown();
+                scored = true;
+            }
+        }
+    }
+    scored
+}
+
+/// Returns whether a report came out.
+fn eval_vqa(data: &[u8]) -> bool {
+    let (ann, preds) = two_files(data);
+    let dir = tempfile::tempdir().unwrap();
+    let (a, p) = (
+        dir.path().join("annotations.json"),
+        dir.path().join("predictions.jsonl"),
+    );
+    std::fs::write(&a, ann).unwrap();
+    std::fs::write(&p, preds).unwrap();
+    let questions = read_vqa_annotations(&a);
+    let predictions = read_vqa_predictions(&p);
+    if let (Ok(q), Ok(p)) = (questions, predictions) {
+        if let Ok(report) = visualglm_eval::vqa::evaluate(&q, &p, 2) {
+            let _ = serde_json::to_string_pretty(&report);
+            let _ = serde_json::to_string_pretty(&report.accuracy);
+            let _ = report.to_markdown();
+            return true;
+        }
+    }
+    false
+}
+
+/// Returns whether a report came out.
+fn eval_retrieval(data: &[u8]) -> bool {
+    let (_dir, path) = as_file(data, "scores.json");
+    if let Ok(scores) = read_retrieval_scores(&path) {
+        if let Ok(report) = visualglm_eval::retrieval::evaluate(&scores) {
+            let _ = serde_json::to_string_pretty(&report);
+            let _ = report.metrics.to_markdown();
+            return true;
+        }
+    }
+    false
+}
+
+/// The `adapter_config` target: `adapter_config.json` up to the first NUL byte,
+/// `adapter_model.safetensors` after it (absent without one). Returns what loading gave.
+fn adapter_config(data: &[u8]) -> Result<(), String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, weights) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], Some(&data[i + 1..])),
+        None => (data, None),
+    };
+    std::fs::write(dir.path().join(ADAPTER_CONFIG), config).unwrap();
+    if let Some(w) = weights {
+        std::fs::write(dir.path().join(ADAPTER_WEIGHTS), w).unwrap();
+    }
+    read_any_adapters(dir.path(), &LoadOptions::default())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The `run_toml` target: the configuration as `visualglm train --config` parses it, then the
+/// learning-rate schedule (every rate finite and within `[0, lr]`) and the LoRA configuration.
+/// Returns whether the text parsed.
+fn run_toml(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let Ok(cfg) = toml::from_str::<FinetuneConfig>(text) else {
+        return false;
+    };
+    if let Ok(s) = LrSchedule::cosine(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio) {
+        for step in [
+            0,
+            1,
+            cfg.warmup_steps,
+            cfg.steps / 2,
+            cfg.steps,
+            cfg.steps.saturating_add(1),
+        ] {
+            let lr = s.lr_at(step);
+            assert!(
+                lr.is_finite() && (0.0..=cfg.lr).contains(&lr),
+                "lr {lr} at step {step} of {cfg:?}"
+            );
+        }
+    }
+    if cfg.lora_rank > 0 {
+        let mut config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
+        if cfg.lora_mlp {
+            for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
+                config.targets.push(TargetRule::new(
+                    GLM_LAYERS,
+                    module,
+                    1,
+                    cfg.lora_layers.clone(),
+                ));
+            }
+        }
+        let _ = config.validate();
+    }
+    true
+}
+
+/// Returns whether the tokenizer loaded and encoded the text.
+fn tokenizer_json(data: &[u8]) -> bool {
+    let (_dir, path) = as_file(data, "tokenizer.json");
+    if let Ok(tok) = ChatGlmTokenizer::from_file(&path) {
+        if let Ok(ids) = tok.encode("<img>问：a  b\n\t答：👋") {
+            let _ = tok.decode(&ids);
+            return true;
+        }
+    }
+    false
+}
+
 fn tokenizer() -> &'static ChatGlmTokenizer {
     static TOK: OnceLock<ChatGlmTokenizer> = OnceLock::new();
     TOK.get_or_init(|| ChatGlmTokenizer::from_file(tiny_tokenizer(Path::new("."))).unwrap())
@@ -180,12 +332,66 @@ fn server_request(data: &[u8]) -> usize {
 
 // ---- replays of the committed inputs ----
 
-/// Runs `f` on every committed input of `target`, naming the file that panics.
+/// Runs `f` on every committed input of `target`, naming the file that panics; fails when
+/// there is no input (a replay of nothing would pass whatever the target does).
 fn replay(target: &str, f: impl Fn(&[u8])) {
-    for (path, bytes) in inputs(target) {
+    let inputs = inputs(target);
+    assert!(
+        !inputs.is_empty(),
+        "{target}: no input files in {}: commit the target's minimised corpus there \
+         (see tests/data/fuzz/README.md)",
+        data_dir(target).display()
+    );
+    for (path, bytes) in inputs {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&bytes)));
         assert!(result.is_ok(), "{target}: {} panics", path.display());
     }
+}
+
+/// The targets replayed below, as `fuzz/Cargo.toml` names them.
+const TARGETS: [&str; 14] = [
+    "image_decode",
+    "spm_model",
+    "checkpoint_file",
+    "config_json",
+    "data_jsonl",
+    "gguf_file",
+    "prompt_builder",
+    "server_request",
+    "eval_captions",
+    "eval_vqa",
+    "eval_retrieval",
+    "adapter_config",
+    "run_toml",
+    "tokenizer_json",
+];
+
+/// Every fuzz target has a replay here and a corpus directory, and every corpus directory
+/// belongs to a target.
+#[test]
+fn every_fuzz_target_is_replayed() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/Cargo.toml"))
+        .expect("fuzz/Cargo.toml");
+    let manifest: toml::Value = toml::from_str(&manifest).expect("fuzz/Cargo.toml parses");
+    let mut bins: Vec<String> = manifest["bin"]
+        .as_array()
+        .expect("[[bin]] entries")
+        .iter()
+        .map(|b| b["name"].as_str().expect("a bin name").to_string())
+        .collect();
+    bins.sort();
+    let mut replayed: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
+    replayed.sort();
+    assert_eq!(bins, replayed, "fuzz targets vs the replays of this file");
+    let root = data_dir("");
+    let mut dirs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    dirs.sort();
+    assert_eq!(dirs, replayed, "corpus directories in {}", root.display());
 }
 
 #[test]
@@ -230,6 +436,90 @@ fn server_request_inputs() {
     });
 }
 
+#[test]
+fn eval_captions_inputs() {
+    replay("eval_captions", |d| {
+        eval_captions(d);
+    });
+}
+
+#[test]
+fn eval_vqa_inputs() {
+    replay("eval_vqa", |d| {
+        eval_vqa(d);
+    });
+}
+
+#[test]
+fn eval_retrieval_inputs() {
+    replay("eval_retrieval", |d| {
+        eval_retrieval(d);
+    });
+}
+
+#[test]
+fn adapter_config_inputs() {
+    replay("adapter_config", |d| {
+        let _ = adapter_config(d);
+    });
+}
+
+#[test]
+fn run_toml_inputs() {
+    replay("run_toml", |d| {
+        run_toml(d);
+    });
+}
+
+#[test]
+fn tokenizer_json_inputs() {
+    replay("tokenizer_json", |d| {
+        tokenizer_json(d);
+    });
+}
+
+/// The hand-written seeds in `fuzz/seeds/TARGET` of these targets are valid inputs, so that the
+/// fuzzer starts from inputs that reach the end of each target: every one gives a report,
+/// parses, loads, or (an adapter config without tensors) passes every check of the config.
+#[test]
+fn seeds_are_accepted() {
+    let seeds = |target: &str| {
+        let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds")).join(target);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(files.len() >= 2, "{}: too few seeds", dir.display());
+        files
+            .into_iter()
+            .map(|p| (std::fs::read(&p).unwrap(), p))
+            .collect::<Vec<_>>()
+    };
+    type Check = fn(&[u8]) -> bool;
+    let checks: [(&str, Check); 5] = [
+        ("eval_captions", eval_captions),
+        ("eval_vqa", eval_vqa),
+        ("eval_retrieval", eval_retrieval),
+        ("run_toml", run_toml),
+        ("tokenizer_json", tokenizer_json),
+    ];
+    for (target, check) in checks {
+        for (bytes, path) in seeds(target) {
+            assert!(check(&bytes), "{} is not accepted", path.display());
+        }
+    }
+    for (bytes, path) in seeds("adapter_config") {
+        if let Err(e) = adapter_config(&bytes) {
+            assert!(
+                !bytes.contains(&0) && e.contains("adapter tensors not found"),
+                "{}: {e}",
+                path.display()
+            );
+        }
+    }
+}
+
 /// The seeds of the `server_request` corpus are valid requests: each prepares a prompt (the
 /// chat shapes at the chat endpoint, the release shapes at `POST /`).
 #[test]
@@ -270,5 +560,34 @@ fn server_request_long_text_is_refused_quickly() {
         let e = prepare_chat(captioner(), &req, &server_policy(), &SERVER_LIMITS).unwrap_err();
         assert_eq!(e.code, Some("context_length_exceeded"), "{e:?}");
         assert!(t.elapsed().as_secs() < 10, "took {:?}", t.elapsed());
+    }
+}
+
+/// Open finding of the `tokenizer_json` target (2026-12-07, not fixed yet): a `tokenizer.json`
+/// whose `decoder` value is cut short or malformed panics inside `tokenizers` 0.23.2
+/// (`DecoderWrapper::deserialize` calls `expect("Helper")` on its serde error) instead of
+/// being refused with `TokenizerError::BadJson`. Minimised: `{"decoder":`; also a real
+/// converted tokenizer truncated inside its decoder section, as an interrupted download leaves
+/// it. When fixed, drop the `#[ignore]`.
+#[test]
+#[ignore = "open finding: a malformed `decoder` section of tokenizer.json panics in tokenizers"]
+fn tokenizer_json_bad_decoder_is_refused() {
+    let seed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fuzz/seeds/tokenizer_json/shapes_unigram.json"
+    ))
+    .unwrap();
+    let cut = seed
+        .windows(10)
+        .position(|w| w == b"\"decoder\":")
+        .expect("a decoder section")
+        + 30;
+    for data in [&b"{\"decoder\":"[..], &seed[..cut]] {
+        let result = std::panic::catch_unwind(|| tokenizer_json(data));
+        assert!(
+            matches!(result, Ok(false)),
+            "{} bytes: not refused",
+            data.len()
+        );
     }
 }

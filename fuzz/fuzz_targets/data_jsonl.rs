@@ -8,8 +8,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = std::fs::create_dir_all(&dir);
     let path = dir.join("d.json");
     if std::fs::write(&path, data).is_ok() {
-        let opts = LoadOptions { max_record_bytes: 1 << 16, max_document_bytes: 1 << 20, ..LoadOptions::default() };
-        for f in [DataFormat::JsonLines, DataFormat::JsonList, DataFormat::CocoCaptions] {
+        let opts = LoadOptions {
+            max_record_bytes: 1 << 16,
+            max_document_bytes: 1 << 20,
+            ..LoadOptions::default()
+        };
+        for f in [
+            DataFormat::JsonLines,
+            DataFormat::JsonList,
+            DataFormat::CocoCaptions,
+        ] {
             let _ = load_data_file(&path, Some(f), &opts);
         }
     }

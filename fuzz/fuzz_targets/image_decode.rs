@@ -4,7 +4,10 @@ use libfuzzer_sys::fuzz_target;
 use visualglm_vision::preprocess::{decode_image_with_limits, DecodeLimits, ImagePreprocessor};
 
 fuzz_target!(|data: &[u8]| {
-    let limits = DecodeLimits { max_pixels: 4_000_000, max_alloc: 64 << 20 };
+    let limits = DecodeLimits {
+        max_pixels: 4_000_000,
+        max_alloc: 64 << 20,
+    };
     if let Ok(img) = decode_image_with_limits(data, "fuzz", &limits) {
         let _ = ImagePreprocessor::new(32).preprocess(&img, &candle_core::Device::Cpu);
     }

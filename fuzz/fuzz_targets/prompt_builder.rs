@@ -10,9 +10,15 @@ static TOK: OnceLock<Option<ChatGlmTokenizer>> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let tok = TOK.get_or_init(|| {
-        ChatGlmTokenizer::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/tiny/tokenizer.model")).ok()
+        ChatGlmTokenizer::from_file(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../assets/tiny/tokenizer.model"
+        ))
+        .ok()
     });
-    let (Some(tok), Ok(text)) = (tok, std::str::from_utf8(data)) else { return };
+    let (Some(tok), Ok(text)) = (tok, std::str::from_utf8(data)) else {
+        return;
+    };
     let mut parts = text.splitn(3, '\u{1}');
     let query = parts.next().unwrap_or_default();
     let history: Vec<(String, String)> = parts
