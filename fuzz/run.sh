@@ -12,9 +12,9 @@ cd "$(dirname "$0")/.."
 target=$1; secs=${2:-600}; runs=${3:-1000000}; golden=../shared/golden
 corpus=fuzz/corpus/$target; mkdir -p "$corpus" fuzz/logs "fuzz/artifacts/$target"
 case $target in
-  image_decode) seeds=("$golden/images") ;;
+  image_decode) seeds=("$golden/images" assets/shapes/examples) ;;
   spm_model) seeds=("$golden/tokenizer" assets/shapes/tokenizer.model assets/tiny/tokenizer.model) ;;
-  checkpoint_file) seeds=("$golden/model" "$golden/checkpoints/hf") ;;
+  checkpoint_file) seeds=("$golden/model" "$golden/checkpoints/hf" assets/shapes/itc.safetensors) ;;
   config_json) seeds=("$golden/checkpoints/hf" "$golden/checkpoints/sat/visualglm-tiny") ;;
   data_jsonl) seeds=("$golden/eval") ;;
   eval_retrieval) seeds=("$golden/eval/retrieval.json") ;;
