@@ -563,14 +563,13 @@ fn server_request_long_text_is_refused_quickly() {
     }
 }
 
-/// Open finding of the `tokenizer_json` target (2026-12-07, not fixed yet): a `tokenizer.json`
-/// whose `decoder` value is cut short or malformed panics inside `tokenizers` 0.23.2
+/// Finding of the `tokenizer_json` target (2026-12-07, fixed): a `tokenizer.json` whose
+/// `decoder` value is cut short or malformed panicked inside `tokenizers` 0.23.2
 /// (`DecoderWrapper::deserialize` calls `expect("Helper")` on its serde error) instead of
-/// being refused with `TokenizerError::BadJson`. Minimised: `{"decoder":`; also a real
-/// converted tokenizer truncated inside its decoder section, as an interrupted download leaves
-/// it. When fixed, drop the `#[ignore]`.
+/// being refused with `TokenizerError::BadJson`; the JSON syntax is now checked first.
+/// Minimised: `{"decoder":`; also a real converted tokenizer truncated inside its decoder
+/// section, as an interrupted download leaves it.
 #[test]
-#[ignore = "open finding: a malformed `decoder` section of tokenizer.json panics in tokenizers"]
 fn tokenizer_json_bad_decoder_is_refused() {
     let seed = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -263,9 +263,11 @@ impl HfPipeline {
             path: path.to_path_buf(),
             reason,
         };
-        let tokenizer: Tokenizer = text.parse().map_err(|e| bad(format!("{e}")))?;
+        // Syntax first: `tokenizers` 0.23 panics (`expect("Helper")`) on a cut-off or
+        // malformed `decoder` value instead of returning its error (found by fuzzing).
         let value: serde_json::Value =
             serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let tokenizer: Tokenizer = text.parse().map_err(|e| bad(format!("{e}")))?;
         let entries = &value["post_processor"]["special_tokens"];
         let entry = |name: &str| entries.get(format!("{ENTRY_PREFIX}{name}"));
         let entry_ids = |name: &str| -> std::result::Result<Vec<u32>, String> {
