@@ -166,9 +166,16 @@ fn shapes_model_trains_from_scratch_in_two_stages() {
         .collect();
     assert_eq!(predictions.len(), labels.len());
     let norm = visualglm_eval::caption::exact::normalize_caption;
-    let same = predictions.iter().zip(&labels).filter(|(p, l)| norm(p) == norm(l)).count();
+    let same = predictions
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| norm(p) == norm(l))
+        .count();
     let em = scores["exact_match"].as_f64().unwrap();
-    assert!((em - same as f64 / labels.len() as f64).abs() < 1e-12, "{scores}");
+    assert!(
+        (em - same as f64 / labels.len() as f64).abs() < 1e-12,
+        "{scores}"
+    );
     let r: serde_json::Value = serde_json::from_str(&run(
         dir,
         &[
