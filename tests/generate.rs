@@ -124,29 +124,35 @@ fn log_softmax(row: &[f32]) -> Vec<f64> {
     row.iter().map(|&l| l as f64 - lse).collect()
 }
 
-/// The best answer of every answer of at most `cfg.max_new_tokens` tokens over the ids that
-/// `invalid` leaves, found by enumerating them all (logits recomputed from scratch for every
-/// prefix) and scored as the beam search documents: summed log-probability (of `<eop>` too,
-/// when the answer ends with it) over the token count without `<eop>` (at least 1).
-fn exhaustive_best(
+/// One complete answer of the exhaustive enumeration.
+struct Answer {
+    /// Its tokens, without `<eop>`.
+    tokens: Vec<u32>,
+    /// Summed log-probability of the tokens.
+    tokens_logp: f64,
+    /// Log-probability of the `<eop>` that ended it (`None`: it ran out of budget).
+    eop_logp: Option<f64>,
+}
+
+/// Every answer of at most `cfg.max_new_tokens` tokens over the ids that `invalid` leaves,
+/// with logits recomputed from scratch for every prefix and adjusted as the sampler does.
+fn enumerate_answers(
     s: &Setup,
     cfg: &GenerationConfig,
     invalid: &[std::ops::Range<usize>],
-) -> Vec<u32> {
+) -> Vec<Answer> {
     let eos = s.model.config().glm.eos_id();
     let adjust = visualglm_language::Sampler::new(cfg.clone(), invalid.to_vec());
-    let mut best: Option<(f64, Vec<u32>)> = None;
-    let mut consider = |tokens: &[u32], score: f64| {
-        let normalised = score / tokens.len().max(1) as f64;
-        if best.as_ref().is_none_or(|(b, _)| normalised > *b) {
-            best = Some((normalised, tokens.to_vec()));
-        }
-    };
+    let mut answers = Vec::new();
     // Depth-first over prefixes: (tokens, summed log-prob).
     let mut stack = vec![(Vec::<u32>::new(), 0f64)];
     while let Some((prefix, score)) = stack.pop() {
         if prefix.len() == cfg.max_new_tokens {
-            consider(&prefix, score);
+            answers.push(Answer {
+                tokens: prefix,
+                tokens_logp: score,
+                eop_logp: None,
+            });
             continue;
         }
         let ids: Vec<u32> = s.ids.iter().chain(&prefix).copied().collect();
@@ -165,7 +171,11 @@ fn exhaustive_best(
                 continue;
             }
             if t as u32 == eos {
-                consider(&prefix, score + lp);
+                answers.push(Answer {
+                    tokens: prefix.clone(),
+                    tokens_logp: score,
+                    eop_logp: Some(lp),
+                });
             } else {
                 let mut next = prefix.clone();
                 next.push(t as u32);
@@ -173,7 +183,23 @@ fn exhaustive_best(
             }
         }
     }
-    best.expect("some answer is possible").1
+    answers
+}
+
+/// The answer with the highest `score`.
+fn best_by(answers: &[Answer], score: impl Fn(&Answer) -> f64) -> Vec<u32> {
+    answers
+        .iter()
+        .max_by(|a, b| score(a).total_cmp(&score(b)))
+        .expect("some answer is possible")
+        .tokens
+        .clone()
+}
+
+/// The scoring the beam search documents: summed log-probability (of `<eop>` too, when the
+/// answer ends with it) over the token count without `<eop>` (at least 1).
+fn documented_score(a: &Answer) -> f64 {
+    (a.tokens_logp + a.eop_logp.unwrap_or(0.0)) / a.tokens.len().max(1) as f64
 }
 
 #[test]
@@ -183,14 +209,71 @@ fn enough_beams_find_the_exhaustive_best_answer() {
     let s = setup();
     let eos = s.model.config().glm.eos_id() as usize;
     let vocab = s.model.config().glm.vocab_size;
+    // Other scorings a beam search might use: each must pick another answer in some case, so
+    // that the test tells them from the documented one.
+    let others: [(&str, fn(&Answer) -> f64); 3] = [
+        ("unnormalised", |a| {
+            a.tokens_logp + a.eop_logp.unwrap_or(0.0)
+        }),
+        ("<eop> counted in the length", |a| {
+            (a.tokens_logp + a.eop_logp.unwrap_or(0.0))
+                / (a.tokens.len() + usize::from(a.eop_logp.is_some())).max(1) as f64
+        }),
+        ("<eop> log-prob left out", |a| {
+            a.tokens_logp / a.tokens.len().max(1) as f64
+        }),
+    ];
+    let mut told_apart = [0usize; 3];
     let mut differs_from_greedy = 0;
-    for (allowed, length, penalty) in [
-        (&[17usize, 230, 611][..], 3usize, 1.0f32),
-        (&[5, 99, 400], 3, 1.5),
-        (&[42, 43, 700, 901], 3, 1.2),
-        (&[8, 512], 4, 1.0),
-    ] {
-        let mut keep: Vec<usize> = allowed.to_vec();
+    // Deterministic cases: 2–3 allowed ids plus <eop>, half taken in order of how close their
+    // first-step logit is to <eop>'s, so that ending early competes with going on and the
+    // length normalisation decides some cases.
+    let first = s.model.prompt_logits(&s.ids, Some((&s.image, 2))).unwrap();
+    let n = first.dim(1).unwrap();
+    let first: Vec<f32> = first
+        .narrow(1, n - 1, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let mut near_eos: Vec<usize> = (0..vocab).filter(|&t| t != eos).collect();
+    near_eos.sort_by(|&a, &b| {
+        (first[a] - first[eos])
+            .abs()
+            .total_cmp(&(first[b] - first[eos]).abs())
+    });
+    let mut pool = near_eos.into_iter();
+    // And as many with ids drawn by a small LCG.
+    let mut state = 12345u64;
+    let mut drawn = std::iter::from_fn(|| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        Some(((state >> 33) % 1000) as usize)
+    })
+    .filter(|&t| t != eos);
+    for case in 0..24 {
+        let (count, length) = if case % 3 == 2 {
+            (2, 4)
+        } else {
+            (3 - case % 2, 3)
+        };
+        let (penalty, mut keep): (f32, Vec<usize>) = if case < 12 {
+            (
+                [1.0, 2.0, 4.0][case % 3],
+                pool.by_ref().take(count).collect(),
+            )
+        } else {
+            let mut ids = Vec::new();
+            while ids.len() < count {
+                let id = drawn.next().expect("endless");
+                if !ids.contains(&id) {
+                    ids.push(id);
+                }
+            }
+            ([1.0, 1.2, 1.5][case % 3], ids)
+        };
         keep.push(eos);
         keep.sort();
         // Everything but `keep` is invalid.
@@ -201,19 +284,22 @@ fn enough_beams_find_the_exhaustive_best_answer() {
             start = k + 1;
         }
         invalid.push(start..vocab);
-        let v = keep.len();
         let cfg = GenerationConfig {
             max_new_tokens: length,
             repetition_penalty: penalty,
-            num_beams: v.pow(length as u32 - 1),
+            num_beams: keep.len().pow(length as u32 - 1),
             ..GenerationConfig::greedy()
         };
-        let want = exhaustive_best(&s, &cfg, &invalid);
+        let answers = enumerate_answers(&s, &cfg, &invalid);
+        let want = best_by(&answers, documented_score);
         let got = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &invalid).unwrap();
         assert_eq!(
             got, want,
-            "allowed {allowed:?}, length {length}, penalty {penalty}"
+            "ids {keep:?}, length {length}, penalty {penalty}"
         );
+        for (k, (_, score)) in others.iter().enumerate() {
+            told_apart[k] += usize::from(best_by(&answers, score) != want);
+        }
         let one = GenerationConfig {
             num_beams: 1,
             ..cfg
@@ -221,11 +307,17 @@ fn enough_beams_find_the_exhaustive_best_answer() {
         let greedy = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &one, &invalid).unwrap();
         differs_from_greedy += usize::from(greedy != want);
     }
-    // The cases have power: in some of them the best answer is not the greedy one.
+    // The cases have power: some best answers are not greedy, and each other scoring differs.
     assert!(
         differs_from_greedy > 0,
         "every exhaustive best is the greedy answer"
     );
+    for ((name, _), n) in others.iter().zip(told_apart) {
+        assert!(
+            n > 0,
+            "no case tells the {name} scoring from the documented one"
+        );
+    }
 }
 
 #[test]
