@@ -196,6 +196,9 @@ fn best_by(answers: &[Answer], score: impl Fn(&Answer) -> f64) -> Vec<u32> {
         .clone()
 }
 
+/// A way to score a complete answer.
+type Scoring = fn(&Answer) -> f64;
+
 /// The scoring the beam search documents: summed log-probability (of `<eop>` too, when the
 /// answer ends with it) over the token count without `<eop>` (at least 1).
 fn documented_score(a: &Answer) -> f64 {
@@ -211,7 +214,7 @@ fn enough_beams_find_the_exhaustive_best_answer() {
     let vocab = s.model.config().glm.vocab_size;
     // Other scorings a beam search might use: each must pick another answer in some case, so
     // that the test tells them from the documented one.
-    let others: [(&str, fn(&Answer) -> f64); 3] = [
+    let others: [(&str, Scoring); 3] = [
         ("unnormalised", |a| {
             a.tokens_logp + a.eop_logp.unwrap_or(0.0)
         }),
