@@ -117,6 +117,28 @@ pub struct FinetuneConfig {
     pub export: bool,
 }
 
+impl FinetuneConfig {
+    /// The LoRA adapters this run trains (`lora_*` keys): ChatGLM's `query_key_value` and
+    /// `dense`, plus its MLP with `lora_mlp`; `None` when `lora_rank` is 0.
+    pub fn lora_config(&self) -> Option<LoraConfig> {
+        if self.lora_rank == 0 {
+            return None;
+        }
+        let mut config = LoraConfig::glm(self.lora_rank, self.lora_alpha, self.lora_layers.clone());
+        if self.lora_mlp {
+            for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
+                config.targets.push(TargetRule::new(
+                    GLM_LAYERS,
+                    module,
+                    1,
+                    self.lora_layers.clone(),
+                ));
+            }
+        }
+        Some(config)
+    }
+}
+
 impl Default for FinetuneConfig {
     fn default() -> Self {
         Self {
@@ -430,21 +452,10 @@ fn attach_trainable_lora(
     tm: &mut TrainableModel,
     device: &Device,
 ) -> Result<Option<TrainableLora>> {
-    if cfg.lora_rank == 0 {
+    let Some(config) = cfg.lora_config() else {
         return Ok(None);
-    }
+    };
     let lora_err = |e: crate::lora::LoraError| VisualGlmError::Input(e.to_string());
-    let mut config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
-    if cfg.lora_mlp {
-        for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
-            config.targets.push(TargetRule::new(
-                GLM_LAYERS,
-                module,
-                1,
-                cfg.lora_layers.clone(),
-            ));
-        }
-    }
     let fresh =
         LoraAdapters::init(config, &tm.frozen, cfg.seed, device).map_err(|e| lora_err(e.into()))?;
     if fresh.is_empty() {

@@ -16,9 +16,7 @@ use candle_core::{DType, Device};
 use support::tiny_tokenizer;
 use visualglm::checkpoint::{pth, st};
 use visualglm::finetune::FinetuneConfig;
-use visualglm::lora::{
-    read_any_adapters, LoraConfig, TargetRule, ADAPTER_CONFIG, ADAPTER_WEIGHTS, GLM_LAYERS,
-};
+use visualglm::lora::{read_any_adapters, ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use visualglm::pipeline::Captioner;
 use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
 use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
@@ -233,18 +231,7 @@ fn run_toml(data: &[u8]) -> bool {
             );
         }
     }
-    if cfg.lora_rank > 0 {
-        let mut config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
-        if cfg.lora_mlp {
-            for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
-                config.targets.push(TargetRule::new(
-                    GLM_LAYERS,
-                    module,
-                    1,
-                    cfg.lora_layers.clone(),
-                ));
-            }
-        }
+    if let Some(config) = cfg.lora_config() {
         let _ = config.validate();
     }
     true

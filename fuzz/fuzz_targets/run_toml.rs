@@ -5,7 +5,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use visualglm::finetune::FinetuneConfig;
-use visualglm::lora::{LoraConfig, TargetRule, GLM_LAYERS};
 use visualglm_train::schedule::LrSchedule;
 
 fuzz_target!(|data: &[u8]| {
@@ -31,18 +30,7 @@ fuzz_target!(|data: &[u8]| {
             );
         }
     }
-    if cfg.lora_rank > 0 {
-        let mut config = LoraConfig::glm(cfg.lora_rank, cfg.lora_alpha, cfg.lora_layers.clone());
-        if cfg.lora_mlp {
-            for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
-                config.targets.push(TargetRule::new(
-                    GLM_LAYERS,
-                    module,
-                    1,
-                    cfg.lora_layers.clone(),
-                ));
-            }
-        }
+    if let Some(config) = cfg.lora_config() {
         let _ = config.validate();
     }
 });
