@@ -371,33 +371,11 @@ fn describe_with_q8_0_gives_the_f32_greedy_answer() {
 
 #[test]
 fn chat_answers_streams_and_handles_commands() {
-    use std::io::Write;
-    let dir = tempfile::tempdir().unwrap();
-    let tok = tiny_tokenizer(dir.path());
-    let mut child = bin()
-        .arg("chat")
-        .arg(golden("images/chelsea.png"))
-        .arg("--model")
-        .arg(golden("checkpoints/hf"))
-        .arg("--tokenizer")
-        .arg(&tok)
-        .args(["--greedy", "--max-new-tokens", "4", "--device", "cpu"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     let script = format!(
         "what is this?\n/clear\n/image {}\nand now?\n/image /no/such.png\n/quit\n",
         golden("images/astronaut.png").display()
     );
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = chat_session(&["--greedy", "--max-new-tokens", "4"], &script);
     assert!(
         out.status.success(),
         "{}",
@@ -417,9 +395,9 @@ fn chat_answers_streams_and_handles_commands() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-/// Runs `chat` on chelsea.png with `extra` flags, asks `question` once, and returns the
-/// process output.
-fn chat_once(extra: &[&str], question: &str) -> std::process::Output {
+/// Runs `chat` on chelsea.png with `extra` flags, feeds it `script` on stdin, and returns
+/// the process output.
+fn chat_session(extra: &[&str], script: &str) -> std::process::Output {
     use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let mut child = bin()
@@ -438,7 +416,7 @@ fn chat_once(extra: &[&str], question: &str) -> std::process::Output {
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
     // A refused command line exits before reading: a closed pipe is fine then.
-    let _ = stdin.write_all(format!("{question}\n/quit\n").as_bytes());
+    let _ = stdin.write_all(script.as_bytes());
     drop(stdin);
     child.wait_with_output().unwrap()
 }
@@ -469,9 +447,10 @@ fn chat_uses_beam_search_and_refuses_zero_beams() {
     );
     let flags = ["--greedy", "--max-new-tokens", "6", "--repetition-penalty"];
     let penalty = GenerationConfig::greedy().repetition_penalty.to_string();
-    let out = chat_once(
+    let script = format!("{question}\n/quit\n");
+    let out = chat_session(
         &[&flags[..], &[penalty.as_str(), "--beams", "4"]].concat(),
-        question,
+        &script,
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -482,7 +461,7 @@ fn chat_uses_beam_search_and_refuses_zero_beams() {
         .unwrap_or("");
     assert_eq!(said.trim(), beams, "{stdout}");
 
-    let out = chat_once(&["--beams", "0"], question);
+    let out = chat_session(&["--beams", "0"], &script);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(

@@ -134,6 +134,19 @@ struct Answer {
     eop_logp: Option<f64>,
 }
 
+/// The logits of the token after `ids` (with the setup's image), recomputed from scratch.
+fn next_logits(s: &Setup, ids: &[u32]) -> Vec<f32> {
+    let logits = s.model.prompt_logits(ids, Some((&s.image, 2))).unwrap();
+    let n = logits.dim(1).unwrap();
+    logits
+        .narrow(1, n - 1, 1)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
 /// Every answer of at most `cfg.max_new_tokens` tokens over the ids that `invalid` leaves,
 /// with logits recomputed from scratch for every prefix and adjusted as the sampler does.
 fn enumerate_answers(
@@ -156,15 +169,7 @@ fn enumerate_answers(
             continue;
         }
         let ids: Vec<u32> = s.ids.iter().chain(&prefix).copied().collect();
-        let logits = s.model.prompt_logits(&ids, Some((&s.image, 2))).unwrap();
-        let n = logits.dim(1).unwrap();
-        let mut row: Vec<f32> = logits
-            .narrow(1, n - 1, 1)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let mut row = next_logits(s, &ids);
         adjust.adjust(&mut row, &prefix);
         for (t, lp) in log_softmax(&row).into_iter().enumerate() {
             if lp == f64::NEG_INFINITY {
@@ -231,15 +236,7 @@ fn enough_beams_find_the_exhaustive_best_answer() {
     // Deterministic cases: 2–3 allowed ids plus <eop>, half taken in order of how close their
     // first-step logit is to <eop>'s, so that ending early competes with going on and the
     // length normalisation decides some cases.
-    let first = s.model.prompt_logits(&s.ids, Some((&s.image, 2))).unwrap();
-    let n = first.dim(1).unwrap();
-    let first: Vec<f32> = first
-        .narrow(1, n - 1, 1)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap();
+    let first = next_logits(&s, &s.ids);
     let mut near_eos: Vec<usize> = (0..vocab).filter(|&t| t != eos).collect();
     near_eos.sort_by(|&a, &b| {
         (first[a] - first[eos])
