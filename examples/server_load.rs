@@ -14,7 +14,7 @@
 //!     --scheduler continuous,static --arrival-ms 10 --lengths long-tail
 //! ```
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;

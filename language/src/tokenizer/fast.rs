@@ -3,7 +3,7 @@
 //! `' '` → `▁` normaliser and `Metaspace` pre-tokenizer do, without their offset bookkeeping,
 //! and memoises each word's ids. The segmentation itself is the `tokenizers` model's or an
 //! id-exact copy of it ([`FastUnigram`], [`FastBpe`]).
-//! `tests/tokenizer_golden.rs` and the benchmark check it gives the same ids as the pipeline.
+//! `tests/it/tokenizer_golden.rs` and the benchmark check it gives the same ids as the pipeline.
 
 use std::sync::{Mutex, TryLockError};
 

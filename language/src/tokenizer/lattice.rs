@@ -2,7 +2,7 @@
 //! `Unigram::encode_optimized` (same scores, unknown penalty, tie-breaking and unknown
 //! fusing), over a byte-level double-array trie ([`super::trie`]) instead of its hash-map
 //! trie, without building strings. Only used for words missing from the word cache;
-//! `tests/tokenizer_golden.rs` and the benchmark check it against the `tokenizers` model id
+//! `tests/it/tokenizer_golden.rs` and the benchmark check it against the `tokenizers` model id
 //! for id.
 
 use tokenizers::models::unigram::Unigram;

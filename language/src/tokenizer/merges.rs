@@ -1,7 +1,7 @@
 //! BPE segmentation for the lean driver: the same merge rule as `tokenizers`' BPE
 //! (`Word::merge_all`: lowest merge rank first, leftmost on ties), for words of up to
 //! [`MAX_SYMBOLS`] characters with byte fallback, without building strings. Longer words go
-//! to the `tokenizers` model. Checked against it by `tests/tokenizer_golden.rs` and the
+//! to the `tokenizers` model. Checked against it by `tests/it/tokenizer_golden.rs` and the
 //! benchmark.
 
 use ahash::AHashMap;

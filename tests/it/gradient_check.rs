@@ -2,7 +2,7 @@
 //! few weights in every part of the image path (ViT, Q-Former, glm_proj) matches central
 //! finite differences of the loss.
 
-mod support;
+use crate::support;
 
 use candle_core::{Device, Tensor};
 use support::{golden, tiny_tokenizer};

@@ -2,8 +2,6 @@
 //! images, and on freshly drawn scenes it never saw names colours and shapes correctly and ranks
 //! captions with its ITC heads (numbers and recipe in the README).
 
-mod support;
-
 use candle_core::{DType, Device};
 use visualglm::itc::{retrieval_similarities, ItcHeads, ITC_FILE};
 use visualglm::pipeline::{Captioner, Question};

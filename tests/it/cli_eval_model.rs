@@ -1,7 +1,7 @@
 //! `visualglm eval captions` on the tiny model: captions a COCO-style set and scores it the
 //! same way `eval score` scores the written predictions.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -2,7 +2,7 @@
 //! (plain and streamed), the release's `POST /`, model list, health, cancellation, and every
 //! kind of bad request. Loopback only.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -6,7 +6,7 @@
 //! target of `fuzz/Cargo.toml` must have a replay here. Findings small enough to read are also
 //! spelled out inline below, with what they must give.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -1,6 +1,6 @@
 //! Damaged or incomplete checkpoints give clear errors (never panics).
 
-mod checkpoint_common;
+use crate::checkpoint_common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! A training run killed with SIGKILL resumes from its last checkpoint and reaches the same
 //! losses as an uninterrupted run.
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

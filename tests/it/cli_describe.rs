@@ -1,6 +1,6 @@
 //! `visualglm describe` and `batch` end to end on the tiny golden model.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The real ChatGLM-6B `ice_text.model` against chatglm.cpp's test vectors
 //! (`shared/golden/tokenizer/real_ice_text_chatglm_cpp.json`). The model is not shipped:
 //! run with `VISUALGLM_ICE_TEXT=/path/to/ice_text.model cargo test -p visualglm-language
-//! --test tokenizer_real_ice_text -- --ignored`.
+//! --test it tokenizer_real_ice_text -- --ignored`.
 
 use serde_json::Value;
 use visualglm_language::tokenizer::{ChatGlmTokenizer, DecodeOptions};

@@ -1,7 +1,7 @@
 //! The committed tiny tokenizer is what its generator makes from the stand-in, and its
 //! specials sit on the tiny golden model's ids.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

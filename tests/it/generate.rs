@@ -1,6 +1,6 @@
 //! Generation on the tiny golden model: greedy, batched, beam search and seeded sampling.
 
-mod support;
+use crate::support;
 
 use candle_core::Tensor;
 use support::{fixture, ids_u32};

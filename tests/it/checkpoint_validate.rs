@@ -1,6 +1,6 @@
 //! `validate` against the expected names and shapes of the tiny model.
 
-mod checkpoint_common;
+use crate::checkpoint_common;
 
 use candle_core::{DType, Device, Tensor};
 use checkpoint_common::{expected_shapes, golden};

@@ -1,6 +1,6 @@
 //! Parity of every model stage with the official Python code (fixtures in ../shared/golden).
 
-mod support;
+use crate::support;
 
 use candle_core::{DType, Device, Tensor};
 use support::{fixture, golden, ids_u32 as ids_of, max_abs_diff};

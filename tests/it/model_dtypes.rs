@@ -1,6 +1,6 @@
 //! The model runs in f16 and bf16 too, close to the f32 reference.
 
-mod support;
+use crate::support;
 
 use candle_core::{DType, Device, Tensor};
 use support::{fixture, golden, ids_u32};

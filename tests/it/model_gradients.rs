@@ -1,7 +1,7 @@
 //! Every weight of the model receives a gradient through the autoregressive loss (the fused
 //! candle ops without backward are avoided whenever a gradient must flow).
 
-mod support;
+use crate::support;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};

@@ -1,7 +1,7 @@
 //! Training LoRA adapters, exporting the trained model as a model directory, initialising a
 //! model from scratch, and retrieval with the trained ITC heads.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

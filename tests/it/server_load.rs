@@ -4,7 +4,7 @@
 //! worker must have decoded them together (continuous batching: far fewer decode steps than
 //! tokens).
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,6 @@
 //! Every published form of the tiny VisualGLM loads to the same canonical tensors.
 
-mod checkpoint_common;
+use crate::checkpoint_common;
 
 use candle_core::DType;
 use checkpoint_common::{assert_matches_reference, expected_shapes, golden, values};

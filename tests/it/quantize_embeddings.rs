@@ -2,7 +2,7 @@
 //! on the tiny golden model: logits stay close to f32, the greedy tokens are unchanged, the
 //! tied table is really one tensor, and a GGUF file with it round-trips exactly.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 

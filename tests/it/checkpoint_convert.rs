@@ -1,6 +1,6 @@
 //! `save_canonical` / `visualglm convert` round trips.
 
-mod checkpoint_common;
+use crate::checkpoint_common;
 
 use std::path::Path;
 

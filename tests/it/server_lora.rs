@@ -3,7 +3,7 @@
 //! the base name (or no name) the base answer, an unknown name a 404; and a request that
 //! arrives while another is decoding joins it instead of waiting for it to end.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

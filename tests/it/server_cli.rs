@@ -1,7 +1,7 @@
 //! `visualglm serve` as a process: flags reach the server, it binds loopback on a free port,
 //! answers, serves `--lora` adapters by name, and refuses a bad `--max-batch` or `--lora`.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};

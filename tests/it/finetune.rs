@@ -1,7 +1,7 @@
 //! Fine-tuning the tiny model: the loss goes down, only trainable weights are saved, and a
 //! resumed run continues exactly as an uninterrupted one.
 
-mod support;
+use crate::support;
 
 use candle_core::Device;
 use support::{golden, tiny_tokenizer};

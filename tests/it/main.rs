@@ -1,0 +1,37 @@
+//! The crate's integration tests, one binary: one module per topic.
+
+mod checkpoint_common;
+mod checkpoint_convert;
+mod checkpoint_errors;
+mod checkpoint_load;
+mod checkpoint_validate;
+mod cli_describe;
+mod cli_eval;
+mod cli_eval_model;
+mod cli_inspect;
+mod cli_tokenizer;
+mod finetune;
+mod fuzz_regressions;
+mod generate;
+mod gradient_check;
+mod lora_cli;
+mod lora_errors;
+mod lora_golden;
+mod lora_unmerged;
+mod model_dtypes;
+mod model_golden;
+mod model_gradients;
+mod quantize_cli;
+mod quantize_embeddings;
+mod quantize_gguf_errors;
+mod quantize_golden;
+mod server_api;
+mod server_cli;
+mod server_load;
+mod server_lora;
+mod shapes_from_scratch;
+mod shapes_model;
+mod support;
+mod tiny_assets;
+mod train_kill_resume;
+mod train_lora_export;
