@@ -21,7 +21,7 @@ fn linear(n: usize, k: usize, dev: &Device) -> candle_core::Result<Linear> {
 }
 
 fn main() -> anyhow::Result<()> {
-    visualglm::allocator::tune_for_inference();
+    visualglm_alloc::tune_for_inference();
     let dev = Device::Cpu;
     let (hidden, heads, inner) = (4096usize, 32usize, 16384usize);
     let head_dim = hidden / heads;

@@ -10,7 +10,7 @@ mod common;
 use common::{median, once_ms};
 
 fn main() -> anyhow::Result<()> {
-    visualglm::allocator::tune_for_inference();
+    visualglm_alloc::tune_for_inference();
     let dev = Device::Cpu;
     let shapes = [
         ("vit qkv, 8 images", 2056, 1408, 4224),

@@ -25,8 +25,8 @@ use base64::Engine;
 use clap::Parser;
 use serde_json::{json, Value};
 use visualglm::pipeline::Captioner;
-use visualglm::server::{BatchOptions, Scheduler, Server, ServerConfig};
 use visualglm::LoadOptions;
+use visualglm_server::{BatchOptions, Scheduler, Server, ServerConfig};
 
 /// Load-test options.
 #[derive(Parser, Debug)]
@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
     if !["same", "mixed", "long-tail"].contains(&args.lengths.as_str()) {
         anyhow::bail!("--lengths must be same, mixed or long-tail");
     }
-    // RUST_LOG=visualglm::server=debug shows each batch's encode/decode time.
+    // RUST_LOG=visualglm_server=debug shows each batch's encode/decode time.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)

@@ -12,7 +12,7 @@ mod common;
 use common::best_ms;
 
 fn main() -> anyhow::Result<()> {
-    visualglm::allocator::tune_for_inference();
+    visualglm_alloc::tune_for_inference();
     let dev = Device::Cpu;
     let heads = 16;
     for b in [1usize, 8] {

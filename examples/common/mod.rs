@@ -7,7 +7,7 @@ use std::time::Instant;
 
 /// The `visualglm` binary's allocator, so that op buffers behave as in it.
 #[global_allocator]
-static ALLOCATOR: visualglm::allocator::HugePageAlloc = visualglm::allocator::HugePageAlloc;
+static ALLOCATOR: visualglm_alloc::HugePageAlloc = visualglm_alloc::HugePageAlloc;
 
 /// Best wall time in ms of `reps` runs after one warm-up.
 pub fn best_ms(reps: usize, mut f: impl FnMut() -> candle_core::Result<()>) -> anyhow::Result<f64> {

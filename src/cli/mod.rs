@@ -76,7 +76,7 @@ pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     if cli.no_huge_pages {
-        visualglm::allocator::set_huge_pages(false);
+        visualglm_alloc::set_huge_pages(false);
     }
     let result = match cli.command {
         Command::Describe(args) => describe::run(args, cli.verbose > 0),

@@ -1,11 +1,11 @@
-//! `visualglm serve`: an OpenAI-compatible HTTP server (see `visualglm::server`).
+//! `visualglm serve`: an OpenAI-compatible HTTP server (see `visualglm_server`).
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use visualglm::server::{
+use visualglm_server::{
     BatchOptions, ImagePolicy, PromptLimits, Scheduler, ServedAdapter, Server, ServerConfig,
 };
 use visualglm_vision::preprocess::DecodeLimits;

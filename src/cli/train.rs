@@ -130,7 +130,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let skipped = reports.iter().filter(|r| r.skipped).count();
     let curve = cfg.out.join("loss.png");
-    visualglm::plot::write_loss_curve(&metrics_path, &curve)
+    crate::plot::write_loss_curve(&metrics_path, &curve)
         .with_context(|| format!("drawing {}", curve.display()))?;
     eprintln!(
         "{} updates ({} skipped); checkpoints in {}, metrics in {}, loss curve in {}",

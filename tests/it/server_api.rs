@@ -1,4 +1,4 @@
-//! `visualglm::server` end to end on the tiny golden model: OpenAI chat completions
+//! `visualglm_server` end to end on the tiny golden model: OpenAI chat completions
 //! (plain and streamed), the release's `POST /`, model list, health, cancellation, and every
 //! kind of bad request. Loopback only.
 
@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
-use visualglm::server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
 use visualglm_language::GenerationConfig;
+use visualglm_server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
 use visualglm_vision::preprocess::{load_image, DecodeLimits};
 
 const NAME: &str = "visualglm-tiny";

@@ -1,4 +1,4 @@
-//! Load test of `visualglm::server` on the tiny golden model: 64 concurrent requests of
+//! Load test of `visualglm_server` on the tiny golden model: 64 concurrent requests of
 //! different shapes (streamed or not, with or without an image, OpenAI or release endpoint)
 //! on loopback, all must complete with the answer the library gives for each alone, and the
 //! worker must have decoded them together (continuous batching: far fewer decode steps than
@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
-use visualglm::server::{BatchOptions, Server, ServerConfig};
 use visualglm_language::GenerationConfig;
+use visualglm_server::{BatchOptions, Server, ServerConfig};
 use visualglm_vision::preprocess::load_image;
 
 const REQUESTS: usize = 64;

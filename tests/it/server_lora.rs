@@ -1,4 +1,4 @@
-//! `visualglm::server` with LoRA adapters and continuous batching, on the tiny golden model:
+//! `visualglm_server` with LoRA adapters and continuous batching, on the tiny golden model:
 //! a request naming an adapter gets exactly the library's answer with that adapter attached,
 //! the base name (or no name) the base answer, an unknown name a 404; and a request that
 //! arrives while another is decoding joins it instead of waiting for it to end.
@@ -17,10 +17,10 @@ use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
 use visualglm::pipeline::Captioner;
-use visualglm::server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
+use visualglm_server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
 use visualglm_vision::preprocess::load_image;
 
 const NAME: &str = "visualglm-tiny";

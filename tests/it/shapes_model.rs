@@ -133,8 +133,8 @@ fn the_committed_shapes_model_describes_unseen_scenes() {
 /// (`--max-length 4096`), instead of running past the rotary table.
 #[test]
 fn the_models_own_length_limit_bounds_every_path() {
-    use visualglm::server::request::{prepare_chat, PromptLimits};
-    use visualglm::server::types::ChatCompletionRequest;
+    use visualglm_server::request::{prepare_chat, PromptLimits};
+    use visualglm_server::types::ChatCompletionRequest;
 
     let c = captioner();
     let limit = c.model().config().glm.max_sequence_length;
@@ -183,7 +183,7 @@ fn the_models_own_length_limit_bounds_every_path() {
         max_length: 4096,
         default_max_tokens: 16,
     };
-    let policy = visualglm::server::ImagePolicy {
+    let policy = visualglm_server::ImagePolicy {
         limits: visualglm_vision::preprocess::DecodeLimits::default(),
         local_dir: None,
     };

@@ -23,7 +23,7 @@
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! use visualglm::pipeline::Captioner;
-//! use visualglm::server::{Server, ServerConfig};
+//! use visualglm_server::{Server, ServerConfig};
 //! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
 //!     candle_core::DType::F32)?;
 //! let config = ServerConfig { stop_on_ctrl_c: true, ..ServerConfig::default() };
@@ -47,12 +47,12 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use crate::lora::LoraAdapters;
-use crate::pipeline::Captioner;
 pub use error::ApiError;
 pub use images::ImagePolicy;
 pub use request::PromptLimits;
 pub use routes::{router, AppState};
+use visualglm::lora::LoraAdapters;
+use visualglm::pipeline::Captioner;
 pub use worker::{BatchOptions, Scheduler};
 
 /// A LoRA adapter served under its own model name.
@@ -118,7 +118,7 @@ impl Server {
         let mut names = Vec::with_capacity(config.adapters.len());
         for a in &config.adapters {
             check_adapter_name(&a.name, &config.model_name, &names)?;
-            let variant = with_adapter(&captioner, &a.adapters).map_err(|e| {
+            let variant = captioner.with_adapters(&a.adapters).map_err(|e| {
                 std::io::Error::new(
                     std::io::ErrorKind::InvalidInput,
                     format!("LoRA adapter `{}`: {e}", a.name),
@@ -201,17 +201,6 @@ impl Server {
         }
         self.wait()
     }
-}
-
-/// The base model with `adapters` attached unmerged (on top of any it already carries): a
-/// clone sharing the base weights, so it costs only the adapters' memory.
-pub fn with_adapter(
-    base: &Captioner,
-    adapters: &LoraAdapters,
-) -> Result<Captioner, crate::lora::LoraError> {
-    let mut model = base.model().clone();
-    model.attach_lora(adapters)?;
-    Ok(Captioner::new(model, base.tokenizer().clone())?)
 }
 
 fn check_adapter_name(name: &str, base: &str, taken: &[String]) -> std::io::Result<()> {

@@ -6,8 +6,8 @@
 //! use visualglm::pipeline::{Captioner, Question};
 //! use visualglm_language::GenerationConfig;
 //! use visualglm_vision::preprocess::load_image;
-//! # let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden");
-//! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/assets/tiny/tokenizer.model");
+//! # let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+//! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/tiny/tokenizer.model");
 //! // The tiny random test model; for the release use `Captioner::load("visualglm-6b", ..)`.
 //! let model = format!("{golden}/checkpoints/hf");
 //! let captioner = Captioner::load_with(
@@ -148,6 +148,17 @@ impl Captioner {
     /// The model.
     pub fn model(&self) -> &VisualGlm {
         &self.model
+    }
+
+    /// This captioner with `adapters` attached unmerged (on top of any it already carries): a
+    /// clone sharing the base weights, so it costs only the adapters' memory.
+    pub fn with_adapters(
+        &self,
+        adapters: &crate::lora::LoraAdapters,
+    ) -> std::result::Result<Self, crate::lora::LoraError> {
+        let mut model = self.model.clone();
+        model.attach_lora(adapters)?;
+        Ok(Self::new(model, self.tokenizer.clone())?)
     }
 
     /// Quantizes the language model's linear weights (see [`crate::quantize`]); the image

@@ -27,8 +27,8 @@ use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
 use super::types::FinishReason;
-use crate::generate::{token_budget, BatchDecoder, Flow, GenRequest};
-use crate::pipeline::Captioner;
+use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest};
+use visualglm::pipeline::Captioner;
 
 /// One request, ready for the model.
 #[derive(Debug)]
@@ -370,7 +370,7 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
             prefill_ms = encoded_at.elapsed().as_millis() as u64,
             "requests joined the batch"
         );
-        Ok::<_, crate::VisualGlmError>(ids)
+        Ok::<_, visualglm::VisualGlmError>(ids)
     }));
     let err = match outcome {
         Ok(Ok(ids)) => {
@@ -404,7 +404,7 @@ fn encode(
     captioner: &Captioner,
     jobs: &[(Job, usize)],
     image_batch: usize,
-) -> crate::Result<Vec<Option<Tensor>>> {
+) -> visualglm::Result<Vec<Option<Tensor>>> {
     let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
     let with_image: Vec<usize> = (0..jobs.len())
         .filter(|&i| jobs[i].0.image.is_some())

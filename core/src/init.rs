@@ -155,7 +155,7 @@ mod tests {
     fn fresh_weights_follow_the_rules_and_the_seed() {
         let (cfg, family) = VisualGlmConfig::from_file(
             &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../shared/golden/checkpoints/hf/config.json"),
+                .join("../../shared/golden/checkpoints/hf/config.json"),
         )
         .unwrap();
         let a = random_checkpoint(&cfg, family, 7).unwrap();

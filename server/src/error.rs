@@ -5,7 +5,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-use crate::error::VisualGlmError;
+use visualglm::error::VisualGlmError;
 
 /// An error answered to the client with an HTTP status and an OpenAI-shaped JSON body.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use visualglm_language::GenerationConfig;
 use super::error::ApiError;
 use super::images::ImagePolicy;
 use super::types::{ChatCompletionRequest, ContentPart, MessageContent, ReleaseRequest};
-use crate::pipeline::{Captioner, DEFAULT_QUERY_ZH};
+use visualglm::pipeline::{Captioner, DEFAULT_QUERY_ZH};
 
 /// The release demos' sampling settings (`api.py`, `web_demo.py`).
 const DEFAULT_TEMPERATURE: f32 = 0.8;
@@ -317,7 +317,7 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::server::types::ChatMessage;
+    use crate::types::ChatMessage;
 
     fn msgs(v: serde_json::Value) -> Vec<ChatMessage> {
         serde_json::from_value(v).unwrap()

@@ -26,7 +26,7 @@ use super::types::{
     ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
 };
 use super::worker::{Event, Job, Queue};
-use crate::pipeline::Captioner;
+use visualglm::pipeline::Captioner;
 
 /// Everything the handlers share.
 #[derive(Debug)]

@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::types::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
 use super::worker::Event;
-use crate::pipeline::{Captioner, TextStream};
+use visualglm::pipeline::{Captioner, TextStream};
 
 /// What every chunk of one answer shares.
 #[derive(Debug, Clone)]

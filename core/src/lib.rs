@@ -1,12 +1,12 @@
 //! VisualGLM-6B in Rust: load the released checkpoints, encode images, run the language model.
 
-pub mod allocator;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod finetune;
 pub mod generate;
 pub mod gguf;
+#[cfg(feature = "hub")]
 pub mod hub;
 pub mod init;
 pub mod itc;
@@ -15,10 +15,8 @@ pub mod model;
 pub mod model_dir;
 pub mod param_shapes;
 pub mod pipeline;
-pub mod plot;
 pub mod quantize;
 pub mod runtime;
-pub mod server;
 pub mod synth;
 
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
