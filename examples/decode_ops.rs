@@ -8,8 +8,8 @@
 use candle_core::{DType, Device, Module, Tensor};
 use visualglm_language::rotary::Rotary2d;
 use visualglm_language::KvCache;
-use visualglm_lora::attention::composed_attention;
-use visualglm_lora::{merge_heads, scaled_dot_product_attention, split_qkv, LayerNorm, Linear};
+use visualglm_nn::attention::composed_attention;
+use visualglm_nn::{merge_heads, scaled_dot_product_attention, split_qkv, LayerNorm, Linear};
 
 mod common;
 use common::best_ms;
@@ -106,9 +106,7 @@ fn main() -> anyhow::Result<()> {
         );
         report(
             "gelu (tanh), fused",
-            best_ms(20, || {
-                visualglm_lora::activation::gelu_tanh(&up).map(|_| ())
-            })?,
+            best_ms(20, || visualglm_nn::activation::gelu_tanh(&up).map(|_| ()))?,
         );
         report(
             "dense_4h_to_h [1, 16384] x [16384, 4096]",

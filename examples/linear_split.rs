@@ -40,7 +40,7 @@ fn main() -> anyhow::Result<()> {
                 timed[i] = if i == 0 {
                     once_ms(|| x.matmul(&w.t()?)?.broadcast_add(&b))?
                 } else {
-                    once_ms(|| visualglm_lora::gemm_f32::matmul(&w, Some(&b), &x))?
+                    once_ms(|| visualglm_nn::kernels::gemm_f32::matmul(&w, Some(&b), &x))?
                 };
             }
             let [a, s] = timed;

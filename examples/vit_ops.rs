@@ -6,7 +6,7 @@
 //! `cargo build --release --example vit_ops && RAYON_NUM_THREADS=2 target/release/examples/vit_ops`
 
 use candle_core::{Device, Module, Tensor, D};
-use visualglm_lora::projection_attention::{attention, Heads};
+use visualglm_nn::attention::projection::{attention, Heads};
 
 mod common;
 use common::best_ms;
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
             let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
             let w = Tensor::randn(0f32, 0.02, (n, k), &dev)?;
             let bias = Tensor::randn(0f32, 1.0, n, &dev)?;
-            let linear = visualglm_lora::Linear::from_weights(w, Some(bias));
+            let linear = visualglm_nn::Linear::from_weights(w, Some(bias));
             let ms = best_ms(3, || linear.forward(&x).map(|_| ()))?;
             let gf = 2.0 * (m * k * n) as f64 / ms / 1e6;
             println!(
@@ -58,7 +58,7 @@ fn main() -> anyhow::Result<()> {
         report(
             "softmax, fused",
             best_ms(5, || {
-                visualglm_lora::softmax::softmax_last_dim(&p).map(|_| ())
+                visualglm_nn::softmax::softmax_last_dim(&p).map(|_| ())
             })?,
         );
         let x = Tensor::randn(0f32, 1.0, (b, 257, 1408), &dev)?;
@@ -79,7 +79,7 @@ fn main() -> anyhow::Result<()> {
             "layer norm, candle ops",
             best_ms(5, || composed().map(|_| ()))?,
         );
-        let ln = visualglm_lora::LayerNorm::new(w.clone(), bias.clone(), 1e-6)?;
+        let ln = visualglm_nn::LayerNorm::new(w.clone(), bias.clone(), 1e-6)?;
         report(
             "layer norm, fused",
             best_ms(5, || ln.forward(&x).map(|_| ()))?,
@@ -91,12 +91,12 @@ fn main() -> anyhow::Result<()> {
         );
         report(
             "gelu(erf), fused",
-            best_ms(5, || visualglm_lora::activation::gelu_erf(&h).map(|_| ()))?,
+            best_ms(5, || visualglm_nn::activation::gelu_erf(&h).map(|_| ()))?,
         );
         let qkv = Tensor::randn(0f32, 1.0, (b, 257, 4224), &dev)?;
         report(
             "split q, k, v into heads",
-            best_ms(5, || visualglm_lora::split_qkv(&qkv, heads).map(|_| ()))?,
+            best_ms(5, || visualglm_nn::split_qkv(&qkv, heads).map(|_| ()))?,
         );
         // Whole attention from the projection outputs to merged heads: the ViT's from its
         // fused `[Q|K|V]`, the Q-Former's cross-attention from its queries and fused `[K|V]`
@@ -126,16 +126,16 @@ fn main() -> anyhow::Result<()> {
             let scale = 1.0 / (d as f64).sqrt();
             let copied = || -> candle_core::Result<()> {
                 let split = |(t, at): (&Tensor, usize)| {
-                    visualglm_lora::split_heads(&t.narrow(2, at, heads * d)?, heads)
+                    visualglm_nn::split_heads(&t.narrow(2, at, heads * d)?, heads)
                 };
-                let ctx = visualglm_lora::scaled_dot_product_attention(
+                let ctx = visualglm_nn::scaled_dot_product_attention(
                     &split(q)?,
                     &split(k)?,
                     &split(v)?,
                     scale,
                     None,
                 )?;
-                visualglm_lora::merge_heads(&ctx)?.contiguous().map(|_| ())
+                visualglm_nn::merge_heads(&ctx)?.contiguous().map(|_| ())
             };
             report(&format!("{name}, heads copied"), best_ms(5, copied)?);
             let heads_at = |(t, at)| Heads::new(t, at);

@@ -14,6 +14,8 @@ use candle_nn::VarBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use visualglm_language::tokenizer::ChatGlmTokenizer;
+
+use crate::lora::glm_config;
 use visualglm_train::checkpoint::{CheckpointManager, TrainState};
 use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
 use visualglm_train::grads::Gradients;
@@ -124,7 +126,7 @@ impl FinetuneConfig {
         if self.lora_rank == 0 {
             return None;
         }
-        let mut config = LoraConfig::glm(self.lora_rank, self.lora_alpha, self.lora_layers.clone());
+        let mut config = glm_config(self.lora_rank, self.lora_alpha, self.lora_layers.clone());
         if self.lora_mlp {
             for module in ["mlp.dense_h_to_4h", "mlp.dense_4h_to_h"] {
                 config.targets.push(TargetRule::new(

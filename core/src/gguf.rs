@@ -9,7 +9,7 @@
 //! * tensors with their canonical (HF) names: the GLM `query_key_value` / `dense` /
 //!   `dense_h_to_4h` / `dense_4h_to_h` weights (and `lm_head.weight` and/or
 //!   `transformer.word_embeddings.weight` on request) in the quantized type
-//!   ([`visualglm_lora::quant::fit_dtype`] fallback per weight), 1-D tensors in f32 and the
+//!   ([`visualglm_nn::quant::fit_dtype`] fallback per weight), 1-D tensors in f32 and the
 //!   other dense tensors in the chosen dense type (f16 by default). When both `lm_head` and the
 //!   embeddings are quantized and hold the same values (the HF layout ties them), only the
 //!   embedding table is written and `visualglm.lm_head_tied` is true: on loading, one quantized
@@ -29,7 +29,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::quant::{dtype_name, fit_dtype};
+use visualglm_nn::quant::{dtype_name, fit_dtype};
 
 use crate::checkpoint::{Checkpoint, CheckpointError, LoadOptions, FORMAT_NAME};
 use crate::config::{CheckpointFamily, ConfigError, VisualGlmConfig};

@@ -44,8 +44,8 @@ const PROJECTIONS: [&str; 2] = ["vision_proj", "text_proj"];
 /// language model's mean-pooled caption states (VisualGLM's Q-Former has no text branch), and
 /// the learnable temperature.
 pub struct ItcHeads {
-    vision_proj: visualglm_lora::Linear,
-    text_proj: visualglm_lora::Linear,
+    vision_proj: visualglm_nn::Linear,
+    text_proj: visualglm_nn::Linear,
     temperature: Temperature,
     vars: Vec<(String, Var)>,
     layout: CaptionLayout,
@@ -89,7 +89,7 @@ impl ItcHeads {
         for (name, (w, b)) in PROJECTIONS.iter().zip(parts) {
             let w = Var::from_tensor(&w)?;
             let b = Var::from_tensor(&b)?;
-            linears.push(visualglm_lora::Linear::from_weights(
+            linears.push(visualglm_nn::Linear::from_weights(
                 w.as_tensor().clone(),
                 Some(b.as_tensor().clone()),
             ));

@@ -5,11 +5,12 @@
 //! Adapters are keyed by canonical module name (`transformer.layers.0.attention.query_key_value`)
 //! and always refer to the canonical `[Q|K|V]` block layout of the GLM QKV rows, whatever
 //! the layout of the base checkpoint (bases are canonicalised on load), so SAT adapters apply
-//! to HF bases too. The tensor math lives in the `visualglm-lora` crate and is re-exported here.
+//! to HF bases too. The tensor math lives in the `visualglm-nn` crate and is re-exported here.
 
 mod apply;
 mod error;
 mod files;
+mod recipe;
 mod sat;
 
 pub use apply::{merge_checkpoint, read_any_adapters, LoraLoadOptions};
@@ -18,9 +19,11 @@ pub use files::{
     load_adapters, save_adapters, AdapterFileConfig, ADAPTER_CONFIG, ADAPTER_FORMAT,
     ADAPTER_WEIGHTS,
 };
+pub use recipe::{
+    glm_config, release_config, DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA,
+    RELEASE_LAYERS, RELEASE_RANK, SAT_NAMING, VIT_LAYERS,
+};
 pub use sat::{load_sat_lora, SatLoraFinetune};
-pub use visualglm_lora::adapters::{
+pub use visualglm_nn::lora::{
     AdapterError, LoraAdapter, LoraAdapters, LoraConfig, SplitMix64, TargetRule, TensorNaming,
-    DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA, RELEASE_LAYERS, RELEASE_RANK,
-    VIT_LAYERS,
 };

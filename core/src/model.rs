@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_language::positions::{attends, context_and_mask, position_at, position_ids};
 use visualglm_language::{ChatGlm, KvCache};
-use visualglm_lora::Linear;
+use visualglm_nn::Linear;
 use visualglm_qformer::{load_glm_proj, QFormer};
 use visualglm_vision::EvaVit;
 

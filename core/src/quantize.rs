@@ -6,11 +6,11 @@
 //! word embeddings optionally ([`QuantizeOptions`]). When both are asked for and `lm_head` is
 //! tied to the embeddings (HF layout), the table is quantized once and shared, as chatglm.cpp
 //! stores it. LayerNorms, biases, the ViT, the Q-Former and `glm_proj` stay dense. A weight whose input width is not a multiple of the type's block size (32, or
-//! 256 for K-quants) falls back per [`visualglm_lora::quant::fit_dtype`] (K-quant → legacy
+//! 256 for K-quants) falls back per [`visualglm_nn::quant::fit_dtype`] (K-quant → legacy
 //! type of about the same size; dense when even 32 does not divide it), with a warning.
 
 use candle_core::quantized::GgmlDType;
-use visualglm_lora::quant::{dtype_name, parse_dtype, QUANT_TYPES};
+use visualglm_nn::quant::{dtype_name, parse_dtype, QUANT_TYPES};
 
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;

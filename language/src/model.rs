@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{
+use visualglm_nn::{
     merge_heads, scaled_dot_product_attention, split_qkv, Activation, LayerNorm, Linear, Mlp,
 };
 
@@ -80,7 +80,8 @@ impl Block {
                 cfg.hidden_size,
                 cfg.mlp_width(),
                 Activation::GeluTanh,
-                vb.pp("mlp"),
+                vb.pp("mlp.dense_h_to_4h"),
+                vb.pp("mlp.dense_4h_to_h"),
             )?,
             alpha: cfg.alpha(),
         })
@@ -257,13 +258,13 @@ pub fn prefix_lm_mask(
     Tensor::from_vec(data, (1, 1, seq_len, total), device)
 }
 
-/// Weight-only quantization of the GLM linears (inference only; see `visualglm_lora::quant`).
+/// Weight-only quantization of the GLM linears (inference only; see `visualglm_nn::quant`).
 impl ChatGlm {
     /// Quantizes every GLM layer's `query_key_value`, `dense`, `dense_h_to_4h` and
     /// `dense_4h_to_h` weight to `dtype`, as the release's HF `model.quantize(bits)` does:
     /// the word embeddings, LayerNorms, biases and `lm_head` stay in the run dtype (use
     /// [`ChatGlm::quantize_lm_head`] for `lm_head`). A layer whose input width is not a multiple
-    /// of the block size falls back per [`visualglm_lora::quant::fit_dtype`] with a warning.
+    /// of the block size falls back per [`visualglm_nn::quant::fit_dtype`] with a warning.
     /// Returns each weight's canonical name and the type used (`None`: left dense).
     pub fn quantize(
         &mut self,
@@ -274,7 +275,7 @@ impl ChatGlm {
             .map(|(name, l)| {
                 Ok((
                     name.clone(),
-                    visualglm_lora::quant::quantize_linear(&name, l, dtype)?,
+                    visualglm_nn::quant::quantize_linear(&name, l, dtype)?,
                 ))
             })
             .collect()
@@ -285,11 +286,11 @@ impl ChatGlm {
         &mut self,
         dtype: candle_core::quantized::GgmlDType,
     ) -> Result<Option<candle_core::quantized::GgmlDType>> {
-        visualglm_lora::quant::quantize_linear(LM_HEAD_WEIGHT, &mut self.lm_head, dtype)
+        visualglm_nn::quant::quantize_linear(LM_HEAD_WEIGHT, &mut self.lm_head, dtype)
     }
 
     /// Quantizes the word-embedding table to `dtype` (per
-    /// [`visualglm_lora::quant::fit_dtype`]: `None` = width fits no type, left dense with a
+    /// [`visualglm_nn::quant::fit_dtype`]: `None` = width fits no type, left dense with a
     /// warning). With `lm_head`, `lm_head` is quantized too: when its (dense) weight holds the
     /// same values as the table (HF layout: tied), it gets the **same** `Arc<QTensor>` and both
     /// dense tensors are dropped (chatglm.cpp's layout); otherwise it is quantized on its own.
@@ -304,12 +305,12 @@ impl ChatGlm {
         let chosen = match &self.word_embeddings {
             WordEmbeddings::Quantized(q) => Some(q.dtype()),
             WordEmbeddings::Dense(e) => {
-                let chosen = visualglm_lora::quant::fit_dtype(dtype, hidden);
+                let chosen = visualglm_nn::quant::fit_dtype(dtype, hidden);
                 match chosen {
                     Some(d) if d != dtype => tracing::warn!(
                         "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; using {}",
                         dtype.block_size(),
-                        visualglm_lora::quant::dtype_name(d)
+                        visualglm_nn::quant::dtype_name(d)
                     ),
                     None => tracing::warn!(
                         "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; left \
@@ -391,7 +392,7 @@ impl ChatGlm {
     /// (shared, not a copy).
     pub fn lm_head_shares_embeddings(&self) -> bool {
         match (self.word_embeddings.quantized_table(), self.lm_head.base()) {
-            (Some(e), visualglm_lora::LinearBase::Quantized(q)) => Arc::ptr_eq(e, q.qtensor()),
+            (Some(e), visualglm_nn::LinearBase::Quantized(q)) => Arc::ptr_eq(e, q.qtensor()),
             _ => false,
         }
     }
@@ -411,14 +412,8 @@ impl ChatGlm {
                 format!("{p}.attention.dense.weight"),
                 &mut b.attention.dense,
             ));
-            out.push((
-                format!("{p}.mlp.dense_h_to_4h.weight"),
-                &mut b.mlp.dense_h_to_4h,
-            ));
-            out.push((
-                format!("{p}.mlp.dense_4h_to_h.weight"),
-                &mut b.mlp.dense_4h_to_h,
-            ));
+            out.push((format!("{p}.mlp.dense_h_to_4h.weight"), &mut b.mlp.up));
+            out.push((format!("{p}.mlp.dense_4h_to_h.weight"), &mut b.mlp.down));
         }
         if include_lm_head {
             out.push((LM_HEAD_WEIGHT.to_string(), &mut self.lm_head));

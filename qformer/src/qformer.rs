@@ -3,8 +3,8 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::projection_attention::{attention, Heads};
-use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
+use visualglm_nn::attention::projection::{attention, Heads};
+use visualglm_nn::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::QFormerConfig;
 
@@ -69,14 +69,20 @@ impl Layer {
         };
         Ok(Self {
             input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
-            attention: FusedSelfAttention::load(h, cfg.num_attention_heads, vb.pp("attention"))?,
+            attention: FusedSelfAttention::load(
+                h,
+                cfg.num_attention_heads,
+                vb.pp("attention.query_key_value"),
+                vb.pp("attention.dense"),
+            )?,
             post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
             cross,
             mlp: Mlp::load(
                 cfg.hidden_size,
                 cfg.mlp_width(),
                 Activation::GeluErf,
-                vb.pp("mlp"),
+                vb.pp("mlp.dense_h_to_4h"),
+                vb.pp("mlp.dense_4h_to_h"),
             )?,
         })
     }

@@ -26,7 +26,7 @@ use visualglm::gguf::is_glm_linear_weight;
 use visualglm::quantize::parse_quantize_type;
 use visualglm::{expected_parameters, VisualGlm, VisualGlmConfig};
 use visualglm_language::positions::position_at;
-use visualglm_lora::quant::{dtype_name, fit_dtype};
+use visualglm_nn::quant::{dtype_name, fit_dtype};
 
 /// Arguments of `visualglm bench`.
 #[derive(clap::Args, Debug)]

@@ -8,7 +8,7 @@ use candle_core::quantized::GgmlDType;
 use visualglm::checkpoint::{self, LoadOptions};
 use visualglm::gguf::{write_gguf, GgufWriteOptions};
 use visualglm::quantize::parse_quantize_type;
-use visualglm_lora::quant::dtype_name;
+use visualglm_nn::quant::dtype_name;
 
 /// Arguments of `visualglm quantize`.
 #[derive(clap::Args, Debug)]

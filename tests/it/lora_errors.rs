@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use visualglm::lora::{self, LoraAdapters, LoraConfig, LoraError, LoraLoadOptions};
+use visualglm::lora::{self, glm_config, LoraAdapters, LoraError, LoraLoadOptions};
 use visualglm::{LoadOptions, QkvLayout, VisualGlm};
 
 fn golden(rel: &str) -> PathBuf {
@@ -51,7 +51,7 @@ fn load_err(adapter: &Path) -> String {
 fn adapter_without_config_names_the_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let ad = LoraAdapters::init(
-        LoraConfig::glm(2, 1.0, Some(vec![0])),
+        glm_config(2, 1.0, Some(vec![0])),
         &fake_base(2, 64),
         1,
         &Device::Cpu,
@@ -67,7 +67,7 @@ fn adapter_without_config_names_the_missing_file() {
 fn adapter_for_another_width_names_the_module_and_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let ad = LoraAdapters::init(
-        LoraConfig::glm(2, 1.0, Some(vec![0])),
+        glm_config(2, 1.0, Some(vec![0])),
         &fake_base(2, 32),
         1,
         &Device::Cpu,
@@ -85,7 +85,7 @@ fn adapter_for_another_width_names_the_module_and_shapes() {
 fn adapter_for_a_missing_layer_names_the_base_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let ad = LoraAdapters::init(
-        LoraConfig::glm(2, 1.0, Some(vec![5])),
+        glm_config(2, 1.0, Some(vec![5])),
         &fake_base(6, 64),
         1,
         &Device::Cpu,
@@ -102,7 +102,7 @@ fn adapter_for_a_missing_layer_names_the_base_tensor() {
 fn rank_in_config_disagreeing_with_tensors_names_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
     let ad = LoraAdapters::init(
-        LoraConfig::glm(2, 1.0, Some(vec![0])),
+        glm_config(2, 1.0, Some(vec![0])),
         &fake_base(2, 64),
         1,
         &Device::Cpu,
@@ -122,7 +122,7 @@ fn rank_in_config_disagreeing_with_tensors_names_the_tensor() {
 fn malformed_config_and_stray_tensors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let ad = LoraAdapters::init(
-        LoraConfig::glm(2, 1.0, Some(vec![0])),
+        glm_config(2, 1.0, Some(vec![0])),
         &fake_base(2, 64),
         1,
         &Device::Cpu,

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use visualglm::checkpoint::blocks_to_interleaved;
-use visualglm::lora::{self, LoraAdapters, LoraConfig, LoraLoadOptions};
+use visualglm::lora::{
+    self, glm_config, release_config, LoraAdapters, LoraConfig, LoraLoadOptions,
+};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_testing::{assert_close, max_abs_diff};
 
@@ -277,7 +279,7 @@ fn release_init_is_a_no_op_until_trained() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let cfg = LoraConfig::glm(10, 1.0, Some(vec![0, 1]));
+    let cfg = glm_config(10, 1.0, Some(vec![0, 1]));
     let adapters = LoraAdapters::init(cfg, &ck.tensors, 42, &Device::Cpu).unwrap();
     assert_eq!(adapters.len(), 4);
     let sat = candle_core::safetensors::load(golden("model/golden_sat.safetensors"), &Device::Cpu)
@@ -292,7 +294,7 @@ fn release_init_is_a_no_op_until_trained() {
         1e-4,
         1e-5,
     );
-    assert!((LoraConfig::release().scaling() - 0.1).abs() < 1e-12);
+    assert!((release_config().scaling() - 0.1).abs() < 1e-12);
 }
 
 #[test]

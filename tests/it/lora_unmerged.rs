@@ -163,7 +163,7 @@ fn unmerged_image_encoder_adapters_are_refused_with_a_hint() {
 fn adapters_run_over_a_quantized_base() {
     use candle_core::quantized::GgmlDType;
     use candle_core::Module;
-    use visualglm_lora::Linear;
+    use visualglm_nn::Linear;
     let ft = finetune();
     let target = "transformer.layers.0.attention.query_key_value";
     let f32_of = |n: &str| ft.base.get(n).unwrap().to_dtype(DType::F32).unwrap();

@@ -154,7 +154,7 @@ fn serve_answers_with_lora_adapters_by_name() {
         .unwrap()
         .adapters;
     let tensors = ft
-        .to_tensors(TensorNaming::Lora)
+        .to_tensors(TensorNaming::LORA)
         .into_iter()
         .map(|(n, t)| {
             let t = if n.contains(".lora_B.") {
@@ -166,7 +166,7 @@ fn serve_answers_with_lora_adapters_by_name() {
         })
         .collect();
     let scaled =
-        LoraAdapters::from_tensors(ft.config().clone(), &tensors, TensorNaming::Lora, "").unwrap();
+        LoraAdapters::from_tensors(ft.config().clone(), &tensors, TensorNaming::LORA, "").unwrap();
     let adapter_dir = dir.path().join("adapter");
     lora::save_adapters(&scaled, &adapter_dir, None).unwrap();
     let tok = ChatGlmTokenizer::from_file(tiny_tokenizer(dir.path())).unwrap();

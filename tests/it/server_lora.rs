@@ -52,7 +52,7 @@ fn finetune_adapters() -> LoraAdapters {
 /// `adapters` with every B multiplied by `factor`.
 fn scaled(adapters: &LoraAdapters, factor: f64) -> LoraAdapters {
     let tensors: HashMap<String, candle_core::Tensor> = adapters
-        .to_tensors(TensorNaming::Lora)
+        .to_tensors(TensorNaming::LORA)
         .into_iter()
         .map(|(n, t)| {
             let t = if n.contains(".lora_B.") {
@@ -63,7 +63,7 @@ fn scaled(adapters: &LoraAdapters, factor: f64) -> LoraAdapters {
             (n, t)
         })
         .collect();
-    LoraAdapters::from_tensors(adapters.config().clone(), &tensors, TensorNaming::Lora, "").unwrap()
+    LoraAdapters::from_tensors(adapters.config().clone(), &tensors, TensorNaming::LORA, "").unwrap()
 }
 
 fn greedy(max_new_tokens: usize) -> GenerationConfig {

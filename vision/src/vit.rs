@@ -2,7 +2,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_lora::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
+use visualglm_nn::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::EvaConfig;
 
@@ -23,13 +23,19 @@ impl Block {
         let (h, eps) = (cfg.hidden_size, cfg.layernorm_epsilon);
         Ok(Self {
             input_layernorm: LayerNorm::load(h, eps, vb.pp("input_layernorm"))?,
-            attention: FusedSelfAttention::load(h, cfg.num_attention_heads, vb.pp("attention"))?,
+            attention: FusedSelfAttention::load(
+                h,
+                cfg.num_attention_heads,
+                vb.pp("attention.query_key_value"),
+                vb.pp("attention.dense"),
+            )?,
             post_attention_layernorm: LayerNorm::load(h, eps, vb.pp("post_attention_layernorm"))?,
             mlp: Mlp::load(
                 cfg.hidden_size,
                 cfg.mlp_width(),
                 Activation::GeluErf,
-                vb.pp("mlp"),
+                vb.pp("mlp.dense_h_to_4h"),
+                vb.pp("mlp.dense_4h_to_h"),
             )?,
         })
     }

@@ -11,7 +11,7 @@ use super::{AdapterError, LoraAdapters, LoraError};
 use crate::checkpoint::{self, Checkpoint, LoadOptions};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
-use visualglm_lora::Linear;
+use visualglm_nn::Linear;
 
 /// Options of [`VisualGlm::load_with_lora`].
 #[derive(Debug, Clone, Default)]

@@ -57,7 +57,7 @@ pub fn save_adapters(
     })?;
     let weights = dir.join(ADAPTER_WEIGHTS);
     let mut tensors = HashMap::new();
-    for (name, t) in adapters.to_tensors(TensorNaming::Lora) {
+    for (name, t) in adapters.to_tensors(TensorNaming::LORA) {
         let t = t
             .to_dtype(DType::F32)
             .and_then(|t| t.to_device(&Device::Cpu))
@@ -122,7 +122,7 @@ pub fn load_adapters(path: &Path) -> Result<(LoraAdapters, AdapterFileConfig), L
     })?;
     if let Some(stray) = tensors
         .keys()
-        .filter(|n| TensorNaming::Lora.parse(n).is_none())
+        .filter(|n| TensorNaming::LORA.parse(n).is_none())
         .min()
     {
         return Err(LoraError::config(
@@ -134,7 +134,7 @@ pub fn load_adapters(path: &Path) -> Result<(LoraAdapters, AdapterFileConfig), L
     }
     let context = format!(" in {}", weights.display());
     let adapters =
-        LoraAdapters::from_tensors(config.lora.clone(), &tensors, TensorNaming::Lora, &context)?;
+        LoraAdapters::from_tensors(config.lora.clone(), &tensors, TensorNaming::LORA, &context)?;
     if adapters.is_empty() {
         return Err(LoraError::config(&weights, "holds no LoRA tensors"));
     }

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde_json::Value;
 
-use super::{LoraAdapters, LoraConfig, LoraError, TensorNaming, RELEASE_ALPHA};
+use super::recipe::{glm_config, RELEASE_ALPHA, SAT_NAMING};
+use super::{LoraAdapters, LoraError};
 use crate::checkpoint::{self, Checkpoint, LoadOptions, QkvLayout};
 use crate::param_shapes::expected_parameters;
 
@@ -77,19 +78,15 @@ pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune,
     let file = ck.source(crate::checkpoint::WORD_EMBEDDINGS);
     let context = format!(" in {}", file.display());
     let (base_tensors, adapter_tensors) = split(ck.tensors, &context)?;
-    let config = LoraConfig::glm(args.rank, args.alpha, Some(args.layers.clone()));
-    let adapters = LoraAdapters::from_tensors(
-        config.clone(),
-        &adapter_tensors,
-        TensorNaming::Sat,
-        &context,
-    )?;
+    let config = glm_config(args.rank, args.alpha, Some(args.layers.clone()));
+    let adapters =
+        LoraAdapters::from_tensors(config.clone(), &adapter_tensors, SAT_NAMING, &context)?;
     for rule in &config.targets {
         for &l in &args.layers {
             let target = rule.target(l);
             if adapters.get(&target).is_none() {
                 return Err(super::AdapterError::Missing {
-                    name: TensorNaming::Sat.name(&target, true, 0),
+                    name: SAT_NAMING.name(&target, true, 0),
                     context: format!(
                         "{context} (layer {l} is in `layer_range` of {})",
                         model_config.display()
@@ -136,7 +133,7 @@ fn split(tensors: HashMap<String, Tensor>, context: &str) -> Result<Split, LoraE
     let mut base = HashMap::new();
     let mut adapters = HashMap::new();
     for (name, t) in tensors {
-        if TensorNaming::Sat.parse(&name).is_some() {
+        if SAT_NAMING.parse(&name).is_some() {
             adapters.insert(name, t);
             continue;
         }

@@ -3,7 +3,7 @@
 //!
 //! candle 0.11 has no many-row Q4_0 kernel: it quantizes the input to `q8_0` and takes one
 //! vector dot product per (input row, weight row) pair, 19 tokens/s of prefill for two
-//! full-width ChatGLM layers on two threads against 189 with Q4_K. Widening costs one pass over
+//! full-width layers of a 6B model on two threads against 189 with Q4_K. Widening costs one pass over
 //! the weight per product, small next to the GEMM's `rows` multiply-adds per weight; only one
 //! block (about [`BLOCK_VALUES`] f32 values) is held at a time, so memory stays that of the
 //! quantized model. The input is not quantized, so the result is `x · dequantize(W)ᵀ` to f32
@@ -13,7 +13,8 @@ use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Result, Tensor};
 use rayon::prelude::*;
 
-use crate::gemv_q4_0::{BLOCK_BYTES, QK};
+use super::gemv_q4_0::{BLOCK_BYTES, QK};
+use super::output_dims;
 
 /// From this many input rows on, [`matmul`] takes over from the decode GEMV (which handles up
 /// to 4 rows).
@@ -27,7 +28,7 @@ const BLOCK_VALUES: usize = 1 << 21;
 /// product has no backward).
 pub fn applies(w: &QTensor, x: &Tensor) -> bool {
     let rows = x.dims().iter().rev().skip(1).product::<usize>();
-    crate::gemv_q4_0::q4_0_and_f32_on_cpu(w, x) && !x.track_op() && rows >= MIN_ROWS
+    super::gemv_q4_0::q4_0_and_f32_on_cpu(w, x) && !x.track_op() && rows >= MIN_ROWS
 }
 
 /// `x · wᵀ` for a `[n, k]` Q4_0 weight and an f32 input `[.., k]`, returned as `[.., n]` f32
@@ -69,7 +70,7 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
             dst[first..first + m].copy_from_slice(src);
         }
     }
-    let out_dims = crate::linear::output_dims(&in_dims, n);
+    let out_dims = output_dims(&in_dims, n);
     Tensor::from_vec(out, out_dims, x.device())
 }
 

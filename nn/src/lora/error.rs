@@ -1,7 +1,7 @@
 //! Errors of the adapter math.
 
 /// Something is wrong with an adapter or its configuration. Every variant names the
-/// adapted module (canonical name, e.g. `transformer.layers.0.attention.dense`) or tensor.
+/// adapted module (e.g. `blocks.0.attn.out`) or tensor.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
     /// The adapter tensors do not fit each other or the base weight.

@@ -11,7 +11,8 @@ use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::adapters::LoraAdapter;
+use crate::kernels::{output_dims, SWAP_MAX_ROWS};
+use crate::lora::LoraAdapter;
 
 /// The frozen base weight of a [`Linear`] layer, `[out, in]`.
 #[derive(Debug, Clone)]
@@ -195,12 +196,12 @@ impl Linear {
     fn product(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let y = match &self.base {
             // Many rows of a dense f32 weight: one product per thread, the bias written first.
-            LinearBase::Dense(weight) if crate::gemm_f32::applies(weight, bias, x) => {
-                return crate::gemm_f32::matmul(weight, bias, x);
+            LinearBase::Dense(weight) if crate::kernels::gemm_f32::applies(weight, bias, x) => {
+                return crate::kernels::gemm_f32::matmul(weight, bias, x);
             }
             // Decode rows of a contiguous f16 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
-            LinearBase::Dense(weight) if crate::gemv_f16::applies(weight, x) => {
-                crate::gemv_f16::matmul(weight, x)?
+            LinearBase::Dense(weight) if crate::kernels::gemv_f16::applies(weight, x) => {
+                crate::kernels::gemv_f16::matmul(weight, x)?
             }
             LinearBase::Dense(weight) if swap_applies(weight, x) => {
                 // `(W·xᵀ)ᵀ`: the same products; candle's CPU GEMM splits a few-row `x·Wᵀ`
@@ -227,13 +228,13 @@ impl Linear {
             // The quantized kernels read the input as one contiguous `[rows, in]` block and
             // return the input's dtype.
             // Decode rows of a Q4_0 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
-            LinearBase::Quantized(q) if crate::gemv_q4_0::applies(&q.qtensor, x) => {
-                crate::gemv_q4_0::matmul(&q.qtensor, x)?
+            LinearBase::Quantized(q) if crate::kernels::gemv_q4_0::applies(&q.qtensor, x) => {
+                crate::kernels::gemv_q4_0::matmul(&q.qtensor, x)?
             }
             // Prefill rows of a Q4_0 weight: widened a block at a time into candle's f32 GEMM
             // (candle's Q4_0 kernel takes one dot product per row pair).
-            LinearBase::Quantized(q) if crate::gemm_q4_0::applies(&q.qtensor, x) => {
-                crate::gemm_q4_0::matmul(&q.qtensor, x)?
+            LinearBase::Quantized(q) if crate::kernels::gemm_q4_0::applies(&q.qtensor, x) => {
+                crate::kernels::gemm_q4_0::matmul(&q.qtensor, x)?
             }
             LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?)?,
         };
@@ -243,22 +244,6 @@ impl Linear {
         }
     }
 }
-
-/// The dims of a product's output: the input's, with the last (the input width) replaced by
-/// the output width `n`.
-pub(crate) fn output_dims(input: &[usize], n: usize) -> Vec<usize> {
-    let mut dims = input.to_vec();
-    if let Some(last) = dims.last_mut() {
-        *last = n;
-    }
-    dims
-}
-
-/// Up to this many input rows, a dense f32 CPU product runs as `(W·xᵀ)ᵀ` (measured on two
-/// threads: the Q-Former's `[32, 3072] × [3072, 768]` 1.58 → 0.87 ms, `[32, 768] × [768, 3072]`
-/// 1.14 → 0.87 ms; on par at 128 rows, slower at 256; `BENCHMARKS.md`). More rows take
-/// [`crate::gemm_f32`].
-pub(crate) const SWAP_MAX_ROWS: usize = 64;
 
 /// Whether [`Linear::forward_base`] computes `x·Wᵀ` as `(W·xᵀ)ᵀ`: 2 to [`SWAP_MAX_ROWS`] input
 /// rows (one row is candle's matrix-vector path already), an f32 CPU weight and input, neither

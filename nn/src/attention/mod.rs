@@ -1,5 +1,8 @@
 //! Multi-head attention helpers: head split/merge and scaled dot-product attention in f32.
 
+pub mod decode;
+pub mod projection;
+
 use candle_core::{DType, Module, Result, Tensor};
 
 /// `[B, S, H·D]` → `[B, H, S, D]`.
@@ -28,14 +31,14 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Query rows per pass of the batched-matmul attention at inference, so that one pass holds
-/// `[B, H, QUERY_CHUNK, Sk]` f32 scores (ChatGLM, 1 500 positions: 98 MB) instead of
+/// `[B, H, QUERY_CHUNK, Sk]` f32 scores (32 heads, 1 500 positions: 98 MB) instead of
 /// `[B, H, Sq, Sk]` (288 MB, and as much again for the probabilities).
 pub const QUERY_CHUNK: usize = 512;
 
 /// `softmax(q·kᵀ·scale + mask)·v` for `[B, H, Sq, D]` inputs; scores and softmax in f32.
 ///
 /// `mask` is additive (0 or −∞), broadcastable to `[B, H, Sq, Sk]`. A few query rows (decode)
-/// take [`crate::decode_attention`], one f32 pass over the keys and values; otherwise batched
+/// take [`decode`], one f32 pass over the keys and values; otherwise batched
 /// matmuls, at inference [`QUERY_CHUNK`] query rows at a time.
 pub fn scaled_dot_product_attention(
     q: &Tensor,
@@ -44,7 +47,7 @@ pub fn scaled_dot_product_attention(
     scale: f64,
     mask: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if let Some(out) = crate::decode_attention::try_attention(q, k, v, scale, mask)? {
+    if let Some(out) = decode::try_attention(q, k, v, scale, mask)? {
         return Ok(out);
     }
     let sq = q.dim(2)?;
@@ -107,22 +110,28 @@ pub fn composed_attention(
 }
 
 /// Unmasked multi-head self-attention with a fused `[Q;K;V]` projection and an output
-/// `dense` (the ViT's and the Q-Former's).
+/// projection.
 #[derive(Debug, Clone)]
 pub struct FusedSelfAttention {
     /// `[3·width, width]`, rows in `[Q|K|V]` blocks.
-    pub query_key_value: crate::Linear,
-    /// `[width, width]`.
-    pub dense: crate::Linear,
+    pub qkv: crate::Linear,
+    /// The output projection `[width, width]`.
+    pub out: crate::Linear,
     num_heads: usize,
 }
 
 impl FusedSelfAttention {
-    /// Loads `query_key_value` and `dense` from `vb`.
-    pub fn load(width: usize, num_heads: usize, vb: candle_nn::VarBuilder) -> Result<Self> {
+    /// Loads the fused QKV projection from `qkv` and the output projection from `out`, which
+    /// name them as the checkpoint does.
+    pub fn load(
+        width: usize,
+        num_heads: usize,
+        qkv: candle_nn::VarBuilder,
+        out: candle_nn::VarBuilder,
+    ) -> Result<Self> {
         Ok(Self {
-            query_key_value: crate::Linear::load(width, 3 * width, vb.pp("query_key_value"))?,
-            dense: crate::Linear::load(width, width, vb.pp("dense"))?,
+            qkv: crate::Linear::load(width, 3 * width, qkv)?,
+            out: crate::Linear::load(width, width, out)?,
             num_heads,
         })
     }
@@ -130,8 +139,8 @@ impl FusedSelfAttention {
 
 impl Module for FusedSelfAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        use crate::projection_attention::{attention, Heads};
-        let qkv = self.query_key_value.forward(x)?;
+        use projection::{attention, Heads};
+        let qkv = self.qkv.forward(x)?;
         let width = qkv.dim(2)? / 3;
         let head_dim = width / self.num_heads;
         let ctx = attention(
@@ -142,7 +151,7 @@ impl Module for FusedSelfAttention {
             head_dim,
             1.0 / (head_dim as f64).sqrt(),
         )?;
-        self.dense.forward(&ctx)
+        self.out.forward(&ctx)
     }
 }
 

@@ -5,7 +5,7 @@
 //! Decode is bound by how fast the weight streams from memory, and candle 0.11's f16 matmul
 //! runs a `[1, k] × [k, n]` product on one thread (and a few rows far slower). Here the weight
 //! is read once, straight from the tensor's storage, rows split over rayon's pool in chunks
-//! (see [`crate::gemv_q4_0`]); values are widened with F16C, 16 at a time with AVX-512
+//! (see [`super::gemv_q4_0`]); values are widened with F16C, 16 at a time with AVX-512
 //! (`_mm512_cvtph_ps`) or 8 with AVX2, and accumulated in f32:
 //!
 //! * one input row up to 8192 wide: one weight row at a time against the f16 input (at most
@@ -19,7 +19,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
-use crate::gemv_q4_0::{has_avx2_fma_f16c, par_row_groups};
+use super::par_row_groups;
+use super::x86::has_avx2_fma_f16c;
 
 /// The most input rows [`applies`] accepts, and the most one pass over the weight serves.
 pub const MAX_ROWS: usize = 4;
@@ -40,7 +41,7 @@ enum Level {
 }
 
 fn level() -> Option<Level> {
-    use crate::fast_math::{simd_level, SimdLevel};
+    use super::fast_math::{simd_level, SimdLevel};
     // `simd_level` has AVX2 and FMA (and AVX-512F for its top level); the kernels also need
     // F16C.
     match simd_level() {
@@ -105,7 +106,7 @@ fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
         candle_core::bail!("f16 GEMV: the weight is not contiguous");
     }
     let rows = in_dims.iter().rev().skip(1).product::<usize>();
-    let out_dims = crate::linear::output_dims(&in_dims, n);
+    let out_dims = super::output_dims(&in_dims, n);
     if rows == 0 || n == 0 || k == 0 {
         return Tensor::zeros(out_dims, x.dtype(), x.device());
     }
@@ -128,7 +129,7 @@ fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
 /// Calls `f` with the f16 values of contiguous CPU f16 tensor `t` as their `u16` bits,
 /// straight from its storage (no copy), under the storage's read lock.
 fn with_f16_bits<T>(t: &Tensor, f: impl FnOnce(&[u16]) -> T) -> Result<T> {
-    crate::fast_math::with_cpu_slice::<half::f16, _>(t, |data| {
+    super::fast_math::with_cpu_slice::<half::f16, _>(t, |data| {
         // SAFETY: `half::f16` is `#[repr(transparent)]` over `u16`, so the same pointer and
         // length describe the same memory as `u16` bit patterns; the slice borrows `data`,
         // which lives until the closure returns.
@@ -260,7 +261,7 @@ fn dot_block<const M: usize, const R: usize>(
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use crate::gemv_q4_0::x86::hsum;
+    use crate::kernels::x86::hsum;
     use std::arch::x86_64::*;
 
     /// The length of the shortest slice.
@@ -597,7 +598,7 @@ mod tests {
     /// Effective weight bandwidth of the kernel against candle's matmul, per second of wall
     /// time (best of the repetitions) and per CPU-second (all of them, so less sensitive to other jobs on
     /// the machine), e.g.
-    /// `RAYON_NUM_THREADS=2 cargo test --release -p visualglm-lora gemv_f16 -- --ignored --nocapture`.
+    /// `RAYON_NUM_THREADS=2 cargo test --release -p visualglm-nn gemv_f16 -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn bandwidth() -> Result<()> {

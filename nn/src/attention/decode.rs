@@ -2,7 +2,7 @@
 //!
 //! The general path ([`crate::attention::scaled_dot_product_attention`]) converts the whole
 //! cached `k` to f32 each step, runs two small batched matmuls and an f16 softmax round trip:
-//! 2.2 ms per ChatGLM layer at 300 cached positions and 15.5 ms at 2000 (two threads). Here each
+//! 2.2 ms per layer of a 6B model (32 heads of 128) at 300 cached positions and 15.5 ms at 2000 (two threads). Here each
 //! (batch, head) task reads its keys and values once, straight from the cache's storage (f16
 //! or f32, any row strides), a tile of rows at a time widened to f32: the scores, the softmax
 //! and the weighted sum of the values are all in f32.
@@ -10,7 +10,7 @@
 use candle_core::{DType, Result, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::fast_math::simd_kernel;
+use crate::kernels::fast_math::simd_kernel;
 
 /// The most query rows (per batch row and head) this path takes; more go to the batched
 /// matmuls, which reuse each key across rows better.
@@ -248,7 +248,7 @@ impl Widen for f32 {
 impl Widen for half::f16 {
     #[inline(always)]
     fn widen(self) -> f32 {
-        crate::fast_math::f16_bits_to_f32(self.to_bits())
+        crate::kernels::fast_math::f16_bits_to_f32(self.to_bits())
     }
 }
 

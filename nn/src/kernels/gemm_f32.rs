@@ -14,12 +14,13 @@ use std::ops::Range;
 
 use candle_core::{Result, Tensor};
 
-use crate::fast_math::with_f32;
+use super::fast_math::with_f32;
+use super::{output_dims, SWAP_MAX_ROWS};
 use rayon::prelude::*;
 
 /// The fewest rows this path takes: below, [`crate::Linear`] computes `(W·xᵀ)ᵀ` with candle's
 /// matmul, which was faster for few rows (measured: 8–64).
-pub const MIN_ROWS: usize = crate::linear::SWAP_MAX_ROWS + 1;
+pub const MIN_ROWS: usize = SWAP_MAX_ROWS + 1;
 
 /// The fewest rows of a block when the output is split by rows: with fewer rows per thread it
 /// is split by columns instead (measured on two threads: 2,056 rows gain 5–9 % split by rows,
@@ -33,7 +34,7 @@ const COLUMN_ALIGN: usize = 16;
 /// Whether [`matmul`] takes these operands: untracked f32 CPU tensors, `weight` `[N, K]` and
 /// `x` `[.., K]` contiguous with at least [`MIN_ROWS`] rows, and `bias`, if any, `[N]`.
 pub fn applies(weight: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> bool {
-    let plain = crate::fast_math::fused_applies;
+    let plain = super::fast_math::fused_applies;
     let Ok((n, k)) = weight.dims2() else {
         return false;
     };
@@ -72,7 +73,7 @@ pub fn matmul(weight: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tens
             }
         })
     })???;
-    Tensor::from_vec(out, crate::linear::output_dims(x.dims(), n), x.device())
+    Tensor::from_vec(out, output_dims(x.dims(), n), x.device())
 }
 
 /// The output blocks, one per thread: a grid of `(rows, columns)` ranges that covers `m × n`

@@ -3,7 +3,7 @@
 use candle_core::{DType, Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use crate::fast_math::{lane_sum, par_rows, simd_kernel, with_f32};
+use crate::kernels::fast_math::{lane_sum, par_rows, simd_kernel, with_f32};
 
 /// LayerNorm over the last dimension, with `weight` and `bias`, computed in f32.
 #[derive(Debug, Clone)]

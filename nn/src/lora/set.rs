@@ -9,22 +9,26 @@ use super::config::LoraConfig;
 use super::error::AdapterError;
 use super::rng::SplitMix64;
 
-/// How the `A_k` / `B_k` tensors of module `<target>` are named in a file.
+/// How the `A_k` / `B_k` tensors of module `<target>` are named in a file:
+/// `<target>.<a>.<k>` and `<target>.<b>.<k>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TensorNaming {
-    /// `<target>.lora_A.<k>` / `<target>.lora_B.<k>` (this crate's adapter files).
-    Lora,
-    /// `<target>.matrix_A.<k>` / `<target>.matrix_B.<k>` (SAT `lora2` state dicts).
-    Sat,
+pub struct TensorNaming {
+    a: &'static str,
+    b: &'static str,
 }
 
 impl TensorNaming {
+    /// `<target>.lora_A.<k>` / `<target>.lora_B.<k>` (this library's adapter files).
+    pub const LORA: Self = Self::new("lora_A", "lora_B");
+
+    /// A naming with the given `A` and `B` components.
+    pub const fn new(a: &'static str, b: &'static str) -> Self {
+        Self { a, b }
+    }
+
     /// The `(A, B)` name components.
     pub fn tags(self) -> (&'static str, &'static str) {
-        match self {
-            TensorNaming::Lora => ("lora_A", "lora_B"),
-            TensorNaming::Sat => ("matrix_A", "matrix_B"),
-        }
+        (self.a, self.b)
     }
 
     /// The name of `A_k` (`is_a`) or `B_k` of `target`.
@@ -200,7 +204,7 @@ impl LoraAdapters {
     }
 
     /// A copy of the set whose matrices are fresh [`Var`]s, for training: the returned vars
-    /// (named per [`TensorNaming::Lora`], in name order) are what an optimizer updates, and
+    /// (named per [`TensorNaming::LORA`], in name order) are what an optimizer updates, and
     /// the returned set computes with them, so gradients of its forward reach them. The
     /// base weights stay frozen: only `A_k` / `B_k` are trainable, as in the release.
     pub fn to_vars(&self) -> Result<(Self, Vec<(String, Var)>), AdapterError> {
@@ -210,7 +214,7 @@ impl LoraAdapters {
             let mut make = |is_a: bool, k: usize, t: &Tensor| -> Result<Tensor, AdapterError> {
                 let v = Var::from_tensor(t).map_err(AdapterError::candle(target))?;
                 let tensor = v.as_tensor().clone();
-                vars.push((TensorNaming::Lora.name(target, is_a, k), v));
+                vars.push((TensorNaming::LORA.name(target, is_a, k), v));
                 Ok(tensor)
             };
             let a = ad
@@ -343,18 +347,32 @@ impl LoraAdapters {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lora::TargetRule;
+
+    /// A fused QKV (3 partitions) and an output projection in the listed layers.
+    fn two_targets(rank: usize, alpha: f64, layers: Option<Vec<usize>>) -> LoraConfig {
+        LoraConfig {
+            rank,
+            alpha,
+            dropout: 0.0,
+            targets: vec![
+                TargetRule::new("blocks.", "attn.qkv", 3, layers.clone()),
+                TargetRule::new("blocks.", "attn.out", 1, layers),
+            ],
+        }
+    }
 
     fn base() -> HashMap<String, Tensor> {
         let d = Device::Cpu;
         let mut m = HashMap::new();
         for i in 0..3 {
-            let p = format!("transformer.layers.{i}.attention");
+            let p = format!("blocks.{i}.attn");
             m.insert(
-                format!("{p}.query_key_value.weight"),
+                format!("{p}.qkv.weight"),
                 Tensor::ones((12, 8), DType::F32, &d).unwrap(),
             );
             m.insert(
-                format!("{p}.dense.weight"),
+                format!("{p}.out.weight"),
                 Tensor::ones((8, 8), DType::F32, &d).unwrap(),
             );
         }
@@ -364,7 +382,7 @@ mod tests {
     #[test]
     fn init_follows_targets_and_release_init() {
         let set = LoraAdapters::init(
-            LoraConfig::glm(2, 1.0, Some(vec![0, 2])),
+            two_targets(2, 1.0, Some(vec![0, 2])),
             &base(),
             5,
             &Device::Cpu,
@@ -374,15 +392,13 @@ mod tests {
         assert_eq!(
             names,
             [
-                "transformer.layers.0.attention.dense",
-                "transformer.layers.0.attention.query_key_value",
-                "transformer.layers.2.attention.dense",
-                "transformer.layers.2.attention.query_key_value"
+                "blocks.0.attn.out",
+                "blocks.0.attn.qkv",
+                "blocks.2.attn.out",
+                "blocks.2.attn.qkv"
             ]
         );
-        let qkv = set
-            .get("transformer.layers.0.attention.query_key_value")
-            .unwrap();
+        let qkv = set.get("blocks.0.attn.qkv").unwrap();
         assert_eq!(
             (qkv.partitions(), qkv.rank(), qkv.out_dim(), qkv.in_dim()),
             (3, 2, 12, 8)
@@ -400,21 +416,21 @@ mod tests {
         assert_eq!(b, 0.0);
         // Seeded: the same seed gives the same A, another seed another.
         let again = LoraAdapters::init(
-            LoraConfig::glm(2, 1.0, Some(vec![0, 2])),
+            two_targets(2, 1.0, Some(vec![0, 2])),
             &base(),
             5,
             &Device::Cpu,
         )
         .unwrap();
         let other = LoraAdapters::init(
-            LoraConfig::glm(2, 1.0, Some(vec![0, 2])),
+            two_targets(2, 1.0, Some(vec![0, 2])),
             &base(),
             6,
             &Device::Cpu,
         )
         .unwrap();
         let a_of = |s: &LoraAdapters| -> Vec<f32> {
-            s.get("transformer.layers.2.attention.dense").unwrap().a()[0]
+            s.get("blocks.2.attn.out").unwrap().a()[0]
                 .flatten_all()
                 .unwrap()
                 .to_vec1()
@@ -426,11 +442,11 @@ mod tests {
 
     #[test]
     fn trainable_copy_gets_gradients_like_the_release_init() {
-        let cfg = LoraConfig::glm(2, 1.0, Some(vec![0]));
+        let cfg = two_targets(2, 1.0, Some(vec![0]));
         let set = LoraAdapters::init(cfg, &base(), 3, &Device::Cpu).unwrap();
         let (train, vars) = set.to_vars().unwrap();
         assert_eq!(vars.len(), 2 * (3 + 1));
-        let target = "transformer.layers.0.attention.query_key_value";
+        let target = "blocks.0.attn.qkv";
         let x = Tensor::ones((1, 5, 8), DType::F32, &Device::Cpu).unwrap();
         let loss = train
             .get(target)
@@ -452,48 +468,39 @@ mod tests {
 
     #[test]
     fn tensors_round_trip_and_strays_are_refused() {
-        let set = LoraAdapters::init(
-            LoraConfig::glm(2, 1.0, Some(vec![1])),
-            &base(),
-            1,
-            &Device::Cpu,
-        )
-        .unwrap();
+        let set = LoraAdapters::init(two_targets(2, 1.0, Some(vec![1])), &base(), 1, &Device::Cpu)
+            .unwrap();
         let named: HashMap<String, Tensor> =
-            set.to_tensors(TensorNaming::Lora).into_iter().collect();
+            set.to_tensors(TensorNaming::LORA).into_iter().collect();
         assert_eq!(named.len(), 2 * (3 + 1));
-        assert!(named.contains_key("transformer.layers.1.attention.query_key_value.lora_B.2"));
-        let back = LoraAdapters::from_tensors(set.config().clone(), &named, TensorNaming::Lora, "")
+        assert!(named.contains_key("blocks.1.attn.qkv.lora_B.2"));
+        let back = LoraAdapters::from_tensors(set.config().clone(), &named, TensorNaming::LORA, "")
             .unwrap();
         assert_eq!(back.len(), 2);
 
         let mut missing = named.clone();
-        missing.remove("transformer.layers.1.attention.query_key_value.lora_A.1");
+        missing.remove("blocks.1.attn.qkv.lora_A.1");
         let err =
-            LoraAdapters::from_tensors(set.config().clone(), &missing, TensorNaming::Lora, " in f")
+            LoraAdapters::from_tensors(set.config().clone(), &missing, TensorNaming::LORA, " in f")
                 .unwrap_err()
                 .to_string();
         assert!(
-            err.contains("query_key_value.lora_A.1") && err.contains(" in f"),
+            err.contains("qkv.lora_A.1") && err.contains(" in f"),
             "{err}"
         );
 
-        let other_layer = LoraConfig::glm(2, 1.0, Some(vec![0]));
+        let other_layer = two_targets(2, 1.0, Some(vec![0]));
         let err =
-            LoraAdapters::from_tensors(other_layer, &named, TensorNaming::Lora, "").unwrap_err();
-        assert!(err.to_string().contains("layers.1"), "{err}");
+            LoraAdapters::from_tensors(other_layer, &named, TensorNaming::LORA, "").unwrap_err();
+        assert!(err.to_string().contains("blocks.1"), "{err}");
     }
 
     #[test]
     fn merge_then_unmerge_restores_and_wrong_base_is_named() {
-        let mut set = LoraAdapters::init(
-            LoraConfig::glm(2, 1.0, Some(vec![0])),
-            &base(),
-            1,
-            &Device::Cpu,
-        )
-        .unwrap();
-        let target = "transformer.layers.0.attention.dense";
+        let mut set =
+            LoraAdapters::init(two_targets(2, 1.0, Some(vec![0])), &base(), 1, &Device::Cpu)
+                .unwrap();
+        let target = "blocks.0.attn.out";
         let ad = set.get(target).unwrap().clone();
         let b = vec![Tensor::ones((8, 2), DType::F32, &Device::Cpu).unwrap()];
         set.insert(

@@ -41,7 +41,7 @@ impl<'a> Heads<'a> {
 pub fn applies(q: Heads, k: Heads, v: Heads, num_heads: usize, head_dim: usize) -> bool {
     let width = num_heads * head_dim;
     let fits = |h: &Heads| {
-        crate::fast_math::fused_applies(h.tensor)
+        crate::kernels::fast_math::fused_applies(h.tensor)
             && h.tensor
                 .dims3()
                 .is_ok_and(|(_, _, c)| h.offset + width <= c)
@@ -156,7 +156,7 @@ impl<'a> Rows<'a> {
 /// Calls `f` with `heads`' values from its head-0 column on, under the storage's read lock.
 fn with_rows<T>(heads: Heads, f: impl FnOnce(Rows<'_>) -> T) -> Result<T> {
     let (_, s, c) = heads.tensor.dims3()?;
-    crate::fast_math::with_f32(heads.tensor, |all| {
+    crate::kernels::fast_math::with_f32(heads.tensor, |all| {
         f(Rows {
             values: all.get(heads.offset..).unwrap_or(&[]),
             stride: c,

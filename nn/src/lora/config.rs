@@ -4,29 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::error::AdapterError;
 
-/// Layer prefix of the ChatGLM blocks (canonical names).
-pub const GLM_LAYERS: &str = "transformer.layers.";
-/// Layer prefix of the EVA ViT blocks (canonical names).
-pub const VIT_LAYERS: &str = "image_encoder.vit.transformer.layers.";
-/// Layer prefix of the Q-Former blocks (canonical names).
-pub const QFORMER_LAYERS: &str = "image_encoder.qformer.transformer.layers.";
-/// The fused QKV projection inside a block (3 partitions: Q, K, V row blocks).
-pub const QKV: &str = "attention.query_key_value";
-/// The attention output projection inside a block (1 partition).
-pub const DENSE: &str = "attention.dense";
-/// Rank of the released recipe (`--lora_rank 10`).
-pub const RELEASE_RANK: usize = 10;
-/// Alpha of the released recipe (SAT's `LoraMixin` default).
-pub const RELEASE_ALPHA: f64 = 1.0;
-/// Layers of the released recipe (`--layer_range 0 14`, a list, not a range).
-pub const RELEASE_LAYERS: [usize; 2] = [0, 14];
-
 /// One kind of adapted linear: `{layers_prefix}{i}.{module}` for the listed layers `i`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRule {
-    /// Prefix up to the layer index, e.g. [`GLM_LAYERS`] or [`VIT_LAYERS`].
+    /// Prefix up to the layer index, e.g. `"blocks."`.
     pub layers_prefix: String,
-    /// Module path after the layer index, e.g. [`QKV`] or [`DENSE`].
+    /// Module path after the layer index, e.g. `"attn.qkv"`.
     pub module: String,
     /// Number of independent `(A, B)` pairs, stacked as row blocks of the output
     /// (3 for a fused `[Q|K|V]` projection, 1 otherwise).
@@ -88,26 +71,6 @@ pub struct LoraConfig {
 }
 
 impl LoraConfig {
-    /// The released VisualGLM recipe: rank 10, alpha 1 (scaling 0.1), GLM layers {0, 14},
-    /// `query_key_value` (3 partitions) and `dense` (1 partition), no dropout.
-    pub fn release() -> Self {
-        Self::glm(RELEASE_RANK, RELEASE_ALPHA, Some(RELEASE_LAYERS.to_vec()))
-    }
-
-    /// The release's targets (GLM `query_key_value` and `dense`) with another rank, alpha or
-    /// layer list (`None`: every layer).
-    pub fn glm(rank: usize, alpha: f64, layers: Option<Vec<usize>>) -> Self {
-        Self {
-            rank,
-            alpha,
-            dropout: 0.0,
-            targets: vec![
-                TargetRule::new(GLM_LAYERS, QKV, 3, layers.clone()),
-                TargetRule::new(GLM_LAYERS, DENSE, 1, layers),
-            ],
-        }
-    }
-
     /// `alpha / rank`.
     pub fn scaling(&self) -> f64 {
         self.alpha / self.rank as f64
@@ -151,64 +114,61 @@ impl LoraConfig {
 mod tests {
     use super::*;
 
-    #[test]
-    fn release_recipe_targets_layers_0_and_14_only() {
-        let c = LoraConfig::release();
-        assert!((c.scaling() - 0.1).abs() < 1e-12);
-        let qkv = c
-            .rule_for("transformer.layers.14.attention.query_key_value")
-            .unwrap();
-        assert_eq!(qkv.partitions, 3);
-        assert_eq!(
-            c.rule_for("transformer.layers.0.attention.dense")
-                .unwrap()
-                .partitions,
-            1
-        );
-        assert!(c.rule_for("transformer.layers.1.attention.dense").is_none());
-        assert!(c
-            .rule_for("transformer.layers.0.mlp.dense_h_to_4h")
-            .is_none());
-        assert!(c
-            .rule_for("transformer.layers.0.attention.dense.weight")
-            .is_none());
-        assert!(c
-            .rule_for("image_encoder.vit.transformer.layers.0.attention.dense")
-            .is_none());
+    /// A fused QKV (3 partitions) and an output projection in the listed layers.
+    fn two_targets(layers: Option<Vec<usize>>) -> LoraConfig {
+        LoraConfig {
+            rank: 10,
+            alpha: 1.0,
+            dropout: 0.0,
+            targets: vec![
+                TargetRule::new("blocks.", "attn.qkv", 3, layers.clone()),
+                TargetRule::new("blocks.", "attn.out", 1, layers),
+            ],
+        }
     }
 
     #[test]
-    fn image_encoder_linears_can_be_targeted() {
+    fn rules_match_only_their_layers_and_modules() {
+        let c = two_targets(Some(vec![0, 14]));
+        assert!((c.scaling() - 0.1).abs() < 1e-12);
+        assert_eq!(c.rule_for("blocks.14.attn.qkv").unwrap().partitions, 3);
+        assert_eq!(c.rule_for("blocks.0.attn.out").unwrap().partitions, 1);
+        assert!(c.rule_for("blocks.1.attn.out").is_none());
+        assert!(c.rule_for("blocks.0.mlp.up").is_none());
+        assert!(c.rule_for("blocks.0.attn.out.weight").is_none());
+        assert!(c.rule_for("encoder.blocks.0.attn.out").is_none());
+        assert!(c.rule_for("blocks.x.attn.out").is_none());
+    }
+
+    #[test]
+    fn every_layer_and_other_prefixes_can_be_targeted() {
         let c = LoraConfig {
             rank: 2,
             alpha: 4.0,
             dropout: 0.0,
-            targets: vec![TargetRule::new(VIT_LAYERS, QKV, 3, None)],
+            targets: vec![TargetRule::new("encoder.blocks.", "attn.qkv", 3, None)],
         };
-        let r = c
-            .rule_for("image_encoder.vit.transformer.layers.38.attention.query_key_value")
-            .unwrap();
-        assert_eq!(
-            r.matches("image_encoder.vit.transformer.layers.38.attention.query_key_value"),
-            Some(38)
-        );
-        assert!(c
-            .rule_for("transformer.layers.0.attention.query_key_value")
-            .is_none());
+        let r = c.rule_for("encoder.blocks.38.attn.qkv").unwrap();
+        assert_eq!(r.matches("encoder.blocks.38.attn.qkv"), Some(38));
+        assert_eq!(r.target(7), "encoder.blocks.7.attn.qkv");
+        assert!(c.rule_for("blocks.0.attn.qkv").is_none());
         assert_eq!(c.scaling(), 2.0);
     }
 
     #[test]
     fn bad_values_are_refused() {
-        let mut c = LoraConfig::release();
+        let mut c = two_targets(None);
         c.rank = 0;
         assert!(c.validate().is_err());
-        let mut c = LoraConfig::release();
+        let mut c = two_targets(None);
         c.dropout = 1.0;
         assert!(c.validate().is_err());
-        let mut c = LoraConfig::release();
+        let mut c = two_targets(None);
+        c.alpha = f64::NAN;
+        assert!(c.validate().is_err());
+        let mut c = two_targets(None);
         c.targets[0].partitions = 0;
         assert!(c.validate().is_err());
-        assert!(LoraConfig::release().validate().is_ok());
+        assert!(two_targets(None).validate().is_ok());
     }
 }

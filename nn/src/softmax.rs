@@ -1,10 +1,12 @@
 //! Softmax over the last dimension for inference: one pass per row with a vectorized `exp`
-//! ([`crate::fast_math`]), rows split over rayon's pool. candle's fused CPU softmax calls
+//! ([`crate::kernels::fast_math`]), rows split over rayon's pool. candle's fused CPU softmax calls
 //! libm's `expf` per element (1.9 ms for one image's ViT attention scores on two threads).
 
 use candle_core::{Result, Tensor};
 
-use crate::fast_math::{fused_applies, lane_max, lane_sum, par_rows, simd_kernel, with_f32};
+use crate::kernels::fast_math::{
+    fused_applies, lane_max, lane_sum, par_rows, simd_kernel, with_f32,
+};
 
 /// Softmax of each row of `xs` (rows `width` wide) into `ys`: `exp(x − max) / Σ exp(x − max)`.
 #[inline(always)]
@@ -12,7 +14,7 @@ fn softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize) {
     for (x, y) in xs.chunks_exact(width).zip(ys.chunks_exact_mut(width)) {
         let max = lane_max(x);
         for (o, &v) in y.iter_mut().zip(x) {
-            *o = crate::fast_math::exp(v - max);
+            *o = crate::kernels::fast_math::exp(v - max);
         }
         let sum = lane_sum(y, |v| v);
         for o in y.iter_mut() {

@@ -177,12 +177,12 @@ macro_rules! simd_kernel {
                 unsafe fn avx2($($arg: $ty),*) {
                     $kernel($($arg),*)
                 }
-                match $crate::fast_math::simd_level() {
+                match $crate::kernels::fast_math::simd_level() {
                     // SAFETY: `simd_level` reported these features on this CPU.
-                    $crate::fast_math::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
+                    $crate::kernels::fast_math::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
                     // SAFETY: as above.
-                    $crate::fast_math::SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::fast_math::SimdLevel::Baseline => {}
+                    $crate::kernels::fast_math::SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernels::fast_math::SimdLevel::Baseline => {}
                 }
             }
             $kernel($($arg),*)

@@ -8,9 +8,10 @@
 //! unsigned nibbles; the `-8` offset of Q4_0 is applied afterwards as `-8·Σx` per block.
 //! Rows are split over rayon's pool.
 
+use super::x86::has_avx2_fma_f16c;
+use super::{output_dims, par_row_groups};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
-use rayon::prelude::*;
 
 /// Values per Q4_0 block.
 pub(crate) const QK: usize = 32;
@@ -22,59 +23,6 @@ pub(crate) const BLOCK_BYTES: usize = 18;
 enum Level {
     Avx512Vnni,
     Avx2,
-}
-
-/// Whether the CPU has AVX2, FMA and F16C, the base every x86 GEMV kernel here needs
-/// (always `false` off x86-64).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) fn has_avx2_fma_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Weight rows per rayon task in [`par_row_groups`].
-pub(crate) const ROWS_PER_TASK: usize = 64;
-
-/// Splits the outputs of a GEMV over rayon's pool: `y` holds `width` values per weight row
-/// (row `r` at `y[r * width..(r + 1) * width]`), taken in tasks of [`ROWS_PER_TASK`] rows.
-/// Within a task, `group(r, out)` fills whole groups of `group_rows` rows starting at row `r`
-/// (`out` is `group_rows * width` long) and `single(r, out)` each remaining row (`out` is
-/// `width` long). A zero `width` or `group_rows` does nothing.
-pub(crate) fn par_row_groups<G, S>(
-    y: &mut [f32],
-    width: usize,
-    group_rows: usize,
-    group: G,
-    single: S,
-) where
-    G: Fn(usize, &mut [f32]) + Sync,
-    S: Fn(usize, &mut [f32]) + Sync,
-{
-    if width == 0 || group_rows == 0 {
-        return;
-    }
-    y.par_chunks_mut(ROWS_PER_TASK * width)
-        .enumerate()
-        .for_each(|(c, ys)| {
-            let first = c * ROWS_PER_TASK;
-            let rows = ys.len() / width;
-            let whole = rows / group_rows * group_rows;
-            let (groups, rest) = ys.split_at_mut(whole * width);
-            for (j, out) in groups.chunks_exact_mut(group_rows * width).enumerate() {
-                group(first + j * group_rows, out);
-            }
-            for (i, out) in rest.chunks_exact_mut(width).enumerate() {
-                single(first + whole + i, out);
-            }
-        });
 }
 
 fn level() -> Option<Level> {
@@ -107,7 +55,7 @@ pub fn applies(w: &QTensor, x: &Tensor) -> bool {
 }
 
 /// Whether `w` is a CPU Q4_0 weight `[n, k]` with `k` a multiple of 32 and `x` an f32 CPU input
-/// `[.., k]`: what the Q4_0 kernels here and in [`crate::gemm_q4_0`] read.
+/// `[.., k]`: what the Q4_0 kernels here and in [`super::gemm_q4_0`] read.
 pub(crate) fn q4_0_and_f32_on_cpu(w: &QTensor, x: &Tensor) -> bool {
     w.dtype() == GgmlDType::Q4_0
         && matches!(w.device(), Device::Cpu)
@@ -142,7 +90,7 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
         let q = QuantizedRow::new(row);
         gemv(level, &data, k, &q, y);
     }
-    let out_dims = crate::linear::output_dims(&in_dims, n);
+    let out_dims = output_dims(&in_dims, n);
     Tensor::from_vec(out, out_dims, x.device())
 }
 
@@ -229,10 +177,11 @@ fn dot(level: Level, row: &[u8], x: &QuantizedRow) -> f32 {
     }
 }
 
-/// The x86-64 kernels (`hsum` is shared with the f16 GEMV).
+/// The x86-64 kernels.
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod x86 {
     use super::{QuantizedRow, BLOCK_BYTES, QK};
+    use crate::kernels::x86::hsum;
     use std::arch::x86_64::*;
 
     /// The 32 unsigned nibbles of a block, low nibbles first (GGML's element order).
@@ -326,19 +275,6 @@ pub(crate) mod x86 {
             }
         }
         std::array::from_fn(|r| hsum(acc[r]) - corr[r])
-    }
-
-    /// The sum of the eight lanes (shared with the f16 GEMV).
-    ///
-    /// # Safety
-    /// The CPU must have AVX2.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub(crate) unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
     }
 }
 
