@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde_json::Value;
 
-use super::{LoraAdapters, LoraConfig, LoraError, TensorNaming, RELEASE_ALPHA};
+use visualglm_lora::adapters::{
+    AdapterError, LoraAdapters, LoraConfig, TensorNaming, RELEASE_ALPHA,
+};
+
+use super::error::LoraError;
 use crate::checkpoint::{self, Checkpoint, LoadOptions, QkvLayout};
 use crate::param_shapes::expected_parameters;
 
@@ -88,7 +92,7 @@ pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune,
         for &l in &args.layers {
             let target = rule.target(l);
             if adapters.get(&target).is_none() {
-                return Err(super::AdapterError::Missing {
+                return Err(AdapterError::Missing {
                     name: TensorNaming::Sat.name(&target, true, 0),
                     context: format!(
                         "{context} (layer {l} is in `layer_range` of {})",
@@ -142,7 +146,7 @@ fn split(tensors: HashMap<String, Tensor>, context: &str) -> Result<Split, LoraE
         }
         let plain = plain_name(&name);
         if base.insert(plain.clone(), t).is_some() {
-            return Err(super::AdapterError::Unexpected {
+            return Err(AdapterError::Unexpected {
                 name,
                 message: format!("both `{plain}` and its `.original.` form are stored{context}"),
             }
