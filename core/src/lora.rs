@@ -10,7 +10,7 @@
 mod apply;
 mod error;
 mod files;
-mod recipe;
+pub mod recipe;
 mod sat;
 
 pub use apply::{merge_checkpoint, read_any_adapters, LoraLoadOptions};

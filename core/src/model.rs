@@ -1,23 +1,18 @@
 //! The assembled VisualGLM: EVA ViT → Q-Former → `glm_proj` → ChatGLM, with the 32 image
 //! embeddings spliced in right after the tokens of `<img>`.
 
-use std::path::Path;
-
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_language::positions::{attends, context_and_mask, position_at, position_ids};
 use visualglm_language::{ChatGlm, KvCache};
 use visualglm_nn::Linear;
-use visualglm_qformer::{load_glm_proj, QFormer};
+use visualglm_qformer::QFormer;
 use visualglm_vision::EvaVit;
 
-use crate::checkpoint::{self, LoadOptions};
 use crate::config::VisualGlmConfig;
 use crate::error::{Result, VisualGlmError};
 use crate::param_shapes::expected_parameters;
-
-/// HF name prefix of the image encoder.
-const IMAGE_ENCODER: &str = "image_encoder";
+use crate::parts::Parts;
 
 /// Every intermediate of encoding one batch of images.
 #[derive(Debug, Clone)]
@@ -64,15 +59,12 @@ impl VisualGlm {
                     .into(),
             ));
         }
-        let ivb = vb.clone().set_dtype(vision_dtype).pp(IMAGE_ENCODER);
-        let vit = EvaVit::load(&config.vision, ivb.pp("vit"))?;
-        let qformer = QFormer::load(&config.qformer, ivb.pp("qformer"))?;
-        let glm_proj = load_glm_proj(
-            config.qformer.hidden_size,
-            config.glm.hidden_size,
-            ivb.pp("glm_proj"),
-        )?;
-        let glm = ChatGlm::load(&config.glm, vb)?;
+        let Parts {
+            vit,
+            qformer,
+            glm_proj,
+            glm,
+        } = Parts::load(config, vb, vision_dtype)?;
         Ok(Self {
             config: config.clone(),
             vision_dtype,
@@ -81,35 +73,6 @@ impl VisualGlm {
             glm_proj,
             glm,
         })
-    }
-
-    /// Loads a checkpoint in any released form (see [`checkpoint::load`]), checks every tensor
-    /// name and shape against the configuration, and builds the model on `device` in `dtype`.
-    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_with(path, device, dtype, &LoadOptions::default())
-    }
-
-    /// [`VisualGlm::load`] with explicit loading options.
-    pub fn load_with(
-        path: &Path,
-        device: &Device,
-        dtype: DType,
-        opts: &LoadOptions,
-    ) -> Result<Self> {
-        if device.is_cpu() && (dtype == DType::BF16 || opts.vision_dtype == Some(DType::BF16)) {
-            return Err(VisualGlmError::Input(
-                "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or f16"
-                    .into(),
-            ));
-        }
-        if crate::gguf::is_gguf_path(path) {
-            return crate::gguf::load_gguf(path, device, dtype, opts).map_err(Into::into);
-        }
-        let ck = checkpoint::load(path, opts)?;
-        let expected = expected_parameters(&ck.config)?;
-        checkpoint::validate(&ck, &expected)?;
-        let vb = ck.var_builder(dtype, device);
-        Self::from_var_builder_with(&ck.config, vb, opts.vision_dtype)
     }
 
     /// The configuration.

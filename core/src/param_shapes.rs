@@ -1,5 +1,5 @@
-//! The names and shapes a configuration expects, found by building the model against a
-//! backend that records each request and allocates nothing.
+//! The names and shapes a configuration expects, found by building the model's networks
+//! (`Parts`) against a backend that records each request and allocates nothing.
 
 use std::sync::Mutex;
 
@@ -8,7 +8,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 
 use crate::config::VisualGlmConfig;
-use crate::model::VisualGlm;
+use crate::parts::Parts;
 
 /// Records every `(name, shape)` asked for and answers with a zero-stride view of one zero.
 #[derive(Default)]
@@ -46,7 +46,7 @@ pub fn expected_parameters(config: &VisualGlmConfig) -> crate::Result<Vec<(Strin
     let recorder = std::sync::Arc::new(ShapeRecorder::default());
     let backend: Box<dyn SimpleBackend> = Box::new(SharedRecorder(recorder.clone()));
     let vb = VarBuilder::from_backend(backend, DType::F32, Device::Cpu);
-    VisualGlm::from_var_builder(config, vb)?;
+    Parts::load(config, vb, DType::F32)?;
     let seen = recorder.seen.lock().map(|s| s.clone()).unwrap_or_default();
     Ok(seen)
 }

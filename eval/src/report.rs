@@ -3,7 +3,9 @@
 use serde::Serialize;
 
 use crate::caption::bleu::BleuStats;
-use crate::caption::{CaptionItem, ImageId, RawScores, Tokenizer};
+use crate::caption::exact::exact_match;
+use crate::caption::item::{CaptionItem, ImageId};
+use crate::caption::tokenize::Tokenizer;
 
 /// Corpus-level caption scores, serialised under pycocoevalcap's names.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,6 +77,14 @@ pub struct BleuLog {
     pub ratio: f64,
 }
 
+/// Scores of every item plus the summed BLEU statistics: what
+/// [`score_captions`](crate::caption::score_captions) hands to [`CaptionReport::new`].
+pub(crate) struct RawScores {
+    pub per_item: Vec<ItemScores>,
+    pub corpus: CorpusScores,
+    pub bleu_totals: BleuStats,
+}
+
 /// Full result of a caption evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaptionReport {
@@ -115,7 +125,7 @@ impl CaptionReport {
                 stats: raw.bleu_totals,
                 ratio: raw.bleu_totals.ratio(),
             },
-            exact_match: crate::caption::exact_match(items),
+            exact_match: exact_match(items),
             per_image: raw.per_item,
         }
     }

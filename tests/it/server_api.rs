@@ -2,201 +2,20 @@
 //! (plain and streamed), the release's `POST /`, model list, health, cancellation, and every
 //! kind of bad request. Loopback only.
 
-use crate::support;
+mod fixture;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Value};
-use support::{golden, tiny_tokenizer};
-use visualglm::generate::{generate, Flow};
-use visualglm::pipeline::Captioner;
-use visualglm_language::GenerationConfig;
-use visualglm_server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
-use visualglm_vision::preprocess::{load_image, DecodeLimits};
 
-const NAME: &str = "visualglm-tiny";
-
-fn captioner(tokenizer: &Path) -> Captioner {
-    support::golden_captioner(tokenizer)
-}
-
-fn config() -> ServerConfig {
-    ServerConfig {
-        addr: "127.0.0.1:0".parse().unwrap(),
-        model_name: NAME.into(),
-        batch: BatchOptions {
-            max_batch: 4,
-            ..BatchOptions::default()
-        },
-        max_body_bytes: 1 << 20,
-        images: ImagePolicy {
-            limits: DecodeLimits {
-                max_pixels: 1_000_000,
-                max_alloc: 64 << 20,
-            },
-            local_dir: None,
-        },
-        limits: PromptLimits::default(),
-        ..ServerConfig::default()
-    }
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    captioner: Captioner,
-    server: Server,
-    base: String,
-    agent: ureq::Agent,
-}
-
-fn start(config: ServerConfig) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let tok = tiny_tokenizer(dir.path());
-    let c = captioner(&tok);
-    let server = Server::start(c.clone(), config).unwrap();
-    assert!(server.addr().ip().is_loopback());
-    let base = format!("http://{}", server.addr());
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(120))
-        .build();
-    Fixture {
-        _dir: dir,
-        captioner: c,
-        server,
-        base,
-        agent,
-    }
-}
-
-impl Fixture {
-    fn post_raw(&self, path: &str, body: &str) -> (u16, Value) {
-        let r = self
-            .agent
-            .post(&format!("{}{path}", self.base))
-            .set("Content-Type", "application/json")
-            .send_string(body);
-        read(r)
-    }
-
-    fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.post_raw(path, &body.to_string())
-    }
-
-    fn get(&self, path: &str) -> (u16, Value) {
-        read(self.agent.get(&format!("{}{path}", self.base)).call())
-    }
-
-    /// The SSE `data:` payloads of a streamed request.
-    fn stream(&self, body: &Value) -> Vec<String> {
-        let r = self
-            .agent
-            .post(&format!("{}/v1/chat/completions", self.base))
-            .send_json(body.clone())
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert!(
-            r.content_type().starts_with("text/event-stream"),
-            "{}",
-            r.content_type()
-        );
-        BufReader::new(r.into_reader())
-            .lines()
-            .map(|l| l.unwrap())
-            .filter_map(|l| l.strip_prefix("data: ").map(str::to_string))
-            .collect()
-    }
-}
-
-fn read(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
-    match r {
-        Ok(resp) => (resp.status(), resp.into_json().unwrap()),
-        Err(ureq::Error::Status(code, resp)) => (code, resp.into_json().unwrap()),
-        Err(e) => panic!("transport error: {e}"),
-    }
-}
-
-fn data_url(path: &Path) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap());
-    format!("data:image/png;base64,{b64}")
-}
-
-fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_pixel(w, h, image::Rgb([200, 100, 50]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
-    out.into_inner()
-}
-
-fn image_message(text: &str, url: &str) -> Value {
-    json!({"role": "user", "content": [
-        {"type": "text", "text": text},
-        {"type": "image_url", "image_url": {"url": url}}
-    ]})
-}
-
-/// The server's sampling defaults with temperature 0.
-fn greedy_defaults(max_new_tokens: usize) -> GenerationConfig {
-    GenerationConfig {
-        max_new_tokens,
-        max_length: 2048,
-        do_sample: false,
-        temperature: 1.0,
-        top_p: 0.4,
-        top_k: 100,
-        repetition_penalty: 1.2,
-        num_beams: 1,
-        seed: 0,
-    }
-}
-
-/// What the library answers, with the prompt length: the reference for the server.
-fn library_answer(
-    c: &Captioner,
-    query: &str,
-    history: &[(String, String)],
-    image: Option<&Path>,
-    cfg: &GenerationConfig,
-) -> (String, usize, usize) {
-    let english = !query
-        .chars()
-        .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
-    let p = c
-        .prompt(query, history, english, image.is_some(), cfg.max_length - 1)
-        .unwrap();
-    let embeds = image.map(|i| c.encode_images(&[load_image(i).unwrap()]).unwrap());
-    let rows = generate(
-        c.model(),
-        &p.ids,
-        embeds.as_ref().map(|e| (e, p.pre_image)),
-        cfg,
-        &c.invalid_ids(english),
-        &mut |_, _| Flow::Continue,
-    )
-    .unwrap();
-    let text = c.tokenizer().decode(&rows[0]).unwrap().trim().to_string();
-    (text, p.ids.len(), rows[0].len())
-}
-
-fn assert_error(status: u16, body: &Value, want_status: u16, want_code: Option<&str>, what: &str) {
-    assert_eq!(status, want_status, "{what}: {body}");
-    let e = &body["error"];
-    assert!(
-        e["message"].as_str().is_some_and(|m| !m.is_empty()),
-        "{what}: {body}"
-    );
-    assert!(e["type"].is_string(), "{what}: {body}");
-    assert!(
-        e.get("param").is_some() && e.get("code").is_some(),
-        "{what}: {body}"
-    );
-    if let Some(code) = want_code {
-        assert_eq!(e["code"], code, "{what}: {body}");
-    }
-}
+use crate::support::golden;
+use fixture::{
+    assert_error, config, data_url, greedy_defaults, image_message, library_answer, png, start,
+    NAME,
+};
 
 #[test]
 fn chat_completion_plain_and_streamed_match_the_library() {

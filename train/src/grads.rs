@@ -5,7 +5,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 
 use crate::error::{Result, TrainError};
-use crate::optim::ParamSet;
+use crate::params::ParamSet;
 
 /// One gradient per parameter of a [`ParamSet`] (same order), f32; `None` where the
 /// parameter got no gradient.

@@ -16,6 +16,7 @@ pub mod grads;
 pub mod labels;
 pub mod losses;
 pub mod optim;
+pub mod params;
 pub mod rng;
 pub mod schedule;
 pub mod step;

@@ -6,107 +6,14 @@
 //! `p ← p − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + eps)`. Math and state are f32; a parameter of
 //! another dtype is updated in f32 and cast back.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use candle_core::{DType, Tensor, Var};
+use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
 use crate::grads::Gradients;
-
-/// One trainable variable.
-#[derive(Debug, Clone)]
-pub struct Param {
-    /// Unique name (the checkpoint key, e.g. `transformer.layers.0.attention.dense.matrix_A.0`).
-    pub name: String,
-    /// The variable.
-    pub var: Var,
-    /// Whether weight decay applies.
-    pub weight_decay: bool,
-}
-
-/// The trainable variables of a run, in a fixed order.
-#[derive(Debug, Clone, Default)]
-pub struct ParamSet {
-    params: Vec<Param>,
-}
-
-impl ParamSet {
-    /// Builds a set; weight decay defaults to on for tensors of rank ≥ 2 and off for
-    /// biases, norm gains and scalars (rank < 2), as Megatron/SAT do. Names must be unique.
-    pub fn new(vars: impl IntoIterator<Item = (String, Var)>) -> Result<Self> {
-        let mut seen = HashSet::new();
-        let mut params = Vec::new();
-        for (name, var) in vars {
-            if !seen.insert(name.clone()) {
-                return Err(TrainError::Config(format!(
-                    "duplicate parameter name {name:?}"
-                )));
-            }
-            let weight_decay = var.rank() >= 2;
-            params.push(Param {
-                name,
-                var,
-                weight_decay,
-            });
-        }
-        Ok(Self { params })
-    }
-
-    /// Turns weight decay on or off for `name`.
-    pub fn set_weight_decay(&mut self, name: &str, on: bool) -> Result<()> {
-        let p = self
-            .params
-            .iter_mut()
-            .find(|p| p.name == name)
-            .ok_or_else(|| TrainError::Config(format!("no parameter named {name:?}")))?;
-        p.weight_decay = on;
-        Ok(())
-    }
-
-    /// The parameters.
-    pub fn params(&self) -> &[Param] {
-        &self.params
-    }
-
-    /// Number of parameters (tensors).
-    pub fn len(&self) -> usize {
-        self.params.len()
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.params.is_empty()
-    }
-
-    /// Current values by name (for a checkpoint).
-    pub fn tensors(&self) -> HashMap<String, Tensor> {
-        self.params
-            .iter()
-            .map(|p| (p.name.clone(), p.var.as_tensor().detach()))
-            .collect()
-    }
-
-    /// Sets every variable from `tensors` (exact names, shapes; cast to each var's dtype).
-    pub fn load(&self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for p in &self.params {
-            let t = tensors
-                .get(&p.name)
-                .ok_or_else(|| TrainError::Config(format!("no saved tensor for {:?}", p.name)))?;
-            if t.dims() != p.var.dims() {
-                return Err(TrainError::Config(format!(
-                    "saved {:?} has shape {:?}, the model has {:?}",
-                    p.name,
-                    t.dims(),
-                    p.var.dims()
-                )));
-            }
-            p.var
-                .set(&t.to_dtype(p.var.dtype())?.to_device(p.var.device())?)?;
-        }
-        Ok(())
-    }
-}
+pub use crate::params::{Param, ParamSet};
 
 /// AdamW hyper-parameters (the learning rate comes from the schedule at each step).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -147,12 +54,12 @@ impl AdamW {
     pub fn new(params: ParamSet, cfg: AdamWConfig) -> Result<Self> {
         let zeros = |p: &Param| Tensor::zeros(p.var.shape(), DType::F32, p.var.device());
         let m = params
-            .params
+            .params()
             .iter()
             .map(zeros)
             .collect::<candle_core::Result<Vec<_>>>()?;
         let v = params
-            .params
+            .params()
             .iter()
             .map(zeros)
             .collect::<candle_core::Result<Vec<_>>>()?;
@@ -192,7 +99,7 @@ impl AdamW {
             eps,
             weight_decay,
         } = self.cfg;
-        for (i, p) in self.params.params.iter().enumerate() {
+        for (i, p) in self.params.params().iter().enumerate() {
             let Some(g) = grads.get(i) else { continue };
             if g.dims() != p.var.dims() {
                 return Err(TrainError::Config(format!(
@@ -225,7 +132,7 @@ impl AdamW {
     /// The state as named tensors: `m.<name>`, `v.<name>` (f32) and `step.<name>` (i64 scalar).
     pub fn state_tensors(&self) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (i, p) in self.params.params.iter().enumerate() {
+        for (i, p) in self.params.params().iter().enumerate() {
             out.insert(format!("m.{}", p.name), self.m[i].clone());
             out.insert(format!("v.{}", p.name), self.v[i].clone());
             let step = Tensor::new(self.steps[i] as i64, p.var.device())?;
@@ -241,7 +148,7 @@ impl AdamW {
                 .get(&key)
                 .ok_or_else(|| TrainError::Config(format!("optimiser state lacks {key:?}")))
         };
-        for (i, p) in self.params.params.iter().enumerate() {
+        for (i, p) in self.params.params().iter().enumerate() {
             let m = get(format!("m.{}", p.name))?;
             let v = get(format!("v.{}", p.name))?;
             if m.dims() != p.var.dims() || v.dims() != p.var.dims() {
@@ -272,7 +179,7 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Var};
     use candle_nn::optim::{Optimizer, ParamsAdamW};
 
     fn var(v: &[f32]) -> Var {

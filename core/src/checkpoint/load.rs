@@ -7,9 +7,24 @@ use super::canonical::{canonical_name, family_from_names, is_glm_qkv, LM_HEAD, W
 use super::error::CheckpointError;
 use super::qkv::{interleaved_to_blocks, QkvLayout};
 use super::source::{read_raw, RawTensors};
-use super::write::FORMAT_NAME;
-use super::{Checkpoint, LoadOptions};
+use super::tensors::{Checkpoint, FORMAT_NAME};
 use crate::config::{CheckpointFamily, VisualGlmConfig};
+
+/// Options of [`load`].
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// GLM QKV layout of a SAT checkpoint. `None` means [`QkvLayout::Blocks`] (the current
+    /// `r2` release); pass [`QkvLayout::Interleaved`] for SAT files from before July 2023,
+    /// which cannot be told apart by their names (spec §4.3).
+    pub sat_qkv_layout: Option<QkvLayout>,
+    /// Configuration file to use instead of the one beside the checkpoint or in its metadata.
+    pub config_path: Option<PathBuf>,
+    /// Dtype of the image encoder (ViT, Q-Former, `glm_proj`) when building a model; `None`:
+    /// the run dtype. E.g. f16 vision with an f32 (or quantized) language model, as the
+    /// release runs the ViT in fp16. Ignored by [`load`] itself (tensors keep their stored
+    /// dtypes there).
+    pub vision_dtype: Option<candle_core::DType>,
+}
 
 /// Loads a checkpoint: a SAT directory (`latest`, `model_config.json`,
 /// `<iter>/mp_rank_00_model_states.pt`), an HF directory or `*.index.json` (`.bin` or

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 
 use super::error::{CheckpointError, MAX_LISTED};
-use super::Checkpoint;
+use super::tensors::Checkpoint;
 
 /// Checks that `ck` holds every `(name, shape)` of `expected`, nothing else, with those
 /// shapes. The error lists up to a few offenders per kind, each with the file it came from.

@@ -7,10 +7,7 @@ use candle_core::{DType, Tensor};
 use serde_json::{json, Map, Value};
 
 use super::error::CheckpointError;
-use super::Checkpoint;
-
-/// Value of the `format` metadata key of files written by [`save_canonical`].
-pub const FORMAT_NAME: &str = "visualglm-rs";
+use super::tensors::{Checkpoint, FORMAT_NAME};
 
 /// Options of [`save_canonical`].
 #[derive(Debug, Clone, Default)]

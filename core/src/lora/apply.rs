@@ -5,12 +5,13 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
+use super::error::LoraError;
 use super::files::load_adapters;
 use super::sat::{is_sat_lora, load_sat_lora};
-use super::{AdapterError, LoraAdapters, LoraError};
 use crate::checkpoint::{self, Checkpoint, LoadOptions};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
+use visualglm_nn::lora::{AdapterError, LoraAdapters};
 use visualglm_nn::Linear;
 
 /// Options of [`VisualGlm::load_with_lora`].

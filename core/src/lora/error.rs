@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
+use visualglm_nn::lora::AdapterError;
+
 use crate::checkpoint::CheckpointError;
 use crate::error::VisualGlmError;
-
-use super::AdapterError;
 
 /// Anything that can go wrong with LoRA files or adapted models. File problems name the file,
 /// tensor problems the tensor.

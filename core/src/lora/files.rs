@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 
-use super::{LoraAdapters, LoraConfig, LoraError, TensorNaming};
+use visualglm_nn::lora::{LoraAdapters, LoraConfig, TensorNaming};
+
+use super::error::LoraError;
 use crate::config::CheckpointFamily;
 
 /// File name of the adapter configuration inside an adapter directory.

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use candle_core::Tensor;
 use serde_json::Value;
 
+use visualglm_nn::lora::{AdapterError, LoraAdapters};
+
+use super::error::LoraError;
 use super::recipe::{glm_config, RELEASE_ALPHA, SAT_NAMING};
-use super::{LoraAdapters, LoraError};
 use crate::checkpoint::{self, Checkpoint, LoadOptions, QkvLayout};
 use crate::param_shapes::expected_parameters;
 
@@ -85,7 +87,7 @@ pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune,
         for &l in &args.layers {
             let target = rule.target(l);
             if adapters.get(&target).is_none() {
-                return Err(super::AdapterError::Missing {
+                return Err(AdapterError::Missing {
                     name: SAT_NAMING.name(&target, true, 0),
                     context: format!(
                         "{context} (layer {l} is in `layer_range` of {})",
@@ -139,7 +141,7 @@ fn split(tensors: HashMap<String, Tensor>, context: &str) -> Result<Split, LoraE
         }
         let plain = plain_name(&name);
         if base.insert(plain.clone(), t).is_some() {
-            return Err(super::AdapterError::Unexpected {
+            return Err(AdapterError::Unexpected {
                 name,
                 message: format!("both `{plain}` and its `.original.` form are stored{context}"),
             }

@@ -1,6 +1,6 @@
 //! Caption exact match: the share of candidates equal to one of their references.
 
-use super::CaptionItem;
+use super::item::CaptionItem;
 
 /// Lower case, surrounding whitespace and a final full stop removed, inner whitespace runs
 /// collapsed to one space.

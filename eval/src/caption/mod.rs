@@ -12,7 +12,7 @@ pub mod tokenize;
 use rayon::prelude::*;
 
 use crate::error::{EvalError, Result};
-use crate::report::{CaptionReport, CorpusScores, ItemScores};
+use crate::report::{CaptionReport, CorpusScores, ItemScores, RawScores};
 use bleu::BleuStats;
 pub use exact::{exact_match, normalize_caption};
 pub use item::{CaptionItem, ImageId};
@@ -55,13 +55,6 @@ fn tokenize_items(items: &[CaptionItem], tokenizer: Tokenizer) -> Vec<String> {
         out.extend(refs.by_ref().take(it.references.len()));
     }
     out
-}
-
-/// Scores of every item plus the summed BLEU statistics.
-pub(crate) struct RawScores {
-    pub per_item: Vec<ItemScores>,
-    pub corpus: CorpusScores,
-    pub bleu_totals: BleuStats,
 }
 
 /// Scores already-tokenised text laid out as `[cand_0, refs_0.., cand_1, refs_1..]`.

@@ -45,8 +45,8 @@ use super::merges::FastBpe;
 use super::pieces::{PieceKind, PieceTable};
 use super::spm::{ModelKind, SpModel};
 
-/// The dummy-prefix / whitespace symbol.
-pub const SPACE: char = '\u{2581}';
+/// The dummy-prefix / whitespace symbol (defined in [`super::metaspace`]).
+pub use super::metaspace::SPACE;
 /// Prefix of the post-processor entries that carry SentencePiece facts.
 pub const ENTRY_PREFIX: &str = "sentencepiece:";
 

@@ -10,9 +10,9 @@ use std::sync::{Mutex, TryLockError};
 use aho_corasick::{AhoCorasick, MatchKind};
 use tokenizers::{Model, ModelWrapper};
 
-use super::convert::SPACE;
 use super::lattice::{FastUnigram, Scratch};
 use super::merges::FastBpe;
+use super::metaspace::SPACE;
 
 /// Words memoised before the cache is emptied. Small on purpose: the cache (about 1 MB)
 /// stays in the CPU caches, where a lookup is cheaper than segmenting the word again; a

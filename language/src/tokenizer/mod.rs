@@ -8,6 +8,7 @@
 //! * [`lattice`] is a string-free copy of `tokenizers`' Unigram Viterbi search for it, over
 //!   the double-array trie of [`trie`];
 //! * [`merges`] is the same for BPE merges (short words);
+//! * [`metaspace`] holds the whitespace symbol `▁` they share;
 //! * [`pieces`] holds piece texts/types and SentencePiece's decoding;
 //! * [`text`] has ChatGLM's newline/tab/blank rules and HF's decode cleanup;
 //! * [`chatglm`] puts them together as [`ChatGlmTokenizer`];
@@ -19,6 +20,7 @@ pub mod error;
 pub mod fast;
 pub mod lattice;
 pub mod merges;
+pub mod metaspace;
 pub mod pieces;
 pub mod proto;
 pub mod spm;

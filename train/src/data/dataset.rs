@@ -5,7 +5,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::example::Example;
-use super::record::{load_data_file, DataFormat, LoadOptions, LoadReport};
+use super::load::{load_data_file, DataFormat};
+use super::record::{LoadOptions, LoadReport};
 use crate::error::{Result, TrainError};
 use crate::rng::permutation;
 

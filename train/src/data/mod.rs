@@ -13,10 +13,12 @@ mod dataset;
 mod example;
 mod json_list;
 mod jsonl;
+mod load;
 mod prefetch;
 mod record;
 
 pub use dataset::{DataPosition, Dataset, Sampler, SamplerConfig};
 pub use example::{Example, RecordSource};
+pub use load::{load_data_file, DataFormat};
 pub use prefetch::{ImageLoader, LoadedBatch, Prefetcher};
-pub use record::{load_data_file, DataFormat, LoadOptions, LoadReport};
+pub use record::{LoadOptions, LoadReport};

@@ -1,8 +1,6 @@
-//! Options, the format dispatcher and the shared record rules for all data readers.
+//! Options, the load report and the shared record rules for all data readers.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,18 +8,6 @@ use serde_json::Value;
 
 use super::example::{Example, RecordSource};
 use crate::error::{Result, TrainError};
-
-/// The on-disk data formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DataFormat {
-    /// The release's JSON list: `[{"img": path, "prompt": str, "label": str}, ...]`.
-    JsonList,
-    /// One such object per line (blank lines are ignored).
-    JsonLines,
-    /// COCO captions: `{"images":[{"id","file_name"}], "annotations":[{"image_id","caption"}]}`;
-    /// one example per caption, with an empty prompt.
-    CocoCaptions,
-}
 
 /// How data files are read.
 #[derive(Debug, Clone)]
@@ -64,68 +50,6 @@ pub struct LoadReport {
     pub skip_messages: Vec<String>,
 }
 
-/// Reads `path` in `format` (or, if `None`, the format guessed by [`DataFormat::detect`]).
-pub fn load_data_file(
-    path: &Path,
-    format: Option<DataFormat>,
-    opts: &LoadOptions,
-) -> Result<(Vec<Example>, LoadReport)> {
-    let format = match format {
-        Some(f) => f,
-        None => DataFormat::detect(path)?,
-    };
-    let file = File::open(path).map_err(|e| TrainError::io(path, "open", e))?;
-    let reader = BufReader::with_capacity(1 << 16, file);
-    let mut sink = RecordSink::new(path, opts);
-    match format {
-        DataFormat::JsonList => super::json_list::read(reader, &mut sink)?,
-        DataFormat::JsonLines => super::jsonl::read(reader, &mut sink)?,
-        DataFormat::CocoCaptions => super::coco::read(reader, &mut sink)?,
-    }
-    Ok(sink.finish())
-}
-
-impl DataFormat {
-    /// Guesses the format: `.jsonl`/`.ndjson` → JSON Lines; otherwise the first
-    /// non-blank byte `[` → JSON list, `{` → COCO captions.
-    pub fn detect(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
-        if matches!(ext.as_deref(), Some("jsonl" | "ndjson")) {
-            return Ok(Self::JsonLines);
-        }
-        let file = File::open(path).map_err(|e| TrainError::io(path, "open", e))?;
-        let mut r = BufReader::new(file.take(1 << 20));
-        let mut first = None;
-        'outer: loop {
-            let buf = r.fill_buf().map_err(|e| TrainError::io(path, "read", e))?;
-            if buf.is_empty() {
-                break;
-            }
-            for &b in buf {
-                if !(b.is_ascii_whitespace() || b == 0xEF || b == 0xBB || b == 0xBF) {
-                    first = Some(b);
-                    break 'outer;
-                }
-            }
-            let n = buf.len();
-            r.consume(n);
-        }
-        match first {
-            Some(b'[') => Ok(Self::JsonList),
-            Some(b'{') => Ok(Self::CocoCaptions),
-            _ => Err(TrainError::BadDataFile {
-                path: path.to_path_buf(),
-                reason: "cannot tell the format: expected a JSON list `[...]`, COCO `{...}`, \
-                         or a .jsonl file"
-                    .into(),
-            }),
-        }
-    }
-}
-
 /// Collects examples, applying the shared rules: path resolution, image ids and the
 /// skip-or-fail policy.
 pub(crate) struct RecordSink<'a> {
@@ -138,7 +62,8 @@ pub(crate) struct RecordSink<'a> {
 }
 
 impl<'a> RecordSink<'a> {
-    fn new(path: &Path, opts: &'a LoadOptions) -> Self {
+    /// An empty sink for the records of `path`.
+    pub(crate) fn new(path: &Path, opts: &'a LoadOptions) -> Self {
         let base_dir = match &opts.image_root {
             Some(root) => root.clone(),
             None => path.parent().map(Path::to_path_buf).unwrap_or_default(),
@@ -153,7 +78,8 @@ impl<'a> RecordSink<'a> {
         }
     }
 
-    fn finish(mut self) -> (Vec<Example>, LoadReport) {
+    /// The examples collected and the report.
+    pub(crate) fn finish(mut self) -> (Vec<Example>, LoadReport) {
         self.report.loaded = self.examples.len();
         (self.examples, self.report)
     }

@@ -1,5 +1,8 @@
 //! The token rules of Stanford CoreNLP 3.4.1's `PTBLexer`, as pycocoevalcap runs it.
 //!
+//! Over 600 lines: the rule table is one unit, CoreNLP's rules in the lexer's priority order
+//! (which decides ties), so it is kept whole rather than split by an order that means nothing.
+//!
 //! The lexer is a JFlex scanner: at each position the longest match of any rule wins and
 //! ties go to the rule listed first; a rule `r1/r2` (trailing context) matches `r1` only
 //! when `r2` follows, and the text of `r2` counts toward the match length. The options are

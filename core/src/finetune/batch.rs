@@ -1,0 +1,157 @@
+//! Turning examples into model inputs and computing the autoregressive loss of a batch.
+
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_train::data::Example;
+use visualglm_train::labels::{
+    build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
+};
+use visualglm_train::losses::ar_loss;
+use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
+
+use super::error::train_err;
+use crate::error::{Result, VisualGlmError};
+use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
+
+/// The release's training ids of one example: `encode("<img>")` + 32 pads +
+/// `encode("</img>问：{prompt}\n答：")`, then the answer.
+pub fn example_ids(
+    tokenizer: &ChatGlmTokenizer,
+    image_length: usize,
+    prompt: &str,
+    label: &str,
+    english: bool,
+    cfg: &LabelConfig,
+) -> Result<(LabeledIds, usize)> {
+    let (q, a) = if english {
+        ("Q:", "\nA:")
+    } else {
+        ("问：", "\n答：")
+    };
+    let prefix = tokenizer.encode("<img>")?;
+    let suffix = tokenizer.encode(&format!("</img>{q}{prompt}{a}"))?;
+    let source = SourceIds::assemble(&prefix, image_length, tokenizer.pad_id(), &suffix);
+    let answer = tokenizer.encode(label)?;
+    let special = SpecialIds {
+        gmask: tokenizer.gmask_id(),
+        sop: tokenizer.sop_id(),
+        eop: tokenizer.eop_id(),
+        pad: tokenizer.pad_id(),
+    };
+    let ids = build_labeled_ids(&source.ids, &answer, &special, cfg)
+        .map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    Ok((ids, source.pre_image))
+}
+
+/// The mean autoregressive loss of a batch: `pixels` `[B, 3, 224, 224]`, labeled ids of equal
+/// length, the image placeholders at `pre_image`.
+pub fn batch_loss(
+    model: &VisualGlm,
+    pixels: &Tensor,
+    batch: &[LabeledIds],
+    pre_image: usize,
+) -> Result<Tensor> {
+    Ok(batch_forward(model, pixels, batch, pre_image, None)?.0)
+}
+
+/// [`batch_loss`] and the Q-Former output `[B, 32, width]` (the ITC image side), with an
+/// optional embedding gradient shrink.
+pub fn batch_forward(
+    model: &VisualGlm,
+    pixels: &Tensor,
+    batch: &[LabeledIds],
+    pre_image: usize,
+    shrink: Option<f64>,
+) -> Result<(Tensor, Tensor)> {
+    let device = model.device().clone();
+    let (ids, labels) =
+        collate(batch, &device).map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    let seq = ids.dim(1)?;
+    let stages = model.encode_image_stages(pixels)?;
+    let embeds =
+        model.input_embeds_shrunk(&ids, Some((&stages.image_embeds, pre_image)), shrink)?;
+    let g = &model.config().glm;
+    let rows: Vec<RowLayout> = batch
+        .iter()
+        .map(|b| {
+            let (context_len, gmask_index) = visualglm_language::positions::context_and_mask(
+                &b.input_ids,
+                g.bos_token_id,
+                g.gmask_token_id,
+                g.mask_token_id,
+            );
+            RowLayout {
+                pad_left: 0,
+                len: seq,
+                context_len,
+                gmask_index,
+            }
+        })
+        .collect();
+    let (pos, mask) = batch_prefix_inputs(&rows, seq, &device)?;
+    let glm = model.language_model();
+    let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), None, None)?;
+    let logits = glm.logits(&hidden)?;
+    let loss = ar_loss(&logits, &labels)
+        .and_then(|l| l.mean())
+        .map_err(train_err)?;
+    Ok((loss, stages.qformer_out))
+}
+
+/// What turning examples into model inputs needs.
+pub(super) struct ExampleContext<'a> {
+    pub(super) tokenizer: &'a ChatGlmTokenizer,
+    pub(super) preprocessor: &'a ImagePreprocessor,
+    pub(super) labels: &'a LabelConfig,
+    pub(super) image_length: usize,
+    pub(super) english: bool,
+    pub(super) device: &'a Device,
+}
+
+/// Pixels `[B, 3, 224, 224]`, labeled ids and `pre_image` of a batch of examples (images
+/// decoded in parallel).
+pub(super) fn prepare_batch(
+    batch: &[&Example],
+    ctx: &ExampleContext<'_>,
+) -> Result<(Tensor, Vec<LabeledIds>, usize)> {
+    let images = batch
+        .par_iter()
+        .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
+        .collect::<Result<Vec<_>>>()?;
+    let pixels = ctx.preprocessor.preprocess_batch(&images, ctx.device)?;
+    let mut labeled = Vec::with_capacity(batch.len());
+    let mut pre_image = 0;
+    for ex in batch {
+        let (ids, pre) = example_ids(
+            ctx.tokenizer,
+            ctx.image_length,
+            &ex.prompt,
+            &ex.label,
+            ctx.english,
+            ctx.labels,
+        )?;
+        pre_image = pre;
+        labeled.push(ids);
+    }
+    Ok((pixels, labeled, pre_image))
+}
+
+/// The mean autoregressive loss over `examples`, in batches of `batch_size` (no update).
+pub(super) fn validation_loss(
+    model: &VisualGlm,
+    examples: &[Example],
+    batch_size: usize,
+    ctx: &ExampleContext<'_>,
+) -> Result<f64> {
+    let mut total = 0.0;
+    let mut n = 0usize;
+    for chunk in examples.chunks(batch_size.max(1)) {
+        let batch: Vec<&Example> = chunk.iter().collect();
+        let (pixels, labeled, pre_image) = prepare_batch(&batch, ctx)?;
+        let loss = batch_loss(model, &pixels, &labeled, pre_image)?.detach();
+        total += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * chunk.len() as f64;
+        n += chunk.len();
+    }
+    Ok(total / n.max(1) as f64)
+}

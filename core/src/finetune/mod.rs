@@ -1,0 +1,24 @@
+//! Fine-tuning VisualGLM on image-text pairs with the autoregressive loss (the release's
+//! recipe), using the building blocks of `visualglm-train`.
+//!
+//! Which weights train is chosen by name prefix (`image_encoder.glm_proj`, `image_encoder.
+//! qformer`, `transformer.layers.0.`, …); every other weight is a plain tensor, gets no
+//! gradient and stays bit-identical.
+//!
+//! `config` holds the run's settings, `trainable` the model with its trainable variables
+//! (and LoRA adapters), `batch` the examples-to-loss path, `run` the training loop, `resume`
+//! the metrics log of a resumed run and `export` the trained model directory.
+
+mod batch;
+mod config;
+mod error;
+mod export;
+mod resume;
+mod run;
+mod trainable;
+
+pub use batch::{batch_forward, batch_loss, example_ids};
+pub use config::FinetuneConfig;
+pub use resume::resume_metrics;
+pub use run::{finetune, StepReport};
+pub use trainable::{load_trainable, TrainableModel};

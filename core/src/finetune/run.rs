@@ -1,0 +1,268 @@
+//! The training loop: [`finetune`] runs (or resumes) a fine-tune and reports each update.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use serde::Serialize;
+use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_train::checkpoint::{CheckpointManager, TrainState};
+use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
+use visualglm_train::grads::Gradients;
+use visualglm_train::labels::LabelConfig;
+use visualglm_train::losses::total_loss;
+use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
+use visualglm_train::schedule::LrSchedule;
+use visualglm_train::step::{apply_step, StepOutcome};
+
+use super::batch::{batch_forward, prepare_batch, validation_loss, ExampleContext};
+use super::config::{itc_lambda, FinetuneConfig};
+use super::error::train_err;
+use super::export::{export_model, ExportParts};
+use super::trainable::{attach_trainable_lora, load_trainable};
+use crate::error::{Result, VisualGlmError};
+use crate::itc::{caption_features, CaptionIds, ItcHeads, TextQueue};
+
+/// What one optimiser update did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepReport {
+    /// Updates applied so far.
+    pub step: u64,
+    /// Mean loss over the update's micro-batches.
+    pub loss: f64,
+    /// Learning rate used (0 for a skipped step).
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Whether the step was skipped (non-finite loss or gradient).
+    pub skipped: bool,
+    /// Mean autoregressive loss on the validation data, when computed at this step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_loss: Option<f64>,
+}
+
+/// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune; `on_step` sees
+/// every update and returns whether to go on (stopping early leaves the run resumable from its
+/// last checkpoint). Returns the reports of the updates made by this call.
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    on_step: &mut dyn FnMut(&StepReport) -> bool,
+) -> Result<Vec<StepReport>> {
+    if cfg.batch_size == 0 || cfg.grad_accum == 0 {
+        return Err(VisualGlmError::Input(
+            "batch_size and grad_accum must be at least 1".into(),
+        ));
+    }
+    let opts = LoadOptions {
+        skip_malformed: cfg.skip_malformed,
+        image_root: cfg.image_root.clone(),
+        ..LoadOptions::default()
+    };
+    let (examples, report) = load_data_file(&cfg.data, None, &opts).map_err(train_err)?;
+    if report.skipped > 0 {
+        tracing::warn!(
+            "{}: skipped {} malformed records",
+            cfg.data.display(),
+            report.skipped
+        );
+    }
+    if examples.is_empty() {
+        return Err(VisualGlmError::Input(format!(
+            "{} has no examples",
+            cfg.data.display()
+        )));
+    }
+    let val_examples = match &cfg.val_data {
+        Some(path) => load_data_file(path, None, &opts).map_err(train_err)?.0,
+        None => Vec::new(),
+    };
+    let tokenizer = match &cfg.tokenizer {
+        Some(t) => ChatGlmTokenizer::from_path(t)?,
+        None => ChatGlmTokenizer::from_dir(if cfg.model.is_dir() {
+            cfg.model.as_path()
+        } else {
+            cfg.model.parent().unwrap_or(Path::new("."))
+        })?,
+    };
+    let mut tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
+    let lora = attach_trainable_lora(cfg, &mut tm, device)?;
+    let heads = if cfg.itc_weight > 0.0 {
+        let c = tm.model.config();
+        Some(ItcHeads::new(
+            c.qformer.hidden_size,
+            c.glm.hidden_size,
+            cfg.itc_dim,
+            cfg.seed,
+            cfg.itc_caption_layout,
+            device,
+        )?)
+    } else {
+        None
+    };
+    let mut all_vars = tm.vars.clone();
+    if let Some((_, vars)) = &lora {
+        all_vars.extend(vars.iter().cloned());
+    }
+    if let Some(h) = &heads {
+        all_vars.extend(h.vars().iter().cloned());
+    }
+    let params = ParamSet::new(all_vars).map_err(train_err)?;
+    let mut opt = AdamW::new(
+        params,
+        AdamWConfig {
+            weight_decay: cfg.weight_decay,
+            ..AdamWConfig::default()
+        },
+    )
+    .map_err(train_err)?;
+    let schedule = LrSchedule::cosine(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+        .map_err(train_err)?;
+    let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
+    let mut state = TrainState::default();
+    let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
+    let mut queue = TextQueue::new(cfg.itc_queue);
+    if let Some(ck) = manager.load_latest(device).map_err(train_err)? {
+        ck.restore(&mut opt).map_err(train_err)?;
+        queue = TextQueue::from_tensors(cfg.itc_queue, &ck.optimizer)?;
+        tracing::info!("resumed from {}", ck.dir.display());
+        state = ck.state;
+    }
+    let sampler_cfg = SamplerConfig {
+        seed: cfg.seed,
+        batch_size: cfg.batch_size,
+        shuffle: true,
+        drop_last: false,
+    };
+    let mut sampler =
+        Sampler::resume(examples.len(), sampler_cfg, state.data_position).map_err(train_err)?;
+    let labels_cfg = LabelConfig {
+        max_source_length: cfg.max_source_length,
+        max_target_length: cfg.max_target_length,
+        ..LabelConfig::default()
+    };
+    let preprocessor = tm.model.image_preprocessor();
+    let image_length = tm.model.config().image_length;
+    let mut reports = Vec::new();
+    while state.counters.step < cfg.steps {
+        let mut accumulated: Option<Gradients> = None;
+        let mut loss_sum = 0.0;
+        for _ in 0..cfg.grad_accum {
+            let indices = sampler.next_batch();
+            let batch: Vec<_> = indices.iter().filter_map(|&i| examples.get(i)).collect();
+            let ctx = ExampleContext {
+                tokenizer: &tokenizer,
+                preprocessor: &preprocessor,
+                labels: &labels_cfg,
+                image_length,
+                english: cfg.english,
+                device,
+            };
+            let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
+            let (mut loss, qformer_out) = batch_forward(
+                &tm.model,
+                &pixels,
+                &labeled,
+                pre_image,
+                cfg.embedding_grad_shrink,
+            )?;
+            if let Some(h) = &heads {
+                let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
+                let text = caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
+                let image = if cfg.itc_detach {
+                    qformer_out.detach()
+                } else {
+                    qformer_out
+                };
+                let ids = caption_ids.of(&captions);
+                let itc = h.loss(&image, &text, &ids, Some(&queue))?;
+                queue.push(&text, &ids)?;
+                let lambda = itc_lambda(cfg, state.counters.step);
+                loss = total_loss(&loss, &itc, lambda).map_err(train_err)?;
+            }
+            let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
+            loss_sum += loss_value;
+            let grads =
+                Gradients::from_store(&loss.backward()?, opt.params()).map_err(train_err)?;
+            accumulated = Some(match accumulated {
+                None => grads,
+                Some(mut acc) => {
+                    acc.add(&grads).map_err(train_err)?;
+                    acc
+                }
+            });
+        }
+        let mut grads = accumulated.ok_or_else(|| VisualGlmError::Input("empty update".into()))?;
+        if cfg.grad_accum > 1 {
+            grads
+                .scale(1.0 / cfg.grad_accum as f64)
+                .map_err(train_err)?;
+        }
+        let loss = loss_sum / cfg.grad_accum as f64;
+        let clip = (cfg.clip > 0.0).then_some(cfg.clip);
+        let outcome = apply_step(&mut opt, &schedule, &mut state.counters, loss, grads, clip)
+            .map_err(train_err)?;
+        state.data_position = sampler.position();
+        let report = match outcome {
+            StepOutcome::Applied { grad_norm, lr } => StepReport {
+                step: state.counters.step,
+                loss,
+                lr,
+                grad_norm,
+                skipped: false,
+                val_loss: None,
+            },
+            StepOutcome::Skipped { grad_norm, .. } => StepReport {
+                step: state.counters.step,
+                loss,
+                lr: 0.0,
+                grad_norm,
+                skipped: true,
+                val_loss: None,
+            },
+        };
+        let mut report = report;
+        let at_end = state.counters.step >= cfg.steps;
+        let due = cfg.val_every > 0 && state.counters.step % cfg.val_every == 0;
+        if !val_examples.is_empty() && (due || at_end) {
+            let ctx = ExampleContext {
+                tokenizer: &tokenizer,
+                preprocessor: &preprocessor,
+                labels: &labels_cfg,
+                image_length,
+                english: cfg.english,
+                device,
+            };
+            report.val_loss = Some(validation_loss(
+                &tm.model,
+                &val_examples,
+                cfg.batch_size,
+                &ctx,
+            )?);
+        }
+        let go_on = on_step(&report);
+        state.metrics.insert("loss".into(), loss);
+        if let Some(v) = report.val_loss {
+            state.metrics.insert("val_loss".into(), v);
+        }
+        reports.push(report);
+        if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
+            let mut training_state = opt.state_tensors().map_err(train_err)?;
+            training_state.extend(queue.tensors()?);
+            manager
+                .save(&state, &opt.params().tensors(), &training_state)
+                .map_err(train_err)?;
+        }
+        if at_end && cfg.export {
+            let export = ExportParts {
+                tokenizer: tokenizer.source(),
+                lora: lora.as_ref().map(|(set, _)| set),
+                heads: heads.as_ref(),
+            };
+            export_model(&tm, &export, &cfg.out.join("model"))?;
+        }
+        if !go_on {
+            break;
+        }
+    }
+    Ok(reports)
+}

@@ -1,0 +1,86 @@
+//! Decoding a fixed set of prompts to the end: [`generate`] (one prompt, many images) and
+//! [`generate_many`] (many prompts), both over a [`BatchDecoder`].
+
+use std::ops::Range;
+
+use candle_core::Tensor;
+use visualglm_language::GenerationConfig;
+
+use super::batch::BatchDecoder;
+use super::request::{Flow, GenRequest};
+use crate::error::Result;
+use crate::model::VisualGlm;
+
+/// Generates answers to one prompt `ids` for each of `B` images (`images` `[B, 32, width]`,
+/// spliced at `pre_image`), or for the text alone when `images` is `None` (B = 1).
+///
+/// Row `i` samples with seed `cfg.seed + i`. `on_token(row, token)` sees every token as it is
+/// made (`<eop>` included) and may stop that row. Returns each row's tokens without `<eop>`.
+pub fn generate(
+    model: &VisualGlm,
+    ids: &[u32],
+    images: Option<(&Tensor, usize)>,
+    cfg: &GenerationConfig,
+    invalid: &[Range<usize>],
+    on_token: &mut dyn FnMut(usize, u32) -> Flow,
+) -> Result<Vec<Vec<u32>>> {
+    let (rows, pre_image) = match images {
+        Some((t, pre)) => (
+            (0..t.dim(0)?)
+                .map(|i| t.narrow(0, i, 1).map(Some))
+                .collect::<candle_core::Result<Vec<_>>>()?,
+            pre,
+        ),
+        None => (vec![None], 0),
+    };
+    let configs: Vec<GenerationConfig> = (0..rows.len())
+        .map(|i| GenerationConfig {
+            seed: cfg.seed.wrapping_add(i as u64),
+            ..cfg.clone()
+        })
+        .collect();
+    let requests: Vec<GenRequest<'_>> = rows
+        .iter()
+        .zip(&configs)
+        .map(|(image, config)| GenRequest {
+            ids,
+            image: image.as_ref(),
+            pre_image,
+            config,
+            invalid,
+        })
+        .collect();
+    generate_many(model, &requests, on_token)
+}
+
+/// Decodes several prompts together: prompts are left-padded to a common length (pads are
+/// masked out and never attended), each row keeps its own 2D positions, prefix mask, sampler,
+/// budget and stop. `on_token(request, token)` sees each token as it is made and may stop
+/// that request ([`Flow::Stop`]). Returns each request's tokens without `<eop>`.
+///
+/// A thin wrapper over [`BatchDecoder`]: all requests are admitted at once and stepped until
+/// the last one ends; rows that end leave the batch at once.
+pub fn generate_many(
+    model: &VisualGlm,
+    requests: &[GenRequest<'_>],
+    on_token: &mut dyn FnMut(usize, u32) -> Flow,
+) -> Result<Vec<Vec<u32>>> {
+    let mut out: Vec<Vec<u32>> = vec![Vec::new(); requests.len()];
+    let mut decoder = BatchDecoder::new(model);
+    let ids = decoder.add(requests)?;
+    while !decoder.is_idle() {
+        for done in decoder.step(&mut |id, t| {
+            // Ids are handed out in request order from 0, so they are the request indices.
+            on_token(id as usize, t)
+        })? {
+            if let Some(slot) = ids
+                .iter()
+                .position(|&i| i == done.id)
+                .and_then(|i| out.get_mut(i))
+            {
+                *slot = done.tokens;
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,353 @@
+//! Reading a VisualGLM GGUF file back: the header and its metadata checks, the tensor checks
+//! against the configuration, and [`load_gguf`], which builds a [`VisualGlm`] from it.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use visualglm_nn::quant::dtype_name;
+
+use super::error::GgufError;
+use super::format::{is_glm_linear_weight, GGUF_MAGIC, KEY_LM_HEAD_TIED, LM_HEAD, WORD_EMBEDDINGS};
+use crate::checkpoint::{LoadOptions, FORMAT_NAME};
+use crate::config::{CheckpointFamily, VisualGlmConfig};
+use crate::model::VisualGlm;
+use crate::param_shapes::expected_parameters;
+
+/// The parsed header of one of our GGUF files.
+struct Header {
+    content: Content,
+    config: VisualGlmConfig,
+    /// `lm_head.weight` is the quantized word-embedding table (not stored on its own).
+    lm_head_tied: bool,
+}
+
+fn meta_str<'a>(path: &Path, content: &'a Content, key: &str) -> Result<&'a str, GgufError> {
+    match content.metadata.get(key) {
+        Some(Value::String(s)) => Ok(s),
+        Some(other) => Err(GgufError::Metadata {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message: format!("expected a string, found {:?}", other.value_type()),
+        }),
+        None => Err(GgufError::Metadata {
+            path: path.to_path_buf(),
+            key: key.into(),
+            message: "missing".into(),
+        }),
+    }
+}
+
+/// Opens `path`, checks the magic, parses the header and our metadata.
+fn read_header(path: &Path, reader: &mut BufReader<File>) -> Result<Header, GgufError> {
+    let io = |source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut magic = [0u8; 4];
+    let n = read_up_to(reader, &mut magic).map_err(io)?;
+    if n < 4 || magic != GGUF_MAGIC {
+        return Err(GgufError::NotGguf {
+            path: path.to_path_buf(),
+            found: String::from_utf8_lossy(&magic[..n]).into_owned(),
+        });
+    }
+    reader.rewind().map_err(io)?;
+    // candle's reader checks every count and length against the file size; it divides by
+    // `general.alignment` unchecked, so a hostile 0 must not reach it as a panic.
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Content::read(reader)));
+    let content = match parsed {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(GgufError::Malformed {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(GgufError::Malformed {
+                path: path.to_path_buf(),
+                message: "the header could not be parsed (bad alignment or sizes)".into(),
+            })
+        }
+    };
+    let format = meta_str(path, &content, "format").ok().map(str::to_string);
+    if format.as_deref() != Some(FORMAT_NAME) {
+        let architecture = meta_str(path, &content, "general.architecture")
+            .unwrap_or("unknown")
+            .to_string();
+        return Err(GgufError::Foreign {
+            path: path.to_path_buf(),
+            architecture,
+            format,
+        });
+    }
+    let layout = meta_str(path, &content, "qkv_layout")?;
+    if layout != "blocks" {
+        return Err(GgufError::Metadata {
+            path: path.to_path_buf(),
+            key: "qkv_layout".into(),
+            message: format!("{layout:?}: only \"blocks\" GGUF files are supported"),
+        });
+    }
+    let family_s = meta_str(path, &content, "family")?;
+    let family = CheckpointFamily::parse(family_s).ok_or_else(|| GgufError::Metadata {
+        path: path.to_path_buf(),
+        key: "family".into(),
+        message: format!("{family_s:?}, expected \"hf\" or \"sat\""),
+    })?;
+    let label = PathBuf::from(format!("{} (metadata `config`)", path.display()));
+    let (mut config, _) =
+        VisualGlmConfig::from_json_str(meta_str(path, &content, "config")?, &label)?;
+    config.apply_family_conventions(family);
+    let lm_head_tied = match content.metadata.get(KEY_LM_HEAD_TIED) {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(GgufError::Metadata {
+                path: path.to_path_buf(),
+                key: KEY_LM_HEAD_TIED.into(),
+                message: format!("expected a bool, found {:?}", other.value_type()),
+            })
+        }
+    };
+    Ok(Header {
+        content,
+        config,
+        lm_head_tied,
+    })
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Checks names, shapes and types against the configuration; returns the quantized names.
+fn check_tensors(
+    path: &Path,
+    content: &Content,
+    expected: &[(String, Vec<usize>)],
+    lm_head_tied: bool,
+) -> Result<HashSet<String>, GgufError> {
+    let mut problems = Vec::new();
+    let mut quantized = HashSet::new();
+    let wanted: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+    if lm_head_tied {
+        match content.tensor_infos.get(WORD_EMBEDDINGS) {
+            Some(i)
+                if !matches!(
+                    i.ggml_dtype,
+                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16
+                ) => {}
+            _ => problems.push(format!(
+                "`{KEY_LM_HEAD_TIED}` is true but `{WORD_EMBEDDINGS}` is not quantized"
+            )),
+        }
+        if content.tensor_infos.contains_key(LM_HEAD) {
+            problems.push(format!(
+                "`{KEY_LM_HEAD_TIED}` is true but `{LM_HEAD}` is stored too"
+            ));
+        }
+    }
+    for (name, shape) in expected {
+        match content.tensor_infos.get(name) {
+            None if lm_head_tied && name == LM_HEAD => {}
+            None => problems.push(format!("missing `{name}`")),
+            Some(info) => {
+                if info.shape.dims() != shape.as_slice() {
+                    problems.push(format!(
+                        "`{name}` has shape {:?}, expected {shape:?}",
+                        info.shape.dims()
+                    ));
+                    continue;
+                }
+                match info.ggml_dtype {
+                    GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16 => {}
+                    d if is_glm_linear_weight(name)
+                        || name == LM_HEAD
+                        || name == WORD_EMBEDDINGS =>
+                    {
+                        let in_dim = shape.last().copied().unwrap_or(0);
+                        if in_dim % d.block_size() != 0 {
+                            problems.push(format!(
+                                "`{name}` is {} but its width {in_dim} is not a multiple of {}",
+                                dtype_name(d),
+                                d.block_size()
+                            ));
+                        } else {
+                            quantized.insert(name.clone());
+                        }
+                    }
+                    d => problems.push(format!(
+                        "`{name}` is {}, but only GLM linear weights, `lm_head` and the word \
+                         embeddings may be quantized",
+                        dtype_name(d)
+                    )),
+                }
+            }
+        }
+    }
+    let mut extra: Vec<&String> = content
+        .tensor_infos
+        .keys()
+        .filter(|n| !wanted.contains(n.as_str()))
+        .collect();
+    extra.sort();
+    for n in extra.iter().take(10) {
+        problems.push(format!("unexpected `{n}`"));
+    }
+    if extra.len() > 10 {
+        problems.push(format!(
+            "… and {} more unexpected tensors",
+            extra.len() - 10
+        ));
+    }
+    if problems.is_empty() {
+        Ok(quantized)
+    } else {
+        Err(GgufError::Mismatch {
+            path: path.to_path_buf(),
+            report: problems.iter().map(|p| format!("\n  {p}")).collect(),
+        })
+    }
+}
+
+/// Loads a GGUF file written by [`write_gguf`](super::write_gguf): dense tensors converted to `dtype` on `device`
+/// (the image encoder's to `opts.vision_dtype` when set), quantized GLM linears, `lm_head` and
+/// word embeddings kept as GGML blocks (linears run with `QMatMul`; a tied `lm_head` shares the
+/// embedding table). `opts.config_path`, when set, must describe the same model (it replaces
+/// the embedded config).
+pub fn load_gguf(
+    path: &Path,
+    device: &Device,
+    dtype: DType,
+    opts: &LoadOptions,
+) -> Result<VisualGlm, GgufError> {
+    let file = File::open(path).map_err(|source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let Header {
+        content,
+        mut config,
+        lm_head_tied,
+    } = read_header(path, &mut reader)?;
+    if let Some(p) = &opts.config_path {
+        config = VisualGlmConfig::from_file(p)?.0;
+    }
+    let expected = expected_parameters(&config).map_err(|e| GgufError::Model {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let quantized = check_tensors(path, &content, &expected, lm_head_tied)?;
+    let vision_dtype = opts.vision_dtype.unwrap_or(dtype);
+
+    let tensor_err = |name: &str| {
+        let (p, n) = (path.to_path_buf(), name.to_string());
+        move |source| GgufError::Tensor {
+            path: p,
+            name: n,
+            source: Box::new(source),
+        }
+    };
+    let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(expected.len());
+    for (name, shape) in &expected {
+        let dtype = if name.starts_with(crate::checkpoint::HF_IMAGE_PREFIX) {
+            vision_dtype
+        } else {
+            dtype
+        };
+        let t = if quantized.contains(name) || (lm_head_tied && name == LM_HEAD) {
+            // Placeholder: a zero-stride view of one zero; replaced by the GGML weight below.
+            Tensor::zeros((), dtype, device)
+                .and_then(|z| z.broadcast_as(shape.as_slice()))
+                .map_err(tensor_err(name))?
+        } else {
+            let q = content
+                .tensor(&mut reader, name, device)
+                .map_err(tensor_err(name))?;
+            let t = if dtype == DType::F16 && q.dtype() == GgmlDType::F16 {
+                q.dequantize_f16(device)
+            } else {
+                q.dequantize(device)
+            };
+            t.and_then(|t| t.to_dtype(dtype))
+                .map_err(tensor_err(name))?
+        };
+        tensors.insert(name.clone(), t);
+    }
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    let mut model =
+        VisualGlm::from_var_builder_with(&config, vb, opts.vision_dtype).map_err(|e| {
+            GgufError::Model {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            }
+        })?;
+    let mut seen = 0;
+    if quantized.contains(WORD_EMBEDDINGS) {
+        let q = content
+            .tensor(&mut reader, WORD_EMBEDDINGS, device)
+            .map_err(tensor_err(WORD_EMBEDDINGS))?;
+        model
+            .language_model_mut()
+            .set_quantized_embeddings(Arc::new(q), lm_head_tied)
+            .map_err(tensor_err(WORD_EMBEDDINGS))?;
+        seen += 1;
+    }
+    for (name, linear) in model.language_model_mut().named_linears_mut(true) {
+        if !quantized.contains(&name) {
+            continue;
+        }
+        let q = content
+            .tensor(&mut reader, &name, device)
+            .map_err(tensor_err(&name))?;
+        linear
+            .set_quantized_base(Arc::new(q))
+            .map_err(tensor_err(&name))?;
+        seen += 1;
+    }
+    if seen != quantized.len() {
+        return Err(GgufError::Mismatch {
+            path: path.to_path_buf(),
+            report: format!(
+                "\n  {} quantized tensors, but the model has {seen} places for them",
+                quantized.len()
+            ),
+        });
+    }
+    Ok(model)
+}
+
+/// Reads only the header of a GGUF file and returns `(name, type)` of every tensor, sorted,
+/// after the same checks as [`load_gguf`] (for `inspect`-style listings and tests).
+pub fn gguf_tensor_types(path: &Path) -> Result<Vec<(String, GgmlDType)>, GgufError> {
+    let file = File::open(path).map_err(|source| GgufError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = BufReader::new(file);
+    let header = read_header(path, &mut reader)?;
+    let mut v: Vec<(String, GgmlDType)> = header
+        .content
+        .tensor_infos
+        .iter()
+        .map(|(n, i)| (n.clone(), i.ggml_dtype))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(v)
+}
