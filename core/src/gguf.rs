@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -138,6 +138,16 @@ pub enum GgufError {
         #[source]
         source: Box<VisualGlmError>,
     },
+}
+
+impl From<visualglm_files::Error> for GgufError {
+    /// An atomic write failed: the file and the I/O error.
+    fn from(e: visualglm_files::Error) -> Self {
+        GgufError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 impl From<GgufError> for VisualGlmError {
@@ -317,16 +327,13 @@ pub fn write_gguf(
         (KEY_LM_HEAD_TIED, Value::Bool(tied)),
     ];
 
-    let tmp = temp_path(out);
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| GgufError::Io { path: p, source }
-    };
-    let result = (|| -> Result<GgufSummary, GgufError> {
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+    visualglm_files::write_atomic_with(out, |w| -> Result<GgufSummary, GgufError> {
+        let io = |source| GgufError::Io {
+            path: out.to_path_buf(),
+            source,
+        };
         let header = encode_header(&metadata, &plan);
-        w.write_all(&header).map_err(io(&tmp))?;
+        w.write_all(&header).map_err(io)?;
         let mut written = header.len() as u64;
         let mut summary = GgufSummary::default();
         for (i, p) in plan.iter().enumerate() {
@@ -348,38 +355,20 @@ pub fn write_gguf(
                     ))),
                 });
             }
-            w.write_all(&data).map_err(io(&tmp))?;
+            w.write_all(&data).map_err(io)?;
             let pad = padding(p.bytes);
-            w.write_all(&vec![0u8; pad as usize]).map_err(io(&tmp))?;
+            w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
             written += p.bytes + pad;
             summary.tensors.push((p.name.to_string(), p.dtype));
             progress(i + 1, plan.len(), p.name);
         }
-        let file = w.into_inner().map_err(|e| GgufError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, out).map_err(io(out))?;
         summary.bytes = written;
         Ok(summary)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 fn padding(n: u64) -> u64 {
     (ALIGNMENT - n % ALIGNMENT) % ALIGNMENT
-}
-
-fn temp_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model.gguf".into());
-    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 /// GGUF type id of a GGML type (ggml.h numbering).
