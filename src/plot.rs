@@ -351,9 +351,9 @@ where
 
 /// Writes `bytes` to `path` atomically.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    visualglm_language::fs::write_atomic(path, bytes).map_err(|source| PlotError::Io {
+    visualglm_files::write_atomic_bytes(path, bytes).map_err(|e| PlotError::Io {
         path: path.to_path_buf(),
-        source,
+        source: e.source,
     })
 }
 

@@ -26,9 +26,7 @@ mod error;
 mod format;
 mod read;
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -192,16 +190,13 @@ pub fn write_gguf(
         (KEY_LM_HEAD_TIED, Value::Bool(tied)),
     ];
 
-    let tmp = temp_path(out);
-    let io = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| GgufError::Io { path: p, source }
-    };
-    let result = (|| -> Result<GgufSummary, GgufError> {
-        let file = File::create(&tmp).map_err(io(&tmp))?;
-        let mut w = BufWriter::with_capacity(1 << 20, file);
+    visualglm_files::write_atomic_with(out, |w| -> Result<GgufSummary, GgufError> {
+        let io = |source| GgufError::Io {
+            path: out.to_path_buf(),
+            source,
+        };
         let header = encode_header(&metadata, &plan);
-        w.write_all(&header).map_err(io(&tmp))?;
+        w.write_all(&header).map_err(io)?;
         let mut written = header.len() as u64;
         let mut summary = GgufSummary::default();
         for (i, p) in plan.iter().enumerate() {
@@ -223,38 +218,20 @@ pub fn write_gguf(
                     ))),
                 });
             }
-            w.write_all(&data).map_err(io(&tmp))?;
+            w.write_all(&data).map_err(io)?;
             let pad = padding(p.bytes);
-            w.write_all(&vec![0u8; pad as usize]).map_err(io(&tmp))?;
+            w.write_all(&vec![0u8; pad as usize]).map_err(io)?;
             written += p.bytes + pad;
             summary.tensors.push((p.name.to_string(), p.dtype));
             progress(i + 1, plan.len(), p.name);
         }
-        let file = w.into_inner().map_err(|e| GgufError::Io {
-            path: tmp.clone(),
-            source: e.into_error(),
-        })?;
-        file.sync_all().map_err(io(&tmp))?;
-        std::fs::rename(&tmp, out).map_err(io(out))?;
         summary.bytes = written;
         Ok(summary)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    })
 }
 
 fn padding(n: u64) -> u64 {
     (ALIGNMENT - n % ALIGNMENT) % ALIGNMENT
-}
-
-fn temp_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model.gguf".into());
-    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 /// GGUF type id of a GGML type (ggml.h numbering).

@@ -177,8 +177,9 @@ impl ItcHeads {
                 .map_err(|e| {
                     VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}"))
                 })?;
-        visualglm_language::fs::write_atomic(path, &bytes)
-            .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))?;
+        visualglm_files::write_atomic_bytes(path, &bytes).map_err(|e| {
+            VisualGlmError::Input(format!("cannot write {}: {}", path.display(), e.source))
+        })?;
         Ok(())
     }
 

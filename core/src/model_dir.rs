@@ -40,6 +40,7 @@ pub fn write_model_dir(ck: &Checkpoint, tokenizer: &Path, dir: &Path) -> Result<
 
 /// Writes one file of the directory atomically.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    visualglm_language::fs::write_atomic(path, bytes)
-        .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))
+    visualglm_files::write_atomic_bytes(path, bytes).map_err(|e| {
+        VisualGlmError::Input(format!("cannot write {}: {}", path.display(), e.source))
+    })
 }

@@ -180,8 +180,9 @@ pub fn write_dataset(
 fn write_json_atomic(path: &Path, records: &[SynthRecord]) -> Result<()> {
     let text = serde_json::to_string_pretty(records)
         .map_err(|e| VisualGlmError::Input(format!("{}: {e}", path.display())))?;
-    visualglm_language::fs::write_atomic(path, text.as_bytes())
-        .map_err(|e| VisualGlmError::Input(format!("cannot write {}: {e}", path.display())))
+    visualglm_files::write_atomic_bytes(path, text.as_bytes()).map_err(|e| {
+        VisualGlmError::Input(format!("cannot write {}: {}", path.display(), e.source))
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 
 pub mod config;
 pub mod embedding;
-pub mod fs;
 pub mod kv_cache;
 pub mod model;
 pub mod positions;

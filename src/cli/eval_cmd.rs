@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use visualglm_eval::io::{read_caption_set, retrieval::read_retrieval_scores, vqa, write_atomic};
+use visualglm_eval::io::{read_caption_set, retrieval::read_retrieval_scores, vqa};
 use visualglm_eval::{retrieval, score_captions, Tokenizer};
 
 /// Subcommands of `visualglm eval`.
@@ -156,7 +156,7 @@ fn write_report<T: Serialize>(out: Option<&Path>, report: &T) -> Result<()> {
     if let Some(path) = out {
         let mut text = serde_json::to_string_pretty(report)?;
         text.push('\n');
-        write_atomic(path, text.as_bytes())?;
+        visualglm_files::write_atomic_bytes(path, text.as_bytes())?;
     }
     Ok(())
 }

@@ -99,7 +99,8 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
 }
 
 fn write_text_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    visualglm_language::fs::write_atomic(path, text.as_bytes())
+    visualglm_files::write_atomic_bytes(path, text.as_bytes())
+        .map_err(|e| e.source)
         .with_context(|| format!("writing {}", path.display()))
 }
 

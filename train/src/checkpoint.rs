@@ -10,11 +10,11 @@
 //!     state.json                # TrainState: counters, data position, RNG, metrics, extra
 //!     manifest.json             # format tag + byte size and FNV-1a-64 of each file above
 //! ```
-//! A save writes everything into `step-N.tmp/`, fsyncs each file and the directory,
-//! renames it to `step-N/`, then replaces `latest` via `latest.tmp` + fsync + rename. The
-//! manifest is written last, and a load checks every size and hash, so a half-written or
-//! truncated checkpoint is refused with a clear error. Only the newest `keep_last`
-//! checkpoints are kept.
+//! A save writes everything into `step-N.tmp/`, fsyncs each file and the directory, renames
+//! it to `step-N/` (an existing one is replaced whole: [`visualglm_files::publish_dir`]), then
+//! replaces `latest` atomically ([`visualglm_files::write_atomic_bytes`]). The manifest is
+//! written last, and a load checks every size and hash, so a half-written or truncated
+//! checkpoint is refused with a clear error. Only the newest `keep_last` checkpoints are kept.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -276,26 +276,8 @@ impl CheckpointManager {
         let manifest = serde_json::to_vec_pretty(&manifest)
             .map_err(|e| TrainError::checkpoint(&tmp, format!("serialise manifest: {e}")))?;
         write_synced(&tmp.join(MANIFEST_FILE), &manifest)?;
-        sync_dir(&tmp)?;
-
-        if dir.exists() {
-            let old = self.root.join(format!("{name}.old"));
-            if old.exists() {
-                fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove", e))?;
-            }
-            fs::rename(&dir, &old).map_err(|e| TrainError::io(&dir, "rename", e))?;
-            fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&tmp, "rename", e))?;
-            fs::remove_dir_all(&old).map_err(|e| TrainError::io(&old, "remove", e))?;
-        } else {
-            fs::rename(&tmp, &dir).map_err(|e| TrainError::io(&tmp, "rename", e))?;
-        }
-        sync_dir(&self.root)?;
-
-        let latest_tmp = self.root.join(format!("{LATEST_FILE}.tmp"));
-        write_synced(&latest_tmp, name.as_bytes())?;
-        let latest = self.root.join(LATEST_FILE);
-        fs::rename(&latest_tmp, &latest).map_err(|e| TrainError::io(&latest_tmp, "rename", e))?;
-        sync_dir(&self.root)?;
+        visualglm_files::publish_dir(&tmp, &dir)?;
+        visualglm_files::write_atomic_bytes(self.root.join(LATEST_FILE), name.as_bytes())?;
 
         self.prune(step)?;
         Ok(dir)
@@ -417,15 +399,6 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.write_all(bytes)
         .map_err(|e| TrainError::io(path, "write", e))?;
     f.sync_all().map_err(|e| TrainError::io(path, "fsync", e))
-}
-
-fn sync_dir(path: &Path) -> Result<()> {
-    // Directory fsync makes renames durable on Linux; other platforms may refuse it.
-    match File::open(path).and_then(|d| d.sync_all()) {
-        Ok(()) => Ok(()),
-        Err(e) if cfg!(unix) => Err(TrainError::io(path, "fsync directory", e)),
-        Err(_) => Ok(()),
-    }
 }
 
 fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>> {

@@ -71,6 +71,13 @@ pub enum TrainError {
     Candle(#[from] candle_core::Error),
 }
 
+impl From<visualglm_files::Error> for TrainError {
+    /// A file write, rename or fsync failed: the path, the operation and the I/O error.
+    fn from(e: visualglm_files::Error) -> Self {
+        Self::io(e.path, e.op, e.source)
+    }
+}
+
 impl TrainError {
     /// Builds an [`TrainError::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, op: &'static str, source: std::io::Error) -> Self {

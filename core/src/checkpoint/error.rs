@@ -159,6 +159,13 @@ pub enum CheckpointError {
     },
 }
 
+impl From<visualglm_files::Error> for CheckpointError {
+    /// An atomic write failed: the file and the I/O error.
+    fn from(e: visualglm_files::Error) -> Self {
+        CheckpointError::io(e.path, e.source)
+    }
+}
+
 impl CheckpointError {
     /// Wraps an I/O error with the path it concerns.
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

@@ -1,7 +1,6 @@
 //! Writing a canonical checkpoint as one safetensors file, atomically.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Tensor};
 use serde_json::{json, Map, Value};
@@ -61,11 +60,8 @@ pub fn save_canonical(
         header_bytes.push(b' ');
     }
 
-    let tmp = temp_path(out);
-    let result = (|| -> Result<(), CheckpointError> {
-        let file = std::fs::File::create(&tmp).map_err(|e| CheckpointError::io(&tmp, e))?;
-        let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let io = |e| CheckpointError::io(&tmp, e);
+    visualglm_files::write_atomic_with(out, |w| -> Result<(), CheckpointError> {
+        let io = |e| CheckpointError::io(out, e);
         w.write_all(&(header_bytes.len() as u64).to_le_bytes())
             .map_err(io)?;
         w.write_all(&header_bytes).map_err(io)?;
@@ -79,24 +75,8 @@ pub fn save_canonical(
             w.write_all(&bytes).map_err(io)?;
             progress(name, bytes.len() as u64);
         }
-        let file = w
-            .into_inner()
-            .map_err(|e| CheckpointError::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, out).map_err(|e| CheckpointError::io(out, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
-fn temp_path(out: &Path) -> PathBuf {
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model.safetensors".into());
-    out.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+        Ok(())
+    })
 }
 
 fn target_dtype(stored: DType, wanted: Option<DType>) -> DType {

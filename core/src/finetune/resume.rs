@@ -48,7 +48,8 @@ pub fn resume_metrics(out: &Path, metrics: &Path) -> Result<u64> {
         }
     }
     if kept != text {
-        visualglm_language::fs::write_atomic(metrics, kept.as_bytes()).map_err(io_err)?;
+        visualglm_files::write_atomic_bytes(metrics, kept.as_bytes())
+            .map_err(|e| io_err(e.source))?;
     }
     Ok(step)
 }

@@ -93,6 +93,16 @@ pub enum GgufError {
     },
 }
 
+impl From<visualglm_files::Error> for GgufError {
+    /// An atomic write failed: the file and the I/O error.
+    fn from(e: visualglm_files::Error) -> Self {
+        GgufError::Io {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl From<GgufError> for VisualGlmError {
     fn from(e: GgufError) -> Self {
         match e {

@@ -5,7 +5,7 @@
 //! renamed into place, the config last.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
@@ -69,12 +69,11 @@ pub fn save_adapters(
             })?;
         tensors.insert(name, t);
     }
-    let tmp = temp_path(&weights);
-    candle_core::safetensors::save(&tensors, &tmp).map_err(|source| LoraError::Tensors {
-        path: tmp.clone(),
-        source,
+    let bytes = safetensors::serialize(&tensors, None).map_err(|e| LoraError::Tensors {
+        path: weights.clone(),
+        source: e.into(),
     })?;
-    rename(&tmp, &weights)?;
+    write_atomic(&weights, &bytes)?;
 
     let config = AdapterFileConfig {
         format: ADAPTER_FORMAT.to_string(),
@@ -87,12 +86,7 @@ pub fn save_adapters(
     let path = dir.join(ADAPTER_CONFIG);
     let text = serde_json::to_string_pretty(&config)
         .map_err(|e| LoraError::config(&path, format!("cannot serialise: {e}")))?;
-    let tmp = temp_path(&path);
-    std::fs::write(&tmp, text).map_err(|source| LoraError::Io {
-        path: tmp.clone(),
-        source,
-    })?;
-    rename(&tmp, &path)
+    write_atomic(&path, text.as_bytes())
 }
 
 /// Reads an adapter directory (or its `adapter_model.safetensors`, with the config beside
@@ -192,20 +186,10 @@ fn read_config(path: &Path) -> Result<AdapterFileConfig, LoraError> {
     Ok(config)
 }
 
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), LoraError> {
-    std::fs::rename(from, to).map_err(|source| {
-        let _ = std::fs::remove_file(from);
-        LoraError::Io {
-            path: to.to_path_buf(),
-            source,
-        }
+/// Writes one file of the adapter directory atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), LoraError> {
+    visualglm_files::write_atomic_bytes(path, bytes).map_err(|e| LoraError::Io {
+        path: path.to_path_buf(),
+        source: e.source,
     })
 }

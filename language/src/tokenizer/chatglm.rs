@@ -359,10 +359,10 @@ impl ChatGlmTokenizer {
     }
 }
 
-/// Writes `bytes` to `path` atomically ([`crate::fs::write_atomic`]).
+/// Writes `bytes` to `path` atomically ([`visualglm_files::write_atomic_bytes`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    crate::fs::write_atomic(path, bytes).map_err(|source| TokenizerError::Io {
+    visualglm_files::write_atomic_bytes(path, bytes).map_err(|e| TokenizerError::Io {
         path: path.to_path_buf(),
-        source,
+        source: e.source,
     })
 }

@@ -35,10 +35,9 @@ pub const SIZE_MARKER_WINDOW: usize = 15;
 /// besides the crate's `build.rs`.
 pub const SIZE_DIRS: &[&str] = &["src", "tests", "examples", "benches"];
 
-/// Rule 4: the only files under any crate's `src/` allowed to call `rename(` or `.persist(`.
-/// It is empty until one home is designated, so the check lists every current duplicate of the
-/// write-to-temp-then-rename logic.
-pub const ATOMIC_WRITE_HOME: &[&str] = &[];
+/// Rule 4: the only files under any crate's `src/` allowed to call `rename(` or `.persist(`:
+/// the `visualglm-files` crate (atomic file writes, checkpoint directory publishing).
+pub const ATOMIC_WRITE_HOME: &[&str] = &["files/src/lib.rs"];
 
 /// Rule 5: the package (its Cargo name) that is the core library.
 pub const CORE_PACKAGE: &str = "visualglm";
