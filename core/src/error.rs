@@ -24,6 +24,16 @@ pub enum VisualGlmError {
     /// A tensor operation failed.
     #[error("tensor error: {}", first_line(.0))]
     Candle(#[from] candle_core::Error),
+    /// A model directory could not be written.
+    #[error(transparent)]
+    ModelDir(Box<crate::model_dir::ModelDirError>),
+    /// A hub id could not be resolved to a local directory.
+    #[cfg(feature = "hub")]
+    #[error(transparent)]
+    Hub(Box<crate::hub::HubError>),
+    /// A GGUF file could not be read, written or matched to the model.
+    #[error(transparent)]
+    Gguf(Box<visualglm_weights::gguf::GgufError>),
     /// The caller passed inputs the model cannot run.
     #[error("invalid input: {0}")]
     Input(String),
@@ -41,4 +51,33 @@ pub fn first_line(e: &dyn std::fmt::Display) -> String {
         .unwrap_or_default()
         .trim_end()
         .to_string()
+}
+
+impl From<visualglm_weights::gguf::GgufError> for VisualGlmError {
+    /// Checkpoint, configuration and model errors keep their own variant.
+    fn from(e: visualglm_weights::gguf::GgufError) -> Self {
+        use visualglm_weights::gguf::GgufError;
+        match e {
+            GgufError::Checkpoint(c) => VisualGlmError::Checkpoint(c),
+            GgufError::Config(c) => VisualGlmError::Config(c),
+            GgufError::Model { path, source } => match source.downcast::<VisualGlmError>() {
+                Ok(model) => *model,
+                Err(source) => VisualGlmError::Gguf(Box::new(GgufError::Model { path, source })),
+            },
+            other => VisualGlmError::Gguf(Box::new(other)),
+        }
+    }
+}
+
+impl From<crate::model_dir::ModelDirError> for VisualGlmError {
+    fn from(e: crate::model_dir::ModelDirError) -> Self {
+        VisualGlmError::ModelDir(Box::new(e))
+    }
+}
+
+#[cfg(feature = "hub")]
+impl From<crate::hub::HubError> for VisualGlmError {
+    fn from(e: crate::hub::HubError) -> Self {
+        VisualGlmError::Hub(Box::new(e))
+    }
 }

@@ -1,19 +1,17 @@
 //! VisualGLM-6B in Rust: load the released checkpoints, encode images, run the language model.
 
-pub mod checkpoint;
-pub mod config;
 pub mod error;
+#[cfg(feature = "hub")]
+pub use visualglm_weights::hub;
+pub use visualglm_weights::{checkpoint, config, model_dir};
 pub mod finetune;
 pub mod generate;
 pub mod gguf;
-#[cfg(feature = "hub")]
-pub mod hub;
 pub mod init;
 pub mod itc;
 mod loader;
 pub mod lora;
 pub mod model;
-pub mod model_dir;
 pub mod param_shapes;
 mod parts;
 pub mod pipeline;

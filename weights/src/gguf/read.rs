@@ -1,24 +1,20 @@
 //! Reading a VisualGLM GGUF file back: the header and its metadata checks, the tensor checks
-//! against the configuration, and [`load_gguf`], which builds a [`VisualGlm`] from it.
+//! against the expected parameters, and [`GgufReader`], which hands out one tensor at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::quantized::GgmlDType;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use visualglm_nn::quant::dtype_name;
 
 use super::error::GgufError;
 use super::format::{is_glm_linear_weight, GGUF_MAGIC, KEY_LM_HEAD_TIED, LM_HEAD, WORD_EMBEDDINGS};
-use crate::checkpoint::{LoadOptions, FORMAT_NAME};
+use crate::checkpoint::FORMAT_NAME;
 use crate::config::{CheckpointFamily, VisualGlmConfig};
-use crate::model::VisualGlm;
-use crate::param_shapes::expected_parameters;
 
 /// The parsed header of one of our GGUF files.
 struct Header {
@@ -225,116 +221,116 @@ fn check_tensors(
     }
 }
 
-/// Loads a GGUF file written by [`write_gguf`](super::write_gguf): dense tensors converted to `dtype` on `device`
-/// (the image encoder's to `opts.vision_dtype` when set), quantized GLM linears, `lm_head` and
-/// word embeddings kept as GGML blocks (linears run with `QMatMul`; a tied `lm_head` shares the
-/// embedding table). `opts.config_path`, when set, must describe the same model (it replaces
-/// the embedded config).
-pub fn load_gguf(
-    path: &Path,
-    device: &Device,
-    dtype: DType,
-    opts: &LoadOptions,
-) -> Result<VisualGlm, GgufError> {
-    let file = File::open(path).map_err(|source| GgufError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut reader = BufReader::new(file);
-    let Header {
-        content,
-        mut config,
-        lm_head_tied,
-    } = read_header(path, &mut reader)?;
-    if let Some(p) = &opts.config_path {
-        config = VisualGlmConfig::from_file(p)?.0;
-    }
-    let expected = expected_parameters(&config).map_err(|e| GgufError::Model {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
-    let quantized = check_tensors(path, &content, &expected, lm_head_tied)?;
-    let vision_dtype = opts.vision_dtype.unwrap_or(dtype);
+/// An open GGUF file written by [`write_gguf`](super::write_gguf), checked against the
+/// parameters its consumer expects, that hands out one tensor at a time: dense tensors
+/// converted to the dtype asked for, quantized ones as GGML blocks.
+pub struct GgufReader {
+    path: PathBuf,
+    reader: BufReader<File>,
+    content: Content,
+    config: VisualGlmConfig,
+    lm_head_tied: bool,
+    quantized: HashSet<String>,
+}
 
-    let tensor_err = |name: &str| {
-        let (p, n) = (path.to_path_buf(), name.to_string());
+impl GgufReader {
+    /// Opens `path` and checks its header and metadata; `config_path`, when set, replaces the
+    /// embedded configuration (it must describe the same model).
+    pub fn open(path: &Path, config_path: Option<&Path>) -> Result<Self, GgufError> {
+        let file = File::open(path).map_err(|source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = BufReader::new(file);
+        let Header {
+            content,
+            mut config,
+            lm_head_tied,
+        } = read_header(path, &mut reader)?;
+        if let Some(p) = config_path {
+            config = VisualGlmConfig::from_file(p)?.0;
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            reader,
+            content,
+            config,
+            lm_head_tied,
+            quantized: HashSet::new(),
+        })
+    }
+
+    /// The model configuration (embedded, or the one passed to [`GgufReader::open`]).
+    pub fn config(&self) -> &VisualGlmConfig {
+        &self.config
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether `lm_head.weight` is the quantized word-embedding table (not stored on its own).
+    pub fn lm_head_tied(&self) -> bool {
+        self.lm_head_tied
+    }
+
+    /// Checks names, shapes and types against `expected` (name, shape) and remembers which
+    /// tensors are quantized.
+    pub fn check(&mut self, expected: &[(String, Vec<usize>)]) -> Result<(), GgufError> {
+        self.quantized = check_tensors(&self.path, &self.content, expected, self.lm_head_tied)?;
+        Ok(())
+    }
+
+    /// Whether the tensor `name` is stored quantized (after [`GgufReader::check`]); a tied
+    /// `lm_head` counts as quantized.
+    pub fn is_quantized(&self, name: &str) -> bool {
+        self.quantized.contains(name) || (self.lm_head_tied && name == LM_HEAD)
+    }
+
+    /// The number of quantized tensors stored in the file (after [`GgufReader::check`]).
+    pub fn quantized_count(&self) -> usize {
+        self.quantized.len()
+    }
+
+    /// The dense tensor `name` in `dtype` on `device`.
+    pub fn dense(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor, GgufError> {
+        let q = self.quantized(name, device)?;
+        let t = if dtype == DType::F16 && q.dtype() == GgmlDType::F16 {
+            q.dequantize_f16(device)
+        } else {
+            q.dequantize(device)
+        };
+        t.and_then(|t| t.to_dtype(dtype))
+            .map_err(self.tensor_err(name))
+    }
+
+    /// The tensor `name` as stored (GGML blocks for a quantized one) on `device`.
+    pub fn quantized(&mut self, name: &str, device: &Device) -> Result<QTensor, GgufError> {
+        let err = self.tensor_err(name);
+        self.content
+            .tensor(&mut self.reader, name, device)
+            .map_err(err)
+    }
+
+    /// Maps a tensor error of `name` to [`GgufError::Tensor`].
+    pub fn tensor_err(&self, name: &str) -> impl Fn(candle_core::Error) -> GgufError {
+        let (p, n) = (self.path.clone(), name.to_string());
         move |source| GgufError::Tensor {
-            path: p,
-            name: n,
+            path: p.clone(),
+            name: n.clone(),
             source: Box::new(source),
         }
-    };
-    let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(expected.len());
-    for (name, shape) in &expected {
-        let dtype = if name.starts_with(crate::checkpoint::HF_IMAGE_PREFIX) {
-            vision_dtype
-        } else {
-            dtype
-        };
-        let t = if quantized.contains(name) || (lm_head_tied && name == LM_HEAD) {
-            // Placeholder: a zero-stride view of one zero; replaced by the GGML weight below.
-            Tensor::zeros((), dtype, device)
-                .and_then(|z| z.broadcast_as(shape.as_slice()))
-                .map_err(tensor_err(name))?
-        } else {
-            let q = content
-                .tensor(&mut reader, name, device)
-                .map_err(tensor_err(name))?;
-            let t = if dtype == DType::F16 && q.dtype() == GgmlDType::F16 {
-                q.dequantize_f16(device)
-            } else {
-                q.dequantize(device)
-            };
-            t.and_then(|t| t.to_dtype(dtype))
-                .map_err(tensor_err(name))?
-        };
-        tensors.insert(name.clone(), t);
     }
-    let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let mut model =
-        VisualGlm::from_var_builder_with(&config, vb, opts.vision_dtype).map_err(|e| {
-            GgufError::Model {
-                path: path.to_path_buf(),
-                source: Box::new(e),
-            }
-        })?;
-    let mut seen = 0;
-    if quantized.contains(WORD_EMBEDDINGS) {
-        let q = content
-            .tensor(&mut reader, WORD_EMBEDDINGS, device)
-            .map_err(tensor_err(WORD_EMBEDDINGS))?;
-        model
-            .language_model_mut()
-            .set_quantized_embeddings(Arc::new(q), lm_head_tied)
-            .map_err(tensor_err(WORD_EMBEDDINGS))?;
-        seen += 1;
-    }
-    for (name, linear) in model.language_model_mut().named_linears_mut(true) {
-        if !quantized.contains(&name) {
-            continue;
-        }
-        let q = content
-            .tensor(&mut reader, &name, device)
-            .map_err(tensor_err(&name))?;
-        linear
-            .set_quantized_base(Arc::new(q))
-            .map_err(tensor_err(&name))?;
-        seen += 1;
-    }
-    if seen != quantized.len() {
-        return Err(GgufError::Mismatch {
-            path: path.to_path_buf(),
-            report: format!(
-                "\n  {} quantized tensors, but the model has {seen} places for them",
-                quantized.len()
-            ),
-        });
-    }
-    Ok(model)
 }
 
 /// Reads only the header of a GGUF file and returns `(name, type)` of every tensor, sorted,
-/// after the same checks as [`load_gguf`] (for `inspect`-style listings and tests).
+/// after the same header checks as [`GgufReader::open`] (for `inspect`-style listings and tests).
 pub fn gguf_tensor_types(path: &Path) -> Result<Vec<(String, GgmlDType)>, GgufError> {
     let file = File::open(path).map_err(|source| GgufError::Io {
         path: path.to_path_buf(),

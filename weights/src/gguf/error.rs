@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use crate::checkpoint::{CheckpointError, FORMAT_NAME};
 use crate::config::ConfigError;
-use crate::error::VisualGlmError;
 
 /// Errors reading or writing a VisualGLM GGUF file.
 #[derive(Debug, thiserror::Error)]
@@ -87,9 +86,9 @@ pub enum GgufError {
     Model {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
+        /// The underlying error (the model library's).
         #[source]
-        source: Box<VisualGlmError>,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -99,17 +98,6 @@ impl From<visualglm_files::Error> for GgufError {
         GgufError::Io {
             path: e.path,
             source: e.source,
-        }
-    }
-}
-
-impl From<GgufError> for VisualGlmError {
-    fn from(e: GgufError) -> Self {
-        match e {
-            GgufError::Checkpoint(c) => VisualGlmError::Checkpoint(c),
-            GgufError::Config(c) => VisualGlmError::Config(c),
-            GgufError::Model { source, .. } => *source,
-            other => VisualGlmError::Input(other.to_string()),
         }
     }
 }

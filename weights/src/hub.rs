@@ -3,7 +3,68 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Result, VisualGlmError};
+/// Why a `--model` value could not be resolved to a local directory.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Neither an existing path nor a hub id.
+    #[error(
+        "model `{spec}` not found: pass a local directory or file, or a hub id like \
+         THUDM/visualglm-6b"
+    )]
+    NotFound {
+        /// What was asked for.
+        spec: String,
+    },
+    /// Offline, and the model is not (fully) in the hub cache.
+    #[error(
+        "`{spec}` is not in the hub cache ({}) and --offline forbids downloading: run \
+         once without --offline, or pass a local directory",
+        cache.display()
+    )]
+    NotCached {
+        /// The hub id.
+        spec: String,
+        /// The hub cache directory.
+        cache: PathBuf,
+    },
+    /// A download failed.
+    #[error(
+        "cannot download `{id}` from the hub ({source}); use --offline with a cached model or \
+         pass a local directory"
+    )]
+    Download {
+        /// The hub id.
+        id: String,
+        /// The hub client's error.
+        #[source]
+        source: Box<hf_hub::api::sync::ApiError>,
+    },
+    /// The cache returned a file without a parent directory.
+    #[error("bad cache path for `{id}`")]
+    BadCachePath {
+        /// The hub id.
+        id: String,
+    },
+    /// The repository has none of the weight files this project reads.
+    #[error("`{id}` has no weights this tool knows ({known})")]
+    NoWeights {
+        /// The hub id.
+        id: String,
+        /// The file names looked for.
+        known: String,
+    },
+    /// A weight index could not be read.
+    #[error("{}: {message}", path.display())]
+    Index {
+        /// The index file.
+        path: PathBuf,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// Result with [`HubError`].
+type Result<T> = std::result::Result<T, HubError>;
 
 /// Files of a model repository besides the weight shards.
 const SIDE_FILES: [&str; 4] = [
@@ -45,19 +106,15 @@ pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if !is_hub_id(spec) {
-        return Err(VisualGlmError::Input(format!(
-            "model `{spec}` not found: pass a local directory or file, or a hub id like \
-             THUDM/visualglm-6b"
-        )));
+        return Err(HubError::NotFound {
+            spec: spec.to_string(),
+        });
     }
     let cache = hf_hub::Cache::from_env();
     if offline {
-        return cached_snapshot(&cache, spec).ok_or_else(|| {
-            VisualGlmError::Input(format!(
-                "`{spec}` is not in the hub cache ({}) and --offline forbids downloading: run \
-                 once without --offline, or pass a local directory",
-                cache.path().display()
-            ))
+        return cached_snapshot(&cache, spec).ok_or_else(|| HubError::NotCached {
+            spec: spec.to_string(),
+            cache: cache.path().clone(),
         });
     }
     download(spec)
@@ -84,11 +141,9 @@ fn cached_snapshot(cache: &hf_hub::Cache, id: &str) -> Option<PathBuf> {
 
 /// Downloads the config, tokenizer and weights of `id` into the hub cache.
 fn download(id: &str) -> Result<PathBuf> {
-    let net = |e: hf_hub::api::sync::ApiError| {
-        VisualGlmError::Input(format!(
-            "cannot download `{id}` from the hub ({e}); use --offline with a cached model or \
-             pass a local directory"
-        ))
+    let net = |e: hf_hub::api::sync::ApiError| HubError::Download {
+        id: id.to_string(),
+        source: Box::new(e),
     };
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(true)
@@ -110,24 +165,22 @@ fn download(id: &str) -> Result<PathBuf> {
         return config
             .parent()
             .map(Path::to_path_buf)
-            .ok_or_else(|| VisualGlmError::Input(format!("bad cache path for `{id}`")));
+            .ok_or_else(|| HubError::BadCachePath { id: id.to_string() });
     }
-    Err(VisualGlmError::Input(format!(
-        "`{id}` has no weights this tool knows ({})",
-        WEIGHT_FILES.join(", ")
-    )))
+    Err(HubError::NoWeights {
+        id: id.to_string(),
+        known: WEIGHT_FILES.join(", "),
+    })
 }
 
 /// The shard file names listed by a weight index.
 fn shards_of(index: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(index)
-        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", index.display())))?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", index.display())))?;
+    let text = std::fs::read_to_string(index).map_err(|e| index_err(index, e))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| index_err(index, e))?;
     let map = json
         .get("weight_map")
         .and_then(|m| m.as_object())
-        .ok_or_else(|| VisualGlmError::Input(format!("{}: no weight_map", index.display())))?;
+        .ok_or_else(|| index_err(index, "no weight_map"))?;
     let mut shards: Vec<String> = map
         .values()
         .filter_map(|v| v.as_str().map(str::to_string))
@@ -135,6 +188,14 @@ fn shards_of(index: &Path) -> Result<Vec<String>> {
     shards.sort();
     shards.dedup();
     Ok(shards)
+}
+
+/// A [`HubError::Index`] for `path`.
+fn index_err(path: &Path, message: impl std::fmt::Display) -> HubError {
+    HubError::Index {
+        path: path.to_path_buf(),
+        message: message.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,91 @@
+//! A self-contained model directory, as `visualglm init` and `visualglm train` write it:
+//! `model.safetensors` (canonical names, config in its metadata), `config.json` (the same
+//! config, for people and other tools) and the tokenizer file, so `--model DIR` finds all.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{save_canonical, Checkpoint, CheckpointError, SaveOptions};
+
+/// Why a model directory could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelDirError {
+    /// The weights could not be written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The directory could not be created.
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The configuration could not be serialised.
+    #[error("cannot serialise the config: {0}")]
+    Config(#[from] serde_json::Error),
+    /// The tokenizer file is neither `.model` nor `.json`.
+    #[error("{}: a tokenizer is a .model or .json file", path.display())]
+    TokenizerKind {
+        /// The tokenizer file.
+        path: PathBuf,
+    },
+    /// The tokenizer file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file of the directory could not be written.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result with [`ModelDirError`].
+type Result<T> = std::result::Result<T, ModelDirError>;
+
+/// File name of the weights in a model directory.
+pub const WEIGHTS_FILE: &str = "model.safetensors";
+
+/// Writes `ck` and a copy of the tokenizer file `tokenizer` (`.model` or `.json`) into `dir`
+/// (created if missing). Each file is written under a temporary name and renamed into place.
+/// Returns the path of the weights file.
+pub fn write_model_dir(ck: &Checkpoint, tokenizer: &Path, dir: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).map_err(|source| ModelDirError::CreateDir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let weights = dir.join(WEIGHTS_FILE);
+    save_canonical(ck, &weights, &SaveOptions::default(), &mut |_, _| {})?;
+    let config = serde_json::to_string_pretty(&ck.config.to_hf_json())?;
+    write_atomic(&dir.join("config.json"), config.as_bytes())?;
+    let name = match tokenizer.extension().and_then(|e| e.to_str()) {
+        Some("json") => "tokenizer.json",
+        Some("model") => "tokenizer.model",
+        _ => {
+            return Err(ModelDirError::TokenizerKind {
+                path: tokenizer.to_path_buf(),
+            })
+        }
+    };
+    let bytes = std::fs::read(tokenizer).map_err(|source| ModelDirError::Read {
+        path: tokenizer.to_path_buf(),
+        source,
+    })?;
+    write_atomic(&dir.join(name), &bytes)?;
+    Ok(weights)
+}
+
+/// Writes one file of the directory atomically.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    visualglm_files::write_atomic_bytes(path, bytes).map_err(|e| ModelDirError::Write {
+        path: path.to_path_buf(),
+        source: e.source,
+    })
+}
