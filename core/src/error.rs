@@ -31,6 +31,12 @@ pub enum VisualGlmError {
     #[cfg(feature = "hub")]
     #[error(transparent)]
     Hub(Box<crate::hub::HubError>),
+    /// A training building block (data, labels, optimiser, training checkpoint) failed.
+    #[error(transparent)]
+    Train(Box<visualglm_train::TrainError>),
+    /// LoRA adapters could not be read, made or applied.
+    #[error(transparent)]
+    Lora(Box<crate::lora::error::LoraError>),
     /// A GGUF file could not be read, written or matched to the model.
     #[error(transparent)]
     Gguf(Box<visualglm_weights::gguf::GgufError>),
@@ -79,5 +85,30 @@ impl From<crate::model_dir::ModelDirError> for VisualGlmError {
 impl From<crate::hub::HubError> for VisualGlmError {
     fn from(e: crate::hub::HubError) -> Self {
         VisualGlmError::Hub(Box::new(e))
+    }
+}
+
+impl From<visualglm_train::TrainError> for VisualGlmError {
+    fn from(e: visualglm_train::TrainError) -> Self {
+        VisualGlmError::Train(Box::new(e))
+    }
+}
+
+impl From<crate::lora::error::LoraError> for VisualGlmError {
+    /// A model error inside keeps its own variant.
+    fn from(e: crate::lora::error::LoraError) -> Self {
+        match e {
+            crate::lora::error::LoraError::Model(m) => match m.downcast::<VisualGlmError>() {
+                Ok(model) => *model,
+                Err(m) => VisualGlmError::Lora(Box::new(crate::lora::error::LoraError::Model(m))),
+            },
+            other => VisualGlmError::Lora(Box::new(other)),
+        }
+    }
+}
+
+impl From<VisualGlmError> for crate::lora::error::LoraError {
+    fn from(e: VisualGlmError) -> Self {
+        crate::lora::error::LoraError::Model(Box::new(e))
     }
 }

@@ -482,7 +482,7 @@ impl CaptionIds {
 }
 
 fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
-    VisualGlmError::Input(e.to_string())
+    VisualGlmError::from(e)
 }
 
 /// `[images][texts]` similarities for retrieval ([`ItcHeads::similarity`]), images and texts

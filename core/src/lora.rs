@@ -8,7 +8,7 @@
 //! to HF bases too. The tensor math lives in the `visualglm-nn` crate and is re-exported here.
 
 mod apply;
-mod error;
+pub(crate) mod error;
 mod files;
 pub mod recipe;
 mod sat;

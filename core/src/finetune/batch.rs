@@ -39,8 +39,7 @@ pub fn example_ids(
         eop: tokenizer.eop_id(),
         pad: tokenizer.pad_id(),
     };
-    let ids = build_labeled_ids(&source.ids, &answer, &special, cfg)
-        .map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    let ids = build_labeled_ids(&source.ids, &answer, &special, cfg).map_err(train_err)?;
     Ok((ids, source.pre_image))
 }
 
@@ -65,8 +64,7 @@ pub fn batch_forward(
     shrink: Option<f64>,
 ) -> Result<(Tensor, Tensor)> {
     let device = model.device().clone();
-    let (ids, labels) =
-        collate(batch, &device).map_err(|e| VisualGlmError::Input(e.to_string()))?;
+    let (ids, labels) = collate(batch, &device).map_err(train_err)?;
     let seq = ids.dim(1)?;
     let stages = model.encode_image_stages(pixels)?;
     let embeds =

@@ -4,5 +4,5 @@ use crate::error::VisualGlmError;
 
 /// A `visualglm-train` error as this crate's error.
 pub(super) fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
-    VisualGlmError::Input(e.to_string())
+    VisualGlmError::from(e)
 }

@@ -7,7 +7,7 @@ use visualglm_nn::lora::LoraAdapters;
 
 use super::trainable::TrainableModel;
 use crate::checkpoint;
-use crate::error::{Result, VisualGlmError};
+use crate::error::Result;
 use crate::itc::{ItcHeads, ITC_FILE};
 
 /// What besides the model weights goes into an exported model directory.
@@ -34,8 +34,7 @@ pub(super) fn export_model(tm: &TrainableModel, parts: &ExportParts<'_>, dir: &P
         source_of: HashMap::new(),
     };
     if let Some(set) = parts.lora {
-        crate::lora::merge_checkpoint(&mut ck, set)
-            .map_err(|e| VisualGlmError::Input(e.to_string()))?;
+        crate::lora::merge_checkpoint(&mut ck, set)?;
     }
     crate::model_dir::write_model_dir(&ck, parts.tokenizer, dir)?;
     if let Some(h) = parts.heads {

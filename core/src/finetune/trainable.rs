@@ -129,7 +129,7 @@ pub(super) fn attach_trainable_lora(
     let Some(config) = cfg.lora_config() else {
         return Ok(None);
     };
-    let lora_err = |e: crate::lora::LoraError| VisualGlmError::Input(e.to_string());
+    let lora_err = VisualGlmError::from;
     let fresh =
         LoraAdapters::init(config, &tm.frozen, cfg.seed, device).map_err(|e| lora_err(e.into()))?;
     if fresh.is_empty() {

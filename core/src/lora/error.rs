@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use visualglm_nn::lora::AdapterError;
 
 use crate::checkpoint::CheckpointError;
-use crate::error::VisualGlmError;
 
 /// Anything that can go wrong with LoRA files or adapted models. File problems name the file,
 /// tensor problems the tensor.
@@ -17,9 +16,10 @@ pub enum LoraError {
     /// The base checkpoint could not be read.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The model could not be built or run.
+    /// The model could not be built or run (a `VisualGlmError`, boxed so that the two error
+    /// types, which nest each other, stay in their own files).
     #[error(transparent)]
-    Model(#[from] VisualGlmError),
+    Model(Box<dyn std::error::Error + Send + Sync>),
     /// A LoRA configuration file is missing, malformed or inconsistent.
     #[error("{}: {message}", path.display())]
     Config {
