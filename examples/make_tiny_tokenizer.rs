@@ -6,7 +6,7 @@
 //! `cargo run --example make_tiny_tokenizer -- ../shared/golden/tokenizer/standin_unigram.model assets/tiny/tokenizer.model`
 
 use prost::Message;
-use visualglm_language::tokenizer::proto::{ModelProto, SentencePiece};
+use visualglm_tokenizer::formats::proto::{ModelProto, SentencePiece};
 
 /// The ChatGLM special pieces, in the order of the released vocabulary.
 const SPECIALS: [&str; 8] = [

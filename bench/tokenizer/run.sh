@@ -9,7 +9,7 @@ golden="$root/../shared/golden/tokenizer"
 work="${TMPDIR:-/tmp}/visualglm-tokenizer-bench"
 mkdir -p "$work"
 python3 "$root/bench/tokenizer/make_text.py" "$golden/standin_bpe.model" "$work/text.txt" "${1:-10}" "${2:-uniform}"
-(cd "$root" && cargo build --release -q -p visualglm-language --example bench_tokenizer)
+(cd "$root" && cargo build --release -q -p visualglm-tokenizer --example bench_tokenizer)
 for kind in bpe unigram; do
   python3 "$root/bench/tokenizer/bench_sentencepiece.py" "$golden/standin_$kind.model" "$work/text.txt" "$work/$kind.ids" 3
   "$root/target/release/examples/bench_tokenizer" "$golden/standin_$kind.model" "$work/text.txt" "$work/$kind.ids" 3

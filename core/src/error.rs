@@ -14,7 +14,7 @@ pub enum VisualGlmError {
     Config(#[from] ConfigError),
     /// The tokenizer could not be loaded or failed.
     #[error(transparent)]
-    Tokenizer(#[from] visualglm_language::tokenizer::TokenizerError),
+    Tokenizer(#[from] visualglm_tokenizer::TokenizerError),
     /// The prompt could not be built (e.g. it is too long).
     #[error(transparent)]
     Prompt(#[from] visualglm_language::prompt::PromptError),

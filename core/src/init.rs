@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 use crate::checkpoint::{Checkpoint, CheckpointFamily};
 use crate::config::VisualGlmConfig;

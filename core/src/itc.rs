@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor, Var};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::losses::{
     itc_loss_queued, l2_normalize, masked_mean, ItcConfig, Temperature, NORMALIZE_EPS,
 };

@@ -37,8 +37,8 @@ use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_vision::preprocess::ImagePreprocessor;
 
 use crate::checkpoint::LoadOptions;

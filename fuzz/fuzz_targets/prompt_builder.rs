@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use visualglm_language::prompt::{Overflow, PromptBuilder, Template};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 static TOK: OnceLock<Option<ChatGlmTokenizer>> = OnceLock::new();
 

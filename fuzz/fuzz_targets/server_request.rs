@@ -23,7 +23,7 @@ fn captioner() -> &'static Captioner {
             &visualglm::LoadOptions::default(),
         )
         .expect("the tiny golden model loads");
-        let tokenizer = visualglm_language::tokenizer::ChatGlmTokenizer::from_file(format!(
+        let tokenizer = visualglm_tokenizer::ChatGlmTokenizer::from_file(format!(
             "{root}/assets/tiny/tokenizer.model"
         ))
         .expect("the tiny tokenizer loads");

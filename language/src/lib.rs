@@ -1,5 +1,6 @@
-//! ChatGLM-6B language model of VisualGLM: config, GLM blocks, 2D RoPE, KV cache,
-//! tokenizer, prompt and sampling.
+//! ChatGLM-6B language model of VisualGLM: config, GLM blocks, 2D RoPE, KV cache, prompt and
+//! sampling. The tokenizer is its own crate, `visualglm-tokenizer`, re-exported here as
+//! [`tokenizer`].
 
 pub mod config;
 pub mod embedding;
@@ -9,7 +10,9 @@ pub mod positions;
 pub mod prompt;
 pub mod rotary;
 pub mod sampling;
-pub mod tokenizer;
+
+/// The ChatGLM tokenizer crate (`visualglm-tokenizer`), under its former path.
+pub use visualglm_tokenizer as tokenizer;
 
 pub use config::GlmConfig;
 pub use embedding::WordEmbeddings;

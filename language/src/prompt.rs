@@ -18,8 +18,9 @@
 
 use std::ops::Range;
 
+use visualglm_tokenizer::{ChatGlmTokenizer, TokenizerError};
+
 use crate::positions;
-use crate::tokenizer::{ChatGlmTokenizer, TokenizerError};
 
 /// Errors of prompt assembly.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use anyhow::Context;
 use visualglm::config::VisualGlmConfig;
 use visualglm::init::{adopt_tokenizer, random_checkpoint};
 use visualglm::model_dir::write_model_dir;
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 /// Arguments of `visualglm init`.
 #[derive(clap::Args, Debug)]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use visualglm_language::tokenizer::{
+use visualglm_tokenizer::{
     train_unigram, write_model, ChatGlmTokenizer, DecodeOptions, TrainerConfig,
 };
 use visualglm_train::data::{load_data_file, LoadOptions};

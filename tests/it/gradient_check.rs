@@ -7,7 +7,7 @@ use crate::support;
 use candle_core::{Device, Tensor};
 use support::{golden, tiny_tokenizer};
 use visualglm::finetune::{batch_loss, example_ids, load_trainable};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::labels::LabelConfig;
 use visualglm_vision::preprocess::load_image;
 

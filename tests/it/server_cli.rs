@@ -144,7 +144,7 @@ fn serve_answers_with_lora_adapters_by_name() {
     use candle_core::{DType, Device};
     use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
     use visualglm::pipeline::Captioner;
-    use visualglm_language::tokenizer::ChatGlmTokenizer;
+    use visualglm_tokenizer::ChatGlmTokenizer;
 
     // An adapter directory: the golden SAT fine-tune's adapters, scaled so that they change
     // the tiny model's greedy answer.

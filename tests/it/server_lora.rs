@@ -18,9 +18,9 @@ use visualglm::generate::{generate, Flow};
 use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
 use visualglm::pipeline::Captioner;
 use visualglm::{LoadOptions, VisualGlm};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_vision::preprocess::load_image;
 
 const NAME: &str = "visualglm-tiny";

@@ -5,7 +5,7 @@ use crate::support;
 
 use std::process::Command;
 
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 #[test]
 fn tiny_tokenizer_is_reproducible_and_fits_the_tiny_model() {

@@ -10,7 +10,7 @@ use support::{golden, max_abs_diff, tiny_tokenizer};
 use visualglm::finetune::{finetune, FinetuneConfig};
 use visualglm::pipeline::Captioner;
 use visualglm::{LoadOptions, VisualGlm};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 fn data(dir: &std::path::Path) -> std::path::PathBuf {
     let data = dir.join("train.json");

@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::Example;
 use visualglm_train::labels::{
     build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use serde::Serialize;
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::checkpoint::{CheckpointManager, TrainState};
 use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
 use visualglm_train::grads::Gradients;

@@ -4,7 +4,7 @@
 use serde_json::Value;
 use visualglm_language::positions;
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptError, Template};
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/tokenizer");
 

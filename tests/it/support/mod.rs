@@ -63,7 +63,6 @@ pub fn golden_model() -> visualglm::VisualGlm {
 
 /// The tiny golden model with the tokenizer at `tokenizer`.
 pub fn golden_captioner(tokenizer: &Path) -> visualglm::pipeline::Captioner {
-    let tok = visualglm_language::tokenizer::ChatGlmTokenizer::from_file(tokenizer)
-        .expect("tokenizer loads");
+    let tok = visualglm_tokenizer::ChatGlmTokenizer::from_file(tokenizer).expect("tokenizer loads");
     visualglm::pipeline::Captioner::new(golden_model(), tok).expect("model and tokenizer agree")
 }

@@ -4,9 +4,9 @@ use std::path::Path;
 
 use prost::Message;
 
-use super::error::{Result, TokenizerError};
-use super::pieces::{PieceKind, PieceTable};
 use super::proto::ModelProto;
+use crate::error::{Result, TokenizerError};
+use crate::vocab::{PieceKind, PieceTable};
 
 /// The segmentation algorithm of a SentencePiece model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! (`shared/golden/tokenizer/golden_standin.json`), directly and through tokenizer.json.
 
 use serde_json::Value;
-use visualglm_language::tokenizer::{ChatGlmTokenizer, DecodeOptions};
+use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/tokenizer");
 

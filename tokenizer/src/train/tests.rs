@@ -1,7 +1,10 @@
 //! Tests of the unigram trainer: layout, determinism and round trips through the tokenizer.
 
+use super::layout::{CONTROL, NORMAL, SPECIALS, UNKNOWN, UNUSED, USER_DEFINED};
+use super::words::WordCounter;
 use super::*;
-use crate::tokenizer::{ChatGlmTokenizer, DecodeOptions, PieceKind};
+use crate::normalize::sentencepiece::SPACE;
+use crate::{ChatGlmTokenizer, DecodeOptions, PieceKind};
 
 const COLORS: [&str; 6] = ["red", "green", "blue", "yellow", "purple", "white"];
 const SHAPES: [&str; 3] = ["circle", "square", "triangle"];

@@ -1,8 +1,8 @@
 //! Bad input gives clear errors naming the file; vocabulary properties.
 
 use prost::Message;
-use visualglm_language::tokenizer::proto::{ModelProto, SentencePiece, TrainerSpec};
-use visualglm_language::tokenizer::{ChatGlmTokenizer, PieceKind, TokenizerError};
+use visualglm_tokenizer::formats::proto::{ModelProto, SentencePiece, TrainerSpec};
+use visualglm_tokenizer::{ChatGlmTokenizer, PieceKind, TokenizerError};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden/tokenizer");
 

@@ -30,7 +30,7 @@ pub struct SentencePiece {
 }
 
 /// `TrainerSpec`: the fields that change encoding, plus the special ids and vocabulary size
-/// that [`super::train`] records for other SentencePiece readers.
+/// that [`crate::train`] records for other SentencePiece readers.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TrainerSpec {
     /// 1 unigram (default), 2 BPE, 3 word, 4 char.

@@ -4,11 +4,11 @@
 //! all timed), on one thread: the first round (word cache cold) and the best of REPEATS; if IDS (the Python script's output) is given,
 //! checks the ids are identical.
 //!
-//! `cargo run --release -p visualglm-language --example bench_tokenizer -- MODEL TEXT [IDS] [REPEATS]`
+//! `cargo run --release -p visualglm-tokenizer --example bench_tokenizer -- MODEL TEXT [IDS] [REPEATS]`
 
 use std::time::Instant;
 
-use visualglm_language::tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::ChatGlmTokenizer;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,4 +1,4 @@
-//! The one error type of the tokenizer module.
+//! The one error type of the tokenizer crate.
 
 use std::path::PathBuf;
 
@@ -83,5 +83,5 @@ pub enum TokenizerError {
     },
 }
 
-/// Shorthand for results of this module.
+/// Shorthand for results of this crate.
 pub type Result<T> = std::result::Result<T, TokenizerError>;

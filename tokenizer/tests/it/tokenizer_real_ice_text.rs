@@ -1,10 +1,10 @@
 //! The real ChatGLM-6B `ice_text.model` against chatglm.cpp's test vectors
 //! (`shared/golden/tokenizer/real_ice_text_chatglm_cpp.json`). The model is not shipped:
-//! run with `VISUALGLM_ICE_TEXT=/path/to/ice_text.model cargo test -p visualglm-language
+//! run with `VISUALGLM_ICE_TEXT=/path/to/ice_text.model cargo test -p visualglm-tokenizer
 //! --test it tokenizer_real_ice_text -- --ignored`.
 
 use serde_json::Value;
-use visualglm_language::tokenizer::{ChatGlmTokenizer, DecodeOptions};
+use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
 
 const VECTORS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
