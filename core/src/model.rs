@@ -3,7 +3,8 @@
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
-use visualglm_language::positions::{attends, context_and_mask, position_at, position_ids};
+use visualglm_language::positions::{attends, position_at, position_ids};
+use visualglm_language::splice::{splice_spans, EmbedSpan};
 use visualglm_language::{ChatGlm, KvCache};
 use visualglm_nn::Linear;
 use visualglm_qformer::QFormer;
@@ -158,43 +159,35 @@ impl VisualGlm {
         image: Option<(&Tensor, usize)>,
         shrink: Option<f64>,
     ) -> Result<Tensor> {
-        let embed = |ids: &Tensor| -> Result<Tensor> {
+        let embed = |ids: &Tensor| -> candle_core::Result<Tensor> {
             let e = self.glm.embed(ids)?;
-            Ok(match shrink {
-                Some(alpha) => ((&e * alpha)? + (e.detach() * (1.0 - alpha))?)?,
-                None => e,
-            })
+            match shrink {
+                Some(alpha) => (&e * alpha)? + (e.detach() * (1.0 - alpha))?,
+                None => Ok(e),
+            }
         };
         let (_, seq_len) = ids.dims2()?;
-        let Some((image_embeds, pre_image)) = image else {
-            return embed(ids);
-        };
-        let n_img = image_embeds.dim(1)?;
-        if pre_image + n_img > seq_len {
-            return Err(VisualGlmError::Input(format!(
-                "the prompt has {seq_len} tokens, too few for {n_img} image tokens after \
-                 position {pre_image}"
-            )));
-        }
-        let image_embeds = image_embeds.to_dtype(self.dtype())?;
-        let pre = embed(&ids.narrow(1, 0, pre_image)?)?;
-        let post_start = pre_image + n_img;
-        let post = embed(&ids.narrow(1, post_start, seq_len - post_start)?)?;
-        Ok(Tensor::cat(&[&pre, &image_embeds, &post], 1)?)
+        let spans = image_span(seq_len, image)?;
+        Ok(splice_spans(ids, &spans, self.dtype(), embed)?)
+    }
+
+    /// The image of a prompt of `ids` as an embedding span (checked to fit).
+    fn image_spans<'a>(
+        &self,
+        ids: &[u32],
+        image: Option<(&'a Tensor, usize)>,
+    ) -> Result<Vec<EmbedSpan<'a>>> {
+        image_span(ids.len(), image)
     }
 
     /// The context length and `[gMASK]` index of a prompt.
     pub fn prompt_layout(&self, ids: &[u32]) -> (usize, usize) {
-        let g = &self.config.glm;
-        context_and_mask(ids, g.bos_token_id, g.gmask_token_id, g.mask_token_id)
+        self.glm.prompt_layout(ids)
     }
 
     /// `[1, 2, S]` position ids of a prompt.
     pub fn prompt_position_ids(&self, ids: &[u32]) -> Result<Tensor> {
-        let (context_len, gmask_index) = self.prompt_layout(ids);
-        let [p, b] = position_ids(ids.len(), context_len, gmask_index);
-        let data: Vec<u32> = p.into_iter().chain(b).collect();
-        Ok(Tensor::from_vec(data, (1, 2, ids.len()), self.device())?)
+        Ok(self.glm.prompt_position_ids(ids)?)
     }
 
     /// Runs one prompt (no cache) and returns the final hidden states `[1, S, width]`.
@@ -208,14 +201,10 @@ impl VisualGlm {
         layer_outputs: Option<&mut Vec<Tensor>>,
     ) -> Result<Tensor> {
         self.check_prompt(ids)?;
-        let ids_t = Tensor::new(ids, self.device())?.unsqueeze(0)?;
-        let embeds = self.input_embeds(&ids_t, image)?;
-        let pos = self.prompt_position_ids(ids)?;
-        let (context_len, _) = self.prompt_layout(ids);
-        let mask = self.glm.prefix_lm_mask(context_len, 0, ids.len())?;
+        let spans = self.image_spans(ids, image)?;
         Ok(self
             .glm
-            .forward_embeds(&embeds, &pos, Some(&mask), cache, layer_outputs)?)
+            .forward_prompt(ids, 1, &spans, cache, layer_outputs)?)
     }
 
     /// Prefills the cache with one prompt for `batch` rows: row `i` gets image `i` of
@@ -237,16 +226,10 @@ impl VisualGlm {
                 )));
             }
         }
-        let ids_t = Tensor::new(ids, self.device())?
-            .unsqueeze(0)?
-            .repeat((batch, 1))?;
-        let embeds = self.input_embeds(&ids_t, images)?;
-        let pos = self.prompt_position_ids(ids)?;
-        let (context_len, _) = self.prompt_layout(ids);
-        let mask = self.glm.prefix_lm_mask(context_len, 0, ids.len())?;
+        let spans = self.image_spans(ids, images)?;
         Ok(self
             .glm
-            .forward_embeds(&embeds, &pos, Some(&mask), Some(cache), None)?)
+            .forward_prompt(ids, batch, &spans, Some(cache), None)?)
     }
 
     /// Logits `[1, S, vocab]` (f32) of a whole prompt.
@@ -365,4 +348,20 @@ pub fn batch_prefix_inputs(
 /// All names and shapes the full released VisualGLM-6B reads.
 pub fn visualglm_6b_parameters() -> Result<Vec<(String, Vec<usize>)>> {
     expected_parameters(&VisualGlmConfig::visualglm_6b())
+}
+
+/// `image` (`[B, n, width]` embeddings and the index where they go) as an embedding span of a
+/// prompt of `seq_len` tokens, checked to fit.
+fn image_span(seq_len: usize, image: Option<(&Tensor, usize)>) -> Result<Vec<EmbedSpan<'_>>> {
+    let Some((embeds, start)) = image else {
+        return Ok(Vec::new());
+    };
+    let n_img = embeds.dim(1)?;
+    if start + n_img > seq_len {
+        return Err(VisualGlmError::Input(format!(
+            "the prompt has {seq_len} tokens, too few for {n_img} image tokens after \
+             position {start}"
+        )));
+    }
+    Ok(vec![EmbedSpan { start, embeds }])
 }

@@ -8,8 +8,10 @@ pub mod kv_cache;
 pub mod model;
 pub mod positions;
 pub mod prompt;
+mod prompt_forward;
 pub mod rotary;
 pub mod sampling;
+pub mod splice;
 
 /// The ChatGLM tokenizer crate (`visualglm-tokenizer`), under its former path.
 pub use visualglm_tokenizer as tokenizer;
@@ -19,3 +21,4 @@ pub use embedding::WordEmbeddings;
 pub use kv_cache::KvCache;
 pub use model::ChatGlm;
 pub use sampling::{GenerationConfig, Sampler};
+pub use splice::EmbedSpan;
