@@ -36,7 +36,7 @@ pub enum VisualGlmError {
     Train(Box<visualglm_train::TrainError>),
     /// LoRA adapters could not be read, made or applied.
     #[error(transparent)]
-    Lora(Box<crate::lora::error::LoraError>),
+    Lora(Box<visualglm_weights::lora::LoraError>),
     /// A GGUF file could not be read, written or matched to the model.
     #[error(transparent)]
     Gguf(Box<visualglm_weights::gguf::GgufError>),
@@ -94,21 +94,23 @@ impl From<visualglm_train::TrainError> for VisualGlmError {
     }
 }
 
-impl From<crate::lora::error::LoraError> for VisualGlmError {
+impl From<visualglm_weights::lora::LoraError> for VisualGlmError {
     /// A model error inside keeps its own variant.
-    fn from(e: crate::lora::error::LoraError) -> Self {
+    fn from(e: visualglm_weights::lora::LoraError) -> Self {
         match e {
-            crate::lora::error::LoraError::Model(m) => match m.downcast::<VisualGlmError>() {
+            visualglm_weights::lora::LoraError::Model(m) => match m.downcast::<VisualGlmError>() {
                 Ok(model) => *model,
-                Err(m) => VisualGlmError::Lora(Box::new(crate::lora::error::LoraError::Model(m))),
+                Err(m) => {
+                    VisualGlmError::Lora(Box::new(visualglm_weights::lora::LoraError::Model(m)))
+                }
             },
             other => VisualGlmError::Lora(Box::new(other)),
         }
     }
 }
 
-impl From<VisualGlmError> for crate::lora::error::LoraError {
+impl From<VisualGlmError> for visualglm_weights::lora::LoraError {
     fn from(e: VisualGlmError) -> Self {
-        crate::lora::error::LoraError::Model(Box::new(e))
+        visualglm_weights::lora::LoraError::Model(Box::new(e))
     }
 }

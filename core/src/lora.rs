@@ -8,22 +8,9 @@
 //! to HF bases too. The tensor math lives in the `visualglm-nn` crate and is re-exported here.
 
 mod apply;
-pub(crate) mod error;
-mod files;
-pub mod recipe;
-mod sat;
 
-pub use apply::{merge_checkpoint, read_any_adapters, LoraLoadOptions};
-pub use error::LoraError;
-pub use files::{
-    load_adapters, save_adapters, AdapterFileConfig, ADAPTER_CONFIG, ADAPTER_FORMAT,
-    ADAPTER_WEIGHTS,
-};
-pub use recipe::{
-    glm_config, release_config, DENSE, GLM_LAYERS, QFORMER_LAYERS, QKV, RELEASE_ALPHA,
-    RELEASE_LAYERS, RELEASE_RANK, SAT_NAMING, VIT_LAYERS,
-};
-pub use sat::{load_sat_lora, SatLoraFinetune};
+pub use apply::{load_sat_lora, merge_checkpoint, read_any_adapters, LoraLoadOptions};
 pub use visualglm_nn::lora::{
     AdapterError, LoraAdapter, LoraAdapters, LoraConfig, SplitMix64, TargetRule, TensorNaming,
 };
+pub use visualglm_weights::lora::*;

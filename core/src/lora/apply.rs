@@ -5,14 +5,14 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
-use super::error::LoraError;
-use super::files::load_adapters;
-use super::sat::{is_sat_lora, load_sat_lora};
 use crate::checkpoint::{self, Checkpoint, LoadOptions};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
 use visualglm_nn::lora::{AdapterError, LoraAdapters};
 use visualglm_nn::Linear;
+use visualglm_weights::lora::{
+    is_sat_lora, load_adapters, read_sat_lora, LoraError, SatLoraFinetune,
+};
 
 /// Options of [`VisualGlm::load_with_lora`].
 #[derive(Debug, Clone, Default)]
@@ -25,7 +25,7 @@ pub struct LoraLoadOptions {
 }
 
 /// Reads adapters from an adapter directory / `adapter_model.safetensors` written by
-/// [`super::save_adapters`], or from a SAT LoRA fine-tune (only its adapters are kept).
+/// [`visualglm_weights::lora::save_adapters`], or from a SAT LoRA fine-tune (only its adapters are kept).
 pub fn read_any_adapters(path: &Path, opts: &LoadOptions) -> Result<LoraAdapters, LoraError> {
     if is_sat_lora(path) {
         return Ok(load_sat_lora(path, opts)?.adapters);
@@ -165,4 +165,10 @@ impl VisualGlm {
             l.clear_adapters();
         }
     }
+}
+
+/// Loads a SAT LoRA fine-tune directory (or its `.pt`) and validates its base against the
+/// model's parameters (see [`read_sat_lora`]).
+pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune, LoraError> {
+    read_sat_lora(path, opts, |config| Ok(expected_parameters(config)?))
 }

@@ -65,13 +65,13 @@ pub fn save_adapters(
             .and_then(|t| t.to_device(&Device::Cpu))
             .map_err(|source| LoraError::Tensors {
                 path: weights.clone(),
-                source,
+                source: Box::new(source),
             })?;
         tensors.insert(name, t);
     }
     let bytes = safetensors::serialize(&tensors, None).map_err(|e| LoraError::Tensors {
         path: weights.clone(),
-        source: e.into(),
+        source: Box::new(e.into()),
     })?;
     write_atomic(&weights, &bytes)?;
 
@@ -113,7 +113,7 @@ pub fn load_adapters(path: &Path) -> Result<(LoraAdapters, AdapterFileConfig), L
     let tensors = candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|source| {
         LoraError::Tensors {
             path: weights.clone(),
-            source,
+            source: Box::new(source),
         }
     })?;
     if let Some(stray) = tensors

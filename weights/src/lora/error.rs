@@ -12,10 +12,10 @@ use crate::checkpoint::CheckpointError;
 pub enum LoraError {
     /// The adapters do not fit each other, their configuration or the base model.
     #[error(transparent)]
-    Adapter(#[from] AdapterError),
+    Adapter(Box<AdapterError>),
     /// The base checkpoint could not be read.
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(Box<CheckpointError>),
     /// The model could not be built or run (a `VisualGlmError`, boxed so that the two error
     /// types, which nest each other, stay in their own files).
     #[error(transparent)]
@@ -42,7 +42,7 @@ pub enum LoraError {
         /// The file at fault.
         path: PathBuf,
         /// The underlying error.
-        source: candle_core::Error,
+        source: Box<candle_core::Error>,
     },
     /// The request is valid but not supported.
     #[error("LoRA: {0}")]
@@ -56,5 +56,17 @@ impl LoraError {
             path: path.into(),
             message: message.into(),
         }
+    }
+}
+
+impl From<CheckpointError> for LoraError {
+    fn from(e: CheckpointError) -> Self {
+        LoraError::Checkpoint(Box::new(e))
+    }
+}
+
+impl From<AdapterError> for LoraError {
+    fn from(e: AdapterError) -> Self {
+        LoraError::Adapter(Box::new(e))
     }
 }

@@ -14,7 +14,7 @@ use visualglm_nn::lora::{AdapterError, LoraAdapters};
 use super::error::LoraError;
 use super::recipe::{glm_config, RELEASE_ALPHA, SAT_NAMING};
 use crate::checkpoint::{self, Checkpoint, LoadOptions, QkvLayout};
-use crate::param_shapes::expected_parameters;
+use crate::config::VisualGlmConfig;
 
 /// Name of SAT's model configuration file.
 const MODEL_CONFIG: &str = "model_config.json";
@@ -50,10 +50,15 @@ pub fn is_sat_lora(path: &Path) -> bool {
         .is_some_and(|v| v.get("use_lora").and_then(Value::as_bool) == Some(true))
 }
 
-/// Loads a SAT LoRA fine-tune directory (or its `.pt`). `opts` is passed to
-/// [`checkpoint::load`]; the pre-July-2023 interleaved layout is refused, because its LoRA
-/// interleaved the partitions per head.
-pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune, LoraError> {
+/// Reads a SAT LoRA fine-tune directory (or its `.pt`) and checks its adapters against its
+/// `layer_range` and its base tensors; `expected` gives the model's parameter names and shapes
+/// for the base's configuration, which validate the base. `opts` is passed to [`checkpoint::load`]; the pre-July-2023 interleaved
+/// layout is refused, because its LoRA interleaved the partitions per head.
+pub fn read_sat_lora(
+    path: &Path,
+    opts: &LoadOptions,
+    expected: impl FnOnce(&VisualGlmConfig) -> Result<Vec<(String, Vec<usize>)>, LoraError>,
+) -> Result<SatLoraFinetune, LoraError> {
     if opts.sat_qkv_layout == Some(QkvLayout::Interleaved) {
         return Err(LoraError::Unsupported(format!(
             "{}: LoRA fine-tunes in the pre-July-2023 interleaved QKV layout (head_first LoRA) \
@@ -113,8 +118,7 @@ pub fn load_sat_lora(path: &Path, opts: &LoadOptions) -> Result<SatLoraFinetune,
         tensors: base_tensors,
         source_of,
     };
-    let expected = expected_parameters(&base.config)?;
-    checkpoint::validate(&base, &expected)?;
+    checkpoint::validate(&base, &expected(&base.config)?)?;
     adapters.check_base(&base.tensors, &context)?;
     Ok(SatLoraFinetune {
         base,
