@@ -5,7 +5,7 @@
 //! use candle_core::{DType, Device};
 //! use visualglm::pipeline::{Captioner, Question};
 //! use visualglm_language::GenerationConfig;
-//! use visualglm_vision::preprocess::load_image;
+//! use visualglm_vision::decode::load_image;
 //! # let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 //! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/tiny/tokenizer.model");
 //! // The tiny random test model; for the release use `Captioner::load("visualglm-6b", ..)`.

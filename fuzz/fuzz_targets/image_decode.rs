@@ -1,7 +1,8 @@
 //! Image bytes → decode (with small limits) → the release's preprocessing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use visualglm_vision::preprocess::{decode_image_with_limits, DecodeLimits, ImagePreprocessor};
+use visualglm_vision::decode::{decode_image_with_limits, DecodeLimits};
+use visualglm_vision::preprocess::ImagePreprocessor;
 
 fuzz_target!(|data: &[u8]| {
     let limits = DecodeLimits {

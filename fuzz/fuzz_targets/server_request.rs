@@ -9,7 +9,7 @@ use visualglm::pipeline::Captioner;
 use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
 use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
 use visualglm::server::ImagePolicy;
-use visualglm_vision::preprocess::DecodeLimits;
+use visualglm_vision::decode::DecodeLimits;
 
 static CAPTIONER: OnceLock<Captioner> = OnceLock::new();
 

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
 use image::DynamicImage;
-use visualglm_vision::preprocess::{
-    decode_image_with_limits, load_image_with_limits, DecodeLimits, PreprocessError,
+use visualglm_vision::decode::{
+    decode_image_with_limits, load_image_with_limits, DecodeError, DecodeLimits,
 };
 
 use super::error::ApiError;
@@ -149,9 +149,9 @@ impl ImagePolicy {
 }
 
 /// Too-large images are 413, everything else the decoder refuses is 400.
-fn image_error(e: PreprocessError) -> ApiError {
+fn image_error(e: DecodeError) -> ApiError {
     match e {
-        PreprocessError::TooLarge { .. } | PreprocessError::FileTooLarge { .. } => {
+        DecodeError::TooLarge { .. } | DecodeError::FileTooLarge { .. } => {
             ApiError::too_large(e.to_string()).with_code("image_too_large")
         }
         other => ApiError::bad_request(other.to_string()).with_code("invalid_image"),

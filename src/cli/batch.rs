@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use visualglm::pipeline::Timings;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 

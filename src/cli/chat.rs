@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 

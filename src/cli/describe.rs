@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use visualglm::pipeline::Timings;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 

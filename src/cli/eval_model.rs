@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use visualglm_eval::{score_captions, CaptionItem, ImageId, Tokenizer};
 use visualglm_train::data::{load_data_file, LoadOptions};
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 

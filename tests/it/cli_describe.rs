@@ -7,7 +7,7 @@ use std::process::Command;
 use support::{golden, tiny_tokenizer};
 use visualglm::pipeline::{Captioner, Question};
 use visualglm_language::GenerationConfig;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))

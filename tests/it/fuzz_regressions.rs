@@ -30,7 +30,8 @@ use visualglm_server::ImagePolicy;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::{load_data_file, DataFormat, LoadOptions as DataOptions};
 use visualglm_train::schedule::LrSchedule;
-use visualglm_vision::preprocess::{decode_image_with_limits, DecodeLimits, ImagePreprocessor};
+use visualglm_vision::decode::{decode_image_with_limits, DecodeLimits};
+use visualglm_vision::preprocess::ImagePreprocessor;
 
 /// `tests/data/fuzz/TARGET`.
 fn data_dir(target: &str) -> PathBuf {

@@ -19,7 +19,7 @@ use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, Server, ServerConfig};
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 const REQUESTS: usize = 64;
 const QUERIES: [&str; 4] = [

@@ -21,7 +21,7 @@ use visualglm::{LoadOptions, VisualGlm};
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
 use visualglm_tokenizer::ChatGlmTokenizer;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 const NAME: &str = "visualglm-tiny";
 

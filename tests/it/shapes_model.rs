@@ -6,7 +6,7 @@ use candle_core::{DType, Device};
 use visualglm::itc::{retrieval_similarities, ItcHeads, ITC_FILE};
 use visualglm::pipeline::{Captioner, Question};
 use visualglm::LoadOptions;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 fn assets() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/shapes")
@@ -184,7 +184,7 @@ fn the_models_own_length_limit_bounds_every_path() {
         default_max_tokens: 16,
     };
     let policy = visualglm_server::ImagePolicy {
-        limits: visualglm_vision::preprocess::DecodeLimits::default(),
+        limits: visualglm_vision::decode::DecodeLimits::default(),
         local_dir: None,
     };
     let e = prepare_chat(&c, &req, &policy, &limits).unwrap_err();

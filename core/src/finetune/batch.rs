@@ -8,7 +8,8 @@ use visualglm_train::labels::{
     build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
 };
 use visualglm_train::losses::ar_loss;
-use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
+use visualglm_vision::decode::load_image;
+use visualglm_vision::preprocess::ImagePreprocessor;
 
 use super::error::train_err;
 use crate::error::{Result, VisualGlmError};

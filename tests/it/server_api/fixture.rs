@@ -14,7 +14,7 @@ use visualglm::generate::{generate, Flow};
 use visualglm::pipeline::Captioner;
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
-use visualglm_vision::preprocess::{load_image, DecodeLimits};
+use visualglm_vision::decode::{load_image, DecodeLimits};
 
 pub(super) const NAME: &str = "visualglm-tiny";
 

@@ -1,13 +1,15 @@
-//! Error handling, resource limits and `.convert('RGB')` semantics of image loading.
+//! Error handling, resource limits and `.convert('RGB')` semantics of image decoding, and the
+//! preprocessor's own errors.
 
 use std::io::Cursor;
 
 use candle_core::Device;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
-use visualglm_vision::preprocess::{
+use visualglm_vision::decode::{
     convert_rgb, decode_image, decode_image_with_limits, load_image, load_image_with_limits,
-    DecodeLimits, ImagePreprocessor, PreprocessError,
+    DecodeError, DecodeLimits,
 };
+use visualglm_vision::preprocess::{ImagePreprocessor, PreprocessError};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 
@@ -46,7 +48,7 @@ fn small_rgb() -> DynamicImage {
 fn missing_file_names_the_path() {
     let path = golden_image("no_such_image.png");
     let err = load_image(&path).unwrap_err();
-    assert!(matches!(err, PreprocessError::Io { .. }), "{err:?}");
+    assert!(matches!(err, DecodeError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("no_such_image.png"), "{err}");
 }
 
@@ -54,17 +56,14 @@ fn missing_file_names_the_path() {
 fn undecodable_file_names_the_path() {
     let path = golden_image("LICENSES.md");
     let err = load_image(&path).unwrap_err();
-    assert!(
-        matches!(err, PreprocessError::UnknownFormat { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DecodeError::UnknownFormat { .. }), "{err:?}");
     assert!(err.to_string().contains("LICENSES.md"), "{err}");
 
     // A valid signature followed by garbage is a decode error.
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.extend_from_slice(&[0x55; 64]);
     let err = decode_image(&bytes, "garbage.png").unwrap_err();
-    assert!(matches!(err, PreprocessError::Decode { .. }), "{err:?}");
+    assert!(matches!(err, DecodeError::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains("garbage.png"), "{err}");
 }
 
@@ -73,7 +72,7 @@ fn truncated_jpeg_is_an_error() {
     // The `image` crate alone decodes this file "successfully" (grey-filled); Pillow raises.
     let path = golden_image("bad_truncated_rocket.jpg");
     let err = load_image(&path).unwrap_err();
-    assert!(matches!(err, PreprocessError::Truncated { .. }), "{err:?}");
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
         msg.contains("bad_truncated_rocket.jpg") && msg.contains("truncated"),
@@ -84,7 +83,7 @@ fn truncated_jpeg_is_an_error() {
     assert_eq!(decode_image(&full, "rocket.jpg").unwrap().width(), 640);
     // Only the final EOI marker missing.
     let err = decode_image(&full[..full.len() - 2], "no_eoi.jpg").unwrap_err();
-    assert!(matches!(err, PreprocessError::Truncated { .. }), "{err:?}");
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
     // Bytes after EOI are ignored, as by libjpeg.
     let mut trailing = full.clone();
     trailing.extend_from_slice(b"trailing junk");
@@ -95,7 +94,7 @@ fn truncated_jpeg_is_an_error() {
 fn truncated_png_is_an_error() {
     let full = std::fs::read(golden_image("chelsea.png")).unwrap();
     let err = decode_image(&full[..full.len() * 2 / 5], "cut.png").unwrap_err();
-    assert!(matches!(err, PreprocessError::Decode { .. }), "{err:?}");
+    assert!(matches!(err, DecodeError::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains("cut.png"), "{err}");
 }
 
@@ -109,7 +108,7 @@ fn huge_png_header_is_refused_before_decoding() {
     png[29..33].copy_from_slice(&crc.to_be_bytes());
     let err = decode_image(&png, "huge.png").unwrap_err();
     match &err {
-        PreprocessError::TooLarge { width, height, .. } => {
+        DecodeError::TooLarge { width, height, .. } => {
             assert_eq!((*width, *height), (100_000, 100_000))
         }
         other => panic!("expected TooLarge, got {other:?}"),
@@ -131,7 +130,7 @@ fn huge_jpeg_header_is_refused_before_decoding() {
     assert!(
         matches!(
             err,
-            PreprocessError::TooLarge {
+            DecodeError::TooLarge {
                 width: 60_000,
                 height: 60_000,
                 ..
@@ -151,7 +150,7 @@ fn custom_limits_apply() {
     assert!(
         matches!(
             err,
-            PreprocessError::TooLarge {
+            DecodeError::TooLarge {
                 width: 451,
                 height: 300,
                 ..
@@ -169,14 +168,14 @@ fn custom_limits_apply() {
     };
     let err = load_image_with_limits(golden_image("camera.png"), &file_cap).unwrap_err();
     assert!(
-        matches!(err, PreprocessError::FileTooLarge { bytes: 139_512, .. }),
+        matches!(err, DecodeError::FileTooLarge { bytes: 139_512, .. }),
         "{err:?}"
     );
     let bytes = std::fs::read(golden_image("camera.png")).unwrap();
     // 512 x 512 grey = 262144 bytes decoded.
     assert!(matches!(
         decode_image_with_limits(&bytes, "camera.png", &by_bytes),
-        Err(PreprocessError::TooLarge { .. })
+        Err(DecodeError::TooLarge { .. })
     ));
     assert!(decode_image_with_limits(&bytes, "camera.png", &DecodeLimits::default()).is_ok());
 }

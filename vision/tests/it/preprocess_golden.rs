@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use visualglm_testing::max_abs_diff_slices as max_abs_diff;
-use visualglm_vision::preprocess::{convert_rgb, load_image, ImagePreprocessor};
+use visualglm_vision::decode::{convert_rgb, load_image};
+use visualglm_vision::preprocess::ImagePreprocessor;
 use visualglm_vision::resize::resize_rgb_bicubic;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
