@@ -16,7 +16,7 @@ static CAPTIONER: OnceLock<Captioner> = OnceLock::new();
 fn captioner() -> &'static Captioner {
     CAPTIONER.get_or_init(|| {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let model = visualglm::VisualGlm::load_with(
+        let model = visualglm::VisualGlm::load(
             format!("{root}/../shared/golden/checkpoints/hf").as_ref(),
             &candle_core::Device::Cpu,
             candle_core::DType::F32,

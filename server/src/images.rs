@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
 use image::DynamicImage;
-use visualglm_vision::decode::{
-    decode_image_with_limits, load_image_with_limits, DecodeError, DecodeLimits,
-};
+use visualglm_vision::decode::{decode_image, load_image, DecodeError, DecodeLimits};
 
 use super::error::ApiError;
 
@@ -121,7 +119,7 @@ impl ImagePolicy {
                 ApiError::bad_request(format!("the image is not valid base64: {e}"))
                     .with_code("invalid_base64")
             })?;
-        decode_image_with_limits(&bytes, "from the request", &self.limits).map_err(image_error)
+        decode_image(&bytes, "from the request", &self.limits).map_err(image_error)
     }
 
     fn load_local(&self, path: &Path) -> Result<DynamicImage, ApiError> {
@@ -144,7 +142,7 @@ impl ImagePolicy {
         if !canonical.starts_with(dir) || !canonical.is_file() {
             return Err(refused());
         }
-        load_image_with_limits(&canonical, &self.limits).map_err(image_error)
+        load_image(&canonical, &self.limits).map_err(image_error)
     }
 }
 

@@ -93,7 +93,8 @@ pub enum DecodeError {
 /// Result alias of this module.
 pub type Result<T> = std::result::Result<T, DecodeError>;
 
-/// Resource limits applied to the image header before any pixel buffer is allocated.
+/// Resource limits applied to the image header before any pixel buffer is allocated: the
+/// options of [`load_image`] and [`decode_image`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DecodeLimits {
     /// Maximum width × height (default 100 megapixels).
@@ -112,16 +113,8 @@ impl Default for DecodeLimits {
     }
 }
 
-/// Reads and decodes an image file with the default [`DecodeLimits`].
-pub fn load_image(path: impl AsRef<Path>) -> Result<DynamicImage> {
-    load_image_with_limits(path, &DecodeLimits::default())
-}
-
-/// Reads and decodes an image file with the given limits.
-pub fn load_image_with_limits(
-    path: impl AsRef<Path>,
-    limits: &DecodeLimits,
-) -> Result<DynamicImage> {
+/// Reads and decodes an image file within `limits` (`&Default::default()`: the defaults).
+pub fn load_image(path: impl AsRef<Path>, limits: &DecodeLimits) -> Result<DynamicImage> {
     let path = path.as_ref();
     let name = path.display().to_string();
     let io_err = |source| DecodeError::Io {
@@ -137,23 +130,14 @@ pub fn load_image_with_limits(
         });
     }
     let bytes = std::fs::read(path).map_err(io_err)?;
-    decode_image_with_limits(&bytes, &name, limits)
+    decode_image(&bytes, &name, limits)
 }
 
-/// Decodes an in-memory image with the default [`DecodeLimits`]; `name` is used in errors.
-pub fn decode_image(bytes: &[u8], name: &str) -> Result<DynamicImage> {
-    decode_image_with_limits(bytes, name, &DecodeLimits::default())
-}
-
-/// Decodes an in-memory image with the given limits; `name` is used in errors.
+/// Decodes an in-memory image within `limits`; `name` is used in errors.
 ///
 /// The format is guessed from the content. The first frame of animated images is returned,
 /// without EXIF orientation applied.
-pub fn decode_image_with_limits(
-    bytes: &[u8],
-    name: &str,
-    limits: &DecodeLimits,
-) -> Result<DynamicImage> {
+pub fn decode_image(bytes: &[u8], name: &str, limits: &DecodeLimits) -> Result<DynamicImage> {
     let decode_err = |source| DecodeError::Decode {
         name: name.to_owned(),
         source,

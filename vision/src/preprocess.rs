@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use rayon::prelude::*;
 
-use crate::decode::{convert_rgb, load_image, DecodeError};
+use crate::decode::{convert_rgb, load_image, DecodeError, DecodeLimits};
 use crate::resize::resize_rgb_bicubic;
 
 /// CLIP (OpenAI) per-channel mean used by the release.
@@ -143,8 +143,9 @@ impl ImagePreprocessor {
         Ok(Tensor::from_vec(data, (images.len(), 3, s, s), device)?)
     }
 
-    /// Loads an image file and preprocesses it into `[1, 3, size, size]`.
+    /// Loads an image file (default [`DecodeLimits`]) and preprocesses it into
+    /// `[1, 3, size, size]`.
     pub fn preprocess_file(&self, path: impl AsRef<Path>, device: &Device) -> Result<Tensor> {
-        self.preprocess(&load_image(path)?, device)
+        self.preprocess(&load_image(path, &DecodeLimits::default())?, device)
     }
 }

@@ -116,7 +116,7 @@ pub(super) fn prepare_batch(
 ) -> Result<(Tensor, Vec<LabeledIds>, usize)> {
     let images = batch
         .par_iter()
-        .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
+        .map(|ex| load_image(&ex.image, &Default::default()).map_err(VisualGlmError::from))
         .collect::<Result<Vec<_>>>()?;
     let pixels = ctx.preprocessor.preprocess_batch(&images, ctx.device)?;
     let mut labeled = Vec::with_capacity(batch.len());
