@@ -13,7 +13,7 @@ fn main() -> anyhow::Result<()> {
         .map(String::as_str)
         .unwrap_or("../shared/golden/checkpoints/hf");
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
-    let model = VisualGlm::load(path.as_ref(), &Device::Cpu, DType::F32)?;
+    let model = VisualGlm::load(path.as_ref(), &Device::Cpu, DType::F32, &Default::default())?;
     let one = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu)?;
     let batch = Tensor::cat(&vec![&one; n], 0)?;
     model.encode_image(&one)?;

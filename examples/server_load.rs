@@ -24,8 +24,7 @@ use anyhow::Context;
 use base64::Engine;
 use clap::Parser;
 use serde_json::{json, Value};
-use visualglm::pipeline::Captioner;
-use visualglm::LoadOptions;
+use visualglm::pipeline::{Captioner, CaptionerOptions};
 use visualglm_server::{BatchOptions, Scheduler, Server, ServerConfig};
 
 /// Load-test options.
@@ -98,14 +97,12 @@ fn main() -> anyhow::Result<()> {
     };
     let device = visualglm::runtime::parse_device(&args.device)?;
     let dtype = visualglm::runtime::parse_dtype("auto", &device)?;
-    let captioner = Captioner::load_with(
-        &model,
-        Some(&tokenizer),
-        &device,
-        dtype,
-        &LoadOptions::default(),
-    )
-    .with_context(|| format!("loading {}", model.display()))?;
+    let opts = CaptionerOptions {
+        tokenizer: Some(tokenizer),
+        ..Default::default()
+    };
+    let captioner = Captioner::load(&model, &device, dtype, &opts)
+        .with_context(|| format!("loading {}", model.display()))?;
     let image = args
         .image
         .clone()

@@ -45,6 +45,12 @@ pub enum VisualGlmError {
     Input(String),
 }
 
+impl From<visualglm_vision::decode::DecodeError> for VisualGlmError {
+    fn from(e: visualglm_vision::decode::DecodeError) -> Self {
+        Self::Image(e.into())
+    }
+}
+
 /// Result with [`VisualGlmError`].
 pub type Result<T> = std::result::Result<T, VisualGlmError>;
 

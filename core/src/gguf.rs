@@ -10,7 +10,7 @@ use candle_nn::VarBuilder;
 pub use visualglm_weights::gguf::*;
 
 use crate::checkpoint::{LoadOptions, HF_IMAGE_PREFIX, LM_HEAD, WORD_EMBEDDINGS};
-use crate::model::VisualGlm;
+use crate::model::{BuildOptions, VisualGlm};
 use crate::param_shapes::expected_parameters;
 
 /// Loads a GGUF file written by [`write_gguf`]: dense tensors converted to `dtype` on `device`
@@ -52,8 +52,10 @@ pub fn load_gguf(
         tensors.insert(name.clone(), t);
     }
     let vb = VarBuilder::from_tensors(tensors, dtype, device);
-    let mut model =
-        VisualGlm::from_var_builder_with(&config, vb, opts.vision_dtype).map_err(model_err)?;
+    let build = BuildOptions {
+        vision_dtype: opts.vision_dtype,
+    };
+    let mut model = VisualGlm::from_var_builder(&config, vb, &build).map_err(model_err)?;
     let mut seen = 0;
     if file.is_quantized(WORD_EMBEDDINGS) {
         let q = file.quantized(WORD_EMBEDDINGS, device)?;

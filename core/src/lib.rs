@@ -1,4 +1,21 @@
 //! VisualGLM-6B in Rust: load the released checkpoints, encode images, run the language model.
+//!
+//! # API convention (all crates of the workspace)
+//!
+//! One function per operation, never a `_with`/`_timed` twin. Its required inputs are
+//! positional arguments: what it works on, then, for anything that builds a model, the
+//! `&Device` and the `DType`. Everything optional goes in one options struct passed last by
+//! reference (`#[derive(Debug, Clone, Default)]`, public fields, the default being the common
+//! case), so a plain call reads `&Default::default()` and a variant
+//! `&FooOptions { field, ..Default::default() }`. Extra results come back in the returned
+//! value, e.g. [`pipeline::Captioner::describe_batch`] returns [`pipeline::Answers`] with the
+//! answers and their [`pipeline::Timings`]. Examples: [`VisualGlm::load`] ([`LoadOptions`]),
+//! [`VisualGlm::from_var_builder`] ([`BuildOptions`]), [`VisualGlm::load_adapted`]
+//! ([`lora::LoraLoadOptions`]), [`VisualGlm::quantize_language`]
+//! ([`quantize::QuantizeOptions`]), [`pipeline::Captioner::load`]
+//! ([`pipeline::CaptionerOptions`]), [`pipeline::Captioner::prompt`]
+//! ([`pipeline::PromptOptions`]), `visualglm_vision::decode::load_image` (`DecodeLimits`),
+//! `ChatGlmTokenizer::decode` (`DecodeOptions`).
 
 pub mod error;
 #[cfg(feature = "hub")]
@@ -22,5 +39,5 @@ pub mod synth;
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
 pub use config::{ConfigError, VisualGlmConfig};
 pub use error::{Result, VisualGlmError};
-pub use model::{ImageEncoding, VisualGlm};
+pub use model::{BuildOptions, ImageEncoding, VisualGlm};
 pub use param_shapes::expected_parameters;

@@ -10,23 +10,14 @@ use candle_core::{DType, Device};
 use crate::checkpoint::{self, LoadOptions};
 use crate::error::{Result, VisualGlmError};
 use crate::gguf::{is_gguf_path, load_gguf};
-use crate::model::VisualGlm;
+use crate::model::{BuildOptions, VisualGlm};
 use crate::param_shapes::expected_parameters;
 
 impl VisualGlm {
-    /// Loads a checkpoint in any released form (see [`checkpoint::load`]), checks every tensor
-    /// name and shape against the configuration, and builds the model on `device` in `dtype`.
-    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_with(path, device, dtype, &LoadOptions::default())
-    }
-
-    /// [`VisualGlm::load`] with explicit loading options.
-    pub fn load_with(
-        path: &Path,
-        device: &Device,
-        dtype: DType,
-        opts: &LoadOptions,
-    ) -> Result<Self> {
+    /// Loads a checkpoint in any released form (see [`checkpoint::load`]) or a GGUF file,
+    /// checks every tensor name and shape against the configuration, and builds the model on
+    /// `device` in `dtype`; `opts` as [`LoadOptions`] says (`&Default::default()`: the defaults).
+    pub fn load(path: &Path, device: &Device, dtype: DType, opts: &LoadOptions) -> Result<Self> {
         if device.is_cpu() && (dtype == DType::BF16 || opts.vision_dtype == Some(DType::BF16)) {
             return Err(VisualGlmError::Input(
                 "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or f16"
@@ -40,6 +31,9 @@ impl VisualGlm {
         let expected = expected_parameters(&ck.config)?;
         checkpoint::validate(&ck, &expected)?;
         let vb = ck.var_builder(dtype, device);
-        Self::from_var_builder_with(&ck.config, vb, opts.vision_dtype)
+        let build = BuildOptions {
+            vision_dtype: opts.vision_dtype,
+        };
+        Self::from_var_builder(&ck.config, vb, &build)
     }
 }

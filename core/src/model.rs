@@ -26,6 +26,13 @@ pub struct ImageEncoding {
     pub image_embeds: Tensor,
 }
 
+/// Options of [`VisualGlm::from_var_builder`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// Dtype of the image encoder (ViT, Q-Former, `glm_proj`); `None`: `vb`'s dtype.
+    pub vision_dtype: Option<DType>,
+}
+
 /// The full VisualGLM model.
 #[derive(Debug, Clone)]
 pub struct VisualGlm {
@@ -39,20 +46,14 @@ pub struct VisualGlm {
 }
 
 impl VisualGlm {
-    /// Builds the model from canonical (HF-named, `[Q|K|V]` GLM rows) weights, everything in
-    /// `vb`'s dtype.
-    pub fn from_var_builder(config: &VisualGlmConfig, vb: VarBuilder) -> Result<Self> {
-        Self::from_var_builder_with(config, vb, None)
-    }
-
-    /// [`VisualGlm::from_var_builder`] with the image encoder (ViT, Q-Former, `glm_proj`) in
-    /// `vision_dtype` (`None`: `vb`'s dtype) and the language model in `vb`'s dtype.
-    pub fn from_var_builder_with(
+    /// Builds the model from canonical (HF-named, `[Q|K|V]` GLM rows) weights: the language
+    /// model in `vb`'s dtype, the image encoder as `opts` says.
+    pub fn from_var_builder(
         config: &VisualGlmConfig,
         vb: VarBuilder,
-        vision_dtype: Option<DType>,
+        opts: &BuildOptions,
     ) -> Result<Self> {
-        let vision_dtype = vision_dtype.unwrap_or(vb.dtype());
+        let vision_dtype = opts.vision_dtype.unwrap_or(vb.dtype());
         if vb.device().is_cpu() && vision_dtype == DType::BF16 && vb.dtype() != DType::BF16 {
             return Err(VisualGlmError::Input(
                 "bf16 is not supported on the CPU (candle has no CPU bf16 matmul): use f32 or \

@@ -3,23 +3,24 @@
 //! ```
 //! # fn main() -> visualglm::Result<()> {
 //! use candle_core::{DType, Device};
-//! use visualglm::pipeline::{Captioner, Question};
+//! use visualglm::pipeline::{Captioner, CaptionerOptions, Question};
 //! use visualglm_language::GenerationConfig;
-//! use visualglm_vision::preprocess::load_image;
+//! use visualglm_vision::decode::load_image;
 //! # let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 //! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../assets/tiny/tokenizer.model");
 //! // The tiny random test model; for the release use `Captioner::load("visualglm-6b", ..)`.
 //! let model = format!("{golden}/checkpoints/hf");
-//! let captioner = Captioner::load_with(
-//!     model.as_ref(), Some(tokenizer.as_ref()), &Device::Cpu, DType::F32, &Default::default())?;
-//! let image = load_image(format!("{golden}/images/chelsea.png"))?;
+//! let opts = CaptionerOptions { tokenizer: Some(tokenizer.into()), ..Default::default() };
+//! let captioner = Captioner::load(model.as_ref(), &Device::Cpu, DType::F32, &opts)?;
+//! let image = load_image(format!("{golden}/images/chelsea.png"), &Default::default())?;
 //! let question = Question {
 //!     generation: GenerationConfig { max_new_tokens: 8, ..GenerationConfig::greedy() },
 //!     ..Question::default()
 //! };
 //! let caption = captioner.describe(&image, &question)?;
-//! let captions = captioner.describe_batch(&[image.clone(), image.clone()], &question)?;
-//! assert_eq!(captions[0], caption);
+//! let batch = captioner.describe_batch(&[image.clone(), image.clone()], &question)?;
+//! assert_eq!(batch.answers[0], caption);
+//! println!("{}", batch.timings.summary());
 //!
 //! let mut chat = captioner.chat(false);
 //! chat.set_image(&image)?;
@@ -29,8 +30,8 @@
 //! # Ok(()) }
 //! ```
 
-use std::ops::Range;
-use std::path::Path;
+use std::ops::{AddAssign, Range};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -38,7 +39,7 @@ use image::DynamicImage;
 use serde::{Deserialize, Serialize};
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
 use visualglm_language::GenerationConfig;
-use visualglm_tokenizer::ChatGlmTokenizer;
+use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
 use visualglm_vision::preprocess::ImagePreprocessor;
 
 use crate::checkpoint::LoadOptions;
@@ -74,6 +75,38 @@ impl Question {
     }
 }
 
+/// Options of [`Captioner::load`].
+#[derive(Debug, Clone, Default)]
+pub struct CaptionerOptions {
+    /// How to read the checkpoint and build the model.
+    pub checkpoint: LoadOptions,
+    /// The tokenizer (a `.model`/`.json` file or a directory); `None`: the one beside the
+    /// checkpoint.
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Options of [`Captioner::prompt`]; the default is the Chinese template, no image, and an
+/// error when the prompt does not fit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromptOptions {
+    /// Use the English template (`Q:…\nA:`) instead of the Chinese one.
+    pub english: bool,
+    /// Make room for the image (`<img>`, the 32 placeholders, `</img>`).
+    pub with_image: bool,
+    /// Drop the oldest history turns until the prompt fits (`dropped_turns` says how many)
+    /// instead of failing.
+    pub drop_oldest: bool,
+}
+
+/// What [`Captioner::describe_batch`] and [`Captioner::answer_embeds`] return.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Answers {
+    /// One answer per image, in order.
+    pub answers: Vec<String>,
+    /// Where the time of this call went.
+    pub timings: Timings,
+}
+
 /// A loaded VisualGLM ready to describe images and chat.
 #[derive(Debug, Clone)]
 pub struct Captioner {
@@ -83,22 +116,16 @@ pub struct Captioner {
 }
 
 impl Captioner {
-    /// Loads the checkpoint at `path` and the tokenizer found beside it.
-    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self> {
-        Self::load_with(path, None, device, dtype, &LoadOptions::default())
-    }
-
-    /// Loads the checkpoint at `path` with options, and the tokenizer at `tokenizer` (a
-    /// `.model`/`.json` file or a directory), by default the one beside the checkpoint.
-    pub fn load_with(
+    /// Loads the checkpoint at `path` (see [`VisualGlm::load`]) and its tokenizer, by default
+    /// the one beside the checkpoint.
+    pub fn load(
         path: &Path,
-        tokenizer: Option<&Path>,
         device: &Device,
         dtype: DType,
-        opts: &LoadOptions,
+        opts: &CaptionerOptions,
     ) -> Result<Self> {
-        let model = VisualGlm::load_with(path, device, dtype, opts)?;
-        let tokenizer = match tokenizer {
+        let model = VisualGlm::load(path, device, dtype, &opts.checkpoint)?;
+        let tokenizer = match &opts.tokenizer {
             Some(t) => ChatGlmTokenizer::from_path(t)?,
             None => {
                 let dir = if path.is_dir() {
@@ -161,21 +188,14 @@ impl Captioner {
         Ok(Self::new(model, self.tokenizer.clone())?)
     }
 
-    /// Quantizes the language model's linear weights (see [`crate::quantize`]); the image
-    /// encoder stays in the run dtype.
+    /// Quantizes the language model's linear weights to `dtype` (see
+    /// [`VisualGlm::quantize_language`]); the image encoder stays in the run dtype.
     pub fn quantize_language(
         &mut self,
         dtype: candle_core::quantized::GgmlDType,
-    ) -> Result<crate::quantize::QuantizeReport> {
-        self.model.quantize_language(dtype)
-    }
-
-    /// [`Captioner::quantize_language`] with options (`lm_head`, word embeddings).
-    pub fn quantize_language_with(
-        &mut self,
         opts: &crate::quantize::QuantizeOptions,
     ) -> Result<crate::quantize::QuantizeReport> {
-        self.model.quantize_language_with(opts)
+        self.model.quantize_language(dtype, opts)
     }
 
     /// Stores the language model's KV caches in `dtype` from now on (`None`: the run dtype);
@@ -218,31 +238,16 @@ impl Captioner {
         ranges
     }
 
-    /// Builds the prompt for `query` after `history`, with an image or not; a prompt longer
-    /// than `max_length` is an error.
+    /// Builds the prompt for `query` after `history`, at most `max_length` tokens, with an
+    /// image or not, as `opts` says.
     pub fn prompt(
         &self,
         query: &str,
         history: &[(String, String)],
-        english: bool,
-        with_image: bool,
         max_length: usize,
+        opts: &PromptOptions,
     ) -> Result<PromptInputs> {
-        self.prompt_with(query, history, english, with_image, max_length, false)
-    }
-
-    /// [`Captioner::prompt`] that, with `drop_oldest`, drops the oldest history turns until the
-    /// prompt fits (`dropped_turns` says how many).
-    pub fn prompt_with(
-        &self,
-        query: &str,
-        history: &[(String, String)],
-        english: bool,
-        with_image: bool,
-        max_length: usize,
-        drop_oldest: bool,
-    ) -> Result<PromptInputs> {
-        let template = if english {
+        let template = if opts.english {
             Template::English
         } else {
             Template::Chinese
@@ -250,12 +255,12 @@ impl Captioner {
         let mut builder = PromptBuilder::new(&self.tokenizer)
             .template(template)
             .max_length(max_length)
-            .overflow(if drop_oldest {
+            .overflow(if opts.drop_oldest {
                 Overflow::DropOldestTurns
             } else {
                 Overflow::Error
             });
-        if with_image {
+        if opts.with_image {
             builder = builder.image(self.model.config().image_length, self.tokenizer.pad_id());
         }
         Ok(builder.build(query, history)?)
@@ -264,59 +269,41 @@ impl Captioner {
     /// Describes one image (or answers `question` about it).
     pub fn describe(&self, image: &DynamicImage, question: &Question) -> Result<String> {
         let mut out = self.describe_batch(std::slice::from_ref(image), question)?;
-        out.pop()
+        out.answers
+            .pop()
             .ok_or_else(|| VisualGlmError::Input("no answer produced".into()))
     }
 
     /// Describes many images with one question: the images are encoded together and the
     /// answers decoded together (greedy or sampled; with beams, one image after another).
-    pub fn describe_batch(
-        &self,
-        images: &[DynamicImage],
-        question: &Question,
-    ) -> Result<Vec<String>> {
+    /// The answers come with how long each phase took.
+    pub fn describe_batch(&self, images: &[DynamicImage], question: &Question) -> Result<Answers> {
         if images.is_empty() {
-            return Ok(Vec::new());
-        }
-        let embeds = self.encode_images(images)?;
-        self.answer_embeds(&embeds, question)
-    }
-
-    /// [`Captioner::describe_batch`] that also reports how long each phase took.
-    pub fn describe_batch_timed(
-        &self,
-        images: &[DynamicImage],
-        question: &Question,
-        timings: &mut Timings,
-    ) -> Result<Vec<String>> {
-        if images.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Answers::default());
         }
         let start = Instant::now();
         let embeds = self.encode_images(images)?;
-        timings.encode_ms += start.elapsed().as_secs_f64() * 1e3;
-        timings.images += images.len();
-        self.answer_embeds_timed(&embeds, question, timings)
+        let encode_ms = start.elapsed().as_secs_f64() * 1e3;
+        let mut out = self.answer_embeds(&embeds, question)?;
+        out.timings.encode_ms += encode_ms;
+        out.timings.images += images.len();
+        Ok(out)
     }
 
-    /// Answers `question` for each row of precomputed image embeddings `[B, 32, width]`.
-    pub fn answer_embeds(&self, embeds: &Tensor, question: &Question) -> Result<Vec<String>> {
-        self.answer_embeds_timed(embeds, question, &mut Timings::default())
-    }
-
-    fn answer_embeds_timed(
-        &self,
-        embeds: &Tensor,
-        question: &Question,
-        timings: &mut Timings,
-    ) -> Result<Vec<String>> {
+    /// Answers `question` for each row of precomputed image embeddings `[B, 32, width]`, with
+    /// the prefill and decode timings.
+    pub fn answer_embeds(&self, embeds: &Tensor, question: &Question) -> Result<Answers> {
+        let mut timings = Timings::default();
         let cfg = &question.generation;
         let prompt = self.prompt(
             question.text(),
             &[],
-            question.english,
-            true,
             self.model.length_limit(cfg.max_length).saturating_sub(1),
+            &PromptOptions {
+                english: question.english,
+                with_image: true,
+                drop_oldest: false,
+            },
         )?;
         let invalid = self.invalid_ids(question.english);
         let rows = if cfg.num_beams > 1 {
@@ -358,9 +345,15 @@ impl Captioner {
             }
             rows
         };
-        rows.iter()
-            .map(|ids| Ok(clean_answer(&self.tokenizer.decode(ids)?)))
-            .collect()
+        let answers = rows
+            .iter()
+            .map(|ids| {
+                Ok(clean_answer(
+                    &self.tokenizer.decode(ids, &DecodeOptions::default())?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Answers { answers, timings })
     }
 
     /// Starts a chat; the image (if any) is encoded once and reused every turn.
@@ -374,7 +367,7 @@ impl Captioner {
     }
 }
 
-/// Where the time went, summed over calls.
+/// Where the time went (`+=` sums calls).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Timings {
     /// Images encoded.
@@ -389,6 +382,18 @@ pub struct Timings {
     pub decode_tokens: usize,
     /// Milliseconds of decoding after the first token.
     pub decode_ms: f64,
+}
+
+impl AddAssign for Timings {
+    /// Sums two calls' timings.
+    fn add_assign(&mut self, other: Self) {
+        self.images += other.images;
+        self.encode_ms += other.encode_ms;
+        self.prefill_tokens += other.prefill_tokens;
+        self.prefill_ms += other.prefill_ms;
+        self.decode_tokens += other.decode_tokens;
+        self.decode_ms += other.decode_ms;
+    }
 }
 
 impl Timings {
@@ -456,15 +461,17 @@ impl ChatSession<'_> {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<String> {
         let c = self.captioner;
-        let prompt = c.prompt_with(
+        let prompt = c.prompt(
             query,
             &self.history,
-            self.english,
-            self.image_embeds.is_some(),
             c.model
                 .length_limit(generation.max_length)
                 .saturating_sub(1),
-            true,
+            &PromptOptions {
+                english: self.english,
+                with_image: self.image_embeds.is_some(),
+                drop_oldest: true,
+            },
         )?;
         self.history
             .drain(..prompt.dropped_turns.min(self.history.len()));
@@ -472,7 +479,7 @@ impl ChatSession<'_> {
         let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
         if generation.num_beams > 1 {
             let ids = beam_search(&c.model, &prompt.ids, image, generation, &invalid)?;
-            let answer = clean_answer(&c.tokenizer.decode(&ids)?);
+            let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
             on_text(&answer);
             self.history.push((query.to_string(), answer.clone()));
             return Ok(answer);
@@ -500,7 +507,7 @@ impl ChatSession<'_> {
             return Err(e);
         }
         let ids = rows.into_iter().next().unwrap_or_default();
-        let answer = clean_answer(&c.tokenizer.decode(&ids)?);
+        let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
         self.history.push((query.to_string(), answer.clone()));
         Ok(answer)
     }
@@ -517,7 +524,7 @@ impl TextStream {
     /// Adds one id and returns the new text it completes (possibly empty).
     pub fn push(&mut self, tokenizer: &ChatGlmTokenizer, id: u32) -> Result<String> {
         self.ids.push(id);
-        let text = tokenizer.decode(&self.ids)?;
+        let text = tokenizer.decode(&self.ids, &DecodeOptions::default())?;
         if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
             return Ok(String::new());
         }

@@ -15,27 +15,15 @@ use visualglm_nn::quant::{dtype_name, parse_dtype, QUANT_TYPES};
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;
 
-/// What to quantize.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to quantize besides the GLM layer weights (options of
+/// [`VisualGlm::quantize_language`]); the default is the release's choice, layers only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QuantizeOptions {
-    /// The GGML type of the GLM layer weights.
-    pub dtype: GgmlDType,
     /// Also quantize `lm_head` (the release keeps it in fp16).
     pub lm_head: bool,
     /// Also quantize the word-embedding table (lookups dequantize only the rows they need).
     /// With `lm_head` and a tied `lm_head` (same values), one quantized tensor serves both.
     pub embeddings: bool,
-}
-
-impl QuantizeOptions {
-    /// The release's choice: GLM layers only.
-    pub fn layers_only(dtype: GgmlDType) -> Self {
-        Self {
-            dtype,
-            lm_head: false,
-            embeddings: false,
-        }
-    }
 }
 
 /// Per-weight result of a quantization: canonical weight name and the type used (`None`:
@@ -86,21 +74,21 @@ pub fn parse_quantize_type(s: &str) -> Result<GgmlDType> {
 }
 
 impl VisualGlm {
-    /// Quantizes the GLM layer weights to `dtype` (the release's HF behaviour: `lm_head`,
-    /// embeddings, ViT, Q-Former and `glm_proj` stay in the run dtype).
-    pub fn quantize_language(&mut self, dtype: GgmlDType) -> Result<QuantizeReport> {
-        self.quantize_language_with(&QuantizeOptions::layers_only(dtype))
-    }
-
-    /// [`VisualGlm::quantize_language`] with options (`lm_head` and/or the word embeddings
-    /// too; a tied `lm_head` shares the quantized table, see [`QuantizeOptions::embeddings`]).
-    pub fn quantize_language_with(&mut self, opts: &QuantizeOptions) -> Result<QuantizeReport> {
+    /// Quantizes the GLM layer weights to `dtype` and, as `opts` says, `lm_head` and/or the
+    /// word embeddings too (a tied `lm_head` shares the quantized table, see
+    /// [`QuantizeOptions::embeddings`]). The default options are the release's HF behaviour:
+    /// `lm_head`, embeddings, ViT, Q-Former and `glm_proj` stay in the run dtype.
+    pub fn quantize_language(
+        &mut self,
+        dtype: GgmlDType,
+        opts: &QuantizeOptions,
+    ) -> Result<QuantizeReport> {
         let glm = self.language_model_mut();
-        let mut weights = glm.quantize(opts.dtype)?;
+        let mut weights = glm.quantize(dtype)?;
         if opts.embeddings {
-            weights.extend(glm.quantize_embeddings(opts.dtype, opts.lm_head)?);
+            weights.extend(glm.quantize_embeddings(dtype, opts.lm_head)?);
         } else if opts.lm_head {
-            let d = glm.quantize_lm_head(opts.dtype)?;
+            let d = glm.quantize_lm_head(dtype)?;
             weights.push(("lm_head.weight".to_string(), d));
         }
         Ok(QuantizeReport {

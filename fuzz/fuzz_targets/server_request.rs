@@ -9,14 +9,14 @@ use visualglm::pipeline::Captioner;
 use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
 use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
 use visualglm::server::ImagePolicy;
-use visualglm_vision::preprocess::DecodeLimits;
+use visualglm_vision::decode::DecodeLimits;
 
 static CAPTIONER: OnceLock<Captioner> = OnceLock::new();
 
 fn captioner() -> &'static Captioner {
     CAPTIONER.get_or_init(|| {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
-        let model = visualglm::VisualGlm::load_with(
+        let model = visualglm::VisualGlm::load(
             format!("{root}/../shared/golden/checkpoints/hf").as_ref(),
             &candle_core::Device::Cpu,
             candle_core::DType::F32,

@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&path, data).is_ok() {
         if let Ok(tok) = visualglm_tokenizer::ChatGlmTokenizer::from_file(&path) {
             if let Ok(ids) = tok.encode("<img>问：a  b\n\t答：👋") {
-                let _ = tok.decode(&ids);
+                let _ = tok.decode(&ids, &Default::default());
             }
         }
     }

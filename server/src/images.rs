@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
 use image::DynamicImage;
-use visualglm_vision::preprocess::{
-    decode_image_with_limits, load_image_with_limits, DecodeLimits, PreprocessError,
-};
+use visualglm_vision::decode::{decode_image, load_image, DecodeError, DecodeLimits};
 
 use super::error::ApiError;
 
@@ -121,7 +119,7 @@ impl ImagePolicy {
                 ApiError::bad_request(format!("the image is not valid base64: {e}"))
                     .with_code("invalid_base64")
             })?;
-        decode_image_with_limits(&bytes, "from the request", &self.limits).map_err(image_error)
+        decode_image(&bytes, "from the request", &self.limits).map_err(image_error)
     }
 
     fn load_local(&self, path: &Path) -> Result<DynamicImage, ApiError> {
@@ -144,14 +142,14 @@ impl ImagePolicy {
         if !canonical.starts_with(dir) || !canonical.is_file() {
             return Err(refused());
         }
-        load_image_with_limits(&canonical, &self.limits).map_err(image_error)
+        load_image(&canonical, &self.limits).map_err(image_error)
     }
 }
 
 /// Too-large images are 413, everything else the decoder refuses is 400.
-fn image_error(e: PreprocessError) -> ApiError {
+fn image_error(e: DecodeError) -> ApiError {
     match e {
-        PreprocessError::TooLarge { .. } | PreprocessError::FileTooLarge { .. } => {
+        DecodeError::TooLarge { .. } | DecodeError::FileTooLarge { .. } => {
             ApiError::too_large(e.to_string()).with_code("image_too_large")
         }
         other => ApiError::bad_request(other.to_string()).with_code("invalid_image"),

@@ -25,7 +25,7 @@
 //! use visualglm::pipeline::Captioner;
 //! use visualglm_server::{Server, ServerConfig};
 //! let captioner = Captioner::load("visualglm-6b".as_ref(), &candle_core::Device::Cpu,
-//!     candle_core::DType::F32)?;
+//!     candle_core::DType::F32, &Default::default())?;
 //! let config = ServerConfig { stop_on_ctrl_c: true, ..ServerConfig::default() };
 //! let server = Server::start(captioner, config)?;
 //! println!("listening on http://{}", server.addr());

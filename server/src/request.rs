@@ -10,7 +10,7 @@ use visualglm_language::GenerationConfig;
 use super::error::ApiError;
 use super::images::ImagePolicy;
 use super::types::{ChatCompletionRequest, ContentPart, MessageContent, ReleaseRequest};
-use visualglm::pipeline::{Captioner, DEFAULT_QUERY_ZH};
+use visualglm::pipeline::{Captioner, PromptOptions, DEFAULT_QUERY_ZH};
 
 /// The release demos' sampling settings (`api.py`, `web_demo.py`).
 const DEFAULT_TEMPERATURE: f32 = 0.8;
@@ -295,7 +295,16 @@ fn build(
     // only normalizes (the resize of an image already at that size is the identity).
     let image = image.map(|i| DynamicImage::ImageRgb8(captioner.preprocessor().to_rgb_resized(&i)));
     let prompt = captioner
-        .prompt(&query, &history, english, image.is_some(), room)
+        .prompt(
+            &query,
+            &history,
+            room,
+            &PromptOptions {
+                english,
+                with_image: image.is_some(),
+                ..Default::default()
+            },
+        )
         .map_err(|e| {
             ApiError::bad_request(format!(
                 "{e}; the maximum length (prompt + answer) is {limit} tokens"

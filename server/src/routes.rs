@@ -209,7 +209,7 @@ async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishRe
 fn decode_answer(captioner: &Captioner, tokens: &[u32]) -> Result<String, ApiError> {
     captioner
         .tokenizer()
-        .decode(tokens)
+        .decode(tokens, &Default::default())
         .map(|t| t.trim().to_string())
         .map_err(|e| ApiError::internal(format!("cannot decode the answer: {e}")))
 }

@@ -106,7 +106,11 @@ impl State {
             },
             Some(Event::Done { tokens, finish }) => {
                 // Flush what the streamer held back (an incomplete character at the end).
-                if let Ok(full) = self.captioner.tokenizer().decode(&tokens) {
+                if let Ok(full) = self
+                    .captioner
+                    .tokenizer()
+                    .decode(&tokens, &Default::default())
+                {
                     let full = full.trim_start();
                     if let Some(rest) = full.strip_prefix(self.sent.as_str()) {
                         let rest = rest.to_string();

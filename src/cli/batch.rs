@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use visualglm::pipeline::Timings;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 
@@ -78,7 +78,10 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     let mut timings = Timings::default();
     let (mut ok, mut failed) = (0usize, 0usize);
     for chunk in todo.chunks(args.batch_size) {
-        let decoded: Vec<_> = chunk.par_iter().map(load_image).collect();
+        let decoded: Vec<_> = chunk
+            .par_iter()
+            .map(|p| load_image(p, &Default::default()))
+            .collect();
         let mut lines = Vec::new();
         let mut good_paths = Vec::new();
         let mut good_images = Vec::new();
@@ -95,9 +98,10 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
             }
         }
         if !good_images.is_empty() {
-            match captioner.describe_batch_timed(&good_images, &question, &mut timings) {
-                Ok(captions) => {
-                    for (path, caption) in good_paths.iter().zip(captions) {
+            match captioner.describe_batch(&good_images, &question) {
+                Ok(batch) => {
+                    timings += batch.timings;
+                    for (path, caption) in good_paths.iter().zip(batch.answers) {
                         ok += 1;
                         lines.push(serde_json::json!({"image": path.display().to_string(), "caption": caption}));
                     }

@@ -24,7 +24,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use visualglm::gguf::is_glm_linear_weight;
 use visualglm::quantize::parse_quantize_type;
-use visualglm::{expected_parameters, VisualGlm, VisualGlmConfig};
+use visualglm::{expected_parameters, BuildOptions, VisualGlm, VisualGlmConfig};
 use visualglm_language::positions::position_at;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
@@ -278,7 +278,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let weights = random_weights(&cfg, &plan)?;
     let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
-    let mut model = VisualGlm::from_var_builder_with(&cfg, vb, Some(vision_dtype))?;
+    let build = BuildOptions {
+        vision_dtype: Some(vision_dtype),
+    };
+    let mut model = VisualGlm::from_var_builder(&cfg, vb, &build)?;
     if embeddings_dtype != dtype {
         // The VarBuilder cast the table to the run dtype; put a table in its own dtype back.
         let glm = model.language_model_mut();

@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 
@@ -27,7 +27,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let captioner = args.model.load()?;
     let mut session = captioner.chat(args.generation.english);
     if let Some(path) = &args.image {
-        let image = load_image(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let image = load_image(path, &Default::default())
+            .with_context(|| format!("cannot open {}", path.display()))?;
         session.set_image(&image)?;
     }
     let config = args.generation.config();
@@ -61,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         if let Some(path) = input.strip_prefix("/image") {
             let path = path.trim();
-            match load_image(path) {
+            match load_image(path, &Default::default()) {
                 Ok(image) => {
                     session.set_image(&image)?;
                     eprintln!("(image loaded, history cleared)");

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm::pipeline::Timings;
-use visualglm_vision::preprocess::load_image;
+use visualglm::pipeline::Answers;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 
@@ -35,12 +35,17 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     let images = args
         .images
         .iter()
-        .map(|p| load_image(p).with_context(|| format!("cannot describe {}", p.display())))
+        .map(|p| {
+            load_image(p, &Default::default())
+                .with_context(|| format!("cannot describe {}", p.display()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let captioner = args.model.load()?;
     let question = args.generation.question(args.prompt.clone());
-    let mut timings = Timings::default();
-    let captions = captioner.describe_batch_timed(&images, &question, &mut timings)?;
+    let Answers {
+        answers: captions,
+        timings,
+    } = captioner.describe_batch(&images, &question)?;
     for (path, caption) in args.images.iter().zip(&captions) {
         if args.json {
             let line =

@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use visualglm_eval::{score_captions, CaptionItem, ImageId, Tokenizer};
 use visualglm_train::data::{load_data_file, LoadOptions};
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
 
@@ -67,7 +67,7 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
     let mut predictions = String::new();
     for chunk in images.chunks(args.batch_size) {
         let decoded = decode_images(chunk, &args.data)?;
-        let captions = captioner.describe_batch(&decoded, &question)?;
+        let captions = captioner.describe_batch(&decoded, &question)?.answers;
         for (image, caption) in chunk.iter().zip(captions) {
             predictions.push_str(
                 &serde_json::json!({"image_id": image.id, "image": image.path.display().to_string(), "caption": caption})
@@ -248,7 +248,8 @@ fn decode_images(chunk: &[EvalImage], data: &Path) -> anyhow::Result<Vec<Dynamic
     chunk
         .par_iter()
         .map(|image| {
-            load_image(&image.path).with_context(|| format!("image of {}", data.display()))
+            load_image(&image.path, &Default::default())
+                .with_context(|| format!("image of {}", data.display()))
         })
         .collect()
 }

@@ -56,10 +56,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let mut model = VisualGlm::load_with(&args.model, &device, dtype, &opts)
+    let mut model = VisualGlm::load(&args.model, &device, dtype, &opts)
         .with_context(|| format!("loading {}", args.model.display()))?;
     if let Some(q) = &args.quantize {
-        let report = model.quantize_language(visualglm::quantize::parse_quantize_type(q)?)?;
+        let report = model.quantize_language(
+            visualglm::quantize::parse_quantize_type(q)?,
+            &Default::default(),
+        )?;
         eprintln!("quantized GLM weights: {}", report.summary());
     }
     let mut out: HashMap<String, Tensor> = HashMap::new();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm::pipeline::{Captioner, Question};
+use visualglm::pipeline::{Captioner, CaptionerOptions, Question};
 use visualglm::quantize::QuantizeOptions;
 use visualglm::LoadOptions;
 use visualglm_language::GenerationConfig;
@@ -74,7 +74,7 @@ impl ModelArgs {
             !(device.is_cpu() && kv_cache_dtype == Some(candle_core::DType::BF16)),
             "--kv-cache-dtype bf16: not supported on the CPU (use f16 or f32)"
         );
-        let opts = LoadOptions {
+        let checkpoint = LoadOptions {
             config_path: self.config.clone(),
             sat_qkv_layout: self
                 .sat_interleaved_qkv
@@ -87,16 +87,19 @@ impl ModelArgs {
             .map(visualglm::quantize::parse_quantize_type)
             .transpose()?;
         let start = std::time::Instant::now();
-        let mut captioner =
-            Captioner::load_with(&model, self.tokenizer.as_deref(), &device, dtype, &opts)
-                .with_context(|| format!("loading {}", model.display()))?;
+        let opts = CaptionerOptions {
+            checkpoint,
+            tokenizer: self.tokenizer.clone(),
+        };
+        let mut captioner = Captioner::load(&model, &device, dtype, &opts)
+            .with_context(|| format!("loading {}", model.display()))?;
         captioner.set_kv_cache_dtype(kv_cache_dtype);
         if let Some(dtype) = quantize {
-            let report = captioner.quantize_language_with(&QuantizeOptions {
-                dtype,
+            let opts = QuantizeOptions {
                 lm_head: self.quantize_lm_head,
                 embeddings: self.quantize_embeddings,
-            })?;
+            };
+            let report = captioner.quantize_language(dtype, &opts)?;
             tracing::info!("quantized GLM weights: {}", report.summary());
         }
         tracing::info!(

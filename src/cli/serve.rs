@@ -8,7 +8,7 @@ use anyhow::Context;
 use visualglm_server::{
     BatchOptions, ImagePolicy, PromptLimits, Scheduler, ServedAdapter, Server, ServerConfig,
 };
-use visualglm_vision::preprocess::DecodeLimits;
+use visualglm_vision::decode::DecodeLimits;
 
 use super::model_args::ModelArgs;
 

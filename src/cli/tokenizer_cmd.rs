@@ -230,7 +230,7 @@ pub fn run(cmd: Command) -> Result<()> {
                 skip_special_tokens: args.skip_special_tokens,
                 clean_up_tokenization_spaces: !args.no_cleanup,
             };
-            println!("{}", tok.decode_with(&ids, opts)?);
+            println!("{}", tok.decode(&ids, &opts)?);
         }
         Command::Train(args) => train(args)?,
     }

@@ -5,9 +5,9 @@ use crate::support;
 use std::process::Command;
 
 use support::{golden, tiny_tokenizer};
-use visualglm::pipeline::{Captioner, Question};
+use visualglm::pipeline::{Captioner, PromptOptions, Question};
 use visualglm_language::GenerationConfig;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))
@@ -27,21 +27,28 @@ fn describe_prints_the_greedy_answer_of_the_model() {
         .prompt(
             visualglm::pipeline::DEFAULT_QUERY_ZH,
             &[],
-            false,
-            true,
             2048,
+            &PromptOptions {
+                with_image: true,
+                ..Default::default()
+            },
         )
         .unwrap();
     assert!(prompt.pre_image > 0 && prompt.ids.len() > prompt.pre_image + 32);
     let image = c
-        .encode_images(&[load_image(golden("images/chelsea.png")).unwrap()])
+        .encode_images(&[load_image(golden("images/chelsea.png"), &Default::default()).unwrap()])
         .unwrap();
     let (ids, _) = c
         .model()
         .generate_greedy(&prompt.ids, Some((&image, prompt.pre_image)), 12)
         .unwrap();
     let ids: Vec<u32> = ids.into_iter().take_while(|&t| t != 1005).collect();
-    let want = c.tokenizer().decode(&ids).unwrap().trim().to_string();
+    let want = c
+        .tokenizer()
+        .decode(&ids, &Default::default())
+        .unwrap()
+        .trim()
+        .to_string();
 
     let out = bin()
         .args(["describe"])
@@ -79,7 +86,7 @@ fn describe_batch_equals_one_by_one() {
     let c = captioner(&tiny_tokenizer(dir.path()));
     let images: Vec<_> = ["chelsea.png", "astronaut.png", "camera.png"]
         .iter()
-        .map(|n| load_image(golden(&format!("images/{n}"))).unwrap())
+        .map(|n| load_image(golden(&format!("images/{n}")), &Default::default()).unwrap())
         .collect();
     let q = Question {
         generation: GenerationConfig {
@@ -88,7 +95,7 @@ fn describe_batch_equals_one_by_one() {
         },
         ..Question::default()
     };
-    let batch = c.describe_batch(&images, &q).unwrap();
+    let batch = c.describe_batch(&images, &q).unwrap().answers;
     for (img, caption) in images.iter().zip(&batch) {
         assert_eq!(&c.describe(img, &q).unwrap(), caption);
     }
@@ -425,7 +432,7 @@ fn chat_session(extra: &[&str], script: &str) -> std::process::Output {
 fn chat_uses_beam_search_and_refuses_zero_beams() {
     let dir = tempfile::tempdir().unwrap();
     let c = captioner(&tiny_tokenizer(dir.path()));
-    let image = load_image(golden("images/chelsea.png")).unwrap();
+    let image = load_image(golden("images/chelsea.png"), &Default::default()).unwrap();
     let question = "what is this?";
     let answer = |beams: usize| {
         let q = Question {

@@ -30,7 +30,8 @@ use visualglm_server::ImagePolicy;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::{load_data_file, DataFormat, LoadOptions as DataOptions};
 use visualglm_train::schedule::LrSchedule;
-use visualglm_vision::preprocess::{decode_image_with_limits, DecodeLimits, ImagePreprocessor};
+use visualglm_vision::decode::{decode_image, DecodeLimits};
+use visualglm_vision::preprocess::ImagePreprocessor;
 
 /// `tests/data/fuzz/TARGET`.
 fn data_dir(target: &str) -> PathBuf {
@@ -71,7 +72,7 @@ fn image_decode(data: &[u8]) {
         max_pixels: 4_000_000,
         max_alloc: 64 << 20,
     };
-    if let Ok(img) = decode_image_with_limits(data, "fuzz", &limits) {
+    if let Ok(img) = decode_image(data, "fuzz", &limits) {
         let _ = ImagePreprocessor::new(32).preprocess(&img, &Device::Cpu);
     }
 }
@@ -80,7 +81,7 @@ fn spm_model(data: &[u8]) {
     let (_dir, path) = as_file(data, "x.model");
     if let Ok(tok) = ChatGlmTokenizer::from_file(&path) {
         if let Ok(ids) = tok.encode("<img>问：a  b\n\t答：👋") {
-            let _ = tok.decode(&ids);
+            let _ = tok.decode(&ids, &Default::default());
         }
     }
 }
@@ -242,7 +243,7 @@ fn tokenizer_json(data: &[u8]) -> bool {
     let (_dir, path) = as_file(data, "tokenizer.json");
     if let Ok(tok) = ChatGlmTokenizer::from_file(&path) {
         if let Ok(ids) = tok.encode("<img>问：a  b\n\t答：👋") {
-            let _ = tok.decode(&ids);
+            let _ = tok.decode(&ids, &Default::default());
             return true;
         }
     }
@@ -531,7 +532,7 @@ fn server_request_seeds_prepare() {
     let png = base64::engine::general_purpose::STANDARD
         .decode("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAEElEQVR4nGPgEpEDIgYIBQAGTgDxOGMygQAAAABJRU5ErkJggg==")
         .unwrap();
-    let img = decode_image_with_limits(&png, "seed", &server_policy().limits).unwrap();
+    let img = decode_image(&png, "seed", &server_policy().limits).unwrap();
     assert_eq!((img.width(), img.height()), (2, 2));
 }
 

@@ -9,7 +9,7 @@ use support::{golden, tiny_tokenizer};
 use visualglm::finetune::{batch_loss, example_ids, load_trainable};
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::labels::LabelConfig;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 #[test]
 fn image_path_gradients_match_finite_differences() {
@@ -28,7 +28,7 @@ fn image_path_gradients_match_finite_differences() {
     };
     let image_length = tm.model.config().image_length;
     let (ids, pre) = example_ids(&tok, image_length, "Describe.", "a cat", true, &labels).unwrap();
-    let image = load_image(golden("images/chelsea.png")).unwrap();
+    let image = load_image(golden("images/chelsea.png"), &Default::default()).unwrap();
     let pixels = tm
         .model
         .image_preprocessor()

@@ -25,7 +25,7 @@ fn path(p: &Path) -> &str {
 fn logits_diff(file: &Path, key: &str) -> f32 {
     let g = candle_core::safetensors::load(golden("lora/golden_lora.safetensors"), &Device::Cpu)
         .unwrap();
-    let model = VisualGlm::load(file, &Device::Cpu, DType::F32).unwrap();
+    let model = VisualGlm::load(file, &Device::Cpu, DType::F32, &Default::default()).unwrap();
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids: Vec<u32> = g["input_ids"]
         .flatten_all()

@@ -42,7 +42,7 @@ fn save(adapters: &LoraAdapters, dir: &Path) -> PathBuf {
 }
 
 fn load_err(adapter: &Path) -> String {
-    let err = VisualGlm::load_with_lora(&sat_base(), adapter, &Device::Cpu, DType::F32, &merged())
+    let err = VisualGlm::load_adapted(&sat_base(), adapter, &Device::Cpu, DType::F32, &merged())
         .unwrap_err();
     err.to_string()
 }

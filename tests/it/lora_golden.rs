@@ -154,8 +154,7 @@ fn merged_logits_match_native_sat_and_sqrt56_goldens() {
     let g = fixture();
     let cpu = Device::Cpu;
     let native =
-        VisualGlm::from_checkpoint_with_lora(&ft.base, &ft.adapters, true, &cpu, DType::F32)
-            .unwrap();
+        VisualGlm::from_checkpoint_adapted(&ft.base, &ft.adapters, true, &cpu, DType::F32).unwrap();
     let l = logits(&native);
     assert_close(
         "merged native α",
@@ -173,7 +172,7 @@ fn merged_logits_match_native_sat_and_sqrt56_goldens() {
     base.config.glm.residual_alpha = Some(56f64.sqrt());
     base.config.glm.rotary_inv_freq_f16 = false;
     let sat56 =
-        VisualGlm::from_checkpoint_with_lora(&base, &ft.adapters, true, &cpu, DType::F32).unwrap();
+        VisualGlm::from_checkpoint_adapted(&base, &ft.adapters, true, &cpu, DType::F32).unwrap();
     assert_close(
         "merged SAT α=√56",
         &logits(&sat56),
@@ -184,7 +183,7 @@ fn merged_logits_match_native_sat_and_sqrt56_goldens() {
 
     base.config.glm.rotary_inv_freq_f16 = true;
     let hf =
-        VisualGlm::from_checkpoint_with_lora(&base, &ft.adapters, true, &cpu, DType::F32).unwrap();
+        VisualGlm::from_checkpoint_adapted(&base, &ft.adapters, true, &cpu, DType::F32).unwrap();
     assert_close(
         "merged HF",
         &logits(&hf),
@@ -241,12 +240,12 @@ fn saved_adapters_reload_identically_and_apply_to_sat_and_hf_bases() {
     let cpu = Device::Cpu;
     // SAT base + saved adapter = the fine-tune, to the bit.
     let sat_base = golden("checkpoints/sat/visualglm-tiny");
-    let from_file = VisualGlm::load_with_lora(&sat_base, &out, &cpu, DType::F32, &opts).unwrap();
+    let from_file = VisualGlm::load_adapted(&sat_base, &out, &cpu, DType::F32, &opts).unwrap();
     let from_sat = VisualGlm::load_sat_lora(&finetune_dir(), &cpu, DType::F32, &opts).unwrap();
     assert_eq!(max_abs_diff(&logits(&from_file), &logits(&from_sat)), 0.0);
     // HF base (interleaved QKV on disk, HF α and rotary) + the SAT-trained adapter.
-    let hf = VisualGlm::load_with_lora(&golden("checkpoints/hf"), &out, &cpu, DType::F32, &opts)
-        .unwrap();
+    let hf =
+        VisualGlm::load_adapted(&golden("checkpoints/hf"), &out, &cpu, DType::F32, &opts).unwrap();
     assert_close(
         "HF base + adapter",
         &logits(&hf),
@@ -255,7 +254,7 @@ fn saved_adapters_reload_identically_and_apply_to_sat_and_hf_bases() {
         1e-5,
     );
     // The SAT fine-tune directory itself is accepted as an adapter source.
-    let hf2 = VisualGlm::load_with_lora(
+    let hf2 = VisualGlm::load_adapted(
         &golden("checkpoints/hf"),
         &finetune_dir(),
         &cpu,
@@ -285,8 +284,7 @@ fn release_init_is_a_no_op_until_trained() {
     let sat = candle_core::safetensors::load(golden("model/golden_sat.safetensors"), &Device::Cpu)
         .unwrap();
     let model =
-        VisualGlm::from_checkpoint_with_lora(&ck, &adapters, true, &Device::Cpu, DType::F32)
-            .unwrap();
+        VisualGlm::from_checkpoint_adapted(&ck, &adapters, true, &Device::Cpu, DType::F32).unwrap();
     assert_close(
         "B = 0 adapter",
         &logits(&model),
@@ -319,8 +317,7 @@ fn image_encoder_linears_can_be_adapted_and_merged() {
     );
     let g = fixture();
     let cpu = Device::Cpu;
-    let base =
-        VisualGlm::from_checkpoint_with_lora(&ck, &adapters, true, &cpu, DType::F32).unwrap();
+    let base = VisualGlm::from_checkpoint_adapted(&ck, &adapters, true, &cpu, DType::F32).unwrap();
     let plain = base.encode_image(&g["pixel_values"]).unwrap();
     // Make B non-zero: the ViT output must move.
     let ad = adapters.get(target).unwrap().clone();
@@ -335,8 +332,7 @@ fn image_encoder_linears_can_be_adapted_and_merged() {
             LoraAdapter::new(target, ad.a().to_vec(), b, ad.scaling()).unwrap(),
         )
         .unwrap();
-    let tuned =
-        VisualGlm::from_checkpoint_with_lora(&ck, &adapters, true, &cpu, DType::F32).unwrap();
+    let tuned = VisualGlm::from_checkpoint_adapted(&ck, &adapters, true, &cpu, DType::F32).unwrap();
     let moved = tuned.encode_image(&g["pixel_values"]).unwrap();
     assert!(max_abs_diff(&plain, &moved) > 1e-3);
 }

@@ -45,7 +45,7 @@ fn unmerged_logits_match_sat_lora_linear_goldens() {
     let g = fixture();
     let cpu = Device::Cpu;
     let mut native =
-        VisualGlm::from_checkpoint_with_lora(&ft.base, &ft.adapters, false, &cpu, DType::F32)
+        VisualGlm::from_checkpoint_adapted(&ft.base, &ft.adapters, false, &cpu, DType::F32)
             .unwrap();
     // The weights stay the base ones; the adapters run beside them.
     for (name, linear) in native.language_model_mut().named_linears_mut(false) {
@@ -67,7 +67,7 @@ fn unmerged_logits_match_sat_lora_linear_goldens() {
     let mut base = ft.base.clone();
     base.config.glm.residual_alpha = Some(56f64.sqrt());
     let sat56 =
-        VisualGlm::from_checkpoint_with_lora(&base, &ft.adapters, false, &cpu, DType::F32).unwrap();
+        VisualGlm::from_checkpoint_adapted(&base, &ft.adapters, false, &cpu, DType::F32).unwrap();
     assert_close(
         "unmerged α=√56",
         &logits(&sat56),
@@ -116,13 +116,12 @@ fn unmerged_adapter_file_on_the_hf_base_matches_merged() {
     let cpu = Device::Cpu;
     let hf = golden("checkpoints/hf");
     let unmerged =
-        VisualGlm::load_with_lora(&hf, &out, &cpu, DType::F32, &LoraLoadOptions::default())
-            .unwrap();
+        VisualGlm::load_adapted(&hf, &out, &cpu, DType::F32, &LoraLoadOptions::default()).unwrap();
     let merged_opts = LoraLoadOptions {
         merge: true,
         ..Default::default()
     };
-    let merged = VisualGlm::load_with_lora(&hf, &out, &cpu, DType::F32, &merged_opts).unwrap();
+    let merged = VisualGlm::load_adapted(&hf, &out, &cpu, DType::F32, &merged_opts).unwrap();
     let (lu, lm) = (logits(&unmerged), logits(&merged));
     assert_close(
         "HF unmerged",
@@ -149,7 +148,7 @@ fn unmerged_image_encoder_adapters_are_refused_with_a_hint() {
         targets: vec![TargetRule::new(VIT_LAYERS, QKV, 3, Some(vec![0]))],
     };
     let adapters = LoraAdapters::init(cfg, &ck.tensors, 1, &Device::Cpu).unwrap();
-    let err = VisualGlm::from_checkpoint_with_lora(&ck, &adapters, false, &Device::Cpu, DType::F32)
+    let err = VisualGlm::from_checkpoint_adapted(&ck, &adapters, false, &Device::Cpu, DType::F32)
         .unwrap_err();
     assert!(matches!(err, LoraError::Unsupported(_)), "{err}");
     assert!(

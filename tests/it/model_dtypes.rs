@@ -41,7 +41,7 @@ fn half_precision_logits_stay_close_to_the_reference() {
     // bf16 is refused on the CPU (see below); on a GPU it would join this list.
     let cases: &[(DType, f32)] = &[(DType::F16, 0.999)];
     for &(dtype, min_cos) in cases {
-        let model = VisualGlm::load_with(
+        let model = VisualGlm::load(
             &golden("checkpoints/hf"),
             &Device::Cpu,
             dtype,
@@ -59,7 +59,7 @@ fn half_precision_logits_stay_close_to_the_reference() {
 
 #[test]
 fn bf16_on_the_cpu_is_refused_with_a_clear_error() {
-    let err = VisualGlm::load_with(
+    let err = VisualGlm::load(
         &golden("checkpoints/hf"),
         &Device::Cpu,
         DType::BF16,

@@ -12,7 +12,7 @@ fn load(rel: &str, config: Option<&str>) -> VisualGlm {
         config_path: config.map(golden),
         ..Default::default()
     };
-    VisualGlm::load_with(&golden(rel), &Device::Cpu, DType::F32, &opts).expect("model loads")
+    VisualGlm::load(&golden(rel), &Device::Cpu, DType::F32, &opts).expect("model loads")
 }
 
 /// Checks every HF-convention stage against `golden_hf.safetensors`.
@@ -168,8 +168,12 @@ fn sat_weights_with_hf_alpha_match_the_sqrt56_golden() {
     // SAT numerics (fp32 inv_freq) with the HF residual convention α = √56.
     ck.config.glm.residual_alpha = Some(56f64.sqrt());
     ck.config.glm.rotary_inv_freq_f16 = false;
-    let model =
-        VisualGlm::from_var_builder(&ck.config, ck.var_builder(DType::F32, &Device::Cpu)).unwrap();
+    let model = VisualGlm::from_var_builder(
+        &ck.config,
+        ck.var_builder(DType::F32, &Device::Cpu),
+        &Default::default(),
+    )
+    .unwrap();
     let g = fixture("model/golden_hf.safetensors");
     let sat = fixture("model/golden_sat.safetensors");
     let image = model.encode_image(&g["pixel_values"]).unwrap();

@@ -22,7 +22,7 @@ fn every_parameter_gets_a_nonzero_gradient() {
         }
     }
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
-    let model = VisualGlm::from_var_builder(&ck.config, vb).unwrap();
+    let model = VisualGlm::from_var_builder(&ck.config, vb, &Default::default()).unwrap();
     let g = fixture("model/golden_hf.safetensors");
     let ids = ids_u32(&g["input_ids"]);
     let image = model.encode_image(&g["pixel_values"]).unwrap();

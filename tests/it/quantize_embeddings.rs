@@ -19,7 +19,7 @@ fn fixture() -> HashMap<String, Tensor> {
 }
 
 fn load(opts: &LoadOptions) -> VisualGlm {
-    VisualGlm::load_with(&golden("checkpoints/hf"), &Device::Cpu, DType::F32, opts)
+    VisualGlm::load(&golden("checkpoints/hf"), &Device::Cpu, DType::F32, opts)
         .expect("tiny model loads")
 }
 
@@ -36,9 +36,8 @@ fn greedy(model: &VisualGlm, g: &HashMap<String, Tensor>, n: usize) -> Vec<u32> 
     model.generate_greedy(&ids, Some((&image, 2)), n).unwrap().0
 }
 
-fn tied_q8(dtype: GgmlDType) -> QuantizeOptions {
+fn tied() -> QuantizeOptions {
     QuantizeOptions {
-        dtype,
         lm_head: true,
         embeddings: true,
     }
@@ -52,7 +51,7 @@ fn q8_0_embeddings_tied_with_lm_head_stay_close_and_share_one_tensor() {
     let reference = logits(&base, &g);
 
     let mut m = base.clone();
-    let report = m.quantize_language_with(&tied_q8(GgmlDType::Q8_0)).unwrap();
+    let report = m.quantize_language(GgmlDType::Q8_0, &tied()).unwrap();
     let n_layers = base.config().glm.num_layers;
     assert_eq!(report.weights.len(), 4 * n_layers + 2);
     let tail: Vec<_> = report.weights[4 * n_layers..].to_vec();
@@ -85,11 +84,13 @@ fn embeddings_alone_leave_lm_head_dense() {
     let base = load(&LoadOptions::default());
     let mut m = base.clone();
     let report = m
-        .quantize_language_with(&QuantizeOptions {
-            dtype: GgmlDType::Q4_0,
-            lm_head: false,
-            embeddings: true,
-        })
+        .quantize_language(
+            GgmlDType::Q4_0,
+            &QuantizeOptions {
+                lm_head: false,
+                embeddings: true,
+            },
+        )
         .unwrap();
     assert!(!report.lm_head_tied);
     let glm = m.language_model();
@@ -127,15 +128,17 @@ fn gguf_with_quantized_embeddings_round_trips_exactly() {
         let head = types.get("lm_head.weight").copied();
         assert_eq!(head, (!lm_head).then_some(GgmlDType::F32), "{lm_head}");
 
-        let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32).unwrap();
+        let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32, &Default::default()).unwrap();
         assert_eq!(loaded.language_model().lm_head_shares_embeddings(), lm_head);
         let mut in_memory = load(&LoadOptions::default());
         in_memory
-            .quantize_language_with(&QuantizeOptions {
-                dtype: GgmlDType::Q8_0,
-                lm_head,
-                embeddings,
-            })
+            .quantize_language(
+                GgmlDType::Q8_0,
+                &QuantizeOptions {
+                    lm_head,
+                    embeddings,
+                },
+            )
             .unwrap();
         let d = max_abs_diff(&logits(&loaded, &g), &logits(&in_memory, &g));
         assert_eq!(
@@ -179,7 +182,7 @@ fn f16_vision_with_f32_language_stays_close() {
         &mut |_, _, _| {},
     )
     .unwrap();
-    let q = VisualGlm::load_with(&out, &Device::Cpu, DType::F32, &opts).unwrap();
+    let q = VisualGlm::load(&out, &Device::Cpu, DType::F32, &opts).unwrap();
     assert_eq!(q.vision_dtype(), DType::F16);
     let d = max_abs_diff(
         &q.encode_image(&g["pixel_values"]).unwrap(),
@@ -194,7 +197,7 @@ fn bf16_vision_on_the_cpu_is_refused() {
         vision_dtype: Some(DType::BF16),
         ..LoadOptions::default()
     };
-    let err = VisualGlm::load_with(&golden("checkpoints/hf"), &Device::Cpu, DType::F32, &opts)
+    let err = VisualGlm::load(&golden("checkpoints/hf"), &Device::Cpu, DType::F32, &opts)
         .unwrap_err()
         .to_string();
     assert!(err.contains("bf16"), "{err}");
@@ -227,6 +230,6 @@ fn quantize_cli_stores_a_tied_table_once() {
         types.get("transformer.word_embeddings.weight"),
         Some(&GgmlDType::Q8_0)
     );
-    let m = VisualGlm::load(&gguf, &Device::Cpu, DType::F32).unwrap();
+    let m = VisualGlm::load(&gguf, &Device::Cpu, DType::F32, &Default::default()).unwrap();
     assert!(m.language_model().lm_head_shares_embeddings());
 }

@@ -13,7 +13,8 @@ fn golden(rel: &str) -> PathBuf {
 }
 
 fn load_err(path: &Path) -> String {
-    let err = VisualGlm::load(path, &Device::Cpu, DType::F32).expect_err("must be refused");
+    let err = VisualGlm::load(path, &Device::Cpu, DType::F32, &Default::default())
+        .expect_err("must be refused");
     let msg = err.to_string();
     assert!(
         msg.contains(&path.display().to_string()),

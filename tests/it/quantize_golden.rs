@@ -29,7 +29,7 @@ fn ids_of(t: &Tensor) -> Vec<u32> {
 }
 
 fn load_f32() -> VisualGlm {
-    VisualGlm::load_with(
+    VisualGlm::load(
         &golden("checkpoints/hf"),
         &Device::Cpu,
         DType::F32,
@@ -90,7 +90,7 @@ fn quantized_logits_stay_close_to_f32() {
         (GgmlDType::Q6K, 0.999),
     ] {
         let mut m = base.clone();
-        let report = m.quantize_language(dtype).unwrap();
+        let report = m.quantize_language(dtype, &Default::default()).unwrap();
         assert_eq!(report.weights.len(), 4 * base.config().glm.num_layers);
         assert!(
             report.weights.iter().all(|(_, d)| d.is_some()),
@@ -108,7 +108,9 @@ fn quantized_logits_stay_close_to_f32() {
 #[test]
 fn k_quants_fall_back_on_narrow_layers() {
     let mut m = load_f32();
-    let report = m.quantize_language(GgmlDType::Q4K).unwrap();
+    let report = m
+        .quantize_language(GgmlDType::Q4K, &Default::default())
+        .unwrap();
     // Tiny widths: hidden 64 (no 256-block fits) and MLP 256 (fits).
     for (name, d) in &report.weights {
         let want = if name.ends_with("dense_4h_to_h.weight") {
@@ -125,18 +127,22 @@ fn k_quants_fall_back_on_narrow_layers() {
 fn lm_head_is_optional() {
     let mut m = load_f32();
     let r = m
-        .quantize_language_with(&QuantizeOptions {
-            dtype: GgmlDType::Q8_0,
-            lm_head: true,
-            embeddings: false,
-        })
+        .quantize_language(
+            GgmlDType::Q8_0,
+            &QuantizeOptions {
+                lm_head: true,
+                embeddings: false,
+            },
+        )
         .unwrap();
     assert_eq!(
         r.weights.last().map(|(n, _)| n.as_str()),
         Some("lm_head.weight")
     );
     let mut plain = load_f32();
-    let r2 = plain.quantize_language(GgmlDType::Q8_0).unwrap();
+    let r2 = plain
+        .quantize_language(GgmlDType::Q8_0, &Default::default())
+        .unwrap();
     assert!(r2.weights.iter().all(|(n, _)| n != "lm_head.weight"));
     let g = fixture();
     assert!(cosine(&logits(&m, &g), &logits(&plain, &g)) > 0.999);
@@ -148,7 +154,8 @@ fn q8_0_decodes_the_same_tokens_as_f32() {
     let want = ids_of(&g["gen_ids"]);
     let base = load_f32();
     let mut q = base.clone();
-    q.quantize_language(GgmlDType::Q8_0).unwrap();
+    q.quantize_language(GgmlDType::Q8_0, &Default::default())
+        .unwrap();
     let ids = ids_of(&g["input_ids"]);
     let image = base.encode_image(&g["pixel_values"]).unwrap();
     let (f32_ids, _) = base
@@ -191,9 +198,11 @@ fn gguf_round_trip_matches_in_memory_quantization() {
             .count();
         assert_eq!(quantized, 4 * ck.config.glm.num_layers);
 
-        let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32).unwrap();
+        let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32, &Default::default()).unwrap();
         let mut in_memory = load_f32();
-        in_memory.quantize_language(dtype).unwrap();
+        in_memory
+            .quantize_language(dtype, &Default::default())
+            .unwrap();
         let (a, b) = (logits(&loaded, &g), logits(&in_memory, &g));
         let diff = visualglm_testing::max_abs_diff(&a, &b);
         assert_eq!(
@@ -222,7 +231,7 @@ fn gguf_with_f16_dense_tensors_stays_close() {
         .unwrap();
     assert_eq!(emb.1, GgmlDType::F16);
     let g = fixture();
-    let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32).unwrap();
+    let loaded = VisualGlm::load(&out, &Device::Cpu, DType::F32, &Default::default()).unwrap();
     let cos = cosine(&logits(&loaded, &g), &logits(&load_f32(), &g));
     assert!(cos >= 0.999, "cosine {cos}");
 }
@@ -231,14 +240,15 @@ fn gguf_with_f16_dense_tensors_stays_close() {
 fn quantized_weights_run_with_f16_activations() {
     let g = fixture();
     let reference = logits(&load_f32(), &g);
-    let mut m = VisualGlm::load_with(
+    let mut m = VisualGlm::load(
         &golden("checkpoints/hf"),
         &Device::Cpu,
         DType::F16,
         &LoadOptions::default(),
     )
     .unwrap();
-    m.quantize_language(GgmlDType::Q8_0).unwrap();
+    m.quantize_language(GgmlDType::Q8_0, &Default::default())
+        .unwrap();
     let cos = cosine(&logits(&m, &g), &reference);
     assert!(cos >= 0.999, "f16 + q8_0: cosine {cos}");
 }

@@ -143,7 +143,7 @@ fn serve(extra: &[&std::ffi::OsStr]) -> (Child, String) {
 fn serve_answers_with_lora_adapters_by_name() {
     use candle_core::{DType, Device};
     use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
-    use visualglm::pipeline::Captioner;
+    use visualglm::pipeline::{Captioner, PromptOptions};
     use visualglm_tokenizer::ChatGlmTokenizer;
 
     // An adapter directory: the golden SAT fine-tune's adapters, scaled so that they change
@@ -172,7 +172,9 @@ fn serve_answers_with_lora_adapters_by_name() {
     let tok = ChatGlmTokenizer::from_file(tiny_tokenizer(dir.path())).unwrap();
     let answer = |model: visualglm::VisualGlm| {
         let c = Captioner::new(model, tok.clone()).unwrap();
-        let p = c.prompt("描述这张图片。", &[], false, false, 2047).unwrap();
+        let p = c
+            .prompt("描述这张图片。", &[], 2047, &PromptOptions::default())
+            .unwrap();
         let cfg = visualglm_language::GenerationConfig {
             max_new_tokens: 8,
             max_length: 2048,
@@ -193,11 +195,15 @@ fn serve_answers_with_lora_adapters_by_name() {
             &mut |_, _| visualglm::generate::Flow::Continue,
         )
         .unwrap();
-        c.tokenizer().decode(&rows[0]).unwrap().trim().to_string()
+        c.tokenizer()
+            .decode(&rows[0], &Default::default())
+            .unwrap()
+            .trim()
+            .to_string()
     };
     let hf = golden("checkpoints/hf");
     let with_adapter = answer(
-        visualglm::VisualGlm::load_with_lora(
+        visualglm::VisualGlm::load_adapted(
             &hf,
             &adapter_dir,
             &Device::Cpu,
@@ -207,8 +213,7 @@ fn serve_answers_with_lora_adapters_by_name() {
         .unwrap(),
     );
     let base = answer(
-        visualglm::VisualGlm::load_with(&hf, &Device::Cpu, DType::F32, &Default::default())
-            .unwrap(),
+        visualglm::VisualGlm::load(&hf, &Device::Cpu, DType::F32, &Default::default()).unwrap(),
     );
     assert_ne!(with_adapter, base, "the adapter must change the answer");
 

@@ -16,10 +16,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
-use visualglm::pipeline::Captioner;
+use visualglm::pipeline::{Captioner, PromptOptions};
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, Server, ServerConfig};
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 const REQUESTS: usize = 64;
 const QUERIES: [&str; 4] = [
@@ -58,7 +58,16 @@ fn library_answer(c: &Captioner, case: &Case) -> String {
         .chars()
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
     let p = c
-        .prompt(case.query, &[], english, case.image.is_some(), 2047)
+        .prompt(
+            case.query,
+            &[],
+            2047,
+            &PromptOptions {
+                english,
+                with_image: case.image.is_some(),
+                ..Default::default()
+            },
+        )
         .unwrap();
     let cfg = GenerationConfig {
         max_new_tokens: case.max_tokens,
@@ -71,10 +80,10 @@ fn library_answer(c: &Captioner, case: &Case) -> String {
         num_beams: 1,
         seed: 0,
     };
-    let embeds = case
-        .image
-        .as_ref()
-        .map(|i| c.encode_images(&[load_image(i).unwrap()]).unwrap());
+    let embeds = case.image.as_ref().map(|i| {
+        c.encode_images(&[load_image(i, &Default::default()).unwrap()])
+            .unwrap()
+    });
     let rows = generate(
         c.model(),
         &p.ids,
@@ -84,7 +93,11 @@ fn library_answer(c: &Captioner, case: &Case) -> String {
         &mut |_, _| Flow::Continue,
     )
     .unwrap();
-    c.tokenizer().decode(&rows[0]).unwrap().trim().to_string()
+    c.tokenizer()
+        .decode(&rows[0], &Default::default())
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 fn b64(path: &Path) -> String {
@@ -181,10 +194,19 @@ fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
                 .query
                 .chars()
                 .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
-            c.prompt(cs.query, &[], english, cs.image.is_some(), 2047)
-                .unwrap()
-                .ids
-                .len()
+            c.prompt(
+                cs.query,
+                &[],
+                2047,
+                &PromptOptions {
+                    english,
+                    with_image: cs.image.is_some(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+            .ids
+            .len()
         })
         .collect();
 

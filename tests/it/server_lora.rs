@@ -2,6 +2,9 @@
 //! a request naming an adapter gets exactly the library's answer with that adapter attached,
 //! the base name (or no name) the base answer, an unknown name a 404; and a request that
 //! arrives while another is decoding joins it instead of waiting for it to end.
+//!
+//! Over 600 lines: the adapter and the continuous-batching tests share the server, request and
+//! library-answer helpers at the top.
 
 use crate::support;
 
@@ -16,21 +19,21 @@ use serde_json::{json, Value};
 use support::{golden, tiny_tokenizer};
 use visualglm::generate::{generate, Flow};
 use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
-use visualglm::pipeline::Captioner;
+use visualglm::pipeline::{Captioner, PromptOptions};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
 use visualglm_tokenizer::ChatGlmTokenizer;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 const NAME: &str = "visualglm-tiny";
 
 fn base_model() -> VisualGlm {
-    VisualGlm::load_with(
+    VisualGlm::load(
         &golden("checkpoints/hf"),
         &Device::Cpu,
         DType::F32,
-        &LoadOptions::default(),
+        &Default::default(),
     )
     .unwrap()
 }
@@ -85,10 +88,14 @@ fn library_answer(c: &Captioner, query: &str, image: Option<&Path>, max_tokens: 
     let english = !query
         .chars()
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
-    let p = c
-        .prompt(query, &[], english, image.is_some(), 2047)
-        .unwrap();
-    let embeds = image.map(|i| c.encode_images(&[load_image(i).unwrap()]).unwrap());
+    let opts = PromptOptions {
+        english,
+        with_image: image.is_some(),
+        ..Default::default()
+    };
+    let p = c.prompt(query, &[], 2047, &opts).unwrap();
+    let image = image.map(|i| load_image(i, &Default::default()).unwrap());
+    let embeds = image.map(|i| c.encode_images(&[i]).unwrap());
     let rows = generate(
         c.model(),
         &p.ids,
@@ -98,7 +105,8 @@ fn library_answer(c: &Captioner, query: &str, image: Option<&Path>, max_tokens: 
         &mut |_, _| Flow::Continue,
     )
     .unwrap();
-    c.tokenizer().decode(&rows[0]).unwrap().trim().to_string()
+    let text = c.tokenizer().decode(&rows[0], &Default::default()).unwrap();
+    text.trim().to_string()
 }
 
 fn b64(path: &Path) -> String {
@@ -180,7 +188,7 @@ fn adapters_are_served_by_name_with_the_library_answers() {
     // and the stronger adapter attached by hand.
     let ft_dir = dir.path().join("ft-adapter");
     lora::save_adapters(&ft, &ft_dir, None).unwrap();
-    let ft_model = VisualGlm::load_with_lora(
+    let ft_model = VisualGlm::load_adapted(
         &golden("checkpoints/hf"),
         &ft_dir,
         &Device::Cpu,

@@ -5,22 +5,14 @@
 use candle_core::{DType, Device};
 use visualglm::itc::{retrieval_similarities, ItcHeads, ITC_FILE};
 use visualglm::pipeline::{Captioner, Question};
-use visualglm::LoadOptions;
-use visualglm_vision::preprocess::load_image;
+use visualglm_vision::decode::load_image;
 
 fn assets() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/shapes")
 }
 
 fn captioner() -> Captioner {
-    Captioner::load_with(
-        &assets(),
-        None,
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap()
+    Captioner::load(&assets(), &Device::Cpu, DType::F32, &Default::default()).unwrap()
 }
 
 /// The data set's question, answered greedily (no repetition penalty: the captions repeat
@@ -62,7 +54,11 @@ fn the_committed_shapes_model_describes_unseen_scenes() {
     )
     .unwrap();
     for ex in examples.as_array().unwrap() {
-        let img = load_image(assets().join("examples").join(ex["img"].as_str().unwrap())).unwrap();
+        let img = load_image(
+            assets().join("examples").join(ex["img"].as_str().unwrap()),
+            &Default::default(),
+        )
+        .unwrap();
         let caption = c.describe(&img, &question()).unwrap();
         assert!(
             caption.starts_with("a ")
@@ -86,13 +82,19 @@ fn the_committed_shapes_model_describes_unseen_scenes() {
         serde_json::from_str(&std::fs::read_to_string(&summary.train).unwrap()).unwrap();
     let images: Vec<_> = records
         .iter()
-        .map(|r| load_image(dir.path().join(r["img"].as_str().unwrap())).unwrap())
+        .map(|r| {
+            load_image(
+                dir.path().join(r["img"].as_str().unwrap()),
+                &Default::default(),
+            )
+            .unwrap()
+        })
         .collect();
     let truth: Vec<String> = records
         .iter()
         .map(|r| r["label"].as_str().unwrap().to_string())
         .collect();
-    let captions = c.describe_batch(&images, &question()).unwrap();
+    let captions = c.describe_batch(&images, &question()).unwrap().answers;
     let pairs: Vec<(String, String)> = captions.into_iter().zip(truth.clone()).collect();
     let acc = slot_accuracy(&pairs);
     let exact = pairs.iter().filter(|(g, w)| g == w).count() as f64 / pairs.len() as f64;
@@ -157,7 +159,7 @@ fn the_models_own_length_limit_bounds_every_path() {
     );
 
     // describe
-    let image = load_image(assets().join("examples/shapes-0.png")).unwrap();
+    let image = load_image(assets().join("examples/shapes-0.png"), &Default::default()).unwrap();
     let q = Question {
         query: Some(long.clone()),
         english: true,
@@ -184,7 +186,7 @@ fn the_models_own_length_limit_bounds_every_path() {
         default_max_tokens: 16,
     };
     let policy = visualglm_server::ImagePolicy {
-        limits: visualglm_vision::preprocess::DecodeLimits::default(),
+        limits: visualglm_vision::decode::DecodeLimits::default(),
         local_dir: None,
     };
     let e = prepare_chat(&c, &req, &policy, &limits).unwrap_err();

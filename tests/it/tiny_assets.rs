@@ -37,5 +37,9 @@ fn tiny_tokenizer_is_reproducible_and_fits_the_tiny_model() {
     assert_eq!(s.eop as u64, config["eos_token_id"].as_u64().unwrap());
     assert!(tok.num_pieces() as u64 <= config["vocab_size"].as_u64().unwrap());
     let text = "a cat on a mat\n";
-    assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text);
+    assert_eq!(
+        tok.decode(&tok.encode(text).unwrap(), &Default::default())
+            .unwrap(),
+        text
+    );
 }

@@ -106,14 +106,7 @@ fn lora_adapters_train_and_are_merged_into_the_exported_model() {
     );
     assert!(diff("transformer.layers.1.mlp.dense_h_to_4h.weight") > 0.0);
     assert_eq!(diff("transformer.layers.0.mlp.dense_h_to_4h.weight"), 0.0);
-    let c = Captioner::load_with(
-        &export,
-        None,
-        &Device::Cpu,
-        DType::F32,
-        &LoadOptions::default(),
-    )
-    .unwrap();
+    let c = Captioner::load(&export, &Device::Cpu, DType::F32, &Default::default()).unwrap();
     assert_eq!(c.tokenizer().num_pieces(), 1008);
 }
 
@@ -145,8 +138,7 @@ fn init_writes_a_fresh_model_that_loads_and_describes() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let model =
-        VisualGlm::load_with(&out, &Device::Cpu, DType::F32, &LoadOptions::default()).unwrap();
+    let model = VisualGlm::load(&out, &Device::Cpu, DType::F32, &LoadOptions::default()).unwrap();
     let tok = ChatGlmTokenizer::from_dir(&out).unwrap();
     assert_eq!(model.config().glm.vocab_size, tok.num_pieces());
     assert_eq!(model.config().glm.gmask_token_id, tok.gmask_id());
@@ -279,7 +271,7 @@ fn the_caption_layout_travels_with_the_heads() {
     let old = ItcHeads::from_file(&plain, &Device::Cpu).unwrap();
     assert_eq!(old.caption_layout(), CaptionLayout::Context);
     // Features differ between the layouts (the text side really changes).
-    let model = VisualGlm::load_with(
+    let model = VisualGlm::load(
         &cfg.out.join("model"),
         &Device::Cpu,
         DType::F32,

@@ -1,6 +1,8 @@
-//! EVA-CLIP vision encoder of VisualGLM: image preprocessing, the ViT and `ln_vision`.
+//! EVA-CLIP vision encoder of VisualGLM: image decoding ([`decode`]), preprocessing
+//! ([`preprocess`]), the ViT and `ln_vision`.
 
 pub mod config;
+pub mod decode;
 pub mod preprocess;
 pub mod resize;
 pub mod vit;

@@ -8,7 +8,8 @@ use visualglm_train::labels::{
     build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
 };
 use visualglm_train::losses::ar_loss;
-use visualglm_vision::preprocess::{load_image, ImagePreprocessor};
+use visualglm_vision::decode::load_image;
+use visualglm_vision::preprocess::ImagePreprocessor;
 
 use super::error::train_err;
 use crate::error::{Result, VisualGlmError};
@@ -115,7 +116,7 @@ pub(super) fn prepare_batch(
 ) -> Result<(Tensor, Vec<LabeledIds>, usize)> {
     let images = batch
         .par_iter()
-        .map(|ex| load_image(&ex.image).map_err(VisualGlmError::from))
+        .map(|ex| load_image(&ex.image, &Default::default()).map_err(VisualGlmError::from))
         .collect::<Result<Vec<_>>>()?;
     let pixels = ctx.preprocessor.preprocess_batch(&images, ctx.device)?;
     let mut labeled = Vec::with_capacity(batch.len());

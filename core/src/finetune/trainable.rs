@@ -107,7 +107,7 @@ pub fn load_trainable(
         trainable: vars.iter().cloned().collect(),
     };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let model = VisualGlm::from_var_builder(&ck.config, vb)?;
+    let model = VisualGlm::from_var_builder(&ck.config, vb, &Default::default())?;
     Ok(TrainableModel {
         model,
         vars,

@@ -14,7 +14,7 @@ use visualglm_weights::lora::{
     is_sat_lora, load_adapters, read_sat_lora, LoraError, SatLoraFinetune,
 };
 
-/// Options of [`VisualGlm::load_with_lora`].
+/// Options of [`VisualGlm::load_adapted`] and [`VisualGlm::load_sat_lora`].
 #[derive(Debug, Clone, Default)]
 pub struct LoraLoadOptions {
     /// Options for reading the base checkpoint (and a SAT fine-tune).
@@ -44,7 +44,7 @@ impl VisualGlm {
     /// Builds the model from a canonical checkpoint and adapters, merged into a copy of the
     /// weights (`merge`) or applied on top of them. Use this to override `ck.config` (α,
     /// rotary convention) before building.
-    pub fn from_checkpoint_with_lora(
+    pub fn from_checkpoint_adapted(
         ck: &Checkpoint,
         adapters: &LoraAdapters,
         merge: bool,
@@ -56,9 +56,14 @@ impl VisualGlm {
             let mut tensors = ck.tensors.clone();
             adapters.merge_into(&mut tensors)?;
             let vb = candle_nn::VarBuilder::from_tensors(tensors, dtype, device);
-            return Ok(VisualGlm::from_var_builder(&ck.config, vb)?);
+            return Ok(VisualGlm::from_var_builder(
+                &ck.config,
+                vb,
+                &Default::default(),
+            )?);
         }
-        let mut model = VisualGlm::from_var_builder(&ck.config, ck.var_builder(dtype, device))?;
+        let vb = ck.var_builder(dtype, device);
+        let mut model = VisualGlm::from_var_builder(&ck.config, vb, &Default::default())?;
         model.attach_lora(adapters)?;
         Ok(model)
     }
@@ -66,7 +71,7 @@ impl VisualGlm {
     /// Loads the base checkpoint at `base` (any form [`checkpoint::load`] reads, or a GGUF
     /// file when not merging), checks it, reads the adapters at `adapter` (see
     /// [`read_any_adapters`]) and builds the model with them merged or not per `opts.merge`.
-    pub fn load_with_lora(
+    pub fn load_adapted(
         base: &Path,
         adapter: &Path,
         device: &Device,
@@ -81,7 +86,7 @@ impl VisualGlm {
                     base.display()
                 )));
             }
-            let mut model = VisualGlm::load_with(base, device, dtype, &opts.checkpoint)?;
+            let mut model = VisualGlm::load(base, device, dtype, &opts.checkpoint)?;
             model.attach_lora(&read_any_adapters(adapter, &opts.checkpoint)?)?;
             return Ok(model);
         }
@@ -91,7 +96,7 @@ impl VisualGlm {
         let adapters = read_any_adapters(adapter, &opts.checkpoint)?;
         let context = format!(" of {}", base.display());
         adapters.check_base(&ck.tensors, &context)?;
-        Self::from_checkpoint_with_lora(&ck, &adapters, opts.merge, device, dtype)
+        Self::from_checkpoint_adapted(&ck, &adapters, opts.merge, device, dtype)
     }
 
     /// Loads a SAT LoRA fine-tune directory as one model (its base and its adapters), with
@@ -103,7 +108,7 @@ impl VisualGlm {
         opts: &LoraLoadOptions,
     ) -> Result<Self, LoraError> {
         let ft = load_sat_lora(path, &opts.checkpoint)?;
-        Self::from_checkpoint_with_lora(&ft.base, &ft.adapters, opts.merge, device, dtype)
+        Self::from_checkpoint_adapted(&ft.base, &ft.adapters, opts.merge, device, dtype)
     }
 
     /// Applies `adapters` on top of the ChatGLM linears without changing their weights: each

@@ -11,10 +11,10 @@ use base64::Engine;
 use serde_json::{json, Value};
 use support::tiny_tokenizer;
 use visualglm::generate::{generate, Flow};
-use visualglm::pipeline::Captioner;
+use visualglm::pipeline::{Captioner, PromptOptions};
 use visualglm_language::GenerationConfig;
 use visualglm_server::{BatchOptions, ImagePolicy, PromptLimits, Server, ServerConfig};
-use visualglm_vision::preprocess::{load_image, DecodeLimits};
+use visualglm_vision::decode::{load_image, DecodeLimits};
 
 pub(super) const NAME: &str = "visualglm-tiny";
 
@@ -164,9 +164,21 @@ pub(super) fn library_answer(
         .chars()
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
     let p = c
-        .prompt(query, history, english, image.is_some(), cfg.max_length - 1)
+        .prompt(
+            query,
+            history,
+            cfg.max_length - 1,
+            &PromptOptions {
+                english,
+                with_image: image.is_some(),
+                ..Default::default()
+            },
+        )
         .unwrap();
-    let embeds = image.map(|i| c.encode_images(&[load_image(i).unwrap()]).unwrap());
+    let embeds = image.map(|i| {
+        c.encode_images(&[load_image(i, &Default::default()).unwrap()])
+            .unwrap()
+    });
     let rows = generate(
         c.model(),
         &p.ids,
@@ -176,7 +188,12 @@ pub(super) fn library_answer(
         &mut |_, _| Flow::Continue,
     )
     .unwrap();
-    let text = c.tokenizer().decode(&rows[0]).unwrap().trim().to_string();
+    let text = c
+        .tokenizer()
+        .decode(&rows[0], &Default::default())
+        .unwrap()
+        .trim()
+        .to_string();
     (text, p.ids.len(), rows[0].len())
 }
 

@@ -52,7 +52,7 @@ pub fn cosine(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f32 {
 
 /// The tiny golden model (HF layout), f32 on the CPU.
 pub fn golden_model() -> visualglm::VisualGlm {
-    visualglm::VisualGlm::load_with(
+    visualglm::VisualGlm::load(
         &golden("checkpoints/hf"),
         &candle_core::Device::Cpu,
         candle_core::DType::F32,

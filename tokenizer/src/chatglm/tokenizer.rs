@@ -68,15 +68,11 @@ impl ChatGlmTokenizer {
         Ok(ids)
     }
 
-    /// Text of `ids` as HF `decode(ids)` gives it (see [`DecodeOptions::default`]).
-    pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.decode_with(ids, DecodeOptions::default())
-    }
-
     /// Text of `ids`: `<pad>` removed, special tokens optionally dropped, SentencePiece
     /// decoding, `<n>`/`<|tab|>`/`<|blank_N|>` turned back into whitespace, and optionally HF's
-    /// tokenization-space cleanup. An id outside the vocabulary is an error.
-    pub fn decode_with(&self, ids: &[u32], opts: DecodeOptions) -> Result<String> {
+    /// tokenization-space cleanup, as `opts` says (`&Default::default()`: as HF `decode(ids)`).
+    /// An id outside the vocabulary is an error.
+    pub fn decode(&self, ids: &[u32], opts: &DecodeOptions) -> Result<String> {
         let size = self.num_pieces();
         if let Some(&id) = ids.iter().find(|&&id| id as usize >= size) {
             return Err(TokenizerError::IdOutOfRange {

@@ -197,7 +197,7 @@ impl FastEncoder {
         let mark = out.len();
         let done = match (&self.unigram, &self.bpe) {
             (Some(u), _) => {
-                u.encode_with(word, scratch, out);
+                u.encode(word, scratch, out);
                 true
             }
             (None, Some(b)) => b.encode(word, out),

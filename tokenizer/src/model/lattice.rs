@@ -77,13 +77,9 @@ impl FastUnigram {
         })
     }
 
-    /// Appends the ids of `word` to `out`.
-    pub fn encode(&self, word: &str, out: &mut Vec<u32>) {
-        self.encode_with(word, &mut Scratch::default(), out);
-    }
-
-    /// Appends the ids of `word` to `out`, reusing `scratch`'s buffers.
-    pub fn encode_with(&self, word: &str, scratch: &mut Scratch, out: &mut Vec<u32>) {
+    /// Appends the ids of `word` to `out`, reusing `scratch`'s buffers (a fresh
+    /// `&mut Scratch::default()` works too, at the cost of allocating them).
+    pub fn encode(&self, word: &str, scratch: &mut Scratch, out: &mut Vec<u32>) {
         let w = word.as_bytes();
         let n = w.len();
         if n == 0 {
@@ -221,10 +217,10 @@ mod tests {
                     .map(|t| t.id)
                     .collect();
                 let mut got = Vec::new();
-                fast.encode_with(&word, &mut scratch, &mut got);
+                fast.encode(&word, &mut scratch, &mut got);
                 assert_eq!(got, want, "{word:?} (byte fallback {byte_fallback})");
                 let mut again = Vec::new();
-                fast.encode(&word, &mut again);
+                fast.encode(&word, &mut Scratch::default(), &mut again);
                 assert_eq!(again, want);
             }
         }

@@ -68,11 +68,11 @@ fn trained_model_loads_and_round_trips() {
         let enc = tok.encode(t).unwrap();
         assert!(!enc.contains(&ids.unk), "{t:?} -> {enc:?}");
         assert_eq!(enc, tok.encode_reference(t).unwrap(), "{t:?}");
-        assert_eq!(&tok.decode_with(&enc, DecodeOptions::raw()).unwrap(), t);
+        assert_eq!(&tok.decode(&enc, &DecodeOptions::raw()).unwrap(), t);
     }
     for t in &texts {
         let enc = tok.encode(t).unwrap();
-        assert_eq!(&tok.decode(&enc).unwrap(), t);
+        assert_eq!(&tok.decode(&enc, &Default::default()).unwrap(), t);
     }
     // Unseen characters are <unk> without byte fallback.
     assert!(tok.encode("zebra").unwrap().contains(&ids.unk));
@@ -158,7 +158,7 @@ fn byte_fallback_covers_unseen_text() {
     for t in ["zebra 斑马 ✓", "a red circle"] {
         let enc = tok.encode(t).unwrap();
         assert!(!enc.contains(&tok.unk_id()), "{t:?} -> {enc:?}");
-        assert_eq!(tok.decode(&enc).unwrap(), t);
+        assert_eq!(tok.decode(&enc, &Default::default()).unwrap(), t);
     }
 }
 

@@ -125,12 +125,12 @@ fn bad_tokenizer_json() {
 fn bad_ids_are_errors() {
     let tok = bpe();
     let n = tok.num_pieces() as u32;
-    let err = tok.decode(&[5, n]).unwrap_err();
+    let err = tok.decode(&[5, n], &Default::default()).unwrap_err();
     assert!(
         matches!(err, TokenizerError::IdOutOfRange { id, .. } if id == n),
         "{err}"
     );
-    assert!(tok.decode(&[n - 1]).is_ok());
+    assert!(tok.decode(&[n - 1], &Default::default()).is_ok());
 }
 
 #[test]

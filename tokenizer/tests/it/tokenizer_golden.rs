@@ -42,22 +42,22 @@ fn check_cases(tok: &ChatGlmTokenizer, cases: &[Value], label: &str) {
         let with_special = ids(&case["ids_with_special_tokens"]);
         assert_eq!(tok.encode_with_special_tokens(text).unwrap(), with_special);
         let checks = [
-            ("hf_decode", tok.decode(&want).unwrap()),
+            ("hf_decode", tok.decode(&want, &Default::default()).unwrap()),
             (
                 "hf_decode_no_cleanup",
-                tok.decode_with(&want, DecodeOptions::raw()).unwrap(),
+                tok.decode(&want, &DecodeOptions::raw()).unwrap(),
             ),
             (
                 "sp_decode",
-                tok.decode_with(&want, DecodeOptions::raw()).unwrap(),
+                tok.decode(&want, &DecodeOptions::raw()).unwrap(),
             ),
             (
                 "hf_decode_with_special_tokens",
-                tok.decode(&with_special).unwrap(),
+                tok.decode(&with_special, &Default::default()).unwrap(),
             ),
             (
                 "hf_decode_with_special_tokens_skip",
-                tok.decode_with(&with_special, skip).unwrap(),
+                tok.decode(&with_special, &skip).unwrap(),
             ),
         ];
         for (field, got) in checks {

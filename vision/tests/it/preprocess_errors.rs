@@ -1,13 +1,12 @@
-//! Error handling, resource limits and `.convert('RGB')` semantics of image loading.
+//! Error handling, resource limits and `.convert('RGB')` semantics of image decoding, and the
+//! preprocessor's own errors.
 
 use std::io::Cursor;
 
 use candle_core::Device;
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, LumaA, Rgb, RgbImage, Rgba};
-use visualglm_vision::preprocess::{
-    convert_rgb, decode_image, decode_image_with_limits, load_image, load_image_with_limits,
-    DecodeLimits, ImagePreprocessor, PreprocessError,
-};
+use visualglm_vision::decode::{convert_rgb, decode_image, load_image, DecodeError, DecodeLimits};
+use visualglm_vision::preprocess::{ImagePreprocessor, PreprocessError};
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
 
@@ -45,26 +44,23 @@ fn small_rgb() -> DynamicImage {
 #[test]
 fn missing_file_names_the_path() {
     let path = golden_image("no_such_image.png");
-    let err = load_image(&path).unwrap_err();
-    assert!(matches!(err, PreprocessError::Io { .. }), "{err:?}");
+    let err = load_image(&path, &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Io { .. }), "{err:?}");
     assert!(err.to_string().contains("no_such_image.png"), "{err}");
 }
 
 #[test]
 fn undecodable_file_names_the_path() {
     let path = golden_image("LICENSES.md");
-    let err = load_image(&path).unwrap_err();
-    assert!(
-        matches!(err, PreprocessError::UnknownFormat { .. }),
-        "{err:?}"
-    );
+    let err = load_image(&path, &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::UnknownFormat { .. }), "{err:?}");
     assert!(err.to_string().contains("LICENSES.md"), "{err}");
 
     // A valid signature followed by garbage is a decode error.
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     bytes.extend_from_slice(&[0x55; 64]);
-    let err = decode_image(&bytes, "garbage.png").unwrap_err();
-    assert!(matches!(err, PreprocessError::Decode { .. }), "{err:?}");
+    let err = decode_image(&bytes, "garbage.png", &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains("garbage.png"), "{err}");
 }
 
@@ -72,8 +68,8 @@ fn undecodable_file_names_the_path() {
 fn truncated_jpeg_is_an_error() {
     // The `image` crate alone decodes this file "successfully" (grey-filled); Pillow raises.
     let path = golden_image("bad_truncated_rocket.jpg");
-    let err = load_image(&path).unwrap_err();
-    assert!(matches!(err, PreprocessError::Truncated { .. }), "{err:?}");
+    let err = load_image(&path, &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
         msg.contains("bad_truncated_rocket.jpg") && msg.contains("truncated"),
@@ -81,21 +77,27 @@ fn truncated_jpeg_is_an_error() {
     );
 
     let full = std::fs::read(golden_image("rocket.jpg")).unwrap();
-    assert_eq!(decode_image(&full, "rocket.jpg").unwrap().width(), 640);
+    assert_eq!(
+        decode_image(&full, "rocket.jpg", &Default::default())
+            .unwrap()
+            .width(),
+        640
+    );
     // Only the final EOI marker missing.
-    let err = decode_image(&full[..full.len() - 2], "no_eoi.jpg").unwrap_err();
-    assert!(matches!(err, PreprocessError::Truncated { .. }), "{err:?}");
+    let err = decode_image(&full[..full.len() - 2], "no_eoi.jpg", &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Truncated { .. }), "{err:?}");
     // Bytes after EOI are ignored, as by libjpeg.
     let mut trailing = full.clone();
     trailing.extend_from_slice(b"trailing junk");
-    assert!(decode_image(&trailing, "trailing.jpg").is_ok());
+    assert!(decode_image(&trailing, "trailing.jpg", &Default::default()).is_ok());
 }
 
 #[test]
 fn truncated_png_is_an_error() {
     let full = std::fs::read(golden_image("chelsea.png")).unwrap();
-    let err = decode_image(&full[..full.len() * 2 / 5], "cut.png").unwrap_err();
-    assert!(matches!(err, PreprocessError::Decode { .. }), "{err:?}");
+    let err =
+        decode_image(&full[..full.len() * 2 / 5], "cut.png", &Default::default()).unwrap_err();
+    assert!(matches!(err, DecodeError::Decode { .. }), "{err:?}");
     assert!(err.to_string().contains("cut.png"), "{err}");
 }
 
@@ -107,9 +109,9 @@ fn huge_png_header_is_refused_before_decoding() {
     png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
     let crc = crc32(&png[12..29]);
     png[29..33].copy_from_slice(&crc.to_be_bytes());
-    let err = decode_image(&png, "huge.png").unwrap_err();
+    let err = decode_image(&png, "huge.png", &Default::default()).unwrap_err();
     match &err {
-        PreprocessError::TooLarge { width, height, .. } => {
+        DecodeError::TooLarge { width, height, .. } => {
             assert_eq!((*width, *height), (100_000, 100_000))
         }
         other => panic!("expected TooLarge, got {other:?}"),
@@ -127,11 +129,11 @@ fn huge_jpeg_header_is_refused_before_decoding() {
     // [FF C0][length: 2][precision: 1][height: 2][width: 2]
     jpg[sof + 5..sof + 7].copy_from_slice(&60_000u16.to_be_bytes());
     jpg[sof + 7..sof + 9].copy_from_slice(&60_000u16.to_be_bytes());
-    let err = decode_image(&jpg, "huge.jpg").unwrap_err();
+    let err = decode_image(&jpg, "huge.jpg", &Default::default()).unwrap_err();
     assert!(
         matches!(
             err,
-            PreprocessError::TooLarge {
+            DecodeError::TooLarge {
                 width: 60_000,
                 height: 60_000,
                 ..
@@ -147,11 +149,11 @@ fn custom_limits_apply() {
         max_pixels: 10_000,
         ..DecodeLimits::default()
     };
-    let err = load_image_with_limits(golden_image("chelsea.png"), &tight).unwrap_err();
+    let err = load_image(golden_image("chelsea.png"), &tight).unwrap_err();
     assert!(
         matches!(
             err,
-            PreprocessError::TooLarge {
+            DecodeError::TooLarge {
                 width: 451,
                 height: 300,
                 ..
@@ -167,18 +169,18 @@ fn custom_limits_apply() {
         max_alloc: 1000,
         ..DecodeLimits::default()
     };
-    let err = load_image_with_limits(golden_image("camera.png"), &file_cap).unwrap_err();
+    let err = load_image(golden_image("camera.png"), &file_cap).unwrap_err();
     assert!(
-        matches!(err, PreprocessError::FileTooLarge { bytes: 139_512, .. }),
+        matches!(err, DecodeError::FileTooLarge { bytes: 139_512, .. }),
         "{err:?}"
     );
     let bytes = std::fs::read(golden_image("camera.png")).unwrap();
     // 512 x 512 grey = 262144 bytes decoded.
     assert!(matches!(
-        decode_image_with_limits(&bytes, "camera.png", &by_bytes),
-        Err(PreprocessError::TooLarge { .. })
+        decode_image(&bytes, "camera.png", &by_bytes),
+        Err(DecodeError::TooLarge { .. })
     ));
-    assert!(decode_image_with_limits(&bytes, "camera.png", &DecodeLimits::default()).is_ok());
+    assert!(decode_image(&bytes, "camera.png", &DecodeLimits::default()).is_ok());
 }
 
 #[test]
@@ -191,7 +193,7 @@ fn other_formats_decode() {
         ImageFormat::Png,
     ] {
         let bytes = encode(&src, format);
-        let decoded = decode_image(&bytes, "x").unwrap();
+        let decoded = decode_image(&bytes, "x", &Default::default()).unwrap();
         assert_eq!((decoded.width(), decoded.height()), (16, 16), "{format:?}");
     }
 }

@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use image::{DynamicImage, RgbImage};
 use visualglm_testing::max_abs_diff_slices as max_abs_diff;
-use visualglm_vision::preprocess::{convert_rgb, load_image, ImagePreprocessor};
+use visualglm_vision::decode::{convert_rgb, load_image};
+use visualglm_vision::preprocess::ImagePreprocessor;
 use visualglm_vision::resize::resize_rgb_bicubic;
 
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
@@ -62,7 +63,9 @@ fn tensor_values(t: &Tensor) -> Vec<f32> {
 fn decode_matches_pillow_convert_rgb() {
     for (stem, file) in CASES {
         let g = golden(stem);
-        let ours = convert_rgb(&load_image(format!("{GOLDEN}/images/{file}")).unwrap());
+        let ours = convert_rgb(
+            &load_image(format!("{GOLDEN}/images/{file}"), &Default::default()).unwrap(),
+        );
         assert_eq!(ours.dimensions(), g.decoded.dimensions(), "{file}");
         let (max, mean, n) = u8_diff(ours.as_raw(), g.decoded.as_raw());
         println!("{file}: decode vs PIL max {max} mean {mean:.4} differing {n}");
@@ -111,7 +114,7 @@ fn end_to_end_from_file() {
         assert_eq!(t.dims(), &[1, 3, 224, 224]);
         assert_eq!(t.dtype(), candle_core::DType::F32);
         let d = max_abs_diff(&tensor_values(&t), &g.pixel_values);
-        let resized = pre.to_rgb_resized(&load_image(&path).unwrap());
+        let resized = pre.to_rgb_resized(&load_image(&path, &Default::default()).unwrap());
         let (max, mean, n) = u8_diff(resized.as_raw(), g.resized.as_raw());
         println!("{file}: end-to-end pixel_values max |Δ| {d:.3e}; resized u8 max {max} mean {mean:.4} differing {n}");
         if file.ends_with(".png") {
@@ -134,7 +137,7 @@ fn batch_equals_stacked_singles() {
     let pre = ImagePreprocessor::default();
     let images: Vec<DynamicImage> = ["chelsea.png", "camera.png", "alpha_chelsea_rgba.png"]
         .iter()
-        .map(|f| load_image(format!("{GOLDEN}/images/{f}")).unwrap())
+        .map(|f| load_image(format!("{GOLDEN}/images/{f}"), &Default::default()).unwrap())
         .collect();
     let batch = pre.preprocess_batch(&images, &Device::Cpu).unwrap();
     assert_eq!(batch.dims(), &[3, 3, 224, 224]);
@@ -173,6 +176,8 @@ fn model_golden_input_is_reproduced_exactly() {
         .preprocess_file(format!("{GOLDEN}/images/chelsea.png"), &Device::Cpu)
         .unwrap();
     assert_eq!(tensor_values(&ours), tensor_values(&t["pixel_values"]));
-    let resized = pre.to_rgb_resized(&load_image(format!("{GOLDEN}/images/chelsea.png")).unwrap());
+    let resized = pre.to_rgb_resized(
+        &load_image(format!("{GOLDEN}/images/chelsea.png"), &Default::default()).unwrap(),
+    );
     assert_eq!(resized, rgb_from(&t["resized_rgb_u8"]));
 }
