@@ -40,6 +40,17 @@ pub enum VisualGlmError {
     /// A GGUF file could not be read, written or matched to the model.
     #[error(transparent)]
     Gguf(Box<visualglm_weights::gguf::GgufError>),
+    /// A file or directory could not be read, created or written.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `cannot write`.
+        action: &'static str,
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The caller passed inputs the model cannot run.
     #[error("invalid input: {0}")]
     Input(String),
@@ -48,6 +59,21 @@ pub enum VisualGlmError {
 impl From<visualglm_vision::decode::DecodeError> for VisualGlmError {
     fn from(e: visualglm_vision::decode::DecodeError) -> Self {
         Self::Image(e.into())
+    }
+}
+
+impl VisualGlmError {
+    /// An [`VisualGlmError::Io`] error maker for `path`, for `map_err`.
+    pub fn io(
+        action: &'static str,
+        path: &std::path::Path,
+    ) -> impl FnOnce(std::io::Error) -> VisualGlmError {
+        let path = path.to_path_buf();
+        move |source| VisualGlmError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 
@@ -118,5 +144,34 @@ impl From<visualglm_weights::lora::LoraError> for VisualGlmError {
 impl From<VisualGlmError> for visualglm_weights::lora::LoraError {
     fn from(e: VisualGlmError) -> Self {
         visualglm_weights::lora::LoraError::Model(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn io_errors_name_the_action_and_path_and_keep_their_source() {
+        let missing = std::path::Path::new("/nonexistent/itc.safetensors");
+        let err = crate::itc::ItcHeads::from_file(missing, &candle_core::Device::Cpu)
+            .err()
+            .expect("a missing file is an error");
+        assert!(matches!(&err, VisualGlmError::Io { path, .. } if path == missing));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot read the ITC heads {}: {}",
+                missing.display(),
+                err.source().expect("the I/O error is kept")
+            )
+        );
+        let io = err
+            .source()
+            .unwrap()
+            .downcast_ref::<std::io::Error>()
+            .unwrap();
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -122,9 +122,8 @@ impl ItcHeads {
     /// Loads heads saved by a training run (`itc.safetensors`: `itc.vision_proj.*`,
     /// `itc.text_proj.*`, `itc.temp`).
     pub fn from_file(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| {
-            VisualGlmError::Input(format!("cannot read the ITC heads {}: {e}", path.display()))
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(VisualGlmError::io("cannot read the ITC heads", path))?;
         let layout = read_layout(&bytes, path)?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, device).map_err(|e| {
             VisualGlmError::Input(format!(
@@ -177,9 +176,8 @@ impl ItcHeads {
                 .map_err(|e| {
                     VisualGlmError::Input(format!("cannot serialise the ITC heads: {e}"))
                 })?;
-        visualglm_files::write_atomic_bytes(path, &bytes).map_err(|e| {
-            VisualGlmError::Input(format!("cannot write {}: {}", path.display(), e.source))
-        })?;
+        visualglm_files::write_atomic_bytes(path, &bytes)
+            .map_err(|e| VisualGlmError::io("cannot write", path)(e.source))?;
         Ok(())
     }
 

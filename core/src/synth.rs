@@ -149,8 +149,7 @@ pub fn write_dataset(
         ));
     }
     let images = out.join("images");
-    std::fs::create_dir_all(&images)
-        .map_err(|e| VisualGlmError::Input(format!("cannot create {}: {e}", images.display())))?;
+    std::fs::create_dir_all(&images).map_err(VisualGlmError::io("cannot create", &images))?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut records = Vec::with_capacity(count);
     for i in 0..count {
@@ -180,9 +179,8 @@ pub fn write_dataset(
 fn write_json_atomic(path: &Path, records: &[SynthRecord]) -> Result<()> {
     let text = serde_json::to_string_pretty(records)
         .map_err(|e| VisualGlmError::Input(format!("{}: {e}", path.display())))?;
-    visualglm_files::write_atomic_bytes(path, text.as_bytes()).map_err(|e| {
-        VisualGlmError::Input(format!("cannot write {}: {}", path.display(), e.source))
-    })
+    visualglm_files::write_atomic_bytes(path, text.as_bytes())
+        .map_err(|e| VisualGlmError::io("cannot write", path)(e.source))
 }
 
 #[cfg(test)]
