@@ -1,17 +1,14 @@
-//! `visualglm_server` with LoRA adapters and continuous batching, on the tiny golden model:
-//! a request naming an adapter gets exactly the library's answer with that adapter attached,
-//! the base name (or no name) the base answer, an unknown name a 404; and a request that
-//! arrives while another is decoding joins it instead of waiting for it to end.
-//!
-//! Over 600 lines: the adapter and the continuous-batching tests share the server, request and
-//! library-answer helpers at the top.
+//! `visualglm_server` with LoRA adapters, on the tiny golden model: a request naming an adapter
+//! gets exactly the library's answer with that adapter attached, the base name (or no name) the
+//! base answer, an unknown name a 404. The request and library-answer helpers here also serve
+//! the continuous-batching tests (`server_batching`).
 
 use crate::support;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use candle_core::{DType, Device};
@@ -22,13 +19,13 @@ use visualglm::lora::{self, LoraAdapters, LoraLoadOptions, TensorNaming};
 use visualglm::pipeline::{Captioner, PromptOptions};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_language::GenerationConfig;
-use visualglm_server::{BatchOptions, Scheduler, ServedAdapter, Server, ServerConfig};
+use visualglm_server::{BatchOptions, ServedAdapter, Server, ServerConfig};
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_vision::decode::load_image;
 
-const NAME: &str = "visualglm-tiny";
+pub(crate) const NAME: &str = "visualglm-tiny";
 
-fn base_model() -> VisualGlm {
+pub(crate) fn base_model() -> VisualGlm {
     VisualGlm::load(
         &golden("checkpoints/hf"),
         &Device::Cpu,
@@ -38,7 +35,7 @@ fn base_model() -> VisualGlm {
     .unwrap()
 }
 
-fn captioner(model: VisualGlm, tokenizer: &Path) -> Captioner {
+pub(crate) fn captioner(model: VisualGlm, tokenizer: &Path) -> Captioner {
     Captioner::new(model, ChatGlmTokenizer::from_file(tokenizer).unwrap()).unwrap()
 }
 
@@ -84,7 +81,12 @@ fn greedy(max_new_tokens: usize) -> GenerationConfig {
 }
 
 /// The library's greedy answer of `c` to `query` (with `image` if any).
-fn library_answer(c: &Captioner, query: &str, image: Option<&Path>, max_tokens: usize) -> String {
+pub(crate) fn library_answer(
+    c: &Captioner,
+    query: &str,
+    image: Option<&Path>,
+    max_tokens: usize,
+) -> String {
     let english = !query
         .chars()
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
@@ -113,7 +115,12 @@ fn b64(path: &Path) -> String {
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
 }
 
-fn chat_body(model: Option<&str>, query: &str, image: Option<&Path>, max_tokens: usize) -> Value {
+pub(crate) fn chat_body(
+    model: Option<&str>,
+    query: &str,
+    image: Option<&Path>,
+    max_tokens: usize,
+) -> Value {
     let mut content = vec![json!({"type": "text", "text": query})];
     if let Some(img) = image {
         content.push(json!({"type": "image_url",
@@ -127,7 +134,7 @@ fn chat_body(model: Option<&str>, query: &str, image: Option<&Path>, max_tokens:
     body
 }
 
-fn read(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
+pub(crate) fn read(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
     match r {
         Ok(r) => (r.status(), r.into_json().unwrap_or(Value::Null)),
         Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap_or(Value::Null)),
@@ -136,7 +143,7 @@ fn read(r: Result<ureq::Response, ureq::Error>) -> (u16, Value) {
 }
 
 /// Sends a chat completion, streamed or not; returns (model field, answer).
-fn ask(agent: &ureq::Agent, base: &str, body: &Value, stream: bool) -> (String, String) {
+pub(crate) fn ask(agent: &ureq::Agent, base: &str, body: &Value, stream: bool) -> (String, String) {
     let mut body = body.clone();
     body["stream"] = json!(stream);
     let r = agent
@@ -380,226 +387,4 @@ fn bad_adapters_are_refused_at_start_naming_them() {
     .unwrap();
     let err = start(vec![("vit", vit)]).unwrap_err();
     assert!(err.to_string().contains("LoRA adapter `vit`"), "{err}");
-}
-
-/// A streamed request held open by the test: its budget is the model's whole context (about
-/// 300 times a short request's), and it ends when the test closes it, not by itself.
-struct HeldStream {
-    close: std::sync::mpsc::Sender<()>,
-    handle: std::thread::JoinHandle<HeldEnd>,
-}
-
-/// How a [`HeldStream`] ended.
-#[derive(Debug)]
-struct HeldEnd {
-    /// Content pieces received.
-    pieces: usize,
-    /// When the client stopped reading.
-    at: Instant,
-    /// Whether the server ended the stream (`[DONE]`) before the test closed it.
-    finished: bool,
-}
-
-impl HeldStream {
-    /// Starts the request; returns once its first token has arrived.
-    fn start(agent: &ureq::Agent, base: &str) -> Self {
-        let (first_tx, first_rx) = std::sync::mpsc::channel();
-        let (close, close_rx) = std::sync::mpsc::channel::<()>();
-        let (agent, base) = (agent.clone(), base.to_string());
-        let handle = std::thread::spawn(move || {
-            let body = json!({"messages": [{"role": "user", "content": "Tell me a long story"}],
-                              "max_tokens": 1900, "temperature": 0, "repetition_penalty": 1.0,
-                              "stream": true});
-            let r = agent
-                .post(&format!("{base}/v1/chat/completions"))
-                .send_json(body)
-                .unwrap();
-            let mut pieces = 0;
-            let mut finished = false;
-            for line in BufReader::new(r.into_reader()).lines() {
-                let line = line.unwrap();
-                if line == "data: [DONE]" {
-                    finished = true;
-                    break;
-                }
-                if line.contains("\"content\":\"") {
-                    pieces += 1;
-                    if pieces == 1 {
-                        let _ = first_tx.send(());
-                    }
-                }
-                if close_rx.try_recv().is_ok() {
-                    break; // dropping the reader closes the connection
-                }
-            }
-            HeldEnd {
-                pieces,
-                at: Instant::now(),
-                finished,
-            }
-        });
-        first_rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the long request never started");
-        Self { close, handle }
-    }
-
-    /// Closes the connection (the server then stops decoding it) and says how it ended.
-    fn close(self) -> HeldEnd {
-        let _ = self.close.send(());
-        self.handle.join().unwrap()
-    }
-
-    /// Reads the stream to its end.
-    fn finish(self) -> HeldEnd {
-        drop(self.close);
-        self.handle.join().unwrap()
-    }
-}
-
-fn scheduler_server(scheduler: Scheduler, c: &Captioner) -> Server {
-    Server::start(
-        c.clone(),
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            model_name: NAME.into(),
-            batch: BatchOptions {
-                max_batch: 4,
-                scheduler,
-                ..BatchOptions::default()
-            },
-            ..ServerConfig::default()
-        },
-    )
-    .unwrap()
-}
-
-#[test]
-fn a_request_joins_the_running_batch_instead_of_waiting_for_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let tok = tiny_tokenizer(dir.path());
-    let c = captioner(base_model(), &tok);
-    let image = golden("images/camera.png");
-    let query = "What is in the picture?";
-    let want = library_answer(&c, query, Some(&image), 6);
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(120))
-        .build();
-
-    // Continuous: the short request is answered while the long one is still decoding.
-    let server = scheduler_server(Scheduler::Continuous, &c);
-    let base = format!("http://{}", server.addr());
-    let long = HeldStream::start(&agent, &base);
-    let (_, answer) = ask(
-        &agent,
-        &base,
-        &chat_body(None, query, Some(&image), 6),
-        false,
-    );
-    let answered = Instant::now();
-    let (_, h) = read(agent.get(&format!("{base}/health")).call());
-    assert_eq!(answer, want, "a joining request gets its own answer");
-    assert_eq!(h["in_flight"], 1, "the long request still runs: {h}");
-    assert_eq!(h["peak_batch"], 2, "{h}");
-    let end = long.close();
-    assert!(!end.finished, "the held request ended by itself: {end:?}");
-    assert!(answered < end.at);
-    // Closing the connection stops its decoding.
-    let start = Instant::now();
-    loop {
-        let (_, h) = read(agent.get(&format!("{base}/health")).call());
-        if h["in_flight"] == 0 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "still decoding: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    server.stop().unwrap();
-
-    // Static: the same request waits until the long one has ended.
-    let server = scheduler_server(Scheduler::Static, &c);
-    let base = format!("http://{}", server.addr());
-    let long = HeldStream::start(&agent, &base);
-    let (_, answer) = ask(
-        &agent,
-        &base,
-        &chat_body(None, query, Some(&image), 6),
-        false,
-    );
-    assert_eq!(answer, want);
-    let end = long.finish();
-    assert!(end.finished && end.pieces > 100, "{end:?}");
-    let (_, h) = read(agent.get(&format!("{base}/health")).call());
-    assert_eq!(
-        h["peak_batch"], 1,
-        "static batching let the request join: {h}"
-    );
-    assert_eq!(h["batches"], 2, "{h}");
-    server.stop().unwrap();
-}
-
-#[test]
-fn a_full_queue_is_refused_with_503() {
-    let dir = tempfile::tempdir().unwrap();
-    let c = captioner(base_model(), &tiny_tokenizer(dir.path()));
-    // One request decodes at a time and one may wait: a third is refused while both are there.
-    let server = Server::start(
-        c.clone(),
-        ServerConfig {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            model_name: NAME.into(),
-            batch: BatchOptions {
-                max_batch: 1,
-                max_queue: 1,
-                ..BatchOptions::default()
-            },
-            ..ServerConfig::default()
-        },
-    )
-    .unwrap();
-    let base = format!("http://{}", server.addr());
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(120))
-        .build();
-    let query = "What is in the picture?";
-    let want = library_answer(&c, query, None, 6);
-    let long = HeldStream::start(&agent, &base);
-    let queued = {
-        let (agent, base) = (agent.clone(), base.clone());
-        std::thread::spawn(move || ask(&agent, &base, &chat_body(None, query, None, 6), false))
-    };
-    let start = Instant::now();
-    loop {
-        let (_, h) = read(agent.get(&format!("{base}/health")).call());
-        if h["in_flight"] == 2 {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "never queued: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let (status, body) = read(
-        agent
-            .post(&format!("{base}/v1/chat/completions"))
-            .send_json(chat_body(None, query, None, 6)),
-    );
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("busy"),
-        "{body}"
-    );
-    // Closing the held request lets the queued one run, with its own answer.
-    let end = long.close();
-    assert!(!end.finished, "the held request ended by itself: {end:?}");
-    let (_, answer) = queued.join().unwrap();
-    assert_eq!(answer, want);
-    server.stop().unwrap();
 }
