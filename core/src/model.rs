@@ -172,15 +172,6 @@ impl VisualGlm {
         Ok(splice_spans(ids, &spans, self.dtype(), embed)?)
     }
 
-    /// The image of a prompt of `ids` as an embedding span (checked to fit).
-    fn image_spans<'a>(
-        &self,
-        ids: &[u32],
-        image: Option<(&'a Tensor, usize)>,
-    ) -> Result<Vec<EmbedSpan<'a>>> {
-        image_span(ids.len(), image)
-    }
-
     /// The context length and `[gMASK]` index of a prompt.
     pub fn prompt_layout(&self, ids: &[u32]) -> (usize, usize) {
         self.glm.prompt_layout(ids)
@@ -202,7 +193,7 @@ impl VisualGlm {
         layer_outputs: Option<&mut Vec<Tensor>>,
     ) -> Result<Tensor> {
         self.check_prompt(ids)?;
-        let spans = self.image_spans(ids, image)?;
+        let spans = image_span(ids.len(), image)?;
         Ok(self
             .glm
             .forward_prompt(ids, 1, &spans, cache, layer_outputs)?)
@@ -227,7 +218,7 @@ impl VisualGlm {
                 )));
             }
         }
-        let spans = self.image_spans(ids, images)?;
+        let spans = image_span(ids.len(), images)?;
         Ok(self
             .glm
             .forward_prompt(ids, batch, &spans, Some(cache), None)?)

@@ -1,11 +1,18 @@
-//! Comparisons the workspace's tests share.
+//! Comparisons and fixture paths the workspace's tests share.
 //!
 //! Every helper here propagates NaN: a NaN (or an infinity minus an infinity) anywhere in either
 //! operand makes the result NaN, and the `assert_*` helpers fail on it. candle's `max`/`max_all`
 //! and Rust's `f32::max` skip NaN unless it comes first, so a comparison built on them lets a stage
 //! that outputs NaN pass; use these instead.
 
+use std::path::PathBuf;
+
 use candle_core::{DType, Tensor};
+
+/// A path under the shared golden fixtures, `../shared/golden` beside the workspace.
+pub fn golden(rel: &str) -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden")).join(rel)
+}
 
 /// The largest of `values`, or NaN if any of them is NaN; 0 for none.
 pub fn nan_max(values: impl IntoIterator<Item = f32>) -> f32 {

@@ -1,14 +1,10 @@
 //! `visualglm inspect` end to end on the tiny golden checkpoints.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support::golden;
 use candle_core::Device;
 use visualglm_testing::max_abs_diff;
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))

@@ -1,14 +1,11 @@
 //! `visualglm lora extract` / `merge` end to end against the LoRA goldens.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use crate::support::golden;
 use candle_core::{DType, Device};
 use visualglm::VisualGlm;
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn visualglm(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))

@@ -3,13 +3,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
 use visualglm::lora::{self, glm_config, LoraAdapters, LoraError, LoraLoadOptions};
 use visualglm::{LoadOptions, QkvLayout, VisualGlm};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn sat_base() -> PathBuf {
     golden("checkpoints/sat/visualglm-tiny")

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
 use visualglm::checkpoint::blocks_to_interleaved;
 use visualglm::lora::{
@@ -11,10 +12,6 @@ use visualglm::lora::{
 };
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_testing::{assert_close, max_abs_diff};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn finetune_dir() -> PathBuf {
     golden("lora/finetune-visualglm-tiny-lora")

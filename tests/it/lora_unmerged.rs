@@ -2,16 +2,12 @@
 //! the goldens of SAT's `LoraLinear` (`../shared/golden/lora`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
+use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
 use visualglm::lora::{self, LoraAdapters, LoraConfig, LoraError, LoraLoadOptions};
 use visualglm::{LoadOptions, VisualGlm};
 use visualglm_testing::{assert_close, max_abs_diff};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn fixture() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(golden("lora/golden_lora.safetensors"), &Device::Cpu).unwrap()

@@ -1,13 +1,9 @@
 //! `visualglm quantize` and `visualglm inspect --quantize` end to end on the tiny checkpoint.
 
-use std::path::PathBuf;
 use std::process::Command;
 
+use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_visualglm"))

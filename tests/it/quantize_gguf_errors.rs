@@ -2,15 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::support::golden;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use visualglm::gguf::{write_gguf, GgufError, GgufWriteOptions};
 use visualglm::{LoadOptions, VisualGlm};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn load_err(path: &Path) -> String {
     let err = VisualGlm::load(path, &Device::Cpu, DType::F32, &Default::default())

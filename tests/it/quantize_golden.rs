@@ -2,17 +2,13 @@
 //! same tokens, and a GGUF file round-trips exactly.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
+use crate::support::golden;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use visualglm::gguf::{gguf_tensor_types, write_gguf, GgufWriteOptions};
 use visualglm::quantize::QuantizeOptions;
 use visualglm::{LoadOptions, VisualGlm};
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
 
 fn fixture() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu)

@@ -2,16 +2,10 @@
 //! random model (`../shared/golden/model`, golden README §5): the golden `vit_out` in, the
 //! golden `qformer_out` and `image_embeds` out.
 
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_qformer::{load_glm_proj, QFormer, QFormerConfig};
-use visualglm_testing::assert_max_abs_diff;
-
-fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden")).join(rel)
-}
+use visualglm_testing::{assert_max_abs_diff, golden};
 
 /// The tiny model's Q-Former config and its width into the language model.
 fn config() -> (QFormerConfig, usize) {

@@ -5,9 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// A path under `../shared/golden`.
-pub fn golden(rel: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/golden")).join(rel)
-}
+pub use visualglm_testing::golden;
 
 /// The committed tokenizer whose ids fit the tiny golden model (see
 /// `examples/make_tiny_tokenizer.rs`). The directory argument is kept for call sites that
