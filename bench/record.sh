@@ -10,7 +10,7 @@ mkdir -p "$(dirname "$out")"
 tmp="$out.tmp.$$"
 {
   echo "# date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "# commit: $(git -C "$root" rev-parse HEAD)$(git -C "$root" diff --quiet HEAD -- src lora language vision qformer train eval testing examples Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
+  echo "# commit: $(git -C "$root" rev-parse HEAD)$(git -C "$root" diff --quiet HEAD -- src core server allocator nn tokenizer weights files language vision qformer train eval testing examples Cargo.toml Cargo.lock || echo ' (with uncommitted changes)')"
   echo "# cpu: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) threads)"
   echo "# vector isa: $(grep -o -w 'sse4_2\|avx\|avx2\|fma\|f16c\|avx512f\|avx512bw\|avx512_vnni\|avx512_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
   echo "# RAYON_NUM_THREADS: ${RAYON_NUM_THREADS:-unset}"
