@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 use visualglm_language::positions::{attends, position_at, position_ids};
 use visualglm_language::splice::{splice_spans, EmbedSpan};
 use visualglm_language::{ChatGlm, KvCache};
+use visualglm_nn::checkpoint::Checkpointing;
 use visualglm_nn::Linear;
 use visualglm_qformer::QFormer;
 use visualglm_vision::EvaVit;
@@ -104,6 +105,14 @@ impl VisualGlm {
     /// The language model, mutably (quantization, adapters).
     pub fn language_model_mut(&mut self) -> &mut ChatGlm {
         &mut self.glm
+    }
+
+    /// Activation checkpointing for training (SAT's `checkpoint_activations`): every ChatGLM
+    /// and ViT block keeps only its input for the backward pass and recomputes the rest there
+    /// (the Q-Former's 12 narrow layers are not checkpointed). `None` turns it off.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.vit.set_checkpointing(checkpointing.clone());
+        self.glm.set_checkpointing(checkpointing);
     }
 
     /// The device of the weights.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use visualglm_nn::checkpoint::{Checkpointing, HasParams};
 use visualglm_nn::{
     merge_heads, scaled_dot_product_attention, split_qkv, Activation, LayerNorm, Linear, Mlp,
 };
@@ -103,6 +104,15 @@ impl Block {
         let m = self.post_attention_layernorm.forward(&h)?;
         (&m * self.alpha)? + self.mlp.forward(&m)?
     }
+
+    /// Whether some weight of the block trains (a variable or an adapter).
+    fn has_params(&self) -> bool {
+        self.input_layernorm.has_params()
+            || self.attention.query_key_value.has_params()
+            || self.attention.dense.has_params()
+            || self.post_attention_layernorm.has_params()
+            || self.mlp.has_params()
+    }
 }
 
 /// The ChatGLM-6B language model.
@@ -118,6 +128,8 @@ pub struct ChatGlm {
     dtype: DType,
     /// The dtype new KV caches store keys and values in (`None`: the activation dtype).
     kv_cache_dtype: Option<DType>,
+    /// Recompute each block in the backward pass instead of keeping its activations.
+    checkpointing: Option<Checkpointing>,
     device: Device,
 }
 
@@ -143,6 +155,7 @@ impl ChatGlm {
             config: cfg.clone(),
             dtype: vb.dtype(),
             kv_cache_dtype: None,
+            checkpointing: None,
             device: vb.device().clone(),
         })
     }
@@ -190,6 +203,13 @@ impl ChatGlm {
         self.kv_cache_dtype = dtype;
     }
 
+    /// Checkpoints every block from now on (SAT's `checkpoint_activations`): a block keeps only
+    /// its input for the backward pass and recomputes the rest there. Forwards with a KV cache
+    /// (generation) are never checkpointed. `None` turns it off.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.checkpointing = checkpointing;
+    }
+
     /// Word embeddings of `ids` `[B, S]` → `[B, S, hidden]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         self.word_embeddings.forward(ids, self.dtype)
@@ -210,8 +230,16 @@ impl ChatGlm {
     ) -> Result<Tensor> {
         let mut x = embeds.to_dtype(self.dtype())?;
         for (i, layer) in self.layers.iter().enumerate() {
-            let c = cache.as_deref_mut().map(|c| (c, i));
-            x = layer.forward(&x, &self.rotary, position_ids, mask, c)?;
+            x = match (&self.checkpointing, cache.as_deref_mut()) {
+                (Some(ck), None) => {
+                    let (block, rotary) = (layer.clone(), self.rotary.clone());
+                    let (pos, mask) = (position_ids.clone(), mask.cloned());
+                    ck.segment(&x, layer.has_params(), move |h| {
+                        block.forward(h, &rotary, &pos, mask.as_ref(), None)
+                    })?
+                }
+                (_, c) => layer.forward(&x, &self.rotary, position_ids, mask, c.map(|c| (c, i)))?,
+            };
             if let Some(out) = layer_outputs.as_deref_mut() {
                 out.push(x.clone());
             }

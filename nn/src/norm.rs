@@ -35,6 +35,16 @@ impl LayerNorm {
         self.eps
     }
 
+    /// The gain `[dim]` (f32).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The shift `[dim]` (f32).
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// The composed form (candle ops, with a backward): mean, centred variance, normalise,
     /// scale and shift.
     fn forward_composed(&self, xf: &Tensor) -> Result<Tensor> {

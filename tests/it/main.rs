@@ -1,5 +1,6 @@
 //! The crate's integration tests, one binary: one module per topic.
 
+mod activation_checkpointing;
 mod checkpoint_common;
 mod checkpoint_convert;
 mod checkpoint_errors;

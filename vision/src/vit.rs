@@ -2,6 +2,7 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use visualglm_nn::checkpoint::{Checkpointing, HasParams};
 use visualglm_nn::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::EvaConfig;
@@ -45,6 +46,15 @@ impl Block {
         &x + self
             .mlp
             .forward(&self.post_attention_layernorm.forward(&x)?)?
+    }
+}
+
+impl HasParams for Block {
+    fn has_params(&self) -> bool {
+        self.input_layernorm.has_params()
+            || self.attention.has_params()
+            || self.post_attention_layernorm.has_params()
+            || self.mlp.has_params()
     }
 }
 
@@ -93,6 +103,8 @@ pub struct EvaVit {
     layers: Vec<Block>,
     final_layernorm: Option<LayerNorm>,
     ln_vision: LayerNorm,
+    /// Recompute each block in the backward pass instead of keeping its activations.
+    checkpointing: Option<Checkpointing>,
 }
 
 impl EvaVit {
@@ -124,7 +136,14 @@ impl EvaVit {
             layers,
             final_layernorm,
             ln_vision,
+            checkpointing: None,
         })
+    }
+
+    /// Checkpoints every block from now on (SAT's `checkpoint_activations`): a block keeps only
+    /// its input for the backward pass and recomputes the rest there. `None` turns it off.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.checkpointing = checkpointing;
     }
 
     /// Runs the ViT and `ln_vision` on normalised pixels `[B, 3, H, W]`.
@@ -138,7 +157,13 @@ impl EvaVit {
         let cls = self.cls_token.unsqueeze(0)?.expand((b, pre_len, h))?;
         let mut x = Tensor::cat(&[&cls, &patches], 1)?.broadcast_add(&self.position_embeddings)?;
         for layer in &self.layers {
-            x = layer.forward(&x)?;
+            x = match &self.checkpointing {
+                Some(ck) => {
+                    let block = layer.clone();
+                    ck.segment(&x, layer.has_params(), move |h| block.forward(h))?
+                }
+                None => layer.forward(&x)?,
+            };
         }
         if let Some(ln) = &self.final_layernorm {
             x = ln.forward(&x)?;

@@ -43,6 +43,10 @@ pub struct FinetuneConfig {
     pub clip: f64,
     /// Seed of the data order.
     pub seed: u64,
+    /// Recompute each ChatGLM and ViT block in the backward pass instead of keeping its
+    /// activations (SAT's `checkpoint_activations`): about one more forward pass of compute
+    /// for activation memory of one block's input per layer. Gradients are unchanged.
+    pub checkpoint_activations: bool,
     /// Save a checkpoint every this many updates (and at the end).
     pub save_every: u64,
     /// Checkpoints kept.
@@ -134,6 +138,7 @@ impl Default for FinetuneConfig {
             weight_decay: 0.01,
             clip: 0.1,
             seed: 1234,
+            checkpoint_activations: false,
             save_every: 100,
             keep_last: 3,
             max_source_length: 64,

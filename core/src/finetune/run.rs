@@ -4,6 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use serde::Serialize;
+use visualglm_nn::checkpoint::Checkpointing;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::checkpoint::{CheckpointManager, TrainState};
 use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
@@ -21,6 +22,22 @@ use super::export::{export_model, ExportParts};
 use super::trainable::{attach_trainable_lora, load_trainable};
 use crate::error::{Result, VisualGlmError};
 use crate::itc::{caption_features, CaptionIds, ItcHeads, TextQueue};
+
+/// The gradients of the trained parameters of `loss`, with those the checkpointed blocks
+/// collected in their recomputation.
+fn backward(
+    loss: &candle_core::Tensor,
+    checkpointing: Option<&Checkpointing>,
+    opt: &AdamW,
+) -> Result<Gradients> {
+    let mut store = loss.backward();
+    if let (Ok(store), Some(ck)) = (store.as_mut(), checkpointing) {
+        ck.merge_into(store)?;
+    } else if let Some(ck) = checkpointing {
+        ck.clear();
+    }
+    Gradients::from_store(&store?, opt.params()).map_err(train_err)
+}
 
 /// What one optimiser update did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,6 +123,15 @@ pub fn finetune(
     if let Some(h) = &heads {
         all_vars.extend(h.vars().iter().cloned());
     }
+    let checkpointing = cfg.checkpoint_activations.then(|| {
+        Checkpointing::new(
+            all_vars
+                .iter()
+                .map(|(_, v)| v.as_tensor().clone())
+                .collect(),
+        )
+    });
+    tm.model.set_checkpointing(checkpointing.clone());
     let params = ParamSet::new(all_vars).map_err(train_err)?;
     let mut opt = AdamW::new(
         params,
@@ -181,8 +207,7 @@ pub fn finetune(
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             loss_sum += loss_value;
-            let grads =
-                Gradients::from_store(&loss.backward()?, opt.params()).map_err(train_err)?;
+            let grads = backward(&loss, checkpointing.as_ref(), &opt)?;
             accumulated = Some(match accumulated {
                 None => grads,
                 Some(mut acc) => {
