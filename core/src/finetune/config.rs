@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use visualglm_nn::lora::{LoraConfig, TargetRule};
 
+use super::trainable::BaseWeights;
 use crate::itc::CaptionLayout;
 use crate::lora::recipe::{glm_config, GLM_LAYERS};
 
@@ -23,8 +24,14 @@ pub struct FinetuneConfig {
     pub tokenizer: Option<PathBuf>,
     /// Output directory for checkpoints and `metrics.jsonl`.
     pub out: PathBuf,
-    /// Name prefixes of the weights that train.
+    /// Name prefixes of the weights that train (always f32).
     pub trainable: Vec<String>,
+    /// Dtype of the frozen linear weights and embedding tables: `"f32"`, `"f16"`, or `"bf16"`
+    /// (GPU only). Norms, biases, trainable tensors, gradients and AdamW state stay f32.
+    pub base_dtype: String,
+    /// Hold the frozen ChatGLM layer linears as GGML blocks of this type (`"q8_0"`, `"q4_0"`,
+    /// `"q4k"`, … as `--quantize` takes): QLoRA. `None`: dense in `base_dtype`.
+    pub base_quantize: Option<String>,
     /// Optimiser updates.
     pub steps: u64,
     /// Examples per micro-batch.
@@ -99,6 +106,23 @@ pub struct FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// How the frozen weights are held (`base_dtype`, `base_quantize`), checked.
+    pub fn base_weights(&self, device: &candle_core::Device) -> crate::Result<BaseWeights> {
+        let dtype = if self.base_dtype.trim().eq_ignore_ascii_case("auto") {
+            return Err(crate::VisualGlmError::Input(
+                "base_dtype must be f32, f16 or bf16".into(),
+            ));
+        } else {
+            crate::runtime::parse_dtype(&self.base_dtype, device)?
+        };
+        let quantize = self
+            .base_quantize
+            .as_deref()
+            .map(crate::quantize::parse_quantize_type)
+            .transpose()?;
+        Ok(BaseWeights { dtype, quantize })
+    }
+
     /// The LoRA adapters this run trains (`lora_*` keys): ChatGLM's `query_key_value` and
     /// `dense`, plus its MLP with `lora_mlp`; `None` when `lora_rank` is 0.
     pub fn lora_config(&self) -> Option<LoraConfig> {
@@ -129,6 +153,8 @@ impl Default for FinetuneConfig {
             tokenizer: None,
             out: PathBuf::from("runs/finetune"),
             trainable: vec!["image_encoder.glm_proj".into()],
+            base_dtype: "f32".into(),
+            base_quantize: None,
             steps: 300,
             batch_size: 4,
             grad_accum: 1,

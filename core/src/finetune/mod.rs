@@ -21,4 +21,7 @@ pub use batch::{batch_forward, batch_loss, example_ids};
 pub use config::FinetuneConfig;
 pub use resume::resume_metrics;
 pub use run::{finetune, StepReport};
-pub use trainable::{load_trainable, TrainableModel};
+pub use trainable::{
+    load_trainable, load_trainable_with, trainable_from_tensors, BaseWeights, FrozenForm,
+    TrainableModel,
+};

@@ -53,3 +53,46 @@ pub fn resume_metrics(out: &Path, metrics: &Path) -> Result<u64> {
     }
     Ok(step)
 }
+
+/// What a run's checkpoints record about the base they were trained over (in
+/// `state.json`'s `extra.base`): the model path, the frozen dtype and the quantization.
+pub(super) fn base_record(model: &Path, base: &super::BaseWeights) -> serde_json::Value {
+    let model = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf());
+    serde_json::json!({
+        "model": model.display().to_string(),
+        "dtype": format!("{:?}", base.dtype).to_lowercase(),
+        "quantize": base
+            .quantize
+            .map(|q| visualglm_nn::quant::dtype_name(q).to_string()),
+    })
+}
+
+/// Refuses to resume from a checkpoint made over another base (model, dtype or
+/// quantization), naming both. Checkpoints from before the record was kept are accepted.
+pub(super) fn check_base(
+    saved: &serde_json::Value,
+    current: &serde_json::Value,
+    checkpoint: &Path,
+) -> Result<()> {
+    let Some(saved) = saved.get("base") else {
+        return Ok(());
+    };
+    if saved == current {
+        return Ok(());
+    }
+    let describe = |v: &serde_json::Value| {
+        format!(
+            "{} (base_dtype {}, base_quantize {})",
+            v["model"].as_str().unwrap_or("?"),
+            v["dtype"].as_str().unwrap_or("?"),
+            v["quantize"].as_str().unwrap_or("none"),
+        )
+    };
+    Err(VisualGlmError::Input(format!(
+        "{} was trained over {}, but this run's base is {}: resume with the same base, or \
+         write to another `out`",
+        checkpoint.display(),
+        describe(saved),
+        describe(current)
+    )))
+}

@@ -19,7 +19,8 @@ use super::batch::{batch_forward, prepare_batch, validation_loss, ExampleContext
 use super::config::{itc_lambda, FinetuneConfig};
 use super::error::train_err;
 use super::export::{export_model, ExportParts};
-use super::trainable::{attach_trainable_lora, load_trainable};
+use super::resume::{base_record, check_base};
+use super::trainable::{attach_trainable_lora, load_trainable_with};
 use crate::error::{Result, VisualGlmError};
 use crate::itc::{caption_features, CaptionIds, ItcHeads, TextQueue};
 
@@ -101,7 +102,8 @@ pub fn finetune(
             cfg.model.parent().unwrap_or(Path::new("."))
         })?,
     };
-    let mut tm = load_trainable(&cfg.model, &cfg.trainable, device)?;
+    let base = cfg.base_weights(device)?;
+    let mut tm = load_trainable_with(&cfg.model, &cfg.trainable, device, &base)?;
     let lora = attach_trainable_lora(cfg, &mut tm, device)?;
     let heads = if cfg.itc_weight > 0.0 {
         let c = tm.model.config();
@@ -147,12 +149,15 @@ pub fn finetune(
     let mut state = TrainState::default();
     let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
     let mut queue = TextQueue::new(cfg.itc_queue);
+    let base_rec = base_record(&cfg.model, &base);
     if let Some(ck) = manager.load_latest(device).map_err(train_err)? {
+        check_base(&ck.state.extra, &base_rec, &ck.dir)?;
         ck.restore(&mut opt).map_err(train_err)?;
         queue = TextQueue::from_tensors(cfg.itc_queue, &ck.optimizer)?;
         tracing::info!("resumed from {}", ck.dir.display());
         state = ck.state;
     }
+    state.extra = serde_json::json!({ "base": base_rec });
     let sampler_cfg = SamplerConfig {
         seed: cfg.seed,
         batch_size: cfg.batch_size,
@@ -283,7 +288,7 @@ pub fn finetune(
                 lora: lora.as_ref().map(|(set, _)| set),
                 heads: heads.as_ref(),
             };
-            export_model(&tm, &export, &cfg.out.join("model"))?;
+            export_model(&tm, &export, &cfg.out)?;
         }
         if !go_on {
             break;

@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
@@ -21,6 +23,21 @@ struct TrainableBackend {
     trainable: HashMap<String, Var>,
 }
 
+impl TrainableBackend {
+    /// A trainable tensor in `dtype`, or a frozen one in the dtype it was stored in (the base
+    /// dtype for linear weights and embedding tables, f32 otherwise).
+    fn tensor(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match self.trainable.get(name) {
+            Some(v) => v.as_tensor().to_dtype(dtype)?.to_device(dev),
+            None => self
+                .frozen
+                .get(name)
+                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find tensor {name}")))?
+                .to_device(dev),
+        }
+    }
+}
+
 impl SimpleBackend for TrainableBackend {
     fn get(
         &self,
@@ -30,33 +47,18 @@ impl SimpleBackend for TrainableBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = match self.trainable.get(name) {
-            Some(v) => v.as_tensor().clone(),
-            None => self
-                .frozen
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find tensor {name}")))?
-                .clone(),
-        };
+        let t = self.tensor(name, dtype, dev)?;
         if t.shape() != &s {
             candle_core::bail!(
                 "shape mismatch for {name}: expected {s:?}, got {:?}",
                 t.shape()
             );
         }
-        t.to_dtype(dtype)?.to_device(dev)
+        Ok(t)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        let t = match self.trainable.get(name) {
-            Some(v) => v.as_tensor().clone(),
-            None => self
-                .frozen
-                .get(name)
-                .ok_or_else(|| candle_core::Error::Msg(format!("cannot find tensor {name}")))?
-                .clone(),
-        };
-        t.to_dtype(dtype)?.to_device(dev)
+        self.tensor(name, dtype, dev)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -70,10 +72,61 @@ pub struct TrainableModel {
     pub model: VisualGlm,
     /// The trainable variables, by canonical name.
     pub vars: Vec<(String, Var)>,
-    /// The frozen tensors (to check they never change).
+    /// The frozen tensors (to check they never change), in their base dtype; a quantized
+    /// weight appears as a zero-stride placeholder of its shape (see `quantized`).
     pub frozen: HashMap<String, Tensor>,
+    /// The frozen ChatGLM linear weights held as GGML blocks (`base_quantize`), by name.
+    pub quantized: HashMap<String, Arc<QTensor>>,
     /// The checkpoint family the weights came from (kept when the model is exported).
     pub family: checkpoint::CheckpointFamily,
+}
+
+/// How the frozen base weights are held while training: trainable tensors are always f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BaseWeights {
+    /// Dtype of the frozen linear weights and embedding tables (f32, f16 or bf16); norms,
+    /// biases and position tables stay f32.
+    pub dtype: DType,
+    /// GGML type of the frozen ChatGLM layer linears (QLoRA); `None`: dense in `dtype`.
+    pub quantize: Option<GgmlDType>,
+}
+
+impl Default for BaseWeights {
+    fn default() -> Self {
+        Self {
+            dtype: DType::F32,
+            quantize: None,
+        }
+    }
+}
+
+impl BaseWeights {
+    /// What `name` (of `shape`) becomes when frozen: a GGML type, or a dense dtype.
+    pub fn frozen_form(&self, name: &str, shape: &[usize]) -> FrozenForm {
+        let linear_or_table = name.ends_with(".weight")
+            && shape.len() >= 2
+            && !name.contains("position_embeddings")
+            && !(name.contains("word_embeddings") && name.starts_with("image_encoder."));
+        if !linear_or_table {
+            return FrozenForm::Dense(DType::F32);
+        }
+        let glm_linear = name.starts_with("transformer.layers.") && shape.len() == 2;
+        if let (Some(q), true) = (self.quantize, glm_linear) {
+            if let Some(q) = visualglm_nn::quant::fit_dtype(q, shape[1]) {
+                return FrozenForm::Quantized(q);
+            }
+        }
+        FrozenForm::Dense(self.dtype)
+    }
+}
+
+/// How one frozen tensor is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrozenForm {
+    /// Dense in this dtype.
+    Dense(DType),
+    /// GGML blocks of this type.
+    Quantized(GgmlDType),
 }
 
 /// Loads `path` in f32 on `device` with the weights whose names start with one of
@@ -83,17 +136,63 @@ pub fn load_trainable(
     trainable: &[String],
     device: &Device,
 ) -> Result<TrainableModel> {
+    load_trainable_with(path, trainable, device, &BaseWeights::default())
+}
+
+/// [`load_trainable`] with the frozen weights held as `base` says. Each tensor is converted
+/// (or quantized) and the stored one dropped before the next, so the converted model is
+/// never held in f32.
+pub fn load_trainable_with(
+    path: &Path,
+    trainable: &[String],
+    device: &Device,
+    base: &BaseWeights,
+) -> Result<TrainableModel> {
     let ck = checkpoint::load(path, &CheckpointOptions::default())?;
     let expected = expected_parameters(&ck.config)?;
     checkpoint::validate(&ck, &expected)?;
+    trainable_from_tensors(&ck.config, ck.family, ck.tensors, trainable, device, base)
+}
+
+/// Builds the trainable model from canonical tensors (consumed one at a time).
+pub fn trainable_from_tensors(
+    config: &crate::config::VisualGlmConfig,
+    family: checkpoint::CheckpointFamily,
+    tensors: impl IntoIterator<Item = (String, Tensor)>,
+    trainable: &[String],
+    device: &Device,
+    base: &BaseWeights,
+) -> Result<TrainableModel> {
+    if device.is_cpu() && base.dtype == DType::BF16 {
+        return Err(VisualGlmError::Input(
+            "base_dtype = \"bf16\" is refused on the CPU (candle's CPU bf16 matmul is 10-20x \
+             slower than f32); use \"f16\" or a base_quantize type"
+                .into(),
+        ));
+    }
     let mut frozen = HashMap::new();
+    let mut quantized = HashMap::new();
     let mut vars = Vec::new();
-    for (name, t) in ck.tensors {
-        let t = t.to_dtype(DType::F32)?.to_device(device)?;
+    for (name, t) in tensors {
         if trainable.iter().any(|p| name.starts_with(p.as_str())) {
+            let t = t.to_dtype(DType::F32)?.to_device(device)?;
             vars.push((name, Var::from_tensor(&t)?));
-        } else {
-            frozen.insert(name, t);
+            continue;
+        }
+        match base.frozen_form(&name, t.dims()) {
+            FrozenForm::Dense(dtype) => {
+                frozen.insert(name, t.to_dtype(dtype)?.to_device(device)?);
+            }
+            FrozenForm::Quantized(q) => {
+                let dims = t.dims().to_vec();
+                let q = QTensor::quantize_onto(&t.to_dtype(DType::F32)?, q, device)?;
+                drop(t);
+                // Placeholder: a zero-stride view of one zero; the layer gets the GGML weight.
+                let placeholder =
+                    Tensor::zeros((), DType::F32, device)?.broadcast_as(dims.as_slice())?;
+                frozen.insert(name.clone(), placeholder);
+                quantized.insert(name, Arc::new(q));
+            }
         }
     }
     if vars.is_empty() {
@@ -107,12 +206,26 @@ pub fn load_trainable(
         trainable: vars.iter().cloned().collect(),
     };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
-    let model = VisualGlm::from_var_builder(&ck.config, vb, &Default::default())?;
+    let mut model = VisualGlm::from_var_builder(config, vb, &Default::default())?;
+    let mut placed = 0;
+    for (name, linear) in model.language_model_mut().named_linears_mut(false) {
+        if let Some(q) = quantized.get(&name) {
+            linear.set_quantized_base(q.clone())?;
+            placed += 1;
+        }
+    }
+    if placed != quantized.len() {
+        return Err(VisualGlmError::Input(format!(
+            "{} weights were quantized but the model has {placed} places for them",
+            quantized.len()
+        )));
+    }
     Ok(TrainableModel {
         model,
         vars,
         frozen,
-        family: ck.family,
+        quantized,
+        family,
     })
 }
 
