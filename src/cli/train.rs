@@ -44,6 +44,18 @@ pub struct Args {
     /// Rank of trainable LoRA adapters on the ChatGLM attention linears (0: none).
     #[arg(long)]
     lora_rank: Option<usize>,
+    /// Dtype of the frozen linear weights and embedding tables: f32, f16 (bf16 on a GPU).
+    #[arg(long)]
+    base_dtype: Option<String>,
+    /// Hold the frozen ChatGLM linears as GGML blocks (QLoRA): q8_0, q4_0, q4k, …
+    #[arg(long)]
+    base_quantize: Option<String>,
+    /// Recompute each ChatGLM and ViT block in the backward pass (less memory, ~1/3 more time).
+    #[arg(long)]
+    checkpoint_activations: bool,
+    /// Print the memory plan (parameters, bytes, optimiser state, activations) and exit.
+    #[arg(long)]
+    dry_run: bool,
     /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
@@ -90,10 +102,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.lora_rank {
         cfg.lora_rank = v;
     }
-    if cfg.data.as_os_str().is_empty() || cfg.model.as_os_str().is_empty() {
-        anyhow::bail!("give the training data and the base model (--data, --model or the config)");
+    if let Some(v) = args.base_dtype {
+        cfg.base_dtype = v;
+    }
+    if let Some(v) = args.base_quantize {
+        cfg.base_quantize = Some(v);
+    }
+    if args.checkpoint_activations {
+        cfg.checkpoint_activations = true;
+    }
+    if cfg.model.as_os_str().is_empty() {
+        anyhow::bail!("give the base model (--model or the config)");
     }
     let device = visualglm::runtime::parse_device(&args.device)?;
+    let plan = visualglm::finetune::model_config(&cfg.model).and_then(|config| {
+        visualglm::finetune::memory_plan(&cfg, &config, &cfg.base_weights(&device)?)
+    });
+    if args.dry_run {
+        println!("{}", plan?);
+        return Ok(());
+    }
+    if cfg.data.as_os_str().is_empty() {
+        anyhow::bail!("give the training data (--data or the config)");
+    }
+    match &plan {
+        Ok(plan) => eprintln!("{plan}"),
+        Err(e) => eprintln!("no memory plan: {e}"),
+    }
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let metrics_path = cfg.out.join("metrics.jsonl");
@@ -140,7 +175,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         metrics_path.display(),
         curve.display()
     );
-    if cfg.export {
+    if let Some(peak) = visualglm::finetune::peak_rss_mib() {
+        eprintln!("peak resident memory: {:.2} GiB", peak / 1024.0);
+    }
+    if cfg.export && cfg.base_quantize.is_none() {
         eprintln!(
             "trained model: {} (try `visualglm describe IMAGE --model {}`)",
             cfg.out.join("model").display(),

@@ -167,7 +167,18 @@ fn training_is_identical_across_thread_counts() {
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let out = dir.path().join(&name);
-        logs.push(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap());
+        // Every field but the process's peak memory must be identical.
+        let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let rss = v.as_object_mut().unwrap().remove("peak_rss_mib");
+                assert!(rss.is_some_and(|r| r.as_f64().unwrap() > 0.0), "{l}");
+                v
+            })
+            .collect();
+        logs.push(lines);
         weights.push(
             std::fs::read(
                 out.join("step-4")
@@ -176,7 +187,7 @@ fn training_is_identical_across_thread_counts() {
             .unwrap(),
         );
     }
-    assert_eq!(logs[0].lines().count(), 4);
+    assert_eq!(logs[0].len(), 4);
     assert_eq!(logs[0], logs[1], "losses differ between 1 and 3 threads");
     assert!(
         weights[0] == weights[1],

@@ -44,6 +44,11 @@ pub struct FinetuneConfig {
     pub warmup_steps: u64,
     /// Cosine decay ends at `min_lr_ratio · lr`.
     pub min_lr_ratio: f64,
+    /// SAT's fine-tune-mode cap: the first `auto_warmup_steps` updates use at most
+    /// `auto_warmup_rate · lr` (the release: 100 and 0.05; 0 turns it off).
+    pub auto_warmup_steps: u64,
+    /// See `auto_warmup_steps`.
+    pub auto_warmup_rate: f64,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// Global gradient-norm clip (`0` disables).
@@ -161,6 +166,8 @@ impl Default for FinetuneConfig {
             lr: 1e-4,
             warmup_steps: 6,
             min_lr_ratio: 0.1,
+            auto_warmup_steps: 0,
+            auto_warmup_rate: 0.05,
             weight_decay: 0.01,
             clip: 0.1,
             seed: 1234,

@@ -7,18 +7,21 @@
 //!
 //! `config` holds the run's settings, `trainable` the model with its trainable variables
 //! (and LoRA adapters), `batch` the examples-to-loss path, `run` the training loop, `resume`
-//! the metrics log of a resumed run and `export` the trained model directory.
+//! the metrics log of a resumed run, `memory` the run's memory plan and `export` the trained
+//! model directory.
 
 mod batch;
 mod config;
 mod error;
 mod export;
+mod memory;
 mod resume;
 mod run;
 mod trainable;
 
 pub use batch::{batch_forward, batch_loss, example_ids};
 pub use config::FinetuneConfig;
+pub use memory::{memory_plan, model_config, peak_rss_mib, Footprint, MemoryPlan};
 pub use resume::resume_metrics;
 pub use run::{finetune, StepReport};
 pub use trainable::{

@@ -56,6 +56,9 @@ pub struct StepReport {
     /// Mean autoregressive loss on the validation data, when computed at this step.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
+    /// Peak resident memory of the process so far, MiB (Linux).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
 /// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune; `on_step` sees
@@ -134,6 +137,11 @@ pub fn finetune(
         )
     });
     tm.model.set_checkpointing(checkpointing.clone());
+    if all_vars.is_empty() {
+        return Err(VisualGlmError::Input(
+            "nothing trains: give `trainable` prefixes, `lora_rank` or `itc_weight`".into(),
+        ));
+    }
     let params = ParamSet::new(all_vars).map_err(train_err)?;
     let mut opt = AdamW::new(
         params,
@@ -143,8 +151,12 @@ pub fn finetune(
         },
     )
     .map_err(train_err)?;
-    let schedule = LrSchedule::cosine(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
+    let mut schedule = LrSchedule::cosine(cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr_ratio)
         .map_err(train_err)?;
+    if cfg.auto_warmup_steps > 0 {
+        schedule.auto_warmup = Some((cfg.auto_warmup_steps, cfg.auto_warmup_rate));
+        schedule.validate().map_err(train_err)?;
+    }
     let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
     let mut state = TrainState::default();
     let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
@@ -240,6 +252,7 @@ pub fn finetune(
                 grad_norm,
                 skipped: false,
                 val_loss: None,
+                peak_rss_mib: None,
             },
             StepOutcome::Skipped { grad_norm, .. } => StepReport {
                 step: state.counters.step,
@@ -248,6 +261,7 @@ pub fn finetune(
                 grad_norm,
                 skipped: true,
                 val_loss: None,
+                peak_rss_mib: None,
             },
         };
         let mut report = report;
@@ -269,6 +283,7 @@ pub fn finetune(
                 &ctx,
             )?);
         }
+        report.peak_rss_mib = super::memory::peak_rss_mib();
         let go_on = on_step(&report);
         state.metrics.insert("loss".into(), loss);
         if let Some(v) = report.val_loss {

@@ -195,9 +195,12 @@ pub fn trainable_from_tensors(
             }
         }
     }
-    if vars.is_empty() {
+    if let Some(p) = trainable
+        .iter()
+        .find(|p| !vars.iter().any(|(n, _)| n.starts_with(p.as_str())))
+    {
         return Err(VisualGlmError::Input(format!(
-            "no weight matches the trainable prefixes {trainable:?}"
+            "no weight matches the trainable prefix {p:?}"
         )));
     }
     vars.sort_by(|a, b| a.0.cmp(&b.0));
