@@ -26,6 +26,7 @@ mod quantize_cli;
 mod quantize_embeddings;
 mod quantize_gguf_errors;
 mod quantize_golden;
+mod recipes;
 mod server_api;
 mod server_batching;
 mod server_cli;
