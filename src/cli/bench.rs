@@ -37,10 +37,10 @@ pub struct Args {
     format: String,
     /// Number of GLM layers (full width 4096); the released model has 28.
     #[arg(long, default_value_t = 2)]
-    glm_layers: usize,
+    pub(super) glm_layers: usize,
     /// Number of ViT layers (full width 1408); the released model has 39.
     #[arg(long, default_value_t = 4)]
-    vit_layers: usize,
+    pub(super) vit_layers: usize,
     /// Prompt length for the prefill.
     #[arg(long, default_value_t = 300)]
     prompt_len: usize,
@@ -85,6 +85,26 @@ pub struct Args {
     /// --image-batch size; ms per image). Nothing else is timed.
     #[arg(long, value_enum)]
     lockstep: Option<Lockstep>,
+    /// Time the release's LoRA fine-tune updates instead (see `bench_train`): full 320-token
+    /// examples, the adapters on GLM layers 0 and 14, a resume; prints seconds per update and
+    /// the peak RSS.
+    #[arg(long)]
+    pub(super) train: bool,
+    /// `--train`: dtype of the frozen linears, tables and image encoder (f32 or f16).
+    #[arg(long, default_value = "f16")]
+    pub(super) base_dtype: String,
+    /// `--train`: hold the frozen ChatGLM linears as this GGML type (q4_0, q8_0, …).
+    #[arg(long)]
+    pub(super) base_quantize: Option<String>,
+    /// `--train`: recompute each block in the backward pass.
+    #[arg(long)]
+    pub(super) checkpoint_activations: bool,
+    /// `--train`: timed updates before the resume.
+    #[arg(long, default_value_t = 3)]
+    pub(super) steps: usize,
+    /// `--train`: examples per update.
+    #[arg(long, default_value_t = 4)]
+    pub(super) train_batch: usize,
 }
 
 /// The unit of work of `--lockstep`.
@@ -193,7 +213,7 @@ fn random_weights(
 }
 
 /// A `/proc/self/status` memory entry (`VmHWM:` = peak RSS, `VmRSS:` = current) in MiB.
-fn proc_status_mib(key: &str) -> Option<f64> {
+pub(super) fn proc_status_mib(key: &str) -> Option<f64> {
     proc_file_mib("/proc/self/status", key)
 }
 
@@ -220,6 +240,9 @@ fn time_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
 
 /// Runs `bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.train {
+        return super::bench_train::run(&args);
+    }
     let fmt = args.format.to_ascii_lowercase();
     let (dtype, quant) = match fmt.as_str() {
         "f32" => (DType::F32, None),
@@ -484,7 +507,7 @@ fn memory_run(model: &VisualGlm, args: &Args, vision_dtype: DType) -> anyhow::Re
     Ok(())
 }
 
-fn rayon_threads() -> usize {
+pub(super) fn rayon_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|s| s.parse().ok())

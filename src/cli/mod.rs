@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod batch;
 mod bench;
+mod bench_train;
 mod chat;
 mod convert;
 mod data;

@@ -23,7 +23,7 @@ pub use batch::{batch_forward, batch_loss, example_ids};
 pub use config::FinetuneConfig;
 pub use memory::{memory_plan, model_config, peak_rss_mib, Footprint, MemoryPlan};
 pub use resume::resume_metrics;
-pub use run::{finetune, StepReport};
+pub use run::{finetune, gradients, StepReport};
 pub use trainable::{
     load_trainable, load_trainable_with, trainable_from_tensors, BaseWeights, FrozenForm,
     TrainableModel,

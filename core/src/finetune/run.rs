@@ -24,12 +24,12 @@ use super::trainable::{attach_trainable_lora, load_trainable_with};
 use crate::error::{Result, VisualGlmError};
 use crate::itc::{caption_features, CaptionIds, ItcHeads, TextQueue};
 
-/// The gradients of the trained parameters of `loss`, with those the checkpointed blocks
-/// collected in their recomputation.
-fn backward(
+/// The gradients of `params` in `loss`, with those the checkpointed blocks collected in their
+/// recomputation (see [`Checkpointing`]).
+pub fn gradients(
     loss: &candle_core::Tensor,
     checkpointing: Option<&Checkpointing>,
-    opt: &AdamW,
+    params: &ParamSet,
 ) -> Result<Gradients> {
     let mut store = loss.backward();
     if let (Ok(store), Some(ck)) = (store.as_mut(), checkpointing) {
@@ -37,7 +37,7 @@ fn backward(
     } else if let Some(ck) = checkpointing {
         ck.clear();
     }
-    Gradients::from_store(&store?, opt.params()).map_err(train_err)
+    Gradients::from_store(&store?, params).map_err(train_err)
 }
 
 /// What one optimiser update did.
@@ -224,7 +224,7 @@ pub fn finetune(
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             loss_sum += loss_value;
-            let grads = backward(&loss, checkpointing.as_ref(), &opt)?;
+            let grads = gradients(&loss, checkpointing.as_ref(), opt.params())?;
             accumulated = Some(match accumulated {
                 None => grads,
                 Some(mut acc) => {
