@@ -180,7 +180,9 @@ impl ChatGlm {
         &self.word_embeddings
     }
 
-    /// The output projection.
+    /// The output projection `lm_head` (`[vocab, hidden]`, no bias). Training's chunked loss
+    /// (`visualglm_train::chunked_ce`) runs it a chunk of rows at a time instead of
+    /// [`ChatGlm::logits`].
     pub fn lm_head(&self) -> &Linear {
         &self.lm_head
     }

@@ -12,6 +12,7 @@ mod cli_eval_model;
 mod cli_inspect;
 mod cli_tokenizer;
 mod finetune;
+mod finetune_loss;
 mod fuzz_regressions;
 mod generate;
 mod gradient_check;

@@ -10,6 +10,10 @@
 //!   label equal to `pad` becomes −100 (`ignore_pad_token_for_loss`). **Release quirk:** this
 //!   also masks genuine answer tokens whose id equals the pad id; see
 //!   [`LabelConfig::mask_pad_id_in_answer`].
+//! * A batch is then cut back to its longest sequence ([`PadTo::Longest`], [`pad_batch`]) or
+//!   kept at the full length ([`PadTo::MaxLength`], the release). The pads are trailing with
+//!   label −100 and GLM's prefix-LM mask lets no real token see a later one, so this changes no
+//!   real token's loss.
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -75,7 +79,8 @@ impl LabelConfig {
 /// One built training sequence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabeledIds {
-    /// `a + [gMASK, <sop>] + b + [<eop>] + pads`, of length [`LabelConfig::max_seq_len`].
+    /// `a + [gMASK, <sop>] + b + [<eop>] + pads`, of length [`LabelConfig::max_seq_len`] (less
+    /// after [`pad_batch`]).
     pub input_ids: Vec<u32>,
     /// Per position: the id to predict there (before the shift) or [`IGNORE_INDEX`].
     pub labels: Vec<i64>,
@@ -87,6 +92,30 @@ pub struct LabeledIds {
     pub a_truncated: usize,
     /// Tokens cut from `b_ids`.
     pub b_truncated: usize,
+}
+
+/// How far the sequences of a batch are padded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PadTo {
+    /// To the longest sequence of the batch (`"longest"`).
+    #[default]
+    Longest,
+    /// To [`LabelConfig::max_seq_len`] whatever the batch, as the release (`"max_length"`).
+    MaxLength,
+}
+
+/// Cuts the trailing padding of `batch` (built by [`build_labeled_ids`]) back to the longest
+/// unpadded sequence with [`PadTo::Longest`]; leaves it alone with [`PadTo::MaxLength`].
+pub fn pad_batch(batch: &mut [LabeledIds], pad_to: PadTo) {
+    if pad_to == PadTo::MaxLength {
+        return;
+    }
+    let longest = batch.iter().map(|x| x.unpadded_len).max().unwrap_or(0);
+    for x in batch {
+        x.input_ids.truncate(longest);
+        x.labels.truncate(longest);
+    }
 }
 
 /// Builds one training sequence from the prompt ids `a_ids` and the answer ids `b_ids`.
@@ -264,6 +293,34 @@ mod tests {
         assert_eq!(ids.dims(), [2, 10]);
         assert_eq!(labels.to_vec2::<i64>().unwrap()[0], a.labels);
         assert!(collate(&[], &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn longest_padding_cuts_only_trailing_pads() {
+        let cfg = LabelConfig {
+            max_source_length: 4,
+            max_target_length: 8,
+            mask_pad_id_in_answer: true,
+        };
+        let a = build_labeled_ids(&[10, 11], &[20], &SP, &cfg).unwrap();
+        let b = build_labeled_ids(&[10], &[20, 21, 22], &SP, &cfg).unwrap();
+        assert_eq!((a.unpadded_len, b.unpadded_len), (6, 7));
+        let mut full = vec![a.clone(), b.clone()];
+        pad_batch(&mut full, PadTo::MaxLength);
+        assert_eq!(full, [a.clone(), b.clone()]);
+        let mut longest = vec![a.clone(), b.clone()];
+        pad_batch(&mut longest, PadTo::Longest);
+        assert_eq!(longest[0].input_ids, [10, 11, 45, 46, 20, 47, 3]);
+        assert_eq!(longest[0].labels, [-100, -100, -100, 46, 20, 47, -100]);
+        assert_eq!(longest[1].input_ids, &b.input_ids[..7]);
+        for (cut, whole) in longest.iter().zip([&a, &b]) {
+            assert!(whole.labels[7..].iter().all(|&l| l == IGNORE_INDEX));
+            assert!(whole.input_ids[7..].iter().all(|&i| i == SP.pad));
+            assert_eq!(cut.labels, &whole.labels[..7]);
+        }
+        let keys: Vec<PadTo> = serde_json::from_str(r#"["longest", "max_length"]"#).unwrap();
+        assert_eq!(keys, [PadTo::Longest, PadTo::MaxLength]);
+        assert_eq!(PadTo::default(), PadTo::Longest);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! * [`data`]: the release's data formats, a resumable shuffled sampler, an image prefetcher.
 //! * [`labels`]: `input_ids`/`labels` construction exactly as the release's fine-tune script.
 //! * [`losses`]: the autoregressive loss and BLIP-2's image-text contrastive loss.
+//! * [`chunked_ce`]: the autoregressive loss fused with a frozen output projection, a chunk of
+//!   rows of logits at a time.
 //! * [`optim`], [`grads`], [`schedule`]: AdamW with saveable state, gradient accumulation,
 //!   clipping and skipping, the warmup + cosine learning-rate schedule.
 //! * [`checkpoint`]: atomic, verified, resumable training checkpoints.
@@ -10,6 +12,7 @@
 //! * [`rng`]: a counter-based RNG whose whole state is `(seed, counter)`.
 
 pub mod checkpoint;
+pub mod chunked_ce;
 pub mod data;
 pub mod error;
 pub mod grads;

@@ -31,6 +31,14 @@ pub struct ArLoss {
 }
 
 impl ArLoss {
+    /// No supervised token: a zero sum.
+    pub(crate) fn zero(device: &Device) -> Result<Self> {
+        Ok(Self {
+            sum: Tensor::zeros((), DType::F32, device)?,
+            n_supervised: 0,
+        })
+    }
+
     /// The mean over supervised tokens, as the release reports it. With no supervised
     /// token it is 0 (torch would give NaN); skip such a batch.
     pub fn mean(&self) -> Result<Tensor> {
@@ -53,11 +61,38 @@ pub fn ar_loss(logits: &Tensor, labels: &Tensor) -> Result<ArLoss> {
         )));
     }
     let device = logits.device();
+    let Some(sup) = supervised_rows(labels, v)? else {
+        return ArLoss::zero(device);
+    };
+    let n = sup.rows.len();
+    let flat = logits.reshape((b * t, v))?;
+    let rows = Tensor::from_vec(sup.rows, n, device)?;
+    let picked = flat.index_select(&rows, 0)?.to_dtype(DType::F32)?;
+    let logp = log_softmax(&picked, 1)?;
+    let targets = Tensor::from_vec(sup.targets, (n, 1), device)?;
+    let sum = logp.gather(&targets, 1)?.sum_all()?.neg()?;
+    Ok(ArLoss {
+        sum,
+        n_supervised: n,
+    })
+}
+
+/// The supervised rows of a `[B, T]` label tensor after the shift by one, and their targets.
+pub(crate) struct Supervised {
+    /// Flat row indices `b·T + t` (`t < T − 1`) into `[B·T, …]` whose next label is kept.
+    pub(crate) rows: Vec<u32>,
+    /// The label each of those rows predicts.
+    pub(crate) targets: Vec<u32>,
+}
+
+/// Scans `labels` `[B, T]` for the rows the release's shifted loss supervises: row `(b, t)`
+/// predicts `labels[b, t + 1]` unless that is −100. Labels outside `0..vocab` are an error.
+/// `None` when no row is supervised (including `T < 2`). Shared by [`ar_loss`] and
+/// [`crate::chunked_ce::ar_loss_chunked`].
+pub(crate) fn supervised_rows(labels: &Tensor, vocab: usize) -> Result<Option<Supervised>> {
+    let (_, t) = labels.dims2()?;
     if t < 2 {
-        return Ok(ArLoss {
-            sum: Tensor::zeros((), DType::F32, device)?,
-            n_supervised: 0,
-        });
+        return Ok(None);
     }
     let shifted = labels
         .narrow(1, 1, t - 1)?
@@ -70,9 +105,9 @@ pub fn ar_loss(logits: &Tensor, labels: &Tensor) -> Result<ArLoss> {
         if l == IGNORE_INDEX {
             continue;
         }
-        if l < 0 || l >= v as i64 {
+        if l < 0 || l >= vocab as i64 {
             return Err(TrainError::Config(format!(
-                "ar_loss: label {l} at batch {}, position {} is outside the vocabulary 0..{v}",
+                "ar_loss: label {l} at batch {}, position {} is outside the vocabulary 0..{vocab}",
                 i / (t - 1),
                 i % (t - 1) + 1
             )));
@@ -80,23 +115,7 @@ pub fn ar_loss(logits: &Tensor, labels: &Tensor) -> Result<ArLoss> {
         rows.push(((i / (t - 1)) * t + i % (t - 1)) as u32);
         targets.push(l as u32);
     }
-    let n = rows.len();
-    if n == 0 {
-        return Ok(ArLoss {
-            sum: Tensor::zeros((), DType::F32, device)?,
-            n_supervised: 0,
-        });
-    }
-    let flat = logits.reshape((b * t, v))?;
-    let rows = Tensor::from_vec(rows, n, device)?;
-    let picked = flat.index_select(&rows, 0)?.to_dtype(DType::F32)?;
-    let logp = log_softmax(&picked, 1)?;
-    let targets = Tensor::from_vec(targets, (n, 1), device)?;
-    let sum = logp.gather(&targets, 1)?.sum_all()?.neg()?;
-    Ok(ArLoss {
-        sum,
-        n_supervised: n,
-    })
+    Ok((!rows.is_empty()).then_some(Supervised { rows, targets }))
 }
 
 /// `F.normalize(x, dim=-1, eps)`: `x / max(‖x‖₂, eps)`.

@@ -5,13 +5,13 @@ use rayon::prelude::*;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::Example;
 use visualglm_train::labels::{
-    build_labeled_ids, collate, LabelConfig, LabeledIds, SourceIds, SpecialIds,
+    build_labeled_ids, collate, pad_batch, LabelConfig, LabeledIds, PadTo, SourceIds, SpecialIds,
 };
-use visualglm_train::losses::ar_loss;
 use visualglm_vision::decode::load_image;
 use visualglm_vision::preprocess::ImagePreprocessor;
 
 use super::error::train_err;
+use super::head::lm_loss;
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
@@ -64,6 +64,32 @@ pub fn batch_forward(
     pre_image: usize,
     shrink: Option<f64>,
 ) -> Result<(Tensor, Tensor)> {
+    let out = batch_hidden(model, pixels, batch, pre_image, shrink)?;
+    let loss = lm_loss(model.language_model(), &out.hidden, &out.labels, None)?
+        .mean()
+        .map_err(train_err)?;
+    Ok((loss, out.qformer_out))
+}
+
+/// What the model computes for a training batch before the loss.
+pub struct BatchHidden {
+    /// ChatGLM's final hidden states `[B, T, hidden]` (after the final LayerNorm).
+    pub hidden: Tensor,
+    /// The labels `[B, T]` (i64, −100 where nothing is predicted).
+    pub labels: Tensor,
+    /// The Q-Former output `[B, 32, width]`.
+    pub qformer_out: Tensor,
+}
+
+/// The forward pass of [`batch_forward`] up to the final hidden states: the loss is
+/// [`lm_loss`] of them.
+pub fn batch_hidden(
+    model: &VisualGlm,
+    pixels: &Tensor,
+    batch: &[LabeledIds],
+    pre_image: usize,
+    shrink: Option<f64>,
+) -> Result<BatchHidden> {
     let device = model.device().clone();
     let (ids, labels) = collate(batch, &device).map_err(train_err)?;
     let seq = ids.dim(1)?;
@@ -89,13 +115,14 @@ pub fn batch_forward(
         })
         .collect();
     let (pos, mask) = batch_prefix_inputs(&rows, seq, &device)?;
-    let glm = model.language_model();
-    let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), None, None)?;
-    let logits = glm.logits(&hidden)?;
-    let loss = ar_loss(&logits, &labels)
-        .and_then(|l| l.mean())
-        .map_err(train_err)?;
-    Ok((loss, stages.qformer_out))
+    let hidden = model
+        .language_model()
+        .forward_embeds(&embeds, &pos, Some(&mask), None, None)?;
+    Ok(BatchHidden {
+        hidden,
+        labels,
+        qformer_out: stages.qformer_out,
+    })
 }
 
 /// What turning examples into model inputs needs.
@@ -103,13 +130,14 @@ pub(super) struct ExampleContext<'a> {
     pub(super) tokenizer: &'a ChatGlmTokenizer,
     pub(super) preprocessor: &'a ImagePreprocessor,
     pub(super) labels: &'a LabelConfig,
+    pub(super) pad_to: PadTo,
     pub(super) image_length: usize,
     pub(super) english: bool,
     pub(super) device: &'a Device,
 }
 
-/// Pixels `[B, 3, 224, 224]`, labeled ids and `pre_image` of a batch of examples (images
-/// decoded in parallel).
+/// Pixels `[B, 3, 224, 224]`, labeled ids (padded as `ctx.pad_to` says) and `pre_image` of a
+/// batch of examples (images decoded in parallel).
 pub(super) fn prepare_batch(
     batch: &[&Example],
     ctx: &ExampleContext<'_>,
@@ -133,6 +161,7 @@ pub(super) fn prepare_batch(
         pre_image = pre;
         labeled.push(ids);
     }
+    pad_batch(&mut labeled, ctx.pad_to);
     Ok((pixels, labeled, pre_image))
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use visualglm_nn::lora::{LoraConfig, TargetRule};
+use visualglm_train::labels::PadTo;
 
 use super::trainable::BaseWeights;
 use crate::itc::CaptionLayout;
@@ -67,6 +68,10 @@ pub struct FinetuneConfig {
     pub max_source_length: usize,
     /// Target budget, as the release's `max_target_length`.
     pub max_target_length: usize,
+    /// Pad each micro-batch (training and validation) to its longest example (`"longest"`) or
+    /// every example to `max_source_length + max_target_length` as the release
+    /// (`"max_length"`). The losses are the same; the longest is cheaper.
+    pub pad_to: PadTo,
     /// Use the English template (`Q:…\nA:`).
     pub english: bool,
     /// Skip (and count) malformed data records.
@@ -176,6 +181,7 @@ impl Default for FinetuneConfig {
             keep_last: 3,
             max_source_length: 64,
             max_target_length: 256,
+            pad_to: PadTo::Longest,
             english: false,
             skip_malformed: false,
             embedding_grad_shrink: None,
@@ -208,6 +214,16 @@ pub(super) fn itc_lambda(cfg: &FinetuneConfig, step: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pad_to_reads_from_run_toml_and_defaults_to_longest() {
+        let cfg: FinetuneConfig = toml::from_str("pad_to = \"max_length\"").unwrap();
+        assert_eq!(cfg.pad_to, PadTo::MaxLength);
+        let cfg: FinetuneConfig = toml::from_str("pad_to = \"longest\"").unwrap();
+        assert_eq!(cfg.pad_to, PadTo::Longest);
+        assert_eq!(FinetuneConfig::default().pad_to, PadTo::Longest);
+        assert!(toml::from_str::<FinetuneConfig>("pad_to = \"shortest\"").is_err());
+    }
 
     #[test]
     fn itc_lambda_ramps_linearly_then_stays() {

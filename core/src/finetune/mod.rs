@@ -6,21 +6,23 @@
 //! gradient and stays bit-identical.
 //!
 //! `config` holds the run's settings, `trainable` the model with its trainable variables
-//! (and LoRA adapters), `batch` the examples-to-loss path, `run` the training loop, `resume`
-//! the metrics log of a resumed run, `memory` the run's memory plan and `export` the trained
-//! model directory.
+//! (and LoRA adapters), `batch` the examples-to-loss path, `head` the loss through `lm_head` (a
+//! chunk of rows of logits at a time), `run` the training loop, `resume` the metrics log of a
+//! resumed run, `memory` the run's memory plan and `export` the trained model directory.
 
 mod batch;
 mod config;
 mod error;
 mod export;
+mod head;
 mod memory;
 mod resume;
 mod run;
 mod trainable;
 
-pub use batch::{batch_forward, batch_loss, example_ids};
+pub use batch::{batch_forward, batch_hidden, batch_loss, example_ids, BatchHidden};
 pub use config::FinetuneConfig;
+pub use head::{lm_loss, LmHead};
 pub use memory::{memory_plan, model_config, peak_rss_mib, Footprint, MemoryPlan};
 pub use resume::resume_metrics;
 pub use run::{finetune, gradients, StepReport};
