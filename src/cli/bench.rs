@@ -240,9 +240,6 @@ fn time_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
 
 /// Runs `bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.train {
-        return super::bench_train::run(&args);
-    }
     let fmt = args.format.to_ascii_lowercase();
     let (dtype, quant) = match fmt.as_str() {
         "f32" => (DType::F32, None),

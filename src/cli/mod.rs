@@ -91,6 +91,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Eval(cmd) => eval_cmd::run(cmd),
         Command::Quantize(args) => quantize::run(args),
+        Command::Bench(args) if args.train => bench_train::run(&args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Lora(cmd) => lora_cmd::run(cmd),

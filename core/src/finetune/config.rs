@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use visualglm_nn::lora::{LoraConfig, TargetRule};
 use visualglm_train::labels::PadTo;
 
-use super::trainable::BaseWeights;
+use super::base::BaseWeights;
 use crate::itc::CaptionLayout;
 use crate::lora::recipe::{glm_config, GLM_LAYERS};
 

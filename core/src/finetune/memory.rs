@@ -8,8 +8,8 @@ use std::path::Path;
 use candle_core::DType;
 use serde::Serialize;
 
+use super::base::{BaseWeights, FrozenForm};
 use super::config::FinetuneConfig;
-use super::trainable::{BaseWeights, FrozenForm};
 use crate::config::VisualGlmConfig;
 use crate::error::{Result, VisualGlmError};
 use crate::param_shapes::expected_parameters;

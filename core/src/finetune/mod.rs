@@ -5,11 +5,12 @@
 //! qformer`, `transformer.layers.0.`, …); every other weight is a plain tensor, gets no
 //! gradient and stays bit-identical.
 //!
-//! `config` holds the run's settings, `trainable` the model with its trainable variables
+//! `config` holds the run's settings, `base` how the frozen weights are held, `trainable` the model with its trainable variables
 //! (and LoRA adapters), `batch` the examples-to-loss path, `head` the loss through `lm_head` (a
 //! chunk of rows of logits at a time), `run` the training loop, `resume` the metrics log of a
 //! resumed run, `memory` the run's memory plan and `export` the trained model directory.
 
+mod base;
 mod batch;
 mod config;
 mod error;
@@ -20,13 +21,11 @@ mod resume;
 mod run;
 mod trainable;
 
+pub use base::{BaseWeights, FrozenForm};
 pub use batch::{batch_forward, batch_hidden, batch_loss, example_ids, BatchHidden};
 pub use config::FinetuneConfig;
 pub use head::{lm_loss, LmHead};
 pub use memory::{memory_plan, model_config, peak_rss_mib, Footprint, MemoryPlan};
 pub use resume::resume_metrics;
 pub use run::{finetune, gradients, StepReport};
-pub use trainable::{
-    load_trainable, load_trainable_with, trainable_from_tensors, BaseWeights, FrozenForm,
-    TrainableModel,
-};
+pub use trainable::{load_trainable, load_trainable_with, trainable_from_tensors, TrainableModel};

@@ -56,7 +56,7 @@ pub fn resume_metrics(out: &Path, metrics: &Path) -> Result<u64> {
 
 /// What a run's checkpoints record about the base they were trained over (in
 /// `state.json`'s `extra.base`): the model path, the frozen dtype and the quantization.
-pub(super) fn base_record(model: &Path, base: &super::BaseWeights) -> serde_json::Value {
+pub(super) fn base_record(model: &Path, base: &super::base::BaseWeights) -> serde_json::Value {
     let model = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_path_buf());
     serde_json::json!({
         "model": model.display().to_string(),
