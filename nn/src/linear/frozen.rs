@@ -7,6 +7,11 @@
 //! input by the inference kernels into a custom op over `(x, y)`: its forward is a copy of `y`,
 //! its backward `grad·W` for `x` only ([`backward_input`]), in f32 a block of weight rows at a
 //! time for half-precision and GGML-quantized weights.
+//!
+//! Measured once (release build, CPU, 2 rayon threads on a machine shared with other builds):
+//! the backward of `sum(x·Wᵀ ∘ r)` for a frozen f32 `W` `[4096, 4096]` and `x` `[1280, 4096]`
+//! took 604–739 ms through candle's matmul and 404–432 ms through this op (3 rounds each,
+//! identical input gradients).
 
 use std::borrow::Cow;
 
