@@ -1,18 +1,26 @@
 //! A linear layer `y = x·Wᵀ + b` with the checkpoint's own weight names.
 //!
 //! The base weight is either dense (a [`Tensor`] in the run dtype) or quantized (a GGML
-//! [`QTensor`] multiplied with candle's [`QMatMul`], inference only: it has no backward).
+//! [`QTensor`] multiplied with candle's [`QMatMul`], which has no backward of its own).
 //! The output is `base(x) + bias`; low-rank adapters are meant to be added on top of the
 //! base output (see [`Linear::forward_base`]) whatever the base kind.
+//!
+//! When the input is tracked for gradients and the base weight is not (quantized, or a dense
+//! tensor that is no variable), the product runs on the detached input with the inference
+//! kernels and joins the graph through a custom op whose backward returns only the input's
+//! gradient `grad·W` ([`Linear::backward_input`], module `frozen`): no weight-side product.
+//! A trainable dense weight keeps candle's matmul and its weight gradient.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::kernels::{output_dims, SWAP_MAX_ROWS};
 use crate::lora::LoraAdapter;
+
+mod frozen;
 
 /// The frozen base weight of a [`Linear`] layer, `[out, in]`.
 #[derive(Debug, Clone)]
@@ -188,12 +196,61 @@ impl Linear {
 
     /// `x·Wᵀ` without the bias: the frozen part adapters add to.
     pub fn forward_base(&self, x: &Tensor) -> Result<Tensor> {
-        self.product(x, None)
+        self.product_tracked(x, None)
+    }
+
+    /// The gradient of `x·Wᵀ` with respect to `x`: `grad·W` `[.., in]` in f32 for `grad`
+    /// `[.., out]` (f32, or any float dtype: it is widened first), whatever the base. A dense
+    /// f32 weight takes one product; an f16/bf16 weight is widened to f32 and a GGML-quantized
+    /// one dequantized (on the weight's device) a block of output rows at a time, at most
+    /// 16 MiB of f32 rows, and the blocks' products `grad[.., rows]·W[rows, :]` are summed:
+    /// the whole f32 matrix is never built. This is the backward of the forward when the input
+    /// is tracked and the weight is not.
+    pub fn backward_input(&self, grad: &Tensor) -> Result<Tensor> {
+        let (_, inp) = self.dims()?;
+        frozen::backward_input(&self.base, grad, frozen::block_rows(inp))
+    }
+
+    /// `x·Wᵀ (+ bias)` for any input: when `x` is tracked and the weight is not, computed on
+    /// the detached input and joined to the graph by the frozen op (input gradient only); an
+    /// untracked bias goes into that product, a tracked one is added after it.
+    fn product_tracked(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        if !frozen::applies(&self.base, x) {
+            return self.product(x, bias);
+        }
+        let (_, inp) = self.dims()?;
+        let fixed_bias = bias.filter(|b| !b.track_op());
+        let y = self.product(&x.detach(), fixed_bias)?;
+        let y = frozen::attach(x, &y, &self.base, frozen::block_rows(inp))?;
+        match bias {
+            Some(b) if b.track_op() => y.broadcast_add(b),
+            _ => Ok(y),
+        }
+    }
+
+    /// `x·Wᵀ`, plus `bias` when given. A dense f16/bf16 weight with an f32 input takes the
+    /// input cast to the weight's dtype and returns the output cast back to f32 (the bias added
+    /// in f32); otherwise the operands go to [`Linear::product_same_dtype`] as they are.
+    fn product(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        match &self.base {
+            LinearBase::Dense(w)
+                if x.dtype() == DType::F32 && matches!(w.dtype(), DType::F16 | DType::BF16) =>
+            {
+                let y = self
+                    .product_same_dtype(&x.to_dtype(w.dtype())?, None)?
+                    .to_dtype(x.dtype())?;
+                match bias {
+                    Some(b) => y.broadcast_add(&b.to_dtype(x.dtype())?),
+                    None => Ok(y),
+                }
+            }
+            _ => self.product_same_dtype(x, bias),
+        }
     }
 
     /// `x·Wᵀ`, plus `bias` when given: written into the output before the product where the
     /// kernel takes it (many rows of a dense f32 weight), added after it otherwise.
-    fn product(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    fn product_same_dtype(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let y = match &self.base {
             // Many rows of a dense f32 weight: one product per thread, the bias written first.
             LinearBase::Dense(weight) if crate::kernels::gemm_f32::applies(weight, bias, x) => {
@@ -265,7 +322,7 @@ fn swap_applies(weight: &Tensor, x: &Tensor) -> bool {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut y = self.product(x, self.bias.as_ref())?;
+        let mut y = self.product_tracked(x, self.bias.as_ref())?;
         for adapter in &self.adapters {
             y = (y + adapter.forward(x)?)?;
         }
