@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Module, Tensor};
 use visualglm_language::ChatGlm;
+use visualglm_nn::checkpoint::HasParams;
 use visualglm_nn::Linear;
 use visualglm_train::chunked_ce::{ar_loss_chunked, chunk_rows_for, LogitsHead, CHUNK_BYTES};
 use visualglm_train::losses::{ar_loss, ArLoss};
@@ -24,10 +25,7 @@ impl LmHead {
     /// weight or bias, or adapters): its weights need the gradient the chunked loss does not
     /// give.
     pub fn frozen(linear: &Linear) -> Result<Option<Self>> {
-        let tracked = linear.weight().is_some_and(Tensor::track_op)
-            || linear.bias().is_some_and(Tensor::track_op)
-            || !linear.adapters().is_empty();
-        if tracked {
+        if linear.has_params() {
             return Ok(None);
         }
         let (vocab, _) = linear.dims()?;
@@ -48,9 +46,8 @@ impl LogitsHead for LmHead {
     }
 
     fn backward_input(&self, grad_logits: &Tensor) -> visualglm_train::Result<Tensor> {
-        // TODO(frozen): Linear::backward_input
-        let weight = self.linear.dequantized_weight()?.to_dtype(DType::F32)?;
-        Ok(grad_logits.matmul(&weight)?)
+        // `grad·W`, a block of rows of W widened to f32 at a time.
+        Ok(self.linear.backward_input(grad_logits)?)
     }
 }
 
