@@ -14,7 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, TensorId, Var};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Tensor, TensorId, Var,
+};
+
+use crate::graph::copy_of;
 
 use crate::{FusedSelfAttention, LayerNorm, Linear, Mlp};
 
@@ -94,7 +98,7 @@ impl Checkpointing {
         // The first pass runs on a tracked leaf, as the recomputation will, so both take the
         // same kernels; its graph is dropped with `out` once the output is detached.
         let leaf = Var::from_tensor(&x.detach())?;
-        let y = f(leaf.as_tensor())?.detach().contiguous()?;
+        let y = f(leaf.as_tensor())?.detach();
         // A tracked argument makes the result tracked even when `x` is not.
         let arg = if x.track_op() {
             x.clone()
@@ -148,21 +152,6 @@ impl Checkpointing {
     }
 }
 
-/// Copies the saved output `y` (the second argument) into the op's result.
-fn copy_saved(s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-    let (start, end) = l2
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("checkpoint: saved output not contiguous".into()))?;
-    let copy = match s2 {
-        CpuStorage::F32(v) => CpuStorage::F32(v[start..end].to_vec()),
-        CpuStorage::F16(v) => CpuStorage::F16(v[start..end].to_vec()),
-        CpuStorage::BF16(v) => CpuStorage::BF16(v[start..end].to_vec()),
-        CpuStorage::F64(v) => CpuStorage::F64(v[start..end].to_vec()),
-        _ => candle_core::bail!("checkpoint: a segment must return floats"),
-    };
-    Ok((copy, l2.shape().clone()))
-}
-
 /// The checkpointed segment as a candle op: `(x, y) → y`, whose backward recomputes `f(x)`.
 struct Segment {
     f: SegmentFn,
@@ -181,21 +170,27 @@ impl CustomOp2 for Segment {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        copy_saved(s2, l2)
+        copy_of(s2, l2)
     }
 
-    #[cfg(feature = "cuda")]
     fn cuda_fwd(
         &self,
-        _s1: &candle_core::CudaStorage,
+        _s1: &CudaStorage,
         _l1: &Layout,
-        s2: &candle_core::CudaStorage,
+        s2: &CudaStorage,
         l2: &Layout,
-    ) -> Result<(candle_core::CudaStorage, Shape)> {
-        if !l2.is_contiguous() || l2.start_offset() != 0 {
-            candle_core::bail!("checkpoint: saved output not contiguous");
-        }
-        Ok((s2.try_clone(l2)?, l2.shape().clone()))
+    ) -> Result<(CudaStorage, Shape)> {
+        copy_of(s2, l2)
+    }
+
+    fn metal_fwd(
+        &self,
+        _s1: &MetalStorage,
+        _l1: &Layout,
+        s2: &MetalStorage,
+        l2: &Layout,
+    ) -> Result<(MetalStorage, Shape)> {
+        copy_of(s2, l2)
     }
 
     fn bwd(

@@ -15,13 +15,13 @@
 
 use std::borrow::Cow;
 
-use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{
     CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor,
 };
 
-use super::LinearBase;
+use super::base::LinearBase;
+use crate::graph::copy_of;
 
 /// The most bytes of f32 weight rows [`backward_input`] widens at once.
 const BLOCK_BYTES: usize = 16 << 20;
@@ -156,20 +156,6 @@ fn dequantize_rows(q: &QTensor, bytes: &[u8], rows: usize, inp: usize) -> Result
 struct FrozenProduct {
     base: LinearBase,
     block_rows: usize,
-}
-
-/// A fresh contiguous copy of the elements of `s` under `layout` (any backend).
-fn copy_of<S>(s: &S, layout: &Layout) -> Result<(S, Shape)>
-where
-    S: BackendStorage,
-    S::Device: BackendDevice<Storage = S>,
-{
-    let shape = layout.shape().clone();
-    // SAFETY: every element of the new storage is written by `copy_strided_src` just below
-    // before it can be read.
-    let mut dst = unsafe { s.device().alloc_uninit(&shape, s.dtype())? };
-    s.copy_strided_src(&mut dst, 0, layout)?;
-    Ok((dst, shape))
 }
 
 impl CustomOp2 for FrozenProduct {
