@@ -1,6 +1,7 @@
 //! The crate's integration tests, one binary: one module per topic.
 
 mod activation_checkpointing;
+mod base_precision;
 mod checkpoint_common;
 mod checkpoint_convert;
 mod checkpoint_errors;
