@@ -1,8 +1,8 @@
 //! Activation checkpointing: a segment of the network (one transformer layer) keeps only its
 //! input for the backward pass and recomputes its internals there.
 //!
-//! [`Checkpointing::segment`] runs the segment once, keeps its input and output, and drops
-//! everything in between. Its backward pass runs the segment again on the saved input, with
+//! [`Checkpointing::segment`] runs the segment once, keeps its input and output (once), and
+//! drops everything in between. Its backward pass runs the segment again on the saved input, with
 //! the same code and therefore the same kernels (both passes see a tracked input), and
 //! back-propagates the incoming gradient through that copy. The gradient of the input goes on
 //! down the outer graph; the gradients of the trainable parameters reached inside the segment
@@ -15,10 +15,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::backprop::GradStore;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp2, Layout, MetalStorage, Result, Shape, Tensor, TensorId, Var,
+    CpuStorage, CudaStorage, CustomOp1, Layout, MetalStorage, Result, Shape, Tensor, TensorId, Var,
 };
 
-use crate::graph::copy_of;
+use crate::graph::PendingOutput;
 
 use crate::{FusedSelfAttention, LayerNorm, Linear, Mlp};
 
@@ -105,13 +105,11 @@ impl Checkpointing {
         } else {
             leaf.as_tensor().clone()
         };
-        arg.apply_op2_arc(
-            &y,
-            Arc::new(Box::new(Segment {
-                f: Arc::new(f),
-                checkpointing: self.clone(),
-            })),
-        )
+        arg.apply_op1(Segment {
+            f: Arc::new(f),
+            checkpointing: self.clone(),
+            y: PendingOutput::new(y),
+        })
     }
 
     /// Adds the parameter gradients the segments' backward passes collected to `store` (the
@@ -152,61 +150,38 @@ impl Checkpointing {
     }
 }
 
-/// The checkpointed segment as a candle op: `(x, y) → y`, whose backward recomputes `f(x)`.
+/// The checkpointed segment as a candle op over its input: forward copies the output of the
+/// first pass (taken, so the graph holds it once), backward recomputes `f(x)`.
 struct Segment {
     f: SegmentFn,
     checkpointing: Checkpointing,
+    y: PendingOutput,
 }
 
-impl CustomOp2 for Segment {
+impl CustomOp1 for Segment {
     fn name(&self) -> &'static str {
         "checkpoint"
     }
 
-    fn cpu_fwd(
-        &self,
-        _s1: &CpuStorage,
-        _l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        copy_of(s2, l2)
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.y.take_cpu()
     }
 
-    fn cuda_fwd(
-        &self,
-        _s1: &CudaStorage,
-        _l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        copy_of(s2, l2)
+    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
+        self.y.take_cuda()
     }
 
-    fn metal_fwd(
-        &self,
-        _s1: &MetalStorage,
-        _l1: &Layout,
-        s2: &MetalStorage,
-        l2: &Layout,
-    ) -> Result<(MetalStorage, Shape)> {
-        copy_of(s2, l2)
+    fn metal_fwd(&self, _: &MetalStorage, _: &Layout) -> Result<(MetalStorage, Shape)> {
+        self.y.take_metal()
     }
 
-    fn bwd(
-        &self,
-        arg1: &Tensor,
-        _arg2: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let leaf = Var::from_tensor(&arg1.detach())?;
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let leaf = Var::from_tensor(&arg.detach())?;
         let out = (self.f)(leaf.as_tensor())?;
         let grad = grad_res.detach().to_dtype(out.dtype())?;
         let grads = (out * grad)?.sum_all()?.backward()?;
         self.checkpointing.collect(&grads)?;
-        let grad_x = grads.get(leaf.as_tensor()).map(Tensor::detach);
-        Ok((grad_x, None))
+        Ok(grads.get(leaf.as_tensor()).map(Tensor::detach))
     }
 }
 

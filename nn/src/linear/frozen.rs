@@ -17,11 +17,11 @@ use std::borrow::Cow;
 
 use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp2, DType, Layout, MetalStorage, Result, Shape, Tensor,
+    CpuStorage, CudaStorage, CustomOp1, DType, Layout, MetalStorage, Result, Shape, Tensor,
 };
 
 use super::base::LinearBase;
-use crate::graph::copy_of;
+use crate::graph::PendingOutput;
 
 /// The most bytes of f32 weight rows [`backward_input`] widens at once.
 const BLOCK_BYTES: usize = 16 << 20;
@@ -50,13 +50,11 @@ pub(super) fn attach(
     base: &LinearBase,
     block_rows: usize,
 ) -> Result<Tensor> {
-    x.apply_op2(
-        &y.detach(),
-        FrozenProduct {
-            base: base.clone(),
-            block_rows,
-        },
-    )
+    x.apply_op1(FrozenProduct {
+        base: base.clone(),
+        block_rows,
+        y: PendingOutput::new(y.detach()),
+    })
 }
 
 /// `grad·W` `[.., in]` in f32 for `grad` `[.., out]` (any float dtype) and the `[out, in]`
@@ -151,57 +149,34 @@ fn dequantize_rows(q: &QTensor, bytes: &[u8], rows: usize, inp: usize) -> Result
     QTensor::new(storage, (rows, inp))?.dequantize(&device)
 }
 
-/// The custom op: forward copies its second argument (the output computed without the graph),
-/// backward gives the first (the input) `grad·W`.
+/// The custom op over the input: forward copies the output computed without the graph (taken,
+/// so the graph does not hold it twice), backward gives the input `grad·W`.
 struct FrozenProduct {
     base: LinearBase,
     block_rows: usize,
+    y: PendingOutput,
 }
 
-impl CustomOp2 for FrozenProduct {
+impl CustomOp1 for FrozenProduct {
     fn name(&self) -> &'static str {
         "frozen-linear"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        y: &CpuStorage,
-        layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        copy_of(y, layout)
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.y.take_cpu()
     }
 
-    fn cuda_fwd(
-        &self,
-        _: &CudaStorage,
-        _: &Layout,
-        y: &CudaStorage,
-        layout: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        copy_of(y, layout)
+    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
+        self.y.take_cuda()
     }
 
-    fn metal_fwd(
-        &self,
-        _: &MetalStorage,
-        _: &Layout,
-        y: &MetalStorage,
-        layout: &Layout,
-    ) -> Result<(MetalStorage, Shape)> {
-        copy_of(y, layout)
+    fn metal_fwd(&self, _: &MetalStorage, _: &Layout) -> Result<(MetalStorage, Shape)> {
+        self.y.take_metal()
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let g = backward_input(&self.base, grad, self.block_rows)?.to_dtype(x.dtype())?;
-        Ok((Some(g), None))
+        Ok(Some(g))
     }
 }
 
