@@ -84,6 +84,24 @@ pub(crate) fn gelu_tanh(x: f32) -> f32 {
     x / (1.0 + exp(-2.0 * u))
 }
 
+/// The derivative of [`gelu_erf`]: `Φ(x) + x·φ(x)`, i.e. `(1 + erf(x/√2))/2 + x·e^(−x²/2)/√(2π)`.
+#[inline(always)]
+pub(crate) fn gelu_erf_derivative(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x)
+}
+
+/// The derivative of [`gelu_tanh`]: with `s = 1/(1 + e^(−2u))` (so that `gelu_tanh = x·s`),
+/// `s + 2x·s(1 − s)·du/dx`, `du/dx = √(2/π)·(1 + 3·0.044715·x²)`; finite in both tails.
+#[inline(always)]
+pub(crate) fn gelu_tanh_derivative(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const C: f32 = 0.044_715;
+    let u = SQRT_2_OVER_PI * x * (1.0 + C * x * x);
+    let s = 1.0 / (1.0 + exp(-2.0 * u));
+    s + 2.0 * x * s * (1.0 - s) * SQRT_2_OVER_PI * (1.0 + 3.0 * C * x * x)
+}
+
 /// The f32 value of f16 bits `h`, exactly (NaNs stay NaN), with integer and exactly rounded
 /// float operations only so that a loop of it vectorizes without F16C.
 #[inline(always)]
@@ -224,7 +242,8 @@ pub(crate) fn simd_level() -> SimdLevel {
 }
 
 /// Whether the fused kernels handle `t`: an f32 CPU tensor that is contiguous and not tracked
-/// for gradients (they have no backward; training keeps candle's ops).
+/// for gradients (they have no backward; training keeps candle's ops, except GELU, whose graph
+/// op is in [`crate::activation`]).
 pub(crate) fn fused_applies(t: &Tensor) -> bool {
     t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op() && t.is_contiguous()
 }
