@@ -9,6 +9,7 @@ mod chat;
 mod convert;
 mod data;
 mod describe;
+mod dist;
 mod eval_cmd;
 mod eval_model;
 mod init;

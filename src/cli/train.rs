@@ -1,11 +1,13 @@
-//! `visualglm train --config run.toml`: fine-tune with the autoregressive loss, resumably.
+//! `visualglm train --config run.toml`: fine-tune with the autoregressive loss, resumably; as
+//! one rank of a data-parallel job when started by `mpirun` or `srun` (rank 0 writes the
+//! metrics, the loss curve and the checkpoints).
 
 use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use visualglm::finetune::{finetune, FinetuneConfig};
+use visualglm::finetune::{finetune_on, FinetuneConfig};
 
 /// Arguments of `visualglm train`.
 #[derive(clap::Args, Debug)]
@@ -59,6 +61,14 @@ pub struct Args {
     /// Device: auto, cpu, cuda, cuda:N.
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Data-parallel runs: seconds a rank waits in a collective for the others before the
+    /// job is ended as hung (longer than one update of the slowest rank).
+    #[arg(long, default_value_t = 1800)]
+    dist_timeout: u64,
+    /// Stop after this many updates of this invocation, at a checkpoint-resumable point (to
+    /// fit a scheduler's time limit; the next `train` with the same `out` goes on).
+    #[arg(long)]
+    stop_after: Option<u64>,
 }
 
 /// Runs `train`.
@@ -125,23 +135,46 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if cfg.data.as_os_str().is_empty() {
         anyhow::bail!("give the training data (--data or the config)");
     }
-    match &plan {
-        Ok(plan) => eprintln!("{plan}"),
-        Err(e) => eprintln!("no memory plan: {e}"),
+    let comm = super::dist::from_launcher(std::time::Duration::from_secs(args.dist_timeout))?;
+    let main = comm.is_main();
+    if comm.world_size() > 1 {
+        eprintln!(
+            "rank {} of {} ({}): batch_size {} per rank, global batch {}",
+            comm.rank(),
+            comm.world_size(),
+            comm.backend(),
+            cfg.batch_size,
+            cfg.batch_size * comm.world_size()
+        );
+    }
+    match (&plan, main) {
+        (Ok(plan), true) => eprintln!("{plan}"),
+        (Err(e), true) => eprintln!("no memory plan: {e}"),
+        (_, false) => {}
     }
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
     let metrics_path = cfg.out.join("metrics.jsonl");
-    let resumed = visualglm::finetune::resume_metrics(&cfg.out, &metrics_path)?;
-    if resumed > 0 {
-        eprintln!("resuming from step {resumed}");
-    }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .with_context(|| format!("cannot write {}", metrics_path.display()))?;
-    let bar = ProgressBar::new(cfg.steps);
+    // Rank 0 keeps the metrics log; the others only train.
+    let mut metrics = if main {
+        let resumed = visualglm::finetune::resume_metrics(&cfg.out, &metrics_path)?;
+        if resumed > 0 {
+            eprintln!("resuming from step {resumed}");
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .with_context(|| format!("cannot write {}", metrics_path.display()))?;
+        Some(file)
+    } else {
+        None
+    };
+    let bar = if main {
+        ProgressBar::new(cfg.steps)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
@@ -149,19 +182,38 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let mut write_error = None;
-    let reports = finetune(&cfg, &device, &mut |r| {
+    let stop_after = args.stop_after;
+    let mut done = 0u64;
+    let reports = finetune_on(&cfg, &device, comm.as_ref(), &mut |r| {
+        done += 1;
+        let go_on = stop_after.is_none_or(|n| done < n);
         bar.set_position(r.step);
         bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
+        let Some(metrics) = metrics.as_mut() else {
+            return go_on;
+        };
         let line = serde_json::to_string(r).unwrap_or_default();
         if let Err(e) = writeln!(metrics, "{line}") {
             write_error = Some(e);
             return false;
         }
-        true
-    })?;
+        go_on
+    });
+    let reports = match reports {
+        Ok(r) => r,
+        Err(e) if comm.world_size() > 1 => {
+            // The other ranks would wait for this one: end the job.
+            comm.fail(&format!("{e:#}"));
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     bar.finish();
     if let Some(e) = write_error {
         return Err(e).with_context(|| format!("writing {}", metrics_path.display()));
+    }
+    if !main {
+        return Ok(());
     }
     let skipped = reports.iter().filter(|r| r.skipped).count();
     let curve = cfg.out.join("loss.png");

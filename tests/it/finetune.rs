@@ -7,7 +7,8 @@ use candle_core::Device;
 use support::{golden, tiny_tokenizer};
 use visualglm::finetune::{finetune, FinetuneConfig};
 
-fn config(dir: &std::path::Path, out: &str, steps: u64) -> FinetuneConfig {
+/// The tiny model trained on two captioned images, `steps` updates of batch 2 into `dir/out`.
+pub(crate) fn config(dir: &std::path::Path, out: &str, steps: u64) -> FinetuneConfig {
     let data = dir.join("train.json");
     let records = serde_json::json!([
         {"img": golden("images/chelsea.png"), "prompt": "Describe the image.", "label": "a cat on a floor"},

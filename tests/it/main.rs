@@ -12,6 +12,7 @@ mod cli_eval;
 mod cli_eval_model;
 mod cli_inspect;
 mod cli_tokenizer;
+mod data_parallel;
 mod finetune;
 mod finetune_loss;
 mod fuzz_regressions;

@@ -13,6 +13,7 @@
 mod base;
 mod batch;
 mod config;
+mod data_parallel;
 mod error;
 mod export;
 mod head;
@@ -27,5 +28,5 @@ pub use config::FinetuneConfig;
 pub use head::{lm_loss, LmHead};
 pub use memory::{memory_plan, model_config, peak_rss_mib, Footprint, MemoryPlan};
 pub use resume::resume_metrics;
-pub use run::{finetune, gradients, StepReport};
+pub use run::{finetune, finetune_on, gradients, StepReport};
 pub use trainable::{load_trainable, load_trainable_with, trainable_from_tensors, TrainableModel};

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use serde::Serialize;
+use visualglm_dist::{shard, Collective, Solo};
 use visualglm_nn::checkpoint::Checkpointing;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::checkpoint::{CheckpointManager, TrainState};
@@ -15,10 +16,14 @@ use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
 use visualglm_train::schedule::LrSchedule;
 use visualglm_train::step::{apply_step, StepOutcome};
 
-use super::batch::{batch_forward, prepare_batch, validation_loss, ExampleContext};
+use super::batch::{batch_hidden, prepare_batch, validation_loss, ExampleContext};
 use super::config::{itc_lambda, FinetuneConfig};
+use super::data_parallel::{
+    all_reduce_gradients, check_same_start, check_world, dist_err, global_sum, world_record,
+};
 use super::error::train_err;
 use super::export::{export_model, ExportParts};
+use super::head::lm_loss;
 use super::resume::{base_record, check_base};
 use super::trainable::{attach_trainable_lora, load_trainable_with};
 use crate::error::{Result, VisualGlmError};
@@ -61,14 +66,35 @@ pub struct StepReport {
     pub peak_rss_mib: Option<f64>,
 }
 
-/// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune; `on_step` sees
-/// every update and returns whether to go on (stopping early leaves the run resumable from its
-/// last checkpoint). Returns the reports of the updates made by this call.
+/// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune in this process;
+/// `on_step` sees every update and returns whether to go on (stopping early writes a
+/// checkpoint there, so the run resumes from that update). Returns the reports of the updates
+/// made by this call.
 pub fn finetune(
     cfg: &FinetuneConfig,
     device: &Device,
     on_step: &mut dyn FnMut(&StepReport) -> bool,
 ) -> Result<Vec<StepReport>> {
+    finetune_on(cfg, device, &Solo, on_step)
+}
+
+/// [`finetune`] as one rank of a data-parallel group (see `data_parallel`): `cfg.batch_size`
+/// is the per-rank batch, every rank reports the same global losses, and rank 0 alone
+/// writes checkpoints and the exported model. Every rank must see the same `cfg.out`.
+pub fn finetune_on(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    comm: &dyn Collective,
+    on_step: &mut dyn FnMut(&StepReport) -> bool,
+) -> Result<Vec<StepReport>> {
+    let world = comm.world_size();
+    if world > 1 && cfg.itc_weight > 0.0 {
+        return Err(VisualGlmError::Input(
+            "data-parallel runs train the autoregressive loss only for now: set itc_weight = 0 \
+             or run one process"
+                .into(),
+        ));
+    }
     if cfg.batch_size == 0 || cfg.grad_accum == 0 {
         return Err(VisualGlmError::Input(
             "batch_size and grad_accum must be at least 1".into(),
@@ -162,17 +188,20 @@ pub fn finetune(
     let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
     let mut queue = TextQueue::new(cfg.itc_queue);
     let base_rec = base_record(&cfg.model, &base);
+    let world_rec = world_record(comm, cfg.batch_size);
     if let Some(ck) = manager.load_latest(device).map_err(train_err)? {
         check_base(&ck.state.extra, &base_rec, &ck.dir)?;
+        check_world(&ck.state.extra, &world_rec, &ck.dir)?;
         ck.restore(&mut opt).map_err(train_err)?;
         queue = TextQueue::from_tensors(cfg.itc_queue, &ck.optimizer)?;
         tracing::info!("resumed from {}", ck.dir.display());
         state = ck.state;
     }
-    state.extra = serde_json::json!({ "base": base_rec });
+    check_same_start(state.counters.step, comm)?;
+    state.extra = serde_json::json!({ "base": base_rec, "data_parallel": world_rec });
     let sampler_cfg = SamplerConfig {
         seed: cfg.seed,
-        batch_size: cfg.batch_size,
+        batch_size: cfg.batch_size * world,
         shuffle: true,
         drop_last: false,
     };
@@ -190,8 +219,15 @@ pub fn finetune(
         let mut accumulated: Option<Gradients> = None;
         let mut loss_sum = 0.0;
         for _ in 0..cfg.grad_accum {
-            let indices = sampler.next_batch();
+            let global = sampler.next_batch();
+            let indices = shard(&global, comm.rank(), cfg.batch_size);
             let batch: Vec<_> = indices.iter().filter_map(|&i| examples.get(i)).collect();
+            if batch.is_empty() {
+                // The short last batch of an epoch left this rank nothing: it still takes
+                // part in the count and, at the end of the update, in the sums.
+                global_sum(0.0, comm)?;
+                continue;
+            }
             let ctx = ExampleContext {
                 tokenizer: &tokenizer,
                 preprocessor: &preprocessor,
@@ -202,13 +238,18 @@ pub fn finetune(
                 device,
             };
             let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
-            let (mut loss, qformer_out) = batch_forward(
+            let out = batch_hidden(
                 &tm.model,
                 &pixels,
                 &labeled,
                 pre_image,
                 cfg.embedding_grad_shrink,
             )?;
+            let ar = lm_loss(tm.model.language_model(), &out.hidden, &out.labels, None)?;
+            // The mean over the answer tokens of the whole global batch (all ranks).
+            let answer_tokens = global_sum(ar.n_supervised as f64, comm)?;
+            let mut loss = (&ar.sum / answer_tokens.max(1.0))?;
+            let qformer_out = out.qformer_out;
             if let Some(h) = &heads {
                 let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
                 let text = caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
@@ -234,13 +275,14 @@ pub fn finetune(
                 }
             });
         }
-        let mut grads = accumulated.ok_or_else(|| VisualGlmError::Input("empty update".into()))?;
+        let grads = accumulated.unwrap_or_else(|| Gradients::new(vec![None; opt.params().len()]));
+        let mut grads = all_reduce_gradients(grads, opt.params(), comm)?;
         if cfg.grad_accum > 1 {
             grads
                 .scale(1.0 / cfg.grad_accum as f64)
                 .map_err(train_err)?;
         }
-        let loss = loss_sum / cfg.grad_accum as f64;
+        let loss = global_sum(loss_sum, comm)? / cfg.grad_accum as f64;
         let clip = (cfg.clip > 0.0).then_some(cfg.clip);
         let outcome = apply_step(&mut opt, &schedule, &mut state.counters, loss, grads, clip)
             .map_err(train_err)?;
@@ -292,14 +334,22 @@ pub fn finetune(
             state.metrics.insert("val_loss".into(), v);
         }
         reports.push(report);
-        if at_end || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0) {
+        // Every rank stops where any rank's `on_step` asked to, after a checkpoint.
+        let stopping = global_sum(f64::from(u8::from(!go_on)), comm)? > 0.0;
+        let save_due =
+            at_end || stopping || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0);
+        if save_due && comm.is_main() {
             let mut training_state = opt.state_tensors().map_err(train_err)?;
             training_state.extend(queue.tensors()?);
             manager
                 .save(&state, &opt.params().tensors(), &training_state)
                 .map_err(train_err)?;
         }
-        if at_end && cfg.export {
+        if save_due {
+            // No rank runs ahead of a checkpoint it could be asked to resume from.
+            comm.barrier().map_err(dist_err)?;
+        }
+        if at_end && cfg.export && comm.is_main() {
             let export = ExportParts {
                 tokenizer: tokenizer.source(),
                 lora: lora.as_ref().map(|(set, _)| set),
@@ -307,7 +357,7 @@ pub fn finetune(
             };
             export_model(&tm, &export, &cfg.out)?;
         }
-        if !go_on {
+        if stopping {
             break;
         }
     }
