@@ -17,6 +17,9 @@ use visualglm_train::losses::{
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
+mod queue;
+pub use queue::TextQueue;
+
 /// File of the ITC heads in an exported model directory.
 pub const ITC_FILE: &str = "itc.safetensors";
 
@@ -221,26 +224,7 @@ impl ItcHeads {
         group: &[i64],
         queue: Option<&TextQueue>,
     ) -> Result<Tensor> {
-        self.temperature.clamp().map_err(train_err)?;
-        let image = l2_normalize(
-            &self
-                .vision_proj
-                .forward(&qformer_out.to_dtype(DType::F32)?)?,
-            NORMALIZE_EPS,
-        )
-        .map_err(train_err)?;
-        let text = l2_normalize(&self.text_proj.forward(text_feature)?, NORMALIZE_EPS)
-            .map_err(train_err)?;
-        let (queued, queue_ids) = match queue.and_then(|q| Some((q.features.as_ref()?, &q.ids))) {
-            Some((f, ids)) => (
-                l2_normalize(&self.text_proj.forward(f)?, NORMALIZE_EPS).map_err(train_err)?,
-                ids.as_slice(),
-            ),
-            None => (
-                Tensor::zeros((0, text.dim(1)?), DType::F32, text.device())?,
-                &[][..],
-            ),
-        };
+        let (image, text, queued, queue_ids) = self.project(qformer_out, text_feature, queue)?;
         let out = itc_loss_queued(
             &image,
             &text,
@@ -253,96 +237,73 @@ impl ItcHeads {
         .map_err(train_err)?;
         Ok(out.loss)
     }
-}
 
-/// Text features of earlier batches, newest first, that the ITC loss ranks as extra
-/// negatives for each image (ALBEF's and BLIP's text queue). It keeps the frozen language
-/// model's pooled caption states, before `text_proj`, so each step projects them with the
-/// current heads; they go stale only as far as LoRA on the language model moves them.
-#[derive(Debug, Clone)]
-pub struct TextQueue {
-    capacity: usize,
-    features: Option<Tensor>,
-    ids: Vec<i64>,
-}
-
-/// Checkpoint key of the queued features.
-const QUEUE_FEATURES: &str = "itc_queue.features";
-/// Checkpoint key of the queued caption ids.
-const QUEUE_IDS: &str = "itc_queue.ids";
-
-impl TextQueue {
-    /// An empty queue holding at most `capacity` texts.
-    pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            features: None,
-            ids: Vec::new(),
-        }
+    /// The share of rows `rows` of [`ItcHeads::loss`] over the whole (gathered) batch
+    /// `qformer_out` `[B, 32, w]`, `text_feature` `[B, W]`, `group`: what one data-parallel
+    /// rank computes for its own rows (see `visualglm_train::itc_rows`); the shares of a
+    /// partition of the rows add up to the whole loss.
+    pub fn loss_rows(
+        &self,
+        qformer_out: &Tensor,
+        text_feature: &Tensor,
+        group: &[i64],
+        rows: std::ops::Range<usize>,
+        queue: Option<&TextQueue>,
+    ) -> Result<Tensor> {
+        let (image, text, queued, queue_ids) = self.project(qformer_out, text_feature, queue)?;
+        visualglm_train::itc_rows::itc_loss_queued_rows(
+            &image,
+            &text,
+            group,
+            rows,
+            &queued,
+            queue_ids,
+            self.temperature.tensor(),
+            &ItcConfig::default(),
+        )
+        .map_err(train_err)
     }
 
-    /// Number of queued texts.
-    pub fn len(&self) -> usize {
-        self.ids.len()
+    /// Clamps the temperature, then the loss's inputs through the heads, normalised: image
+    /// features `[B, 32, D]`, text features `[B, D]`, the queued texts `[E, D]` and their ids.
+    #[allow(clippy::type_complexity)]
+    fn project<'q>(
+        &self,
+        qformer_out: &Tensor,
+        text_feature: &Tensor,
+        queue: Option<&'q TextQueue>,
+    ) -> Result<(Tensor, Tensor, Tensor, &'q [i64])> {
+        self.temperature.clamp().map_err(train_err)?;
+        let image = l2_normalize(
+            &self
+                .vision_proj
+                .forward(&qformer_out.to_dtype(DType::F32)?)?,
+            NORMALIZE_EPS,
+        )
+        .map_err(train_err)?;
+        let text = l2_normalize(&self.text_proj.forward(text_feature)?, NORMALIZE_EPS)
+            .map_err(train_err)?;
+        let (queued, queue_ids) = self.projected_queue(queue, text.dim(1)?, text.device())?;
+        Ok((image, text, queued, queue_ids))
     }
 
-    /// Whether nothing is queued.
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
-    /// Puts a batch's features `[B, W]` (detached) and caption ids in front, dropping the
-    /// oldest beyond the capacity.
-    pub fn push(&mut self, features: &Tensor, ids: &[i64]) -> Result<()> {
-        if self.capacity == 0 {
-            return Ok(());
-        }
-        if features.dim(0)? != ids.len() {
-            return Err(VisualGlmError::Input(format!(
-                "text queue: {} ids for {} features",
-                ids.len(),
-                features.dim(0)?
-            )));
-        }
-        let features = features.detach();
-        let all = match &self.features {
-            Some(old) => Tensor::cat(&[&features, old], 0)?,
-            None => features,
-        };
-        let keep = all.dim(0)?.min(self.capacity);
-        self.features = Some(all.narrow(0, 0, keep)?);
-        self.ids = ids.iter().chain(&self.ids).take(keep).copied().collect();
-        Ok(())
-    }
-
-    /// The queue as named tensors, to save with a training checkpoint (none when empty).
-    pub fn tensors(&self) -> Result<HashMap<String, Tensor>> {
-        let mut out = HashMap::new();
-        if let Some(f) = &self.features {
-            out.insert(QUEUE_FEATURES.to_string(), f.clone());
-            let ids = Tensor::from_vec(self.ids.clone(), self.ids.len(), f.device())?;
-            out.insert(QUEUE_IDS.to_string(), ids);
-        }
-        Ok(out)
-    }
-
-    /// Restores a queue saved by [`TextQueue::tensors`] from checkpoint tensors (an empty
-    /// queue when they hold none); more saved texts than `capacity` keep the newest.
-    pub fn from_tensors(capacity: usize, tensors: &HashMap<String, Tensor>) -> Result<Self> {
-        let mut queue = Self::new(capacity);
-        let (Some(f), Some(ids)) = (tensors.get(QUEUE_FEATURES), tensors.get(QUEUE_IDS)) else {
-            return Ok(queue);
-        };
-        let ids = ids.to_dtype(DType::I64)?.to_vec1::<i64>()?;
-        if f.dims().len() != 2 || f.dim(0)? != ids.len() {
-            return Err(VisualGlmError::Input(format!(
-                "checkpoint text queue: features {:?} with {} ids",
-                f.dims(),
-                ids.len()
-            )));
-        }
-        queue.push(&f.to_dtype(DType::F32)?, &ids)?;
-        Ok(queue)
+    /// The queued text features through `text_proj`, normalised, with their caption ids
+    /// (`[0, width]` and none for an empty or absent queue).
+    fn projected_queue<'q>(
+        &self,
+        queue: Option<&'q TextQueue>,
+        width: usize,
+        device: &Device,
+    ) -> Result<(Tensor, &'q [i64])> {
+        Ok(
+            match queue.and_then(|q| Some((q.features.as_ref()?, &q.ids))) {
+                Some((f, ids)) => (
+                    l2_normalize(&self.text_proj.forward(f)?, NORMALIZE_EPS).map_err(train_err)?,
+                    ids.as_slice(),
+                ),
+                None => (Tensor::zeros((0, width), DType::F32, device)?, &[][..]),
+            },
+        )
     }
 }
 

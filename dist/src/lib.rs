@@ -46,8 +46,22 @@ pub trait Collective: Send + Sync {
     /// Element-wise sum over ranks of `values`, in place (counts and loss sums).
     fn all_reduce_sum_f64(&self, values: &mut [f64]) -> Result<()>;
 
-    /// The `values` of every rank (all of the same length), concatenated in rank order.
-    fn all_gather_f32(&self, values: &[f32]) -> Result<Vec<f32>>;
+    /// Every rank's `bytes` (the lengths may differ), in rank order.
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>>;
+
+    /// Every rank's `values` (the lengths may differ), in rank order.
+    fn all_gather_f32(&self, values: &[f32]) -> Result<Vec<Vec<f32>>> {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        Ok(self
+            .all_gather_bytes(&bytes)?
+            .iter()
+            .map(|b| {
+                b.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
+            .collect())
+    }
 
     /// Replaces `bytes` on every rank with those of rank `root` (any length).
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()>;
@@ -91,8 +105,8 @@ impl Collective for Solo {
         Ok(())
     }
 
-    fn all_gather_f32(&self, values: &[f32]) -> Result<Vec<f32>> {
-        Ok(values.to_vec())
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(vec![bytes.to_vec()])
     }
 
     fn broadcast_bytes(&self, _: &mut Vec<u8>, root: usize) -> Result<()> {
@@ -143,7 +157,7 @@ mod tests {
         let mut v = vec![1.5f32, 2.0];
         Solo.all_reduce_sum_f32(&mut v)?;
         assert_eq!(v, [1.5, 2.0]);
-        assert_eq!(Solo.all_gather_f32(&v)?, v);
+        assert_eq!(Solo.all_gather_f32(&v)?, [v.clone()]);
         let mut b = b"x".to_vec();
         Solo.broadcast_bytes(&mut b, 0)?;
         assert_eq!(b, b"x");

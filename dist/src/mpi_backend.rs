@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use mpi::collective::SystemOperation;
+use mpi::datatype::PartitionMut;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
@@ -132,12 +133,32 @@ impl Collective for Mpi {
         self.all_reduce_sum(values)
     }
 
-    fn all_gather_f32(&self, values: &[f32]) -> Result<Vec<f32>> {
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         let _w = self.watch("all_gather");
-        self.check_same_len(values.len(), "all_gather")?;
-        let mut out = vec![0f32; values.len() * self.world];
-        self.comm().all_gather_into(values, &mut out[..]);
-        Ok(out)
+        let comm = self.comm();
+        let mut lens = vec![0u64; self.world];
+        comm.all_gather_into(&(bytes.len() as u64), &mut lens[..]);
+        let too_long = || DistError::Usage("all_gather: more than 2 GiB from one rank".into());
+        let counts = lens
+            .iter()
+            .map(|&l| i32::try_from(l).map_err(|_| too_long()))
+            .collect::<Result<Vec<i32>>>()?;
+        let mut displs = Vec::with_capacity(self.world);
+        let mut total = 0i32;
+        for &c in &counts {
+            displs.push(total);
+            total = total.checked_add(c).ok_or_else(too_long)?;
+        }
+        let mut recv = vec![0u8; total as usize];
+        {
+            let mut parts = PartitionMut::new(&mut recv[..], &counts[..], &displs[..]);
+            comm.all_gather_varcount_into(bytes, &mut parts);
+        }
+        Ok(counts
+            .iter()
+            .zip(&displs)
+            .map(|(&c, &d)| recv[d as usize..(d + c) as usize].to_vec())
+            .collect())
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {

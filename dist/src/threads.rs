@@ -130,14 +130,15 @@ impl ThreadGroup {
 }
 
 impl Drop for ThreadGroup {
-    /// A rank that goes away while others wait in a collective has left the group: they fail
-    /// at once instead of at the timeout.
+    /// A rank that goes away has left the group: the others fail at once in any collective
+    /// they have not completed, instead of at the timeout. (Every rank calls the same
+    /// collectives, so none is left to call once a rank is done.)
     fn drop(&mut self) {
         let mut st = self.lock();
-        if st.failure.is_none() && st.slots.iter().any(Option::is_some) {
+        if st.failure.is_none() {
             st.failure = Some(format!("rank {} left the group", self.rank));
-            self.shared.arrived.notify_all();
         }
+        self.shared.arrived.notify_all();
     }
 }
 
@@ -186,12 +187,8 @@ impl Collective for ThreadGroup {
         Ok(())
     }
 
-    fn all_gather_f32(&self, values: &[f32]) -> Result<Vec<f32>> {
-        let all = self.exchange_equal(to_bytes(values, f32::to_le_bytes), "all_gather")?;
-        Ok(all
-            .iter()
-            .flat_map(|d| chunks::<4>(d).map(f32::from_le_bytes))
-            .collect())
+    fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        Ok(self.exchange(bytes.to_vec())?.as_ref().clone())
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
@@ -259,7 +256,7 @@ mod tests {
             g.all_reduce_sum_f32(&mut sum)?;
             let mut count = [g.rank() as f64 + 0.5];
             g.all_reduce_sum_f64(&mut count)?;
-            let gathered = g.all_gather_f32(&[r, r])?;
+            let gathered = g.all_gather_f32(&vec![r; g.rank()])?;
             let mut msg = if g.rank() == 1 {
                 b"from one".to_vec()
             } else {
@@ -272,7 +269,7 @@ mod tests {
             let (sum, count, gathered, msg) = o.expect("collectives failed");
             assert_eq!(sum, [3.0, 30.0]);
             assert_eq!(count, 4.5);
-            assert_eq!(gathered, [0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+            assert_eq!(gathered, [vec![], vec![1.0], vec![2.0, 2.0]]);
             assert_eq!(msg, b"from one");
         }
     }

@@ -1,16 +1,17 @@
 //! The collective a command runs on: the launcher's variables decide (see
 //! `visualglm_dist::Launch`); a process started alone is a world of one.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use visualglm_dist::{Collective, Launch, Launcher, Solo};
 
 /// The collective of this process, as its launcher started it; a collective that waits longer
 /// than `timeout` for the other ranks ends the job.
-pub(super) fn from_launcher(timeout: Duration) -> anyhow::Result<Box<dyn Collective>> {
+pub(super) fn from_launcher(timeout: Duration) -> anyhow::Result<Arc<dyn Collective>> {
     let launch = Launch::from_env()?;
     if launch.world_size == 1 {
-        return Ok(Box::new(Solo));
+        return Ok(Arc::new(Solo));
     }
     let who = format!(
         "rank {} of {} (started by {:?})",
@@ -27,14 +28,14 @@ pub(super) fn from_launcher(timeout: Duration) -> anyhow::Result<Box<dyn Collect
 }
 
 #[cfg(feature = "mpi")]
-fn mpi(timeout: Duration, who: &str) -> anyhow::Result<Box<dyn Collective>> {
+fn mpi(timeout: Duration, who: &str) -> anyhow::Result<Arc<dyn Collective>> {
     let comm = visualglm_dist::Mpi::init(timeout)?;
     tracing::info!("{who}: MPI rank {} of {}", comm.rank(), comm.world_size());
-    Ok(Box::new(comm))
+    Ok(Arc::new(comm))
 }
 
 #[cfg(not(feature = "mpi"))]
-fn mpi(_: Duration, who: &str) -> anyhow::Result<Box<dyn Collective>> {
+fn mpi(_: Duration, who: &str) -> anyhow::Result<Arc<dyn Collective>> {
     anyhow::bail!(
         "{who}, but this visualglm was built without MPI: build it with `cargo build --release \
          --features mpi` (needs Open MPI's libopenmpi-dev and libclang-dev)"

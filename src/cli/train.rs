@@ -184,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut write_error = None;
     let stop_after = args.stop_after;
     let mut done = 0u64;
-    let reports = finetune_on(&cfg, &device, comm.as_ref(), &mut |r| {
+    let reports = finetune_on(&cfg, &device, comm.clone(), &mut |r| {
         done += 1;
         let go_on = stop_after.is_none_or(|n| done < n);
         bar.set_position(r.step);

@@ -3,6 +3,7 @@
 //! batch, refuse another global batch, and a rank that fails ends the run on every rank.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use candle_core::Device;
@@ -45,7 +46,7 @@ fn run_ranks(
                         rank.fail("injected fault");
                         return Err("failed on purpose".to_string());
                     }
-                    finetune_on(cfg, &Device::Cpu, &rank, &mut |r| {
+                    finetune_on(cfg, &Device::Cpu, Arc::new(rank), &mut |r| {
                         stop_after.is_none_or(|s| r.step < s)
                     })
                     .map_err(|e| e.to_string())
@@ -179,12 +180,13 @@ fn a_failing_rank_ends_the_run_on_every_rank_naming_it() {
 fn a_world_of_one_thread_is_the_single_process_run() {
     let dir = tempfile::tempdir().unwrap();
     let one = finetune(&config(dir.path(), "a", 2, 2), &Device::Cpu, &mut |_| true).unwrap();
-    let group = ThreadGroup::new(1, Duration::from_secs(10));
-    assert_eq!(group[0].world_size(), 1);
+    let mut group = ThreadGroup::new(1, Duration::from_secs(10));
+    let rank = group.remove(0);
+    assert_eq!(rank.world_size(), 1);
     let same = finetune_on(
         &config(dir.path(), "b", 2, 2),
         &Device::Cpu,
-        &group[0],
+        Arc::new(rank),
         &mut |_| true,
     )
     .unwrap();
@@ -197,4 +199,34 @@ fn a_world_of_one_thread_is_the_single_process_run() {
             .collect()
     };
     assert_eq!(strip(&one), strip(&same));
+}
+
+#[test]
+fn itc_with_a_queue_and_a_trainable_image_encoder_across_two_ranks_matches_one_process() {
+    // The contrastive loss sees every rank's images and captions (gathered with gradient), the
+    // queue holds the whole batch's captions, and the ViT, Q-Former and heads train.
+    let dir = tempfile::tempdir().unwrap();
+    let itc = |out: &str, batch_size: usize| FinetuneConfig {
+        itc_weight: 0.5,
+        itc_dim: 16,
+        itc_queue: 3,
+        trainable: vec![
+            "image_encoder.vit".into(),
+            "image_encoder.qformer".into(),
+            "image_encoder.glm_proj".into(),
+        ],
+        ..config(dir.path(), out, 4, batch_size)
+    };
+    let one = finetune(&itc("one", 4), &Device::Cpu, &mut |_| true).unwrap();
+    let ranks = run_ranks(2, &itc("two", 2), None, None);
+    for r in &ranks {
+        assert_same_losses(&one, r.as_ref().unwrap_or_else(|_| panic!("{ranks:?}")));
+    }
+    // The same after a stop at update 2 and a resume with two ranks.
+    let first = run_ranks(2, &itc("split", 2), Some(2), None);
+    assert!(first.iter().all(|r| r.as_ref().is_ok_and(|v| v.len() == 2)));
+    let rest = run_ranks(2, &itc("split", 2), None, None);
+    for r in &rest {
+        assert_same_losses(&one[2..], r.as_ref().expect("rank failed"));
+    }
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel fine-tuning under Open MPI's mpirun, as users launch it: two ranks of batch 2
 # must make the updates of one process of batch 4 (the same per-update losses within 2e-5,
-# relative), also when the two-rank run is stopped after its update-2 checkpoint and resumed.
+# relative), also when the two-rank run is stopped after its update-2 checkpoint and resumed,
+# and with the contrastive (ITC) loss, its text queue and a trainable image encoder.
 # Usage: tests/mpi/data_parallel.sh BIN (a visualglm built with `--features mpi`).
 # Run from the repository root, with ../shared/golden present (as .ci/run does).
 set -euo pipefail
@@ -64,4 +65,13 @@ test "$(losses "$work/resumed" | wc -l)" -eq 2
   2> "$work/rest.log" || { cat "$work/rest.log"; exit 1; }
 grep -q "resuming from step 2" "$work/rest.log"
 same_losses "$work/one" "$work/resumed"
-echo "data-parallel under mpirun: 2 ranks x batch 2 = 1 process x batch 4 (4 updates, and after a resume)"
+# AR + ITC with a text queue and a trainable image encoder: the features are gathered across
+# the ranks with gradient, the queue holds the whole batch's captions.
+sed 's/^trainable = .*/trainable = ["image_encoder.vit", "image_encoder.qformer", "image_encoder.glm_proj"]/' \
+  "$work/run.toml" > "$work/itc.toml"
+printf 'itc_weight = 0.5\nitc_dim = 16\nitc_queue = 3\n' >> "$work/itc.toml"
+"$bin" train --config "$work/itc.toml" --batch-size 4 --out "$work/itc-one" 2> "$work/itc-one.log"
+"${mpirun[@]}" "$bin" train --config "$work/itc.toml" --batch-size 2 --out "$work/itc-two" \
+  2> "$work/itc-two.log" || { cat "$work/itc-two.log"; exit 1; }
+same_losses "$work/itc-one" "$work/itc-two"
+echo "data-parallel under mpirun: 2 ranks x batch 2 = 1 process x batch 4 (AR: 4 updates and after a resume; AR + ITC with queue and trainable ViT: 4 updates)"

@@ -16,6 +16,7 @@ pub mod chunked_ce;
 pub mod data;
 pub mod error;
 pub mod grads;
+pub mod itc_rows;
 pub mod labels;
 pub mod losses;
 pub mod optim;

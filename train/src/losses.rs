@@ -212,7 +212,11 @@ pub fn itc_loss_normalized(
 
 /// `[B, T]`: `max_q ⟨image_feats[b, q], texts[t]⟩ / temp` in f32, for `[B, Q, D]` image and
 /// `[T, D]` text features.
-fn best_query_similarity(image_feats: &Tensor, texts: &Tensor, temp: &Tensor) -> Result<Tensor> {
+pub(crate) fn best_query_similarity(
+    image_feats: &Tensor,
+    texts: &Tensor,
+    temp: &Tensor,
+) -> Result<Tensor> {
     let (b, q, d) = image_feats.dims3()?;
     let t = texts.dim(0)?;
     let per_query = image_feats
@@ -247,7 +251,7 @@ fn soft_targets(b: usize, targets: ItcTargets<'_>, eps: f64, device: &Device) ->
 /// `[rows, cols]` targets: each row spreads `1 − eps` evenly over the columns with its id,
 /// plus `eps / cols` everywhere (label smoothing). A row whose id no column has gets only the
 /// smoothing mass.
-fn id_targets(rows: &[i64], cols: &[i64], eps: f64, device: &Device) -> Result<Tensor> {
+pub(crate) fn id_targets(rows: &[i64], cols: &[i64], eps: f64, device: &Device) -> Result<Tensor> {
     let n = cols.len();
     let mut t = vec![0f32; rows.len() * n];
     for (i, &id) in rows.iter().enumerate() {

@@ -5,12 +5,16 @@
 //! clipping and AdamW, so every rank applies the same update to the same weights. A world of
 //! one is exactly the single-process run.
 
-use candle_core::Tensor;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 use visualglm_dist::Collective;
 use visualglm_train::grads::Gradients;
 use visualglm_train::optim::ParamSet;
 
+use crate::config::VisualGlmConfig;
 use crate::error::{Result, VisualGlmError};
+use crate::itc::{ItcHeads, TextQueue};
 
 /// Gradient values summed per collective call: 16 Mi f32 (64 MiB), as DDP's buckets bound
 /// the extra memory of the reduction whatever the model's size.
@@ -148,4 +152,140 @@ pub(super) fn check_same_start(step: u64, comm: &dyn Collective) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The rows `[n_r, k]` of every rank concatenated in rank order, `[Σ n_r, k]`, as a graph op
+/// whose backward sums the incoming gradient over the ranks and gives this rank its own rows
+/// (what `torch.distributed.nn.all_gather` does; BLIP-2's `concat_all_gather` has no
+/// gradient): every rank's loss on the gathered rows reaches every rank's features. Returns
+/// the gathered rows and the range of this rank's rows in them. `x` must be tracked on every
+/// rank or on none (the backward is a collective). CPU only.
+pub(super) fn gather_rows(
+    x: &Tensor,
+    comm: &Arc<dyn Collective>,
+) -> Result<(Tensor, std::ops::Range<usize>)> {
+    let (n, k) = x.dims2()?;
+    let values = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let parts = comm.all_gather_f32(&values).map_err(dist_err)?;
+    if let Some(r) = parts.iter().position(|p| p.len() % k.max(1) != 0) {
+        return Err(VisualGlmError::Input(format!(
+            "data-parallel gather: rank {r} sent {} values, not rows of {k}",
+            parts[r].len()
+        )));
+    }
+    let offset = parts[..comm.rank()].iter().map(Vec::len).sum::<usize>() / k.max(1);
+    let total = parts.iter().map(Vec::len).sum::<usize>() / k.max(1);
+    let op = GatherRows {
+        comm: comm.clone(),
+        rows: offset..offset + n,
+        gathered: Mutex::new(Some(parts.concat())),
+        total,
+    };
+    let y = x.to_dtype(DType::F32)?.apply_op1(op)?;
+    Ok((y, offset..offset + n))
+}
+
+/// The op of [`gather_rows`].
+struct GatherRows {
+    comm: Arc<dyn Collective>,
+    rows: std::ops::Range<usize>,
+    /// The gathered values, taken by the forward.
+    gathered: Mutex<Option<Vec<f32>>>,
+    total: usize,
+}
+
+impl CustomOp1 for GatherRows {
+    fn name(&self) -> &'static str {
+        "gather-rows"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let k = layout.dims().get(1).copied().unwrap_or(0);
+        let values = self
+            .gathered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("gather-rows run twice".into()))?;
+        Ok((CpuStorage::F32(values), Shape::from((self.total, k))))
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let mut g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        self.comm
+            .all_reduce_sum_f32(&mut g)
+            .map_err(|e| candle_core::Error::Msg(format!("data-parallel gather backward: {e}")))?;
+        let k = x.dim(1)?;
+        let own = &g[self.rows.start * k..self.rows.end * k];
+        Ok(Some(
+            Tensor::from_slice(own, x.shape(), x.device())?.to_dtype(x.dtype())?,
+        ))
+    }
+}
+
+/// One rank's ITC over the gathered global batch.
+pub(super) struct GatheredItc {
+    /// This rank's share of the whole batch's ITC loss.
+    pub(super) loss: Tensor,
+    /// The whole batch's caption features `[B, W]` (detached), for the text queue.
+    pub(super) texts: Tensor,
+    /// The whole batch's caption ids.
+    pub(super) ids: Vec<i64>,
+}
+
+/// This rank's share of the ITC loss of the whole global batch: the Q-Former outputs and
+/// caption features of every rank gathered with gradient in one [`gather_rows`] (so the
+/// backward holds one collective), the caption ids gathered, and the loss of this rank's rows
+/// over all of them ([`ItcHeads::loss_rows`]); the ranks' shares and gradients add up to the
+/// one-process loss of the whole batch. `inputs` (Q-Former outputs `[n, Q, H]`, caption
+/// features `[n, W]`, ids) is `None` on a rank whose share of the batch is empty: it still
+/// joins the gather. The gathered captions go to the text queue, which then holds what one
+/// process would.
+pub(super) fn itc_across_ranks(
+    heads: &ItcHeads,
+    inputs: Option<(Tensor, Tensor, Vec<i64>)>,
+    config: &VisualGlmConfig,
+    queue: &TextQueue,
+    comm: &Arc<dyn Collective>,
+    device: &Device,
+) -> Result<GatheredItc> {
+    let (q, h, w) = (
+        config.qformer.num_queries(),
+        config.qformer.hidden_size,
+        config.glm.hidden_size,
+    );
+    // The rows are tracked on every rank whatever trains, so that every rank runs the
+    // gather's backward: through a zero variable added to them, or (no rows: candle's ops
+    // return an untracked result for an empty tensor) as an empty variable.
+    let (rows, ids) = match inputs {
+        Some((image, text, ids)) => {
+            let n = image.dim(0)?;
+            let image = image.to_dtype(DType::F32)?.reshape((n, q * h))?;
+            let rows = Tensor::cat(&[&image, &text.to_dtype(DType::F32)?], 1)?;
+            let anchor = Var::zeros((), DType::F32, device)?;
+            (rows.broadcast_add(anchor.as_tensor())?, ids)
+        }
+        None => (
+            Var::zeros((0, q * h + w), DType::F32, device)?.into_inner(),
+            Vec::new(),
+        ),
+    };
+    let (all, own) = gather_rows(&rows, comm)?;
+    let total = all.dim(0)?;
+    let images = all.narrow(1, 0, q * h)?.reshape((total, q, h))?;
+    let texts = all.narrow(1, q * h, w)?;
+    let id_bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
+    let all_ids: Vec<i64> = comm
+        .all_gather_bytes(&id_bytes)
+        .map_err(dist_err)?
+        .concat()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect();
+    let loss = heads.loss_rows(&images, &texts, &all_ids, own, Some(queue))?;
+    Ok(GatheredItc {
+        loss,
+        texts: texts.detach(),
+        ids: all_ids,
+    })
 }

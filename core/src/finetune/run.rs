@@ -1,8 +1,9 @@
 //! The training loop: [`finetune`] runs (or resumes) a fine-tune and reports each update.
 
 use std::path::Path;
+use std::sync::Arc;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use visualglm_dist::{shard, Collective, Solo};
 use visualglm_nn::checkpoint::Checkpointing;
@@ -19,7 +20,8 @@ use visualglm_train::step::{apply_step, StepOutcome};
 use super::batch::{batch_hidden, prepare_batch, validation_loss, ExampleContext};
 use super::config::{itc_lambda, FinetuneConfig};
 use super::data_parallel::{
-    all_reduce_gradients, check_same_start, check_world, dist_err, global_sum, world_record,
+    all_reduce_gradients, check_same_start, check_world, dist_err, global_sum, itc_across_ranks,
+    world_record,
 };
 use super::error::train_err;
 use super::export::{export_model, ExportParts};
@@ -75,7 +77,7 @@ pub fn finetune(
     device: &Device,
     on_step: &mut dyn FnMut(&StepReport) -> bool,
 ) -> Result<Vec<StepReport>> {
-    finetune_on(cfg, device, &Solo, on_step)
+    finetune_on(cfg, device, Arc::new(Solo), on_step)
 }
 
 /// [`finetune`] as one rank of a data-parallel group (see `data_parallel`): `cfg.batch_size`
@@ -84,17 +86,12 @@ pub fn finetune(
 pub fn finetune_on(
     cfg: &FinetuneConfig,
     device: &Device,
-    comm: &dyn Collective,
+    comm: Arc<dyn Collective>,
     on_step: &mut dyn FnMut(&StepReport) -> bool,
 ) -> Result<Vec<StepReport>> {
+    let comm_arc = comm;
+    let comm: &dyn Collective = comm_arc.as_ref();
     let world = comm.world_size();
-    if world > 1 && cfg.itc_weight > 0.0 {
-        return Err(VisualGlmError::Input(
-            "data-parallel runs train the autoregressive loss only for now: set itc_weight = 0 \
-             or run one process"
-                .into(),
-        ));
-    }
     if cfg.batch_size == 0 || cfg.grad_accum == 0 {
         return Err(VisualGlmError::Input(
             "batch_size and grad_accum must be at least 1".into(),
@@ -214,6 +211,15 @@ pub fn finetune_on(
     };
     let preprocessor = tm.model.image_preprocessor();
     let image_length = tm.model.config().image_length;
+    let ctx = ExampleContext {
+        tokenizer: &tokenizer,
+        preprocessor: &preprocessor,
+        labels: &labels_cfg,
+        pad_to: cfg.pad_to,
+        image_length,
+        english: cfg.english,
+        device,
+    };
     let mut reports = Vec::new();
     while state.counters.step < cfg.steps {
         let mut accumulated: Option<Gradients> = None;
@@ -222,47 +228,67 @@ pub fn finetune_on(
             let global = sampler.next_batch();
             let indices = shard(&global, comm.rank(), cfg.batch_size);
             let batch: Vec<_> = indices.iter().filter_map(|&i| examples.get(i)).collect();
-            if batch.is_empty() {
+            // The AR loss of this rank's share, and the ITC inputs (Q-Former outputs, caption
+            // features, caption ids) when ITC trains.
+            let (mut loss, itc_inputs) = if batch.is_empty() {
                 // The short last batch of an epoch left this rank nothing: it still takes
-                // part in the count and, at the end of the update, in the sums.
+                // part in the count, the ITC gather and, at the end of the update, the sums.
                 global_sum(0.0, comm)?;
-                continue;
-            }
-            let ctx = ExampleContext {
-                tokenizer: &tokenizer,
-                preprocessor: &preprocessor,
-                labels: &labels_cfg,
-                pad_to: cfg.pad_to,
-                image_length,
-                english: cfg.english,
-                device,
-            };
-            let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
-            let out = batch_hidden(
-                &tm.model,
-                &pixels,
-                &labeled,
-                pre_image,
-                cfg.embedding_grad_shrink,
-            )?;
-            let ar = lm_loss(tm.model.language_model(), &out.hidden, &out.labels, None)?;
-            // The mean over the answer tokens of the whole global batch (all ranks).
-            let answer_tokens = global_sum(ar.n_supervised as f64, comm)?;
-            let mut loss = (&ar.sum / answer_tokens.max(1.0))?;
-            let qformer_out = out.qformer_out;
-            if let Some(h) = &heads {
-                let captions: Vec<&str> = batch.iter().map(|ex| ex.label.as_str()).collect();
-                let text = caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
-                let image = if cfg.itc_detach {
-                    qformer_out.detach()
-                } else {
-                    qformer_out
+                (Tensor::zeros((), DType::F32, device)?, None)
+            } else {
+                let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
+                let out = batch_hidden(
+                    &tm.model,
+                    &pixels,
+                    &labeled,
+                    pre_image,
+                    cfg.embedding_grad_shrink,
+                )?;
+                let ar = lm_loss(tm.model.language_model(), &out.hidden, &out.labels, None)?;
+                // The mean over the answer tokens of the whole global batch (all ranks).
+                let answer_tokens = global_sum(ar.n_supervised as f64, comm)?;
+                let loss = (&ar.sum / answer_tokens.max(1.0))?;
+                let itc_inputs = match &heads {
+                    Some(h) => {
+                        let captions: Vec<&str> =
+                            batch.iter().map(|ex| ex.label.as_str()).collect();
+                        let text =
+                            caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
+                        let image = if cfg.itc_detach {
+                            out.qformer_out.detach()
+                        } else {
+                            out.qformer_out
+                        };
+                        Some((image, text, caption_ids.of(&captions)))
+                    }
+                    None => None,
                 };
-                let ids = caption_ids.of(&captions);
-                let itc = h.loss(&image, &text, &ids, Some(&queue))?;
-                queue.push(&text, &ids)?;
+                (loss, itc_inputs)
+            };
+            if let Some(h) = &heads {
+                let itc = if world == 1 {
+                    let (image, text, ids) = itc_inputs.ok_or_else(|| {
+                        VisualGlmError::Input("an empty batch in a one-process run".into())
+                    })?;
+                    let itc = h.loss(&image, &text, &ids, Some(&queue))?;
+                    queue.push(&text, &ids)?;
+                    itc
+                } else {
+                    let gathered = itc_across_ranks(
+                        h,
+                        itc_inputs,
+                        tm.model.config(),
+                        &queue,
+                        &comm_arc,
+                        device,
+                    )?;
+                    queue.push(&gathered.texts, &gathered.ids)?;
+                    gathered.loss
+                };
                 let lambda = itc_lambda(cfg, state.counters.step);
                 loss = total_loss(&loss, &itc, lambda).map_err(train_err)?;
+            } else if batch.is_empty() {
+                continue;
             }
             let loss_value = f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?);
             loss_sum += loss_value;
@@ -311,15 +337,6 @@ pub fn finetune_on(
         let at_end = state.counters.step >= cfg.steps;
         let due = cfg.val_every > 0 && state.counters.step % cfg.val_every == 0;
         if !val_examples.is_empty() && (due || at_end) {
-            let ctx = ExampleContext {
-                tokenizer: &tokenizer,
-                preprocessor: &preprocessor,
-                labels: &labels_cfg,
-                pad_to: cfg.pad_to,
-                image_length,
-                english: cfg.english,
-                device,
-            };
             report.val_loss = Some(validation_loss(
                 &tm.model,
                 &val_examples,
