@@ -5,7 +5,9 @@
 //! clipping and AdamW, so every rank applies the same update to the same weights. A world of
 //! one is exactly the single-process run.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
 use visualglm_dist::Collective;
@@ -288,4 +290,72 @@ pub(super) fn itc_across_ranks(
         texts: texts.detach(),
         ids: all_ids,
     })
+}
+
+/// A collective that adds the wall time of every call to a counter: the time an update spends
+/// in collectives (moving data and waiting for the slowest rank), reported per update.
+pub(super) struct Timed {
+    inner: Arc<dyn Collective>,
+    nanos: AtomicU64,
+}
+
+impl Timed {
+    /// Times the calls to `inner`.
+    pub(super) fn new(inner: Arc<dyn Collective>) -> Self {
+        Self {
+            inner,
+            nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// The seconds spent in collectives since the last call, and resets the counter.
+    pub(super) fn take_seconds(&self) -> f64 {
+        self.nanos.swap(0, Ordering::Relaxed) as f64 * 1e-9
+    }
+
+    fn time<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        let spent = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.nanos.fetch_add(spent, Ordering::Relaxed);
+        out
+    }
+}
+
+impl Collective for Timed {
+    fn rank(&self) -> usize {
+        self.inner.rank()
+    }
+
+    fn world_size(&self) -> usize {
+        self.inner.world_size()
+    }
+
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    fn all_reduce_sum_f32(&self, values: &mut [f32]) -> visualglm_dist::Result<()> {
+        self.time(|| self.inner.all_reduce_sum_f32(values))
+    }
+
+    fn all_reduce_sum_f64(&self, values: &mut [f64]) -> visualglm_dist::Result<()> {
+        self.time(|| self.inner.all_reduce_sum_f64(values))
+    }
+
+    fn all_gather_bytes(&self, bytes: &[u8]) -> visualglm_dist::Result<Vec<Vec<u8>>> {
+        self.time(|| self.inner.all_gather_bytes(bytes))
+    }
+
+    fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> visualglm_dist::Result<()> {
+        self.time(|| self.inner.broadcast_bytes(bytes, root))
+    }
+
+    fn barrier(&self) -> visualglm_dist::Result<()> {
+        self.time(|| self.inner.barrier())
+    }
+
+    fn fail(&self, why: &str) {
+        self.inner.fail(why)
+    }
 }

@@ -21,7 +21,7 @@ use super::batch::{batch_hidden, prepare_batch, validation_loss, ExampleContext}
 use super::config::{itc_lambda, FinetuneConfig};
 use super::data_parallel::{
     all_reduce_gradients, check_same_start, check_world, dist_err, global_sum, itc_across_ranks,
-    world_record,
+    world_record, Timed,
 };
 use super::error::train_err;
 use super::export::{export_model, ExportParts};
@@ -66,6 +66,10 @@ pub struct StepReport {
     /// Peak resident memory of the process so far, MiB (Linux).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_mib: Option<f64>,
+    /// Data-parallel runs: seconds this rank spent in collectives during the update (moving
+    /// data and waiting for the slowest rank).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm_seconds: Option<f64>,
 }
 
 /// Runs (or resumes, from the latest checkpoint in `cfg.out`) a fine-tune in this process;
@@ -89,7 +93,8 @@ pub fn finetune_on(
     comm: Arc<dyn Collective>,
     on_step: &mut dyn FnMut(&StepReport) -> bool,
 ) -> Result<Vec<StepReport>> {
-    let comm_arc = comm;
+    let timed = Arc::new(Timed::new(comm));
+    let comm_arc: Arc<dyn Collective> = timed.clone();
     let comm: &dyn Collective = comm_arc.as_ref();
     let world = comm.world_size();
     if cfg.batch_size == 0 || cfg.grad_accum == 0 {
@@ -322,6 +327,7 @@ pub fn finetune_on(
                 skipped: false,
                 val_loss: None,
                 peak_rss_mib: None,
+                comm_seconds: None,
             },
             StepOutcome::Skipped { grad_norm, .. } => StepReport {
                 step: state.counters.step,
@@ -331,6 +337,7 @@ pub fn finetune_on(
                 skipped: true,
                 val_loss: None,
                 peak_rss_mib: None,
+                comm_seconds: None,
             },
         };
         let mut report = report;
@@ -345,6 +352,8 @@ pub fn finetune_on(
             )?);
         }
         report.peak_rss_mib = super::memory::peak_rss_mib();
+        let comm_seconds = timed.take_seconds();
+        report.comm_seconds = (world > 1).then_some(comm_seconds);
         let go_on = on_step(&report);
         state.metrics.insert("loss".into(), loss);
         if let Some(v) = report.val_loss {
