@@ -98,7 +98,9 @@ fn two_ranks_of_batch_2_make_the_updates_of_one_process_of_batch_4() {
         let reports = r.as_ref().expect("rank failed");
         assert_same_losses(&one, reports);
         // Each update reports its time in collectives; the one-process run has none.
-        assert!(reports.iter().all(|r| r.comm_seconds.is_some_and(|s| s >= 0.0)));
+        assert!(reports
+            .iter()
+            .all(|r| r.comm_seconds.is_some_and(|s| s >= 0.0)));
     }
     assert!(one.iter().all(|r| r.comm_seconds.is_none()));
     // Rank 0 alone wrote the checkpoints, recording the world.
