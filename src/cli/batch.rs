@@ -1,4 +1,5 @@
-//! `visualglm batch DIR|LIST --out captions.jsonl`: caption many images, resumably.
+//! `visualglm batch DIR|LIST --out captions.jsonl`: caption many images, resumably; in shards
+//! over several processes with `--shard K/N` or under a launcher (see `batch_shard`).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
@@ -11,6 +12,7 @@ use rayon::prelude::*;
 use visualglm::pipeline::Timings;
 use visualglm_vision::decode::load_image;
 
+use super::batch_shard::{merge_when_complete, Shard};
 use super::model_args::{GenerationArgs, ModelArgs};
 
 /// File extensions taken from a directory.
@@ -37,6 +39,11 @@ pub struct Args {
     /// Caption again the images recorded with an error in the output.
     #[arg(long)]
     retry_errors: bool,
+    /// Caption only shard K of N (K from 0: every N-th image from the K-th) into
+    /// `OUT.shard-K-of-N`; the shard that finishes last merges them into `--out`. Under
+    /// `mpirun`, `srun` or torchrun the launcher's rank and world are used.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -48,8 +55,11 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let images = collect_images(&args.input)?;
-    let done = finished_images(&args.out, args.retry_errors)?;
+    let all_images = collect_images(&args.input)?;
+    let shard = Shard::choose(args.shard.as_deref())?;
+    let images = shard.take(&all_images);
+    let out_path = shard.output(&args.out);
+    let done = finished_images(&out_path, args.retry_errors)?;
     let todo: Vec<PathBuf> = images
         .into_iter()
         .filter(|p| !done.contains(&p.display().to_string()))
@@ -57,17 +67,17 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     if todo.is_empty() {
         eprintln!(
             "nothing to do: every image is already in {}",
-            args.out.display()
+            out_path.display()
         );
-        return Ok(());
+        return merge_shards(&all_images, &args.out, shard);
     }
     let captioner = args.model.load()?;
     let question = args.generation.question(args.prompt.clone());
     let mut out = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&args.out)
-        .with_context(|| format!("cannot write {}", args.out.display()))?;
+        .open(&out_path)
+        .with_context(|| format!("cannot write {}", out_path.display()))?;
     let bar = ProgressBar::new(todo.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -82,18 +92,21 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
             .par_iter()
             .map(|p| load_image(p, &Default::default()))
             .collect();
-        let mut lines = Vec::new();
-        let mut good_paths = Vec::new();
+        // One line per image, in the input's order (a sharded run's merge writes the same).
+        let mut lines: Vec<Option<serde_json::Value>> = vec![None; chunk.len()];
+        let mut good = Vec::new();
         let mut good_images = Vec::new();
-        for (path, result) in chunk.iter().zip(decoded) {
+        for (i, (path, result)) in chunk.iter().zip(decoded).enumerate() {
             match result {
                 Ok(image) => {
-                    good_paths.push(path);
+                    good.push(i);
                     good_images.push(image);
                 }
                 Err(e) => {
                     failed += 1;
-                    lines.push(serde_json::json!({"image": path.display().to_string(), "error": e.to_string()}));
+                    lines[i] = Some(
+                        serde_json::json!({"image": path.display().to_string(), "error": e.to_string()}),
+                    );
                 }
             }
         }
@@ -101,21 +114,25 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
             match captioner.describe_batch(&good_images, &question) {
                 Ok(batch) => {
                     timings += batch.timings;
-                    for (path, caption) in good_paths.iter().zip(batch.answers) {
+                    for (&i, caption) in good.iter().zip(batch.answers) {
                         ok += 1;
-                        lines.push(serde_json::json!({"image": path.display().to_string(), "caption": caption}));
+                        lines[i] = Some(
+                            serde_json::json!({"image": chunk[i].display().to_string(), "caption": caption}),
+                        );
                     }
                 }
                 Err(e) => {
-                    for path in &good_paths {
+                    for &i in &good {
                         failed += 1;
-                        lines.push(serde_json::json!({"image": path.display().to_string(), "error": e.to_string()}));
+                        lines[i] = Some(
+                            serde_json::json!({"image": chunk[i].display().to_string(), "error": e.to_string()}),
+                        );
                     }
                 }
             }
         }
         let mut text = String::new();
-        for line in lines {
+        for line in lines.into_iter().flatten() {
             text.push_str(&line.to_string());
             text.push('\n');
         }
@@ -129,10 +146,29 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     eprintln!(
         "{ok} captioned, {failed} failed, {} skipped (already done); wrote {}",
         done.len(),
-        args.out.display()
+        out_path.display()
     );
     if verbose {
         eprintln!("{}", timings.summary());
+    }
+    merge_shards(&all_images, &args.out, shard)
+}
+
+/// For a sharded run, merges the shard files into `out` once they hold every image.
+fn merge_shards(all_images: &[PathBuf], out: &Path, shard: Shard) -> anyhow::Result<()> {
+    if shard.world == 1 {
+        return Ok(());
+    }
+    let held = merge_when_complete(all_images, out, shard.world)?;
+    if held == all_images.len() {
+        eprintln!("merged {} shards into {}", shard.world, out.display());
+    } else {
+        eprintln!(
+            "{held} of {} images are in the shard files; {} is written when the last shard \
+             finishes",
+            all_images.len(),
+            out.display()
+        );
     }
     Ok(())
 }

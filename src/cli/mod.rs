@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod batch;
+mod batch_shard;
 mod bench;
 mod bench_train;
 mod chat;

@@ -2,6 +2,7 @@
 
 mod activation_checkpointing;
 mod base_precision;
+mod batch_shards;
 mod checkpoint_common;
 mod checkpoint_convert;
 mod checkpoint_errors;
