@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use candle_core::backprop::GradStore;
-use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, Layout, MetalStorage, Result, Shape, Tensor, TensorId, Var,
-};
+use candle_core::{Result, Tensor, TensorId, Var};
 
-use crate::graph::PendingOutput;
+use crate::graph::join_output;
 
 use crate::{FusedSelfAttention, LayerNorm, Linear, Mlp};
 
@@ -54,9 +52,6 @@ impl HasParams for FusedSelfAttention {
         self.qkv.has_params() || self.out.has_params()
     }
 }
-
-/// The forward function of a segment: the layer applied to its input.
-type SegmentFn = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
 /// Gradients of parameters collected by segments' backward passes, by tensor id.
 type Sink = Arc<Mutex<HashMap<TensorId, Tensor>>>;
@@ -105,11 +100,27 @@ impl Checkpointing {
         } else {
             leaf.as_tensor().clone()
         };
-        arg.apply_op1(Segment {
-            f: Arc::new(f),
-            checkpointing: self.clone(),
-            y: PendingOutput::new(y),
+        let checkpointing = self.clone();
+        join_output(&arg, &y, "checkpoint", move |arg, grad| {
+            checkpointing.recompute_backward(&f, arg, grad)
         })
+    }
+
+    /// The segment's backward: runs `f` again on the saved input `arg` with the graph on,
+    /// back-propagates `grad` through it, keeps the parameters' gradients and returns the
+    /// input's.
+    fn recompute_backward(
+        &self,
+        f: &dyn Fn(&Tensor) -> Result<Tensor>,
+        arg: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Option<Tensor>> {
+        let leaf = Var::from_tensor(&arg.detach())?;
+        let out = f(leaf.as_tensor())?;
+        let grad = grad.detach().to_dtype(out.dtype())?;
+        let grads = (out * grad)?.sum_all()?.backward()?;
+        self.collect(&grads)?;
+        Ok(grads.get(leaf.as_tensor()).map(Tensor::detach))
     }
 
     /// Adds the parameter gradients the segments' backward passes collected to `store` (the
@@ -147,41 +158,6 @@ impl Checkpointing {
             sink.insert(p.id(), sum);
         }
         Ok(())
-    }
-}
-
-/// The checkpointed segment as a candle op over its input: forward copies the output of the
-/// first pass (taken, so the graph holds it once), backward recomputes `f(x)`.
-struct Segment {
-    f: SegmentFn,
-    checkpointing: Checkpointing,
-    y: PendingOutput,
-}
-
-impl CustomOp1 for Segment {
-    fn name(&self) -> &'static str {
-        "checkpoint"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.y.take_cpu()
-    }
-
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        self.y.take_cuda()
-    }
-
-    fn metal_fwd(&self, _: &MetalStorage, _: &Layout) -> Result<(MetalStorage, Shape)> {
-        self.y.take_metal()
-    }
-
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let leaf = Var::from_tensor(&arg.detach())?;
-        let out = (self.f)(leaf.as_tensor())?;
-        let grad = grad_res.detach().to_dtype(out.dtype())?;
-        let grads = (out * grad)?.sum_all()?.backward()?;
-        self.checkpointing.collect(&grads)?;
-        Ok(grads.get(leaf.as_tensor()).map(Tensor::detach))
     }
 }
 

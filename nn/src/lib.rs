@@ -5,7 +5,7 @@
 pub mod activation;
 pub mod attention;
 pub mod checkpoint;
-mod graph;
+pub mod graph;
 pub mod kernels;
 pub mod linear;
 pub mod lora;

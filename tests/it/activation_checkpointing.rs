@@ -8,15 +8,13 @@ use crate::support;
 use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
-use support::{golden, tiny_tokenizer};
-use visualglm::finetune::{batch_loss, example_ids, load_trainable};
+use support::{golden, tiny_tokenizer, two_cat_examples};
+use visualglm::finetune::{batch_loss, load_trainable};
 use visualglm::lora::recipe::glm_config;
 use visualglm_nn::checkpoint::Checkpointing;
 use visualglm_nn::lora::LoraAdapters;
 use visualglm_testing::max_abs_diff;
 use visualglm_tokenizer::ChatGlmTokenizer;
-use visualglm_train::labels::LabelConfig;
-use visualglm_vision::decode::load_image;
 
 #[test]
 fn checkpointed_gradients_equal_plain_gradients() {
@@ -49,25 +47,7 @@ fn checkpointed_gradients_equal_plain_gradients() {
     vars.extend(lora_vars);
     assert!(vars.len() > 10, "{} trained tensors", vars.len());
 
-    let labels = LabelConfig {
-        max_source_length: 48,
-        max_target_length: 16,
-        ..LabelConfig::default()
-    };
-    let image_length = tm.model.config().image_length;
-    let mut batch = Vec::new();
-    let mut pre = 0;
-    for (q, a) in [("Describe.", "a cat"), ("What is it?", "a small grey cat")] {
-        let (ids, p) = example_ids(&tok, image_length, q, a, true, &labels).unwrap();
-        batch.push(ids);
-        pre = p;
-    }
-    let image = load_image(golden("images/chelsea.png"), &Default::default()).unwrap();
-    let pixels = tm
-        .model
-        .image_preprocessor()
-        .preprocess_batch(&[image.clone(), image], &Device::Cpu)
-        .unwrap();
+    let (pixels, batch, pre) = two_cat_examples(&tm.model, &tok);
 
     let gradients = |store: &candle_core::backprop::GradStore| -> HashMap<String, Tensor> {
         vars.iter()

@@ -11,15 +11,11 @@ use crate::support;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use support::{golden, tiny_tokenizer};
-use visualglm::finetune::{
-    batch_loss, example_ids, finetune, load_trainable_with, BaseWeights, FinetuneConfig,
-};
+use support::{golden, tiny_tokenizer, two_cat_examples};
+use visualglm::finetune::{batch_loss, finetune, load_trainable_with, BaseWeights, FinetuneConfig};
 use visualglm::lora::recipe::glm_config;
 use visualglm_nn::lora::LoraAdapters;
 use visualglm_tokenizer::ChatGlmTokenizer;
-use visualglm_train::labels::LabelConfig;
-use visualglm_vision::decode::load_image;
 
 /// The LoRA gradients (concatenated in name order) of one batch over the base held as `base`.
 fn lora_gradients(base: &BaseWeights, tok: &ChatGlmTokenizer) -> (Vec<f32>, usize) {
@@ -38,25 +34,7 @@ fn lora_gradients(base: &BaseWeights, tok: &ChatGlmTokenizer) -> (Vec<f32>, usiz
     }
     tm.model.attach_lora(&set).unwrap();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
-    let labels = LabelConfig {
-        max_source_length: 48,
-        max_target_length: 16,
-        ..LabelConfig::default()
-    };
-    let image_length = tm.model.config().image_length;
-    let mut batch = Vec::new();
-    let mut pre = 0;
-    for (q, a) in [("Describe.", "a cat"), ("What is it?", "a small grey cat")] {
-        let (ids, p) = example_ids(tok, image_length, q, a, true, &labels).unwrap();
-        batch.push(ids);
-        pre = p;
-    }
-    let image = load_image(golden("images/chelsea.png"), &Default::default()).unwrap();
-    let pixels = tm
-        .model
-        .image_preprocessor()
-        .preprocess_batch(&[image.clone(), image], &dev)
-        .unwrap();
+    let (pixels, batch, pre) = two_cat_examples(&tm.model, tok);
     let grads = batch_loss(&tm.model, &pixels, &batch, pre)
         .unwrap()
         .backward()

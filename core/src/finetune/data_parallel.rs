@@ -6,11 +6,12 @@
 //! one is exactly the single-process run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use visualglm_dist::Collective;
+use visualglm_nn::graph::join_output;
 use visualglm_train::grads::Gradients;
 use visualglm_train::optim::ParamSet;
 
@@ -161,7 +162,7 @@ pub(super) fn check_same_start(step: u64, comm: &dyn Collective) -> Result<()> {
 /// (what `torch.distributed.nn.all_gather` does; BLIP-2's `concat_all_gather` has no
 /// gradient): every rank's loss on the gathered rows reaches every rank's features. Returns
 /// the gathered rows and the range of this rank's rows in them. `x` must be tracked on every
-/// rank or on none (the backward is a collective). CPU only.
+/// rank or on none (the backward is a collective).
 pub(super) fn gather_rows(
     x: &Tensor,
     comm: &Arc<dyn Collective>,
@@ -177,52 +178,25 @@ pub(super) fn gather_rows(
     }
     let offset = parts[..comm.rank()].iter().map(Vec::len).sum::<usize>() / k.max(1);
     let total = parts.iter().map(Vec::len).sum::<usize>() / k.max(1);
-    let op = GatherRows {
-        comm: comm.clone(),
-        rows: offset..offset + n,
-        gathered: Mutex::new(Some(parts.concat())),
-        total,
-    };
-    let y = x.to_dtype(DType::F32)?.apply_op1(op)?;
+    let gathered = Tensor::from_vec(parts.concat(), (total, k), x.device())?;
+    let rows = offset..offset + n;
+    let comm = comm.clone();
+    let y = join_output(
+        &x.to_dtype(DType::F32)?,
+        &gathered,
+        "gather-rows",
+        move |x, grad| {
+            let mut g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            comm.all_reduce_sum_f32(&mut g).map_err(|e| {
+                candle_core::Error::Msg(format!("data-parallel gather backward: {e}"))
+            })?;
+            let own = &g[rows.start * k..rows.end * k];
+            Ok(Some(
+                Tensor::from_slice(own, x.shape(), x.device())?.to_dtype(x.dtype())?,
+            ))
+        },
+    )?;
     Ok((y, offset..offset + n))
-}
-
-/// The op of [`gather_rows`].
-struct GatherRows {
-    comm: Arc<dyn Collective>,
-    rows: std::ops::Range<usize>,
-    /// The gathered values, taken by the forward.
-    gathered: Mutex<Option<Vec<f32>>>,
-    total: usize,
-}
-
-impl CustomOp1 for GatherRows {
-    fn name(&self) -> &'static str {
-        "gather-rows"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let k = layout.dims().get(1).copied().unwrap_or(0);
-        let values = self
-            .gathered
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("gather-rows run twice".into()))?;
-        Ok((CpuStorage::F32(values), Shape::from((self.total, k))))
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let mut g = grad.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        self.comm
-            .all_reduce_sum_f32(&mut g)
-            .map_err(|e| candle_core::Error::Msg(format!("data-parallel gather backward: {e}")))?;
-        let k = x.dim(1)?;
-        let own = &g[self.rows.start * k..self.rows.end * k];
-        Ok(Some(
-            Tensor::from_slice(own, x.shape(), x.device())?.to_dtype(x.dtype())?,
-        ))
-    }
 }
 
 /// One rank's ITC over the gathered global batch.

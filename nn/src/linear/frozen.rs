@@ -16,12 +16,10 @@
 use std::borrow::Cow;
 
 use candle_core::quantized::{QStorage, QTensor};
-use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, DType, Layout, MetalStorage, Result, Shape, Tensor,
-};
+use candle_core::{DType, Result, Tensor};
 
 use super::base::LinearBase;
-use crate::graph::PendingOutput;
+use crate::graph::join_output;
 
 /// The most bytes of f32 weight rows [`backward_input`] widens at once.
 const BLOCK_BYTES: usize = 16 << 20;
@@ -50,10 +48,10 @@ pub(super) fn attach(
     base: &LinearBase,
     block_rows: usize,
 ) -> Result<Tensor> {
-    x.apply_op1(FrozenProduct {
-        base: base.clone(),
-        block_rows,
-        y: PendingOutput::new(y.detach()),
+    let base = base.clone();
+    join_output(x, y, "frozen-linear", move |x, grad| {
+        let g = backward_input(&base, grad, block_rows)?.to_dtype(x.dtype())?;
+        Ok(Some(g))
     })
 }
 
@@ -147,37 +145,6 @@ fn dequantize_rows(q: &QTensor, bytes: &[u8], rows: usize, inp: usize) -> Result
     let device = q.device();
     let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, q.dtype())?;
     QTensor::new(storage, (rows, inp))?.dequantize(&device)
-}
-
-/// The custom op over the input: forward copies the output computed without the graph (taken,
-/// so the graph does not hold it twice), backward gives the input `grad·W`.
-struct FrozenProduct {
-    base: LinearBase,
-    block_rows: usize,
-    y: PendingOutput,
-}
-
-impl CustomOp1 for FrozenProduct {
-    fn name(&self) -> &'static str {
-        "frozen-linear"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.y.take_cpu()
-    }
-
-    fn cuda_fwd(&self, _: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        self.y.take_cuda()
-    }
-
-    fn metal_fwd(&self, _: &MetalStorage, _: &Layout) -> Result<(MetalStorage, Shape)> {
-        self.y.take_metal()
-    }
-
-    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let g = backward_input(&self.base, grad, self.block_rows)?.to_dtype(x.dtype())?;
-        Ok(Some(g))
-    }
 }
 
 #[cfg(test)]

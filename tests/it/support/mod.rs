@@ -64,3 +64,38 @@ pub fn golden_captioner(tokenizer: &Path) -> visualglm::pipeline::Captioner {
     let tok = visualglm_tokenizer::ChatGlmTokenizer::from_file(tokenizer).expect("tokenizer loads");
     visualglm::pipeline::Captioner::new(golden_model(), tok).expect("model and tokenizer agree")
 }
+
+/// Two English training examples about `images/chelsea.png` ("Describe." → "a cat", "What is
+/// it?" → "a small grey cat") for `model`: their labeled ids (max source 48, max target 16),
+/// the image-prefix length, and the pixels of the two images on the CPU.
+pub fn two_cat_examples(
+    model: &visualglm::VisualGlm,
+    tok: &visualglm_tokenizer::ChatGlmTokenizer,
+) -> (
+    candle_core::Tensor,
+    Vec<visualglm_train::labels::LabeledIds>,
+    usize,
+) {
+    let labels = visualglm_train::labels::LabelConfig {
+        max_source_length: 48,
+        max_target_length: 16,
+        ..Default::default()
+    };
+    let image_length = model.config().image_length;
+    let mut batch = Vec::new();
+    let mut pre = 0;
+    for (q, a) in [("Describe.", "a cat"), ("What is it?", "a small grey cat")] {
+        let (ids, p) =
+            visualglm::finetune::example_ids(tok, image_length, q, a, true, &labels).unwrap();
+        batch.push(ids);
+        pre = p;
+    }
+    let image =
+        visualglm_vision::decode::load_image(golden("images/chelsea.png"), &Default::default())
+            .unwrap();
+    let pixels = model
+        .image_preprocessor()
+        .preprocess_batch(&[image.clone(), image], &candle_core::Device::Cpu)
+        .unwrap();
+    (pixels, batch, pre)
+}
