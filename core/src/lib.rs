@@ -34,6 +34,7 @@ mod parts;
 pub mod pipeline;
 pub mod quantize;
 pub mod runtime;
+mod streamed;
 pub mod synth;
 
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};

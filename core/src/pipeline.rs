@@ -83,6 +83,11 @@ pub struct CaptionerOptions {
     /// The tokenizer (a `.model`/`.json` file or a directory); `None`: the one beside the
     /// checkpoint.
     pub tokenizer: Option<PathBuf>,
+    /// Quantize the language model while loading (see [`VisualGlm::load_quantized`]).
+    pub quantize: Option<(
+        candle_core::quantized::GgmlDType,
+        crate::quantize::QuantizeOptions,
+    )>,
 }
 
 /// Options of [`Captioner::prompt`]; the default is the Chinese template, no image, and an
@@ -116,15 +121,24 @@ pub struct Captioner {
 }
 
 impl Captioner {
-    /// Loads the checkpoint at `path` (see [`VisualGlm::load`]) and its tokenizer, by default
-    /// the one beside the checkpoint.
+    /// Loads the checkpoint at `path` (see [`VisualGlm::load`], or
+    /// [`VisualGlm::load_quantized`] with `opts.quantize`) and its tokenizer, by default the
+    /// one beside the checkpoint.
     pub fn load(
         path: &Path,
         device: &Device,
         dtype: DType,
         opts: &CaptionerOptions,
     ) -> Result<Self> {
-        let model = VisualGlm::load(path, device, dtype, &opts.checkpoint)?;
+        let model = match &opts.quantize {
+            None => VisualGlm::load(path, device, dtype, &opts.checkpoint)?,
+            Some((q, qopts)) => {
+                let (model, report) =
+                    VisualGlm::load_quantized(path, device, dtype, &opts.checkpoint, *q, qopts)?;
+                tracing::info!("quantized GLM weights: {}", report.summary());
+                model
+            }
+        };
         let tokenizer = match &opts.tokenizer {
             Some(t) => ChatGlmTokenizer::from_path(t)?,
             None => {

@@ -259,7 +259,7 @@ fn build(
     let tm = trainable_from_tensors(
         config,
         CheckpointFamily::Hf,
-        tensors,
+        tensors.map(Ok),
         &[],
         &Device::Cpu,
         base,

@@ -56,15 +56,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let mut model = VisualGlm::load(&args.model, &device, dtype, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
-    if let Some(q) = &args.quantize {
-        let report = model.quantize_language(
-            visualglm::quantize::parse_quantize_type(q)?,
-            &Default::default(),
-        )?;
-        eprintln!("quantized GLM weights: {}", report.summary());
-    }
+    let loading = || format!("loading {}", args.model.display());
+    let model = match &args.quantize {
+        None => VisualGlm::load(&args.model, &device, dtype, &opts).with_context(loading)?,
+        Some(q) => {
+            let q = visualglm::quantize::parse_quantize_type(q)?;
+            let (model, report) = VisualGlm::load_quantized(
+                &args.model,
+                &device,
+                dtype,
+                &opts,
+                q,
+                &Default::default(),
+            )
+            .with_context(loading)?;
+            eprintln!("quantized GLM weights: {}", report.summary());
+            model
+        }
+    };
     let mut out: HashMap<String, Tensor> = HashMap::new();
     let f32_cpu = |t: &Tensor| -> anyhow::Result<Tensor> {
         Ok(t.to_dtype(DType::F32)?.to_device(&Device::Cpu)?)

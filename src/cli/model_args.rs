@@ -85,23 +85,23 @@ impl ModelArgs {
             .quantize
             .as_deref()
             .map(visualglm::quantize::parse_quantize_type)
-            .transpose()?;
+            .transpose()?
+            .map(|dtype| {
+                let opts = QuantizeOptions {
+                    lm_head: self.quantize_lm_head,
+                    embeddings: self.quantize_embeddings,
+                };
+                (dtype, opts)
+            });
         let start = std::time::Instant::now();
         let opts = CaptionerOptions {
             checkpoint,
             tokenizer: self.tokenizer.clone(),
+            quantize,
         };
         let mut captioner = Captioner::load(&model, &device, dtype, &opts)
             .with_context(|| format!("loading {}", model.display()))?;
         captioner.set_kv_cache_dtype(kv_cache_dtype);
-        if let Some(dtype) = quantize {
-            let opts = QuantizeOptions {
-                lm_head: self.quantize_lm_head,
-                embeddings: self.quantize_embeddings,
-            };
-            let report = captioner.quantize_language(dtype, &opts)?;
-            tracing::info!("quantized GLM weights: {}", report.summary());
-        }
         tracing::info!(
             "loaded {} on {:?} as {:?} in {:.1} s",
             model.display(),

@@ -330,3 +330,34 @@ fn garbage_pickle_and_legacy_format() {
         .to_string();
     assert!(msg.contains("legacy"), "{msg}");
 }
+
+#[test]
+fn a_damaged_storage_is_found_when_its_tensor_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("flipped.bin");
+    let data: Vec<u8> = [1.5f32, 2.5, 3.5, 4.5]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    torch_zip(&file, &tensor_pickle("w", 4, 4), &[("0", &data)]);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let at = bytes
+        .windows(data.len())
+        .position(|w| w == data.as_slice())
+        .expect("the storage is stored uncompressed");
+    bytes[at + 5] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    // Opening only indexes the file; the damage shows when the tensor is read.
+    let stored = checkpoint::pth::open_state_dict(&file).unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].1.dims(), &[4]);
+    let msg = stored[0].1.read().unwrap_err().to_string();
+    assert!(
+        msg.contains("`w`") && msg.contains("CRC") && msg.contains("flipped.bin"),
+        "{msg}"
+    );
+    let msg = checkpoint::pth::read_state_dict(&file)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("damaged"), "{msg}");
+}

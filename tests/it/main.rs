@@ -38,6 +38,7 @@ mod server_load;
 mod server_lora;
 mod shapes_from_scratch;
 mod shapes_model;
+mod streamed_loading;
 mod support;
 mod tiny_assets;
 mod train_kill_resume;

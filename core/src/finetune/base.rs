@@ -33,7 +33,7 @@ impl BaseWeights {
         if !linear_or_table {
             return FrozenForm::Dense(DType::F32);
         }
-        let glm_linear = name.starts_with("transformer.layers.") && shape.len() == 2;
+        let glm_linear = crate::streamed::is_glm_layer_linear(name, shape);
         if let (Some(q), true) = (self.quantize, glm_linear) {
             if let Some(q) = visualglm_nn::quant::fit_dtype(q, shape[1]) {
                 return FrozenForm::Quantized(q);

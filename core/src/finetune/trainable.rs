@@ -17,6 +17,7 @@ use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
+use crate::streamed::{place_quantized, quantized_placeholder};
 
 /// Serves trainable names as variables and everything else as plain tensors.
 struct TrainableBackend {
@@ -101,17 +102,22 @@ pub fn load_trainable_with(
     device: &Device,
     base: &BaseWeights,
 ) -> Result<TrainableModel> {
-    let ck = checkpoint::load(path, &CheckpointOptions::default())?;
+    let ck = checkpoint::open(path, &CheckpointOptions::default())?;
     let expected = expected_parameters(&ck.config)?;
     checkpoint::validate(&ck, &expected)?;
-    trainable_from_tensors(&ck.config, ck.family, ck.tensors, trainable, device, base)
+    let tensors = ck.tensors.into_iter().map(|(name, stored)| {
+        let t = stored.read()?;
+        Ok((name, t))
+    });
+    trainable_from_tensors(&ck.config, ck.family, tensors, trainable, device, base)
 }
 
-/// Builds the trainable model from canonical tensors (consumed one at a time).
+/// Builds the trainable model from canonical tensors, each read (and dropped after its
+/// conversion) before the next: pass them lazily and the stored checkpoint is never held.
 pub fn trainable_from_tensors(
     config: &crate::config::VisualGlmConfig,
     family: checkpoint::CheckpointFamily,
-    tensors: impl IntoIterator<Item = (String, Tensor)>,
+    tensors: impl IntoIterator<Item = Result<(String, Tensor)>>,
     trainable: &[String],
     device: &Device,
     base: &BaseWeights,
@@ -126,7 +132,8 @@ pub fn trainable_from_tensors(
     let mut frozen = HashMap::new();
     let mut quantized = HashMap::new();
     let mut vars = Vec::new();
-    for (name, t) in tensors {
+    for item in tensors {
+        let (name, t) = item?;
         if trainable.iter().any(|p| name.starts_with(p.as_str())) {
             let t = t.to_dtype(DType::F32)?.to_device(device)?;
             vars.push((name, Var::from_tensor(&t)?));
@@ -140,10 +147,10 @@ pub fn trainable_from_tensors(
                 let dims = t.dims().to_vec();
                 let q = QTensor::quantize_onto(&t.to_dtype(DType::F32)?, q, device)?;
                 drop(t);
-                // Placeholder: a zero-stride view of one zero; the layer gets the GGML weight.
-                let placeholder =
-                    Tensor::zeros((), DType::F32, device)?.broadcast_as(dims.as_slice())?;
-                frozen.insert(name.clone(), placeholder);
+                frozen.insert(
+                    name.clone(),
+                    quantized_placeholder(&dims, DType::F32, device)?,
+                );
                 quantized.insert(name, Arc::new(q));
             }
         }
@@ -163,19 +170,7 @@ pub fn trainable_from_tensors(
     };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
     let mut model = VisualGlm::from_var_builder(config, vb, &Default::default())?;
-    let mut placed = 0;
-    for (name, linear) in model.language_model_mut().named_linears_mut(false) {
-        if let Some(q) = quantized.get(&name) {
-            linear.set_quantized_base(q.clone())?;
-            placed += 1;
-        }
-    }
-    if placed != quantized.len() {
-        return Err(VisualGlmError::Input(format!(
-            "{} weights were quantized but the model has {placed} places for them",
-            quantized.len()
-        )));
-    }
+    place_quantized(&mut model, &quantized)?;
     Ok(TrainableModel {
         model,
         vars,

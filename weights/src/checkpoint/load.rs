@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use super::canonical::{canonical_name, family_from_names, is_glm_qkv, LM_HEAD, WORD_EMBEDDINGS};
 use super::error::CheckpointError;
-use super::qkv::{interleaved_to_blocks, QkvLayout};
+use super::qkv::QkvLayout;
 use super::source::{read_raw, RawTensors};
-use super::tensors::{Checkpoint, FORMAT_NAME};
+use super::stored::StoredTensor;
+use super::tensors::{Checkpoint, LazyCheckpoint, FORMAT_NAME};
 use crate::config::{CheckpointFamily, VisualGlmConfig};
 
 /// Options of [`load`].
@@ -34,7 +35,16 @@ pub struct LoadOptions {
 ///
 /// The family is taken from a converted file's metadata, else from the tensor names
 /// (`mixins.eva.` ⇒ SAT, `image_encoder.` ⇒ HF), else from the config's key set.
+///
+/// Every tensor is read into memory; [`open`] reads them one at a time when asked.
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint, CheckpointError> {
+    open(path, opts)?.read_all()
+}
+
+/// [`load`] without reading the tensors: the files are mapped and indexed, names, dtypes and
+/// shapes are known, and each tensor is read (and moved to the canonical layout) when asked,
+/// so a model can be converted or quantized one tensor at a time.
+pub fn open(path: &Path, opts: &LoadOptions) -> Result<LazyCheckpoint, CheckpointError> {
     let raw = read_raw(path)?;
     let ours = raw.metadata.get("format").map(String::as_str) == Some(FORMAT_NAME);
 
@@ -85,7 +95,7 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Checkpoint, CheckpointErr
     };
 
     let (tensors, source_of) = canonicalize(raw, stored_layout, config.glm.num_attention_heads)?;
-    Ok(Checkpoint {
+    Ok(LazyCheckpoint {
         config,
         family,
         tensors,
@@ -123,10 +133,7 @@ fn read_config(
     })
 }
 
-type Canonical = (
-    HashMap<String, candle_core::Tensor>,
-    HashMap<String, PathBuf>,
-);
+type Canonical = (HashMap<String, StoredTensor>, HashMap<String, PathBuf>);
 
 /// Renames, drops buffers, converts the GLM QKV rows to blocks and ties `lm_head`.
 fn canonicalize(
@@ -148,11 +155,17 @@ fn canonicalize(
             });
         }
         let t = if stored_layout == QkvLayout::Interleaved && is_glm_qkv(&name) {
-            interleaved_to_blocks(&t, num_heads).map_err(|e| CheckpointError::Qkv {
-                path: file.clone(),
-                name: stored.clone(),
-                message: e.to_string(),
-            })?
+            let rows = t.dims().first().copied().unwrap_or(0);
+            if num_heads == 0 || !rows.is_multiple_of(3 * num_heads) {
+                return Err(CheckpointError::Qkv {
+                    path: file.clone(),
+                    name: stored.clone(),
+                    message: format!(
+                        "QKV tensor has {rows} rows, not a multiple of 3 × {num_heads} heads"
+                    ),
+                });
+            }
+            t.with_qkv_to_blocks(num_heads)
         } else {
             t
         };

@@ -4,7 +4,8 @@
 //! `image_encoder.{vit,qformer,glm_proj}.*`), no rotary `inv_freq` buffers, every GLM
 //! `query_key_value` in the `[Q|K|V]` [`QkvLayout::Blocks`] row layout, `lm_head.weight`
 //! present (tied to the word embeddings when not stored). Tensors stay on the CPU in their
-//! stored dtypes.
+//! stored dtypes. [`load`] reads them all; [`open`] maps the files and reads each tensor when
+//! asked (so a model is converted or quantized one tensor at a time).
 
 mod canonical;
 mod error;
@@ -14,6 +15,7 @@ pub mod pth;
 mod qkv;
 mod source;
 pub mod st;
+mod stored;
 mod tensors;
 mod validate;
 mod write;
@@ -24,8 +26,9 @@ pub use canonical::{
     WORD_EMBEDDINGS,
 };
 pub use error::CheckpointError;
-pub use load::{load, LoadOptions};
+pub use load::{load, open, LoadOptions};
 pub use qkv::{blocks_to_interleaved, interleaved_to_blocks, QkvLayout};
-pub use tensors::{Checkpoint, FORMAT_NAME};
-pub use validate::validate;
+pub use stored::StoredTensor;
+pub use tensors::{Checkpoint, LazyCheckpoint, FORMAT_NAME};
+pub use validate::{validate, TensorIndex};
 pub use write::{save_canonical, SaveOptions};

@@ -15,6 +15,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::error::CheckpointError;
 use super::pickle_guard;
+use super::stored::{MappedFile, StoredTensor};
 
 /// Largest `data.pkl` accepted (real state-dict pickles are well under 1 MiB).
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
@@ -34,6 +35,16 @@ struct Record {
 /// `module` entry (SAT / DeepSpeed `.pt`), that entry is read and everything else ignored.
 /// Non-tensor values are skipped. Tensors keep their stored dtype and live on the CPU.
 pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointError> {
+    open_state_dict(path)?
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.read()?)))
+        .collect()
+}
+
+/// Lists the tensors of a torch zip file as [`read_state_dict`] reads them, each read from
+/// the memory-mapped file (and its zip entry's CRC-32 checked) only when asked. Storages kept
+/// compressed in the archive (torch never writes them) are read at once.
+pub fn open_state_dict(path: &Path) -> Result<Vec<(String, StoredTensor)>, CheckpointError> {
     let file = std::fs::File::open(path).map_err(|e| CheckpointError::io(path, e))?;
     let file_len = file
         .metadata()
@@ -83,7 +94,8 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointE
         }
     }
 
-    // Read each storage once (HF shards share one storage between lm_head and the embedding).
+    // Locate each storage once (HF shards share one storage between lm_head and the embedding).
+    let mapped = MappedFile::open(path)?;
     let mut by_storage: BTreeMap<String, Vec<Record>> = BTreeMap::new();
     for r in records {
         by_storage.entry(r.storage.clone()).or_default().push(r);
@@ -92,13 +104,67 @@ pub fn read_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>, CheckpointE
     for (key, recs) in by_storage {
         let entry = format!("{prefix}data/{key}");
         let first = recs.first().map(|r| r.name.clone()).unwrap_or_default();
-        let bytes = read_entry(&mut zip, path, &entry, file_len, u64::MAX)
-            .map_err(|e| CheckpointError::tensor(path, &first, format!("storage {entry}: {e}")))?;
-        for r in recs {
-            out.push((r.name.clone(), build_tensor(path, &r, &bytes)?));
+        match stored_entry(&mut zip, path, &entry, file_len)
+            .map_err(|e| CheckpointError::tensor(path, &first, format!("storage {entry}: {e}")))?
+        {
+            Some((span, crc)) => {
+                for r in recs {
+                    let range = record_range(path, &r, span.len())?;
+                    let range = span.start + range.start..span.start + range.end;
+                    let t = StoredTensor::mapped(&mapped, &r.name, r.dtype, r.shape, range)?;
+                    out.push((r.name, t.with_crc(span.clone(), crc)));
+                }
+            }
+            None => {
+                let bytes =
+                    read_entry(&mut zip, path, &entry, file_len, u64::MAX).map_err(|e| {
+                        CheckpointError::tensor(path, &first, format!("storage {entry}: {e}"))
+                    })?;
+                for r in recs {
+                    let range = record_range(path, &r, bytes.len())?;
+                    let t = Tensor::from_raw_buffer(&bytes[range], r.dtype, &r.shape, &Device::Cpu)
+                        .map_err(|e| {
+                            CheckpointError::candle(
+                                format!("{}: tensor `{}`", path.display(), r.name),
+                                e,
+                            )
+                        })?;
+                    out.push((r.name.clone(), StoredTensor::in_memory(&r.name, path, t)));
+                }
+            }
         }
     }
     Ok(out)
+}
+
+/// The byte span and CRC-32 of an uncompressed, unencrypted zip entry; `None` when it is
+/// compressed or encrypted (it must then be read through the zip reader).
+fn stored_entry<R: std::io::Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    path: &Path,
+    name: &str,
+    file_len: u64,
+) -> Result<Option<(std::ops::Range<usize>, u32)>, CheckpointError> {
+    let zerr = |message: String| CheckpointError::Zip {
+        path: path.to_path_buf(),
+        message: format!("entry {name}: {message}"),
+    };
+    let entry = zip.by_name(name).map_err(|e| zerr(e.to_string()))?;
+    if entry.compression() != zip::CompressionMethod::Stored || entry.encrypted() {
+        return Ok(None);
+    }
+    let size = entry.size();
+    let start = entry
+        .data_start()
+        .ok_or_else(|| zerr("no data offset".into()))?;
+    match start.checked_add(size) {
+        Some(end) if end <= file_len && entry.compressed_size() == size => {
+            Ok(Some((start as usize..end as usize, entry.crc32())))
+        }
+        _ => Err(zerr(format!(
+            "claims {size} bytes at offset {start}; the file has {file_len} (truncated?)"
+        ))),
+    }
 }
 
 fn pickle_err(path: &Path, message: &str) -> CheckpointError {
@@ -319,8 +385,12 @@ fn as_usize_tuple(obj: &Object) -> Option<Vec<usize>> {
     }
 }
 
-/// Builds a CPU tensor from its storage bytes after checking the record fits.
-fn build_tensor(path: &Path, r: &Record, storage: &[u8]) -> Result<Tensor, CheckpointError> {
+/// The bytes of record `r` within its storage of `storage_len` bytes, after checking it fits.
+fn record_range(
+    path: &Path,
+    r: &Record,
+    storage_len: usize,
+) -> Result<std::ops::Range<usize>, CheckpointError> {
     let size = r.dtype.size_in_bytes();
     let numel = r
         .shape
@@ -331,22 +401,15 @@ fn build_tensor(path: &Path, r: &Record, storage: &[u8]) -> Result<Tensor, Check
     let end = numel
         .checked_mul(size)
         .and_then(|n| start.and_then(|s| s.checked_add(n)));
-    let (start, end) = match (start, end) {
-        (Some(s), Some(e)) if e <= storage.len() => (s, e),
-        _ => {
-            return Err(CheckpointError::tensor(
-                path,
-                &r.name,
-                format!(
-                    "shape {:?} at offset {} needs more than the {} bytes of storage {}",
-                    r.shape,
-                    r.offset,
-                    storage.len(),
-                    r.storage
-                ),
-            ))
-        }
-    };
-    Tensor::from_raw_buffer(&storage[start..end], r.dtype, &r.shape, &Device::Cpu)
-        .map_err(|e| CheckpointError::candle(format!("{}: tensor `{}`", path.display(), r.name), e))
+    match (start, end) {
+        (Some(s), Some(e)) if e <= storage_len => Ok(s..e),
+        _ => Err(CheckpointError::tensor(
+            path,
+            &r.name,
+            format!(
+                "shape {:?} at offset {} needs more than the {} bytes of storage {}",
+                r.shape, r.offset, storage_len, r.storage
+            ),
+        )),
+    }
 }

@@ -7,9 +7,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use candle_core::Tensor;
-
 use super::error::CheckpointError;
+use super::stored::StoredTensor;
 use super::{pth, st};
 
 /// Largest shard index or `latest` file accepted.
@@ -18,15 +17,15 @@ const MAX_LATEST_BYTES: u64 = 256;
 
 /// Tensors as stored, before any renaming.
 pub struct RawTensors {
-    /// `(stored name, tensor, file it came from)`, in reading order.
-    pub tensors: Vec<(String, Tensor, PathBuf)>,
+    /// `(stored name, tensor (read when asked), file it came from)`, in reading order.
+    pub tensors: Vec<(String, StoredTensor, PathBuf)>,
     /// `__metadata__` of the first safetensors file read (empty otherwise).
     pub metadata: HashMap<String, String>,
     /// Config files to try, most specific first.
     pub config_candidates: Vec<PathBuf>,
 }
 
-/// Reads all tensors the checkpoint at `path` consists of.
+/// Lists all tensors the checkpoint at `path` consists of (their data is read when asked).
 pub fn read_raw(path: &Path) -> Result<RawTensors, CheckpointError> {
     let meta = std::fs::metadata(path).map_err(|e| CheckpointError::io(path, e))?;
     if meta.is_dir() {
@@ -97,28 +96,28 @@ fn with_candidates(mut raw: RawTensors, c: Vec<PathBuf>) -> Result<RawTensors, C
     Ok(raw)
 }
 
-/// Reads one tensor file, choosing the reader by extension.
+/// Opens one tensor file, choosing the reader by extension.
 fn read_file(path: &Path) -> Result<RawTensors, CheckpointError> {
     let is_st = path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
     if is_st {
-        let f = st::read_safetensors(path)?;
+        let (tensors, metadata) = st::open_safetensors(path)?;
         Ok(RawTensors {
-            tensors: tag(f.tensors, path),
-            metadata: f.metadata,
+            tensors: tag(tensors, path),
+            metadata,
             config_candidates: Vec::new(),
         })
     } else {
         Ok(RawTensors {
-            tensors: tag(pth::read_state_dict(path)?, path),
+            tensors: tag(pth::open_state_dict(path)?, path),
             metadata: HashMap::new(),
             config_candidates: Vec::new(),
         })
     }
 }
 
-fn tag(ts: Vec<(String, Tensor)>, path: &Path) -> Vec<(String, Tensor, PathBuf)> {
+fn tag(ts: Vec<(String, StoredTensor)>, path: &Path) -> Vec<(String, StoredTensor, PathBuf)> {
     ts.into_iter()
         .map(|(n, t)| (n, t, path.to_path_buf()))
         .collect()
@@ -222,7 +221,7 @@ fn read_index(index: &Path) -> Result<RawTensors, CheckpointError> {
         return Err(bad("`weight_map` is empty".into()));
     }
     let dir = index.parent().map(Path::to_path_buf).unwrap_or_default();
-    // Check every shard exists before reading any (reading is the slow part).
+    // Check every shard exists before opening any.
     for shard in by_shard.keys() {
         let p = dir.join(shard);
         if !p.is_file() {

@@ -1,13 +1,18 @@
-//! Reading `.safetensors` files: tensors (memory-mapped, copied to the CPU) and metadata.
+//! Reading `.safetensors` files: tensors (memory-mapped, each copied to the CPU when read) and
+//! metadata.
 
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
-use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Tensor};
+use safetensors::SafeTensors;
 
 use super::error::CheckpointError;
+use super::stored::{MappedFile, StoredTensor};
+
+/// Tensors (read when asked) and metadata of one file.
+pub type StoredFile = (Vec<(String, StoredTensor)>, HashMap<String, String>);
 
 /// The safetensors crate refuses larger headers; so do we, before allocating.
 const MAX_HEADER_BYTES: u64 = 100_000_000;
@@ -22,28 +27,34 @@ pub struct SafetensorsFile {
 
 /// Reads every tensor of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<SafetensorsFile, CheckpointError> {
+    let (stored, metadata) = open_safetensors(path)?;
+    let tensors = stored
+        .into_iter()
+        .map(|(name, t)| Ok((name, t.read()?)))
+        .collect::<Result<_, CheckpointError>>()?;
+    Ok(SafetensorsFile { tensors, metadata })
+}
+
+/// Maps a safetensors file and lists its tensors (read when asked) and its metadata.
+pub fn open_safetensors(path: &Path) -> Result<StoredFile, CheckpointError> {
     let metadata = read_metadata(path)?;
-    // SAFETY: the map is read-only and only lives during this call; like every mmap reader we
-    // rely on the file not being truncated by another process meanwhile.
-    let st = unsafe { MmapedSafetensors::new(path) }.map_err(|e| {
-        // candle prefixes the path; ours already names the file.
-        let message = match e {
-            candle_core::Error::WithPath { inner, .. } => inner.to_string(),
-            other => other.to_string(),
-        };
-        CheckpointError::Safetensors {
-            path: path.to_path_buf(),
-            message,
-        }
-    })?;
+    let file = MappedFile::open(path)?;
+    let bad = |message: String| CheckpointError::Safetensors {
+        path: path.to_path_buf(),
+        message,
+    };
+    let st = SafeTensors::deserialize(file.bytes()).map_err(|e| bad(e.to_string()))?;
+    let base = file.bytes().as_ptr() as usize;
     let mut tensors = Vec::new();
-    for (name, _) in st.tensors() {
-        let t = st
-            .load(&name, &Device::Cpu)
-            .map_err(|e| CheckpointError::tensor(path, &name, format!("cannot load: {e}")))?;
+    for (name, view) in st.tensors() {
+        let dtype = DType::try_from(view.dtype())
+            .map_err(|e| CheckpointError::tensor(path, &name, e.to_string()))?;
+        let start = view.data().as_ptr() as usize - base;
+        let range = start..start + view.data().len();
+        let t = StoredTensor::mapped(&file, &name, dtype, view.shape().to_vec(), range)?;
         tensors.push((name, t));
     }
-    Ok(SafetensorsFile { tensors, metadata })
+    Ok((tensors, metadata))
 }
 
 /// Reads only the `__metadata__` map of a safetensors header.

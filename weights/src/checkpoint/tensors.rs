@@ -1,10 +1,13 @@
-//! [`Checkpoint`]: a checkpoint in canonical form in memory, and the format name of the files
-//! it is saved as.
+//! [`Checkpoint`]: a checkpoint in canonical form in memory; [`LazyCheckpoint`]: the same with
+//! each tensor read from its file when asked; the format name of the files it is saved as.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::Tensor;
+
+use super::error::CheckpointError;
+use super::stored::StoredTensor;
 
 use crate::config::{CheckpointFamily, VisualGlmConfig};
 
@@ -50,5 +53,64 @@ impl Checkpoint {
         device: &candle_core::Device,
     ) -> candle_nn::VarBuilder<'static> {
         candle_nn::VarBuilder::from_tensors(self.tensors.clone(), dtype, device)
+    }
+}
+
+/// A checkpoint in canonical form whose tensors are read from their (memory-mapped) files
+/// when asked: what [`open`](super::open) returns.
+#[derive(Debug, Clone)]
+pub struct LazyCheckpoint {
+    /// The model configuration, with the family's α and rotary conventions applied.
+    pub config: VisualGlmConfig,
+    /// The release the weights come from.
+    pub family: CheckpointFamily,
+    /// Canonical name → stored tensor (read as its stored dtype, canonical row layout).
+    pub tensors: HashMap<String, StoredTensor>,
+    /// Canonical name → file the tensor is read from.
+    pub source_of: HashMap<String, PathBuf>,
+}
+
+impl LazyCheckpoint {
+    /// The stored tensor with this canonical name, if present.
+    pub fn get(&self, name: &str) -> Option<&StoredTensor> {
+        self.tensors.get(name)
+    }
+
+    /// The canonical names, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Bytes of all tensors as stored.
+    pub fn stored_bytes(&self) -> usize {
+        self.tensors
+            .values()
+            .map(|t| t.elem_count() * t.dtype().size_in_bytes())
+            .sum()
+    }
+
+    /// Reads every tensor (names reading the same stored data share one tensor).
+    pub fn read_all(self) -> Result<Checkpoint, CheckpointError> {
+        let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(self.tensors.len());
+        let mut read: Vec<(StoredTensor, Tensor)> = Vec::new();
+        for (name, stored) in self.tensors {
+            let t = match read.iter().find(|(s, _)| s.same_data(&stored)) {
+                Some((_, t)) => t.clone(),
+                None => {
+                    let t = stored.read()?;
+                    read.push((stored, t.clone()));
+                    t
+                }
+            };
+            tensors.insert(name, t);
+        }
+        Ok(Checkpoint {
+            config: self.config,
+            family: self.family,
+            tensors,
+            source_of: self.source_of,
+        })
     }
 }

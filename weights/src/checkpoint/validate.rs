@@ -2,13 +2,52 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
+use std::path::PathBuf;
 
 use super::error::{CheckpointError, MAX_LISTED};
-use super::tensors::Checkpoint;
+use super::tensors::{Checkpoint, LazyCheckpoint};
+
+/// A checkpoint's names, shapes and files: what [`validate`] looks at.
+pub trait TensorIndex {
+    /// The shape of `name`, `None` when absent.
+    fn shape_of(&self, name: &str) -> Option<&[usize]>;
+    /// The names, sorted.
+    fn sorted_names(&self) -> Vec<&str>;
+    /// Canonical name → the file it comes from.
+    fn sources(&self) -> &HashMap<String, PathBuf>;
+}
+
+impl TensorIndex for Checkpoint {
+    fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.dims())
+    }
+    fn sorted_names(&self) -> Vec<&str> {
+        self.names()
+    }
+    fn sources(&self) -> &HashMap<String, PathBuf> {
+        &self.source_of
+    }
+}
+
+impl TensorIndex for LazyCheckpoint {
+    fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.dims())
+    }
+    fn sorted_names(&self) -> Vec<&str> {
+        self.names()
+    }
+    fn sources(&self) -> &HashMap<String, PathBuf> {
+        &self.source_of
+    }
+}
 
 /// Checks that `ck` holds every `(name, shape)` of `expected`, nothing else, with those
 /// shapes. The error lists up to a few offenders per kind, each with the file it came from.
-pub fn validate(ck: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<(), CheckpointError> {
+pub fn validate(
+    ck: &impl TensorIndex,
+    expected: &[(String, Vec<usize>)],
+) -> Result<(), CheckpointError> {
+    let source = |n: &str| ck.sources().get(n).cloned().unwrap_or_default();
     let want: HashMap<&str, &[usize]> = expected
         .iter()
         .map(|(n, s)| (n.as_str(), s.as_slice()))
@@ -16,13 +55,13 @@ pub fn validate(ck: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()
     let mut missing: Vec<&str> = want
         .keys()
         .copied()
-        .filter(|n| !ck.tensors.contains_key(*n))
+        .filter(|n| ck.shape_of(n).is_none())
         .collect();
     missing.sort_unstable();
     let mut unexpected = Vec::new();
     let mut mis_shaped = Vec::new();
-    for name in ck.names() {
-        let dims = ck.tensors.get(name).map(|t| t.dims()).unwrap_or(&[]);
+    for name in ck.sorted_names() {
+        let dims = ck.shape_of(name).unwrap_or(&[]);
         match want.get(name) {
             None => unexpected.push(name),
             Some(shape) if *shape != dims => mis_shaped.push((name, *shape, dims)),
@@ -36,7 +75,7 @@ pub fn validate(ck: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()
     let mut report = String::new();
     if !missing.is_empty() {
         let files: BTreeSet<String> = ck
-            .source_of
+            .sources()
             .values()
             .map(|p| p.display().to_string())
             .collect();
@@ -59,7 +98,7 @@ pub fn validate(ck: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()
     if !unexpected.is_empty() {
         let _ = write!(report, "\n  {} unexpected:", unexpected.len());
         for n in unexpected.iter().take(MAX_LISTED) {
-            let _ = write!(report, "\n    `{n}` from {}", ck.source(n).display());
+            let _ = write!(report, "\n    `{n}` from {}", source(n).display());
         }
         more(&mut report, unexpected.len());
     }
@@ -69,7 +108,7 @@ pub fn validate(ck: &Checkpoint, expected: &[(String, Vec<usize>)]) -> Result<()
             let _ = write!(
                 report,
                 "\n    `{n}` from {}: expected {want:?}, found {got:?}",
-                ck.source(n).display()
+                source(n).display()
             );
         }
         more(&mut report, mis_shaped.len());

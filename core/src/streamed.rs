@@ -1,0 +1,206 @@
+//! Building a [`VisualGlm`] from a [`LazyCheckpoint`] one tensor at a time: each tensor is
+//! read from its mapped file, converted to the dtype the model asks for (or quantized to GGML
+//! blocks), and its stored copy dropped before the next is read. The peak is the built model
+//! plus one tensor, never the stored checkpoint and never the model in f32 before quantizing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use visualglm_nn::quant::{dtype_name, fit_dtype};
+
+use crate::checkpoint::{LazyCheckpoint, StoredTensor};
+use crate::error::{Result, VisualGlmError};
+use crate::model::{BuildOptions, VisualGlm};
+
+/// Whether `name` (of `shape`) is the weight of one of ChatGLM's per-layer linears
+/// (`query_key_value`, `dense`, `dense_h_to_4h`, `dense_4h_to_h`): what the release quantizes.
+pub(crate) fn is_glm_layer_linear(name: &str, shape: &[usize]) -> bool {
+    name.starts_with("transformer.layers.") && name.ends_with(".weight") && shape.len() == 2
+}
+
+/// A weight that stands for a quantized one while the model is built: a zero-stride view of
+/// one zero, so it costs nothing; [`place_quantized`] then gives the layer the GGML weight.
+pub(crate) fn quantized_placeholder(
+    dims: &[usize],
+    dtype: DType,
+    dev: &Device,
+) -> candle_core::Result<Tensor> {
+    Tensor::zeros((), dtype, dev)?.broadcast_as(dims)
+}
+
+/// Gives each ChatGLM linear named in `quantized` its GGML weight; every one must find its
+/// place.
+pub(crate) fn place_quantized(
+    model: &mut VisualGlm,
+    quantized: &HashMap<String, Arc<QTensor>>,
+) -> Result<()> {
+    let mut placed = 0;
+    for (name, linear) in model.language_model_mut().named_linears_mut(false) {
+        if let Some(q) = quantized.get(&name) {
+            linear.set_quantized_base(q.clone())?;
+            placed += 1;
+        }
+    }
+    if placed != quantized.len() {
+        return Err(VisualGlmError::Input(format!(
+            "{} weights were quantized but the model has {placed} places for them",
+            quantized.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Serves the tensors of a [`LazyCheckpoint`] to a `VarBuilder`, reading each when asked.
+struct StreamedBackend {
+    tensors: HashMap<String, StoredTensor>,
+    /// GGML type for ChatGLM's layer linears; `None`: dense.
+    quantize: Option<GgmlDType>,
+    /// The quantized layer weights made so far.
+    quantized: Arc<Mutex<HashMap<String, Arc<QTensor>>>>,
+    /// Names that read the same stored data (a tied `lm_head`) → one group id each.
+    tied: HashMap<String, usize>,
+    /// Converted tensors of tied groups, so both names get the same tensor.
+    tied_done: Mutex<HashMap<(usize, DType), Tensor>>,
+}
+
+impl StreamedBackend {
+    fn new(ck: LazyCheckpoint, quantize: Option<GgmlDType>) -> Self {
+        let mut names: Vec<&String> = ck.tensors.keys().collect();
+        names.sort();
+        let mut tied = HashMap::new();
+        let mut groups: Vec<&StoredTensor> = Vec::new();
+        for (i, a) in names.iter().enumerate() {
+            if tied.contains_key(*a) {
+                continue;
+            }
+            for b in &names[i + 1..] {
+                if ck.tensors[*a].same_data(&ck.tensors[*b]) {
+                    let id = match tied.get(*a) {
+                        Some(&id) => id,
+                        None => {
+                            groups.push(&ck.tensors[*a]);
+                            tied.insert((*a).clone(), groups.len() - 1);
+                            groups.len() - 1
+                        }
+                    };
+                    tied.insert((*b).clone(), id);
+                }
+            }
+        }
+        Self {
+            tensors: ck.tensors,
+            quantize,
+            quantized: Arc::default(),
+            tied,
+            tied_done: Mutex::default(),
+        }
+    }
+
+    fn read(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let stored =
+            self.tensors
+                .get(name)
+                .ok_or_else(|| candle_core::Error::CannotFindTensor {
+                    path: name.to_string(),
+                })?;
+        if let Some(q) = self.quantize_as(name, stored.dims()) {
+            let t = stored.read().map_err(candle_core::Error::wrap)?;
+            let qt = QTensor::quantize_onto(&t.to_dtype(DType::F32)?, q, dev)
+                .map_err(|e| e.context(format!("quantizing {name}")))?;
+            drop(t);
+            let mut done = self.quantized.lock().unwrap_or_else(|e| e.into_inner());
+            done.insert(name.to_string(), Arc::new(qt));
+            return quantized_placeholder(stored.dims(), dtype, dev);
+        }
+        let group = self.tied.get(name).copied();
+        if let Some(g) = group {
+            let done = self.tied_done.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = done.get(&(g, dtype)) {
+                return Ok(t.clone());
+            }
+        }
+        let t = stored
+            .read()
+            .map_err(candle_core::Error::wrap)?
+            .to_dtype(dtype)?
+            .to_device(dev)?;
+        if let Some(g) = group {
+            let mut done = self.tied_done.lock().unwrap_or_else(|e| e.into_inner());
+            done.insert((g, dtype), t.clone());
+        }
+        Ok(t)
+    }
+
+    /// The GGML type `name` is quantized to, if it is quantized while loading.
+    fn quantize_as(&self, name: &str, dims: &[usize]) -> Option<GgmlDType> {
+        let wanted = self.quantize?;
+        if !is_glm_layer_linear(name, dims) {
+            return None;
+        }
+        let chosen = fit_dtype(wanted, dims[1])?;
+        if chosen != wanted {
+            tracing::warn!(
+                "{name}: input width {} is not a multiple of {} ({}); using {} instead",
+                dims[1],
+                wanted.block_size(),
+                dtype_name(wanted),
+                dtype_name(chosen)
+            );
+        }
+        Some(chosen)
+    }
+}
+
+impl SimpleBackend for StreamedBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self.read(name, dtype, dev)?;
+        if t.shape() != &s {
+            return Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: t.shape().clone(),
+            }
+            .bt());
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.read(name, dtype, dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+}
+
+/// Builds the model of `ck` on `device` in `dtype`, reading one tensor at a time; with
+/// `quantize`, ChatGLM's layer linears are quantized as they are read (a width that fits no
+/// block is left dense, to be reported by [`VisualGlm::quantize_language`]).
+pub(crate) fn build_streamed(
+    ck: LazyCheckpoint,
+    device: &Device,
+    dtype: DType,
+    build: &BuildOptions,
+    quantize: Option<GgmlDType>,
+) -> Result<VisualGlm> {
+    let config = ck.config.clone();
+    let backend = StreamedBackend::new(ck, quantize);
+    let quantized = backend.quantized.clone();
+    let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
+    let mut model = VisualGlm::from_var_builder(&config, vb, build)?;
+    let quantized = std::mem::take(&mut *quantized.lock().unwrap_or_else(|e| e.into_inner()));
+    place_quantized(&mut model, &quantized)?;
+    Ok(model)
+}

@@ -1,0 +1,124 @@
+//! Checkpoints are read one tensor at a time: `checkpoint::open` reads exactly what `load`
+//! reads, a model built from the open checkpoint equals one built from the tensors in memory,
+//! and quantizing while loading gives the same model as quantizing after.
+
+use std::collections::HashMap;
+
+use crate::support::golden;
+use candle_core::quantized::GgmlDType;
+use candle_core::{DType, Device, Tensor};
+use visualglm::checkpoint::{self, LoadOptions};
+use visualglm::quantize::QuantizeOptions;
+use visualglm::VisualGlm;
+
+fn fixture() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu).unwrap()
+}
+
+fn prompt_logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Vec<f32> {
+    let image = model.encode_image(&g["pixel_values"]).unwrap();
+    let ids: Vec<u32> = g["input_ids"]
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|x| x as u32)
+        .collect();
+    let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+    logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.to_dtype(DType::F32)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
+
+#[test]
+fn open_reads_exactly_what_load_reads() {
+    let sat = LoadOptions::default();
+    for rel in ["checkpoints/hf", "checkpoints/sat/visualglm-tiny"] {
+        let path = golden(rel);
+        let eager = checkpoint::load(&path, &sat).unwrap();
+        let lazy = checkpoint::open(&path, &sat).unwrap();
+        assert_eq!(lazy.names(), eager.names(), "{rel}");
+        assert_eq!(lazy.family, eager.family);
+        let mut bytes = 0;
+        for name in eager.names() {
+            let want = eager.get(name).unwrap();
+            let stored = lazy.get(name).unwrap();
+            assert_eq!(stored.dims(), want.dims(), "{rel}: {name}");
+            assert_eq!(stored.dtype(), want.dtype(), "{rel}: {name}");
+            let got = stored.read().unwrap();
+            assert_eq!(values(&got), values(want), "{rel}: {name}");
+            bytes += want.elem_count() * want.dtype().size_in_bytes();
+        }
+        assert_eq!(lazy.stored_bytes(), bytes, "{rel}");
+    }
+}
+
+#[test]
+fn a_model_built_while_reading_equals_one_built_from_memory() {
+    let g = fixture();
+    let path = golden("checkpoints/hf");
+    let ck = checkpoint::load(&path, &LoadOptions::default()).unwrap();
+    let from_memory = VisualGlm::from_var_builder(
+        &ck.config,
+        ck.var_builder(DType::F32, &Device::Cpu),
+        &Default::default(),
+    )
+    .unwrap();
+    let streamed = VisualGlm::load(&path, &Device::Cpu, DType::F32, &Default::default()).unwrap();
+    let want = prompt_logits(&from_memory, &g);
+    assert!(want.iter().all(|x| x.is_finite()));
+    assert_eq!(prompt_logits(&streamed, &g), want);
+}
+
+#[test]
+fn quantizing_while_loading_equals_quantizing_after() {
+    let g = fixture();
+    let path = golden("checkpoints/hf");
+    let cases = [
+        (GgmlDType::Q8_0, QuantizeOptions::default()),
+        (GgmlDType::Q4_0, QuantizeOptions::default()),
+        (
+            GgmlDType::Q4_0,
+            QuantizeOptions {
+                lm_head: true,
+                embeddings: true,
+            },
+        ),
+        // 256-blocks do not divide the tiny width 64: the fallback type must agree too.
+        (GgmlDType::Q4K, QuantizeOptions::default()),
+    ];
+    for (dtype, opts) in cases {
+        let mut after =
+            VisualGlm::load(&path, &Device::Cpu, DType::F32, &Default::default()).unwrap();
+        let want_report = after.quantize_language(dtype, &opts).unwrap();
+        let (streamed, report) = VisualGlm::load_quantized(
+            &path,
+            &Device::Cpu,
+            DType::F32,
+            &Default::default(),
+            dtype,
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(report, want_report, "{dtype:?} {opts:?}");
+        assert!(
+            report.weights.iter().all(|(_, d)| d.is_some()),
+            "{report:?}"
+        );
+        assert_eq!(
+            prompt_logits(&streamed, &g),
+            prompt_logits(&after, &g),
+            "{dtype:?} {opts:?}"
+        );
+    }
+}
