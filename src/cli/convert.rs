@@ -56,8 +56,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..LoadOptions::default()
     };
-    let ck = checkpoint::load(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let ck = checkpoint::open(&args.model, &opts)
+        .with_context(|| format!("opening {}", args.model.display()))?;
     let total: u64 = ck
         .tensors
         .values()

@@ -50,8 +50,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let ck = checkpoint::load(&args.model, &opts)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let ck = checkpoint::open(&args.model, &opts)
+        .with_context(|| format!("opening {}", args.model.display()))?;
     let bar = indicatif::ProgressBar::new(ck.tensors.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")?

@@ -29,6 +29,6 @@ pub use error::CheckpointError;
 pub use load::{load, open, LoadOptions};
 pub use qkv::{blocks_to_interleaved, interleaved_to_blocks, QkvLayout};
 pub use stored::StoredTensor;
-pub use tensors::{Checkpoint, LazyCheckpoint, FORMAT_NAME};
-pub use validate::{validate, TensorIndex};
+pub use tensors::{CanonicalTensors, Checkpoint, LazyCheckpoint, FORMAT_NAME};
+pub use validate::validate;
 pub use write::{save_canonical, SaveOptions};

@@ -114,3 +114,86 @@ impl LazyCheckpoint {
         })
     }
 }
+
+/// A checkpoint in canonical form whose tensors can be listed and read: [`Checkpoint`] (in
+/// memory) or [`LazyCheckpoint`] (read from the files when asked). Validation and the
+/// writers take either, so converting a checkpoint never needs all of it in memory.
+pub trait CanonicalTensors {
+    /// The model configuration.
+    fn config(&self) -> &VisualGlmConfig;
+    /// The release the weights come from.
+    fn family(&self) -> CheckpointFamily;
+    /// The canonical names, sorted.
+    fn sorted_names(&self) -> Vec<&str>;
+    /// The shape of `name`, `None` when absent.
+    fn shape_of(&self, name: &str) -> Option<&[usize]>;
+    /// The stored dtype of `name`, `None` when absent.
+    fn dtype_of(&self, name: &str) -> Option<candle_core::DType>;
+    /// Canonical name → the file it comes from.
+    fn sources(&self) -> &HashMap<String, PathBuf>;
+    /// Reads `name` (CPU, stored dtype), `None` when absent.
+    fn read(&self, name: &str) -> Result<Option<Tensor>, CheckpointError>;
+    /// Whether `a` and `b` are known to be the same stored data (tied weights) without
+    /// reading them.
+    fn same_data(&self, a: &str, b: &str) -> bool;
+}
+
+impl CanonicalTensors for Checkpoint {
+    fn config(&self) -> &VisualGlmConfig {
+        &self.config
+    }
+    fn family(&self) -> CheckpointFamily {
+        self.family
+    }
+    fn sorted_names(&self) -> Vec<&str> {
+        self.names()
+    }
+    fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.dims())
+    }
+    fn dtype_of(&self, name: &str) -> Option<candle_core::DType> {
+        self.tensors.get(name).map(|t| t.dtype())
+    }
+    fn sources(&self) -> &HashMap<String, PathBuf> {
+        &self.source_of
+    }
+    fn read(&self, name: &str) -> Result<Option<Tensor>, CheckpointError> {
+        Ok(self.tensors.get(name).cloned())
+    }
+    fn same_data(&self, a: &str, b: &str) -> bool {
+        match (self.tensors.get(a), self.tensors.get(b)) {
+            (Some(a), Some(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+}
+
+impl CanonicalTensors for LazyCheckpoint {
+    fn config(&self) -> &VisualGlmConfig {
+        &self.config
+    }
+    fn family(&self) -> CheckpointFamily {
+        self.family
+    }
+    fn sorted_names(&self) -> Vec<&str> {
+        self.names()
+    }
+    fn shape_of(&self, name: &str) -> Option<&[usize]> {
+        self.tensors.get(name).map(|t| t.dims())
+    }
+    fn dtype_of(&self, name: &str) -> Option<candle_core::DType> {
+        self.tensors.get(name).map(|t| t.dtype())
+    }
+    fn sources(&self) -> &HashMap<String, PathBuf> {
+        &self.source_of
+    }
+    fn read(&self, name: &str) -> Result<Option<Tensor>, CheckpointError> {
+        self.tensors.get(name).map(StoredTensor::read).transpose()
+    }
+    fn same_data(&self, a: &str, b: &str) -> bool {
+        match (self.tensors.get(a), self.tensors.get(b)) {
+            (Some(a), Some(b)) => a.same_data(b),
+            _ => false,
+        }
+    }
+}

@@ -2,49 +2,14 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
-use std::path::PathBuf;
 
 use super::error::{CheckpointError, MAX_LISTED};
-use super::tensors::{Checkpoint, LazyCheckpoint};
-
-/// A checkpoint's names, shapes and files: what [`validate`] looks at.
-pub trait TensorIndex {
-    /// The shape of `name`, `None` when absent.
-    fn shape_of(&self, name: &str) -> Option<&[usize]>;
-    /// The names, sorted.
-    fn sorted_names(&self) -> Vec<&str>;
-    /// Canonical name → the file it comes from.
-    fn sources(&self) -> &HashMap<String, PathBuf>;
-}
-
-impl TensorIndex for Checkpoint {
-    fn shape_of(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.dims())
-    }
-    fn sorted_names(&self) -> Vec<&str> {
-        self.names()
-    }
-    fn sources(&self) -> &HashMap<String, PathBuf> {
-        &self.source_of
-    }
-}
-
-impl TensorIndex for LazyCheckpoint {
-    fn shape_of(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.dims())
-    }
-    fn sorted_names(&self) -> Vec<&str> {
-        self.names()
-    }
-    fn sources(&self) -> &HashMap<String, PathBuf> {
-        &self.source_of
-    }
-}
+use super::tensors::CanonicalTensors;
 
 /// Checks that `ck` holds every `(name, shape)` of `expected`, nothing else, with those
 /// shapes. The error lists up to a few offenders per kind, each with the file it came from.
 pub fn validate(
-    ck: &impl TensorIndex,
+    ck: &impl CanonicalTensors,
     expected: &[(String, Vec<usize>)],
 ) -> Result<(), CheckpointError> {
     let source = |n: &str| ck.sources().get(n).cloned().unwrap_or_default();

@@ -6,7 +6,7 @@ use candle_core::{DType, Tensor};
 use serde_json::{json, Map, Value};
 
 use super::error::CheckpointError;
-use super::tensors::{Checkpoint, FORMAT_NAME};
+use super::tensors::{CanonicalTensors, FORMAT_NAME};
 
 /// Options of [`save_canonical`].
 #[derive(Debug, Clone, Default)]
@@ -18,42 +18,44 @@ pub struct SaveOptions {
 /// Writes `ck` to `out` as one safetensors file: canonical names, `[Q|K|V]` GLM rows, and
 /// metadata `format = "visualglm-rs"`, `qkv_layout = "blocks"`, `family`, and `config`
 /// (HF-style JSON). The file is written under a temporary name and renamed into place.
-/// `progress(name, bytes)` is called after each tensor is written.
+/// `progress(name, bytes)` is called after each tensor is written. Tensors are read and
+/// converted one at a time (from a [`LazyCheckpoint`](super::LazyCheckpoint), the peak is one
+/// tensor).
 pub fn save_canonical(
-    ck: &Checkpoint,
+    ck: &impl CanonicalTensors,
     out: &Path,
     opts: &SaveOptions,
     progress: &mut dyn FnMut(&str, u64),
 ) -> Result<(), CheckpointError> {
-    let names = ck.names();
+    let names = ck.sorted_names();
     let mut header = Map::new();
     header.insert(
         "__metadata__".into(),
         json!({
             "format": FORMAT_NAME,
             "qkv_layout": "blocks",
-            "family": ck.family.as_str(),
-            "config": ck.config.to_hf_json().to_string(),
+            "family": ck.family().as_str(),
+            "config": ck.config().to_hf_json().to_string(),
         }),
     );
     let mut offset = 0u64;
     let mut plan = Vec::with_capacity(names.len());
     for name in &names {
-        let Some(t) = ck.tensors.get(*name) else {
+        let (Some(dims), Some(stored)) = (ck.shape_of(name), ck.dtype_of(name)) else {
             continue;
         };
-        let dtype = target_dtype(t.dtype(), opts.dtype);
+        let dtype = target_dtype(stored, opts.dtype);
         let tag = dtype_tag(dtype).ok_or_else(|| CheckpointError::Write {
             path: out.to_path_buf(),
             message: format!("tensor `{name}` has dtype {dtype:?}, which is not supported"),
         })?;
-        let len = (t.elem_count() * dtype.size_in_bytes()) as u64;
+        let len = (dims.iter().product::<usize>() * dtype.size_in_bytes()) as u64;
         header.insert(
             (*name).to_string(),
-            json!({"dtype": tag, "shape": t.dims(), "data_offsets": [offset, offset + len]}),
+            json!({"dtype": tag, "shape": dims, "data_offsets": [offset, offset + len]}),
         );
         offset += len;
-        plan.push((*name, t, dtype));
+        plan.push((*name, dtype));
     }
     let mut header_bytes = Value::Object(header).to_string().into_bytes();
     while !header_bytes.len().is_multiple_of(8) {
@@ -65,8 +67,12 @@ pub fn save_canonical(
         w.write_all(&(header_bytes.len() as u64).to_le_bytes())
             .map_err(io)?;
         w.write_all(&header_bytes).map_err(io)?;
-        for (name, t, dtype) in plan {
-            let bytes = tensor_bytes(t, dtype).map_err(|e| {
+        for (name, dtype) in plan {
+            let t = ck.read(name)?.ok_or_else(|| CheckpointError::Write {
+                path: out.to_path_buf(),
+                message: format!("tensor `{name}` disappeared"),
+            })?;
+            let bytes = tensor_bytes(&t, dtype).map_err(|e| {
                 CheckpointError::candle(
                     format!("converting tensor `{name}` for {}", out.display()),
                     e,

@@ -31,7 +31,6 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
-use candle_core::Tensor;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
 pub use error::GgufError;
@@ -41,7 +40,7 @@ pub use format::{
 };
 pub use read::{gguf_tensor_types, GgufReader};
 
-use crate::checkpoint::{Checkpoint, FORMAT_NAME};
+use crate::checkpoint::{CanonicalTensors, FORMAT_NAME};
 use format::{ALIGNMENT, GGUF_MAGIC, LM_HEAD, WORD_EMBEDDINGS};
 
 /// Options of [`write_gguf`].
@@ -82,16 +81,18 @@ pub struct GgufSummary {
 /// One tensor to write.
 struct Planned<'a> {
     name: &'a str,
-    tensor: &'a Tensor,
+    dims: &'a [usize],
     dtype: GgmlDType,
     bytes: u64,
 }
 
 /// Writes `ck` to `out` as GGUF (see the module documentation), under a temporary name renamed
 /// into place when complete. Tensors are converted one at a time, so peak memory is the
-/// checkpoint plus one tensor. `progress(done, total, name)` is called after each tensor.
+/// checkpoint plus one tensor (one tensor only, from a
+/// [`LazyCheckpoint`](crate::checkpoint::LazyCheckpoint)). `progress(done, total, name)` is
+/// called after each tensor.
 pub fn write_gguf(
-    ck: &Checkpoint,
+    ck: &impl CanonicalTensors,
     out: &Path,
     opts: &GgufWriteOptions,
     progress: &mut dyn FnMut(usize, usize, &str),
@@ -107,37 +108,26 @@ pub fn write_gguf(
         });
     }
     // Tied: store the quantized embedding table once, for `lm_head` too.
-    let tied = match (
-        opts.embeddings && opts.lm_head,
-        ck.get(WORD_EMBEDDINGS),
-        ck.get(LM_HEAD),
-    ) {
-        (true, Some(e), Some(l)) => {
-            let in_dim = e.dims().last().copied().unwrap_or(0);
-            fit_dtype(opts.quantization, in_dim).is_some()
-                && visualglm_language::embedding::same_values(e, l).map_err(|source| {
-                    GgufError::Tensor {
-                        path: out.to_path_buf(),
-                        name: LM_HEAD.into(),
-                        source: Box::new(source),
-                    }
-                })?
-        }
-        _ => false,
-    };
+    let tied = opts.embeddings
+        && opts.lm_head
+        && ck.shape_of(WORD_EMBEDDINGS).is_some_and(|dims| {
+            fit_dtype(opts.quantization, dims.last().copied().unwrap_or(0)).is_some()
+        })
+        && (ck.same_data(WORD_EMBEDDINGS, LM_HEAD) || same_stored_values(ck, out)?);
     let mut plan = Vec::new();
-    for name in ck.names() {
+    for name in ck.sorted_names() {
         if tied && name == LM_HEAD {
             continue;
         }
-        let Some(t) = ck.get(name) else { continue };
-        if !t.dtype().is_float() {
+        let (Some(dims), Some(stored)) = (ck.shape_of(name), ck.dtype_of(name)) else {
+            continue;
+        };
+        if !stored.is_float() {
             return Err(GgufError::Tensor {
                 path: out.to_path_buf(),
                 name: name.to_string(),
                 source: Box::new(candle_core::Error::Msg(format!(
-                    "dtype {:?} is not a float",
-                    t.dtype()
+                    "dtype {stored:?} is not a float"
                 ))),
             });
         }
@@ -145,7 +135,7 @@ pub fn write_gguf(
             || (opts.lm_head && name == LM_HEAD)
             || (opts.embeddings && name == WORD_EMBEDDINGS);
         let dtype = if quantize {
-            let in_dim = t.dims().last().copied().unwrap_or(0);
+            let in_dim = dims.last().copied().unwrap_or(0);
             match fit_dtype(opts.quantization, in_dim) {
                 Some(d) => {
                     if d != opts.quantization {
@@ -162,15 +152,16 @@ pub fn write_gguf(
                     opts.dense
                 }
             }
-        } else if t.rank() <= 1 {
+        } else if dims.len() <= 1 {
             GgmlDType::F32
         } else {
             opts.dense
         };
-        let bytes = (t.elem_count() / dtype.block_size() * dtype.type_size()) as u64;
+        let count: usize = dims.iter().product();
+        let bytes = (count / dtype.block_size() * dtype.type_size()) as u64;
         plan.push(Planned {
             name,
-            tensor: t,
+            dims,
             dtype,
             bytes,
         });
@@ -180,8 +171,11 @@ pub fn write_gguf(
         ("general.alignment", Value::U32(ALIGNMENT as u32)),
         ("format", Value::String(FORMAT_NAME.into())),
         ("qkv_layout", Value::String("blocks".into())),
-        ("family", Value::String(ck.family.as_str().into())),
-        ("config", Value::String(ck.config.to_hf_json().to_string())),
+        ("family", Value::String(ck.family().as_str().into())),
+        (
+            "config",
+            Value::String(ck.config().to_hf_json().to_string()),
+        ),
         (
             KEY_QUANTIZATION,
             Value::String(dtype_name(opts.quantization).into()),
@@ -206,7 +200,13 @@ pub fn write_gguf(
                 name: p.name.to_string(),
                 source: Box::new(source),
             };
-            let q = QTensor::quantize(p.tensor, p.dtype).map_err(tensor_err)?;
+            let t = ck.read(p.name)?.ok_or_else(|| {
+                tensor_err(candle_core::Error::Msg(
+                    "disappeared from the checkpoint".into(),
+                ))
+            })?;
+            let q = QTensor::quantize(&t, p.dtype).map_err(tensor_err)?;
+            drop(t);
             let data = q.data().map_err(tensor_err)?;
             if data.len() as u64 != p.bytes {
                 return Err(GgufError::Tensor {
@@ -228,6 +228,18 @@ pub fn write_gguf(
         }
         summary.bytes = written;
         Ok(summary)
+    })
+}
+
+/// Whether the stored `lm_head` holds the same values as the word embeddings (both are read).
+fn same_stored_values(ck: &impl CanonicalTensors, out: &Path) -> Result<bool, GgufError> {
+    let (Some(e), Some(l)) = (ck.read(WORD_EMBEDDINGS)?, ck.read(LM_HEAD)?) else {
+        return Ok(false);
+    };
+    visualglm_language::embedding::same_values(&e, &l).map_err(|source| GgufError::Tensor {
+        path: out.to_path_buf(),
+        name: LM_HEAD.into(),
+        source: Box::new(source),
     })
 }
 
@@ -290,7 +302,7 @@ fn encode_header(metadata: &[(&str, Value)], plan: &[Planned]) -> Vec<u8> {
     let mut offset = 0u64;
     for p in plan {
         put_str(&mut buf, p.name);
-        let dims = p.tensor.dims();
+        let dims = p.dims;
         buf.extend_from_slice(&(dims.len() as u32).to_le_bytes());
         for &d in dims.iter().rev() {
             buf.extend_from_slice(&(d as u64).to_le_bytes());
