@@ -27,7 +27,7 @@ impl VisualGlm {
     }
 
     /// [`VisualGlm::load`], quantizing the language model as
-    /// [`VisualGlm::quantize_language`] does. ChatGLM's layer linears are quantized as each is
+    /// [`VisualGlm::quantize_language`] does. Each weight to quantize is quantized as it is
     /// read, so the peak memory is the quantized model plus one tensor, not the model in
     /// `dtype` first (a GGUF file is loaded as stored, then quantized if it is not yet).
     pub fn load_quantized(
@@ -38,7 +38,7 @@ impl VisualGlm {
         quantize: GgmlDType,
         quantize_opts: &QuantizeOptions,
     ) -> Result<(Self, QuantizeReport)> {
-        let mut model = Self::load_as(path, device, dtype, opts, Some(quantize))?;
+        let mut model = Self::load_as(path, device, dtype, opts, Some((quantize, *quantize_opts)))?;
         let report = model.quantize_language(quantize, quantize_opts)?;
         Ok((model, report))
     }
@@ -48,7 +48,7 @@ impl VisualGlm {
         device: &Device,
         dtype: DType,
         opts: &LoadOptions,
-        quantize: Option<GgmlDType>,
+        quantize: Option<(GgmlDType, QuantizeOptions)>,
     ) -> Result<Self> {
         if device.is_cpu() && (dtype == DType::BF16 || opts.vision_dtype == Some(DType::BF16)) {
             return Err(VisualGlmError::Input(

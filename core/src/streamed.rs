@@ -12,9 +12,10 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
-use crate::checkpoint::{LazyCheckpoint, StoredTensor};
+use crate::checkpoint::{LazyCheckpoint, StoredTensor, LM_HEAD, WORD_EMBEDDINGS};
 use crate::error::{Result, VisualGlmError};
 use crate::model::{BuildOptions, VisualGlm};
+use crate::quantize::QuantizeOptions;
 
 /// Whether `name` (of `shape`) is the weight of one of ChatGLM's per-layer linears
 /// (`query_key_value`, `dense`, `dense_h_to_4h`, `dense_4h_to_h`): what the release quantizes.
@@ -32,14 +33,14 @@ pub(crate) fn quantized_placeholder(
     Tensor::zeros((), dtype, dev)?.broadcast_as(dims)
 }
 
-/// Gives each ChatGLM linear named in `quantized` its GGML weight; every one must find its
-/// place.
+/// Gives each ChatGLM linear (and `lm_head`) named in `quantized` its GGML weight; every one
+/// must find its place.
 pub(crate) fn place_quantized(
     model: &mut VisualGlm,
     quantized: &HashMap<String, Arc<QTensor>>,
 ) -> Result<()> {
     let mut placed = 0;
-    for (name, linear) in model.language_model_mut().named_linears_mut(false) {
+    for (name, linear) in model.language_model_mut().named_linears_mut(true) {
         if let Some(q) = quantized.get(&name) {
             linear.set_quantized_base(q.clone())?;
             placed += 1;
@@ -54,13 +55,30 @@ pub(crate) fn place_quantized(
     Ok(())
 }
 
+/// What the streamed build quantizes while reading.
+#[derive(Debug, Clone, Copy, Default)]
+struct Quantizing {
+    /// GGML type for ChatGLM's layer linears; `None`: everything dense.
+    dtype: Option<GgmlDType>,
+    /// Also the word-embedding table and/or `lm_head`.
+    opts: QuantizeOptions,
+}
+
+/// The GGML weights made while reading.
+#[derive(Default)]
+struct Made {
+    /// Layer linears and `lm_head`, by weight name.
+    linears: HashMap<String, Arc<QTensor>>,
+    /// The word-embedding table.
+    table: Option<Arc<QTensor>>,
+}
+
 /// Serves the tensors of a [`LazyCheckpoint`] to a `VarBuilder`, reading each when asked.
 struct StreamedBackend {
     tensors: HashMap<String, StoredTensor>,
-    /// GGML type for ChatGLM's layer linears; `None`: dense.
-    quantize: Option<GgmlDType>,
-    /// The quantized layer weights made so far.
-    quantized: Arc<Mutex<HashMap<String, Arc<QTensor>>>>,
+    quantizing: Quantizing,
+    /// The quantized weights made so far.
+    made: Arc<Mutex<Made>>,
     /// Names that read the same stored data (a tied `lm_head`) → one group id each.
     tied: HashMap<String, usize>,
     /// Converted tensors of tied groups, so both names get the same tensor.
@@ -68,7 +86,7 @@ struct StreamedBackend {
 }
 
 impl StreamedBackend {
-    fn new(ck: LazyCheckpoint, quantize: Option<GgmlDType>) -> Self {
+    fn new(ck: LazyCheckpoint, quantizing: Quantizing) -> Self {
         let mut names: Vec<&String> = ck.tensors.keys().collect();
         names.sort();
         let mut tied = HashMap::new();
@@ -93,8 +111,8 @@ impl StreamedBackend {
         }
         Self {
             tensors: ck.tensors,
-            quantize,
-            quantized: Arc::default(),
+            quantizing,
+            made: Arc::default(),
             tied,
             tied_done: Mutex::default(),
         }
@@ -108,12 +126,26 @@ impl StreamedBackend {
                     path: name.to_string(),
                 })?;
         if let Some(q) = self.quantize_as(name, stored.dims()) {
-            let t = stored.read().map_err(candle_core::Error::wrap)?;
-            let qt = QTensor::quantize_onto(&t.to_dtype(DType::F32)?, q, dev)
-                .map_err(|e| e.context(format!("quantizing {name}")))?;
-            drop(t);
-            let mut done = self.quantized.lock().unwrap_or_else(|e| e.into_inner());
-            done.insert(name.to_string(), Arc::new(qt));
+            let tied_table = if name == LM_HEAD {
+                self.table_tied_to_lm_head(stored)?
+            } else {
+                None
+            };
+            let qt = match tied_table {
+                Some(table) => table,
+                None => {
+                    let t = stored.read().map_err(candle_core::Error::wrap)?;
+                    let qt = QTensor::quantize_onto(&t.to_dtype(DType::F32)?, q, dev)
+                        .map_err(|e| e.context(format!("quantizing {name}")))?;
+                    Arc::new(qt)
+                }
+            };
+            let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+            if name == WORD_EMBEDDINGS {
+                made.table = Some(qt);
+            } else {
+                made.linears.insert(name.to_string(), qt);
+            }
             return quantized_placeholder(stored.dims(), dtype, dev);
         }
         let group = self.tied.get(name).copied();
@@ -137,10 +169,15 @@ impl StreamedBackend {
 
     /// The GGML type `name` is quantized to, if it is quantized while loading.
     fn quantize_as(&self, name: &str, dims: &[usize]) -> Option<GgmlDType> {
-        let wanted = self.quantize?;
-        if !is_glm_layer_linear(name, dims) {
+        let wanted = self.quantizing.dtype?;
+        let opts = self.quantizing.opts;
+        let asked = is_glm_layer_linear(name, dims)
+            || (opts.embeddings && name == WORD_EMBEDDINGS)
+            || (opts.lm_head && name == LM_HEAD);
+        if !asked || dims.len() != 2 {
             return None;
         }
+        // A width that fits no block stays dense; `quantize_language` reports it.
         let chosen = fit_dtype(wanted, dims[1])?;
         if chosen != wanted {
             tracing::warn!(
@@ -152,6 +189,30 @@ impl StreamedBackend {
             );
         }
         Some(chosen)
+    }
+
+    /// The quantized embedding table when `lm_head` is tied to it (the same stored data, or
+    /// the same values), so one tensor serves both as [`VisualGlm::quantize_language`] does.
+    fn table_tied_to_lm_head(
+        &self,
+        lm_head: &StoredTensor,
+    ) -> candle_core::Result<Option<Arc<QTensor>>> {
+        let table = {
+            let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+            match &made.table {
+                Some(t) => t.clone(),
+                None => return Ok(None),
+            }
+        };
+        let Some(emb) = self.tensors.get(WORD_EMBEDDINGS) else {
+            return Ok(None);
+        };
+        let tied = lm_head.same_data(emb) || {
+            let a = lm_head.read().map_err(candle_core::Error::wrap)?;
+            let b = emb.read().map_err(candle_core::Error::wrap)?;
+            visualglm_language::embedding::same_values(&a, &b)?
+        };
+        Ok(tied.then_some(table))
     }
 }
 
@@ -186,21 +247,31 @@ impl SimpleBackend for StreamedBackend {
 }
 
 /// Builds the model of `ck` on `device` in `dtype`, reading one tensor at a time; with
-/// `quantize`, ChatGLM's layer linears are quantized as they are read (a width that fits no
-/// block is left dense, to be reported by [`VisualGlm::quantize_language`]).
+/// `quantize`, ChatGLM's layer linears (and the word embeddings and `lm_head` as its options
+/// say) are quantized as they are read. A width that fits no block is left dense, to be
+/// reported by [`VisualGlm::quantize_language`].
 pub(crate) fn build_streamed(
     ck: LazyCheckpoint,
     device: &Device,
     dtype: DType,
     build: &BuildOptions,
-    quantize: Option<GgmlDType>,
+    quantize: Option<(GgmlDType, QuantizeOptions)>,
 ) -> Result<VisualGlm> {
     let config = ck.config.clone();
-    let backend = StreamedBackend::new(ck, quantize);
-    let quantized = backend.quantized.clone();
+    let quantizing = Quantizing {
+        dtype: quantize.map(|(d, _)| d),
+        opts: quantize.map(|(_, o)| o).unwrap_or_default(),
+    };
+    let backend = StreamedBackend::new(ck, quantizing);
+    let made = backend.made.clone();
     let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
     let mut model = VisualGlm::from_var_builder(&config, vb, build)?;
-    let quantized = std::mem::take(&mut *quantized.lock().unwrap_or_else(|e| e.into_inner()));
-    place_quantized(&mut model, &quantized)?;
+    let made = std::mem::take(&mut *made.lock().unwrap_or_else(|e| e.into_inner()));
+    if let Some(table) = made.table {
+        model
+            .language_model_mut()
+            .set_quantized_embeddings(table, false)?;
+    }
+    place_quantized(&mut model, &made.linears)?;
     Ok(model)
 }

@@ -82,8 +82,25 @@ fn a_model_built_while_reading_equals_one_built_from_memory() {
 
 #[test]
 fn quantizing_while_loading_equals_quantizing_after() {
+    // The release's shards (lm_head shares the embeddings' storage) and a converted file
+    // (lm_head stored apart with the same values): both tie the quantized table.
+    let dir = tempfile::tempdir().unwrap();
+    let converted = dir.path().join("tiny.safetensors");
+    let ck = checkpoint::load(&golden("checkpoints/hf"), &LoadOptions::default()).unwrap();
+    checkpoint::save_canonical(&ck, &converted, &Default::default(), &mut |_, _| {}).unwrap();
+    let lazy = checkpoint::open(&converted, &LoadOptions::default()).unwrap();
+    let (lm_head, table) = (
+        lazy.get(checkpoint::LM_HEAD).unwrap(),
+        lazy.get(checkpoint::WORD_EMBEDDINGS).unwrap(),
+    );
+    assert!(!lm_head.same_data(table), "stored apart");
+    for path in [golden("checkpoints/hf"), converted] {
+        quantized_while_loading_equals_after(&path);
+    }
+}
+
+fn quantized_while_loading_equals_after(path: &std::path::Path) {
     let g = fixture();
-    let path = golden("checkpoints/hf");
     let cases = [
         (GgmlDType::Q8_0, QuantizeOptions::default()),
         (GgmlDType::Q4_0, QuantizeOptions::default()),
@@ -94,15 +111,29 @@ fn quantizing_while_loading_equals_quantizing_after() {
                 embeddings: true,
             },
         ),
+        (
+            GgmlDType::Q8_0,
+            QuantizeOptions {
+                lm_head: true,
+                embeddings: false,
+            },
+        ),
+        (
+            GgmlDType::Q8_0,
+            QuantizeOptions {
+                lm_head: false,
+                embeddings: true,
+            },
+        ),
         // 256-blocks do not divide the tiny width 64: the fallback type must agree too.
         (GgmlDType::Q4K, QuantizeOptions::default()),
     ];
     for (dtype, opts) in cases {
         let mut after =
-            VisualGlm::load(&path, &Device::Cpu, DType::F32, &Default::default()).unwrap();
+            VisualGlm::load(path, &Device::Cpu, DType::F32, &Default::default()).unwrap();
         let want_report = after.quantize_language(dtype, &opts).unwrap();
         let (streamed, report) = VisualGlm::load_quantized(
-            &path,
+            path,
             &Device::Cpu,
             DType::F32,
             &Default::default(),
@@ -110,7 +141,18 @@ fn quantizing_while_loading_equals_quantizing_after() {
             &opts,
         )
         .unwrap();
-        assert_eq!(report, want_report, "{dtype:?} {opts:?}");
+        assert_eq!(
+            report,
+            want_report,
+            "{}: {dtype:?} {opts:?}",
+            path.display()
+        );
+        assert_eq!(
+            report.lm_head_tied,
+            opts.lm_head && opts.embeddings,
+            "{}: {dtype:?} {opts:?}",
+            path.display()
+        );
         assert!(
             report.weights.iter().all(|(_, d)| d.is_some()),
             "{report:?}"
@@ -118,7 +160,8 @@ fn quantizing_while_loading_equals_quantizing_after() {
         assert_eq!(
             prompt_logits(&streamed, &g),
             prompt_logits(&after, &g),
-            "{dtype:?} {opts:?}"
+            "{}: {dtype:?} {opts:?}",
+            path.display()
         );
     }
 }
