@@ -23,8 +23,8 @@ use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use visualglm::gguf::is_glm_linear_weight;
-use visualglm::quantize::parse_quantize_type;
-use visualglm::{expected_parameters, BuildOptions, VisualGlm, VisualGlmConfig};
+use visualglm::quantize::{parse_quantize_type, QuantizeOptions};
+use visualglm::{expected_parameters, BuildOptions, LoadOptions, VisualGlm, VisualGlmConfig};
 use visualglm_language::positions::position_at;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
@@ -35,6 +35,11 @@ pub struct Args {
     /// layer weights (activations and other weights f32).
     #[arg(long, default_value = "f32")]
     format: String,
+    /// Load this checkpoint (any form `--model` takes elsewhere, read one tensor at a time and
+    /// quantized as --format, --lm-head and --embeddings say) instead of drawing random
+    /// weights; --glm-layers and --vit-layers are then the checkpoint's.
+    #[arg(long)]
+    model: Option<std::path::PathBuf>,
     /// Number of GLM layers (full width 4096); the released model has 28.
     #[arg(long, default_value_t = 2)]
     pub(super) glm_layers: usize,
@@ -238,6 +243,38 @@ fn time_ms(reps: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Re
     Ok(v.iter().copied().fold(f64::INFINITY, f64::min))
 }
 
+/// Loads `path` (one tensor at a time, quantizing as asked) instead of drawing weights.
+fn load_checkpoint(
+    path: &std::path::Path,
+    dtype: DType,
+    vision_dtype: DType,
+    quantize: Option<(GgmlDType, QuantizeOptions)>,
+) -> anyhow::Result<VisualGlm> {
+    let opts = LoadOptions {
+        vision_dtype: Some(vision_dtype),
+        ..Default::default()
+    };
+    let loading = || format!("loading {}", path.display());
+    let model = match quantize {
+        None => VisualGlm::load(path, &Device::Cpu, dtype, &opts).with_context(loading)?,
+        Some((q, qopts)) => {
+            let (model, report) =
+                VisualGlm::load_quantized(path, &Device::Cpu, dtype, &opts, q, &qopts)
+                    .with_context(loading)?;
+            eprintln!("quantized GLM weights: {}", report.summary());
+            model
+        }
+    };
+    let c = model.config();
+    eprintln!(
+        "bench: {} ({} GLM layers, {} ViT layers), vision {vision_dtype:?}",
+        path.display(),
+        c.glm.num_layers,
+        c.vision.num_layers
+    );
+    Ok(model)
+}
+
 /// Runs `bench`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let fmt = args.format.to_ascii_lowercase();
@@ -261,76 +298,94 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if lm_head && quant.is_none() {
         anyhow::bail!("--lm-head/--embeddings need a quantized --format (q8_0, q4_0, q4k, …)");
     }
-    let mut cfg = VisualGlmConfig::visualglm_6b();
-    cfg.glm.num_layers = args.glm_layers;
-    cfg.vision.num_layers = args.vit_layers;
-    let threads = rayon_threads();
-    eprintln!(
-        "bench: format {fmt}, {} GLM layers, {} ViT layers, vision {vision_dtype:?}, \
-         lm_head {}, embeddings {}, {threads} threads",
-        args.glm_layers,
-        args.vit_layers,
-        if lm_head { fmt.as_str() } else { "dense" },
-        if args.embeddings {
-            fmt.clone()
-        } else {
-            format!("{embeddings_dtype:?}")
-        },
-    );
     let t0 = Instant::now();
-    // The quantized lm_head / embedding table first, while little else is allocated: its
-    // bytes are briefly held twice.
-    let head_table = match quant {
-        Some(q) if lm_head => {
-            let (vocab, hidden) = (cfg.glm.vocab_size, cfg.glm.hidden_size);
-            let d = fit_dtype(q, hidden).context("lm_head: no quantized type fits")?;
-            Some(Arc::new(quantized_random(vocab, hidden, d)?))
+    let (mut model, cfg) = match &args.model {
+        Some(path) => {
+            anyhow::ensure!(
+                args.embeddings_dtype.is_none(),
+                "--embeddings-dtype draws a random table; it does not apply to --model"
+            );
+            let qopts = QuantizeOptions {
+                lm_head,
+                embeddings: args.embeddings,
+            };
+            let model = load_checkpoint(path, dtype, vision_dtype, quant.map(|q| (q, qopts)))?;
+            let cfg = model.config().clone();
+            (model, cfg)
         }
-        _ => None,
-    };
-    let plan = WeightPlan {
-        dtype,
-        vision_dtype,
-        embeddings_dtype,
-        layer_placeholders: quant.is_some(),
-        embeddings_placeholder: args.embeddings,
-        lm_head_placeholder: lm_head,
-    };
-    let weights = random_weights(&cfg, &plan)?;
-    let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
-    let build = BuildOptions {
-        vision_dtype: Some(vision_dtype),
-    };
-    let mut model = VisualGlm::from_var_builder(&cfg, vb, &build)?;
-    if embeddings_dtype != dtype {
-        // The VarBuilder cast the table to the run dtype; put a table in its own dtype back.
-        let glm = model.language_model_mut();
-        let (vocab, hidden) = glm.word_embeddings().dims()?;
-        let table = rand_in(&[vocab, hidden], embeddings_dtype)?;
-        glm.set_word_embeddings(visualglm_language::WordEmbeddings::dense(table)?)?;
-    }
-    if let Some(table) = head_table {
-        let glm = model.language_model_mut();
-        if args.embeddings {
-            glm.set_quantized_embeddings(table, true)?;
-            anyhow::ensure!(glm.lm_head_shares_embeddings(), "lm_head is not tied");
-        } else {
-            glm.set_quantized_lm_head(table)?;
+        None => {
+            let mut cfg = VisualGlmConfig::visualglm_6b();
+            cfg.glm.num_layers = args.glm_layers;
+            cfg.vision.num_layers = args.vit_layers;
+            let threads = rayon_threads();
+            eprintln!(
+                "bench: format {fmt}, {} GLM layers, {} ViT layers, vision {vision_dtype:?}, \
+             lm_head {}, embeddings {}, {threads} threads",
+                args.glm_layers,
+                args.vit_layers,
+                if lm_head { fmt.as_str() } else { "dense" },
+                if args.embeddings {
+                    fmt.clone()
+                } else {
+                    format!("{embeddings_dtype:?}")
+                },
+            );
+            // The quantized lm_head / embedding table first, while little else is allocated: its
+            // bytes are briefly held twice.
+            let head_table = match quant {
+                Some(q) if lm_head => {
+                    let (vocab, hidden) = (cfg.glm.vocab_size, cfg.glm.hidden_size);
+                    let d = fit_dtype(q, hidden).context("lm_head: no quantized type fits")?;
+                    Some(Arc::new(quantized_random(vocab, hidden, d)?))
+                }
+                _ => None,
+            };
+            let plan = WeightPlan {
+                dtype,
+                vision_dtype,
+                embeddings_dtype,
+                layer_placeholders: quant.is_some(),
+                embeddings_placeholder: args.embeddings,
+                lm_head_placeholder: lm_head,
+            };
+            let weights = random_weights(&cfg, &plan)?;
+            let vb = VarBuilder::from_tensors(weights, dtype, &Device::Cpu);
+            let build = BuildOptions {
+                vision_dtype: Some(vision_dtype),
+            };
+            let mut model = VisualGlm::from_var_builder(&cfg, vb, &build)?;
+            if embeddings_dtype != dtype {
+                // The VarBuilder cast the table to the run dtype; put a table in its own dtype back.
+                let glm = model.language_model_mut();
+                let (vocab, hidden) = glm.word_embeddings().dims()?;
+                let table = rand_in(&[vocab, hidden], embeddings_dtype)?;
+                glm.set_word_embeddings(visualglm_language::WordEmbeddings::dense(table)?)?;
+            }
+            if let Some(table) = head_table {
+                let glm = model.language_model_mut();
+                if args.embeddings {
+                    glm.set_quantized_embeddings(table, true)?;
+                    anyhow::ensure!(glm.lm_head_shares_embeddings(), "lm_head is not tied");
+                } else {
+                    glm.set_quantized_lm_head(table)?;
+                }
+            }
+            if let Some(q) = quant {
+                // One f32 weight at a time: peak memory stays that of the quantized model.
+                let mut types = Vec::new();
+                for (name, linear) in model.language_model_mut().named_linears_mut(false) {
+                    let (out, inp) = linear.dims()?;
+                    let d = fit_dtype(q, inp).with_context(|| format!("{name}: no type fits"))?;
+                    let w = Tensor::rand(-0.02f32, 0.02, (out, inp), &Device::Cpu)?;
+                    linear.set_quantized_base(Arc::new(QTensor::quantize(&w, d)?))?;
+                    types.push(dtype_name(d));
+                }
+                types.dedup();
+                eprintln!("quantized GLM weights: {}", types.join(", "));
+            }
+            (model, cfg)
         }
-    }
-    if let Some(q) = quant {
-        // One f32 weight at a time: peak memory stays that of the quantized model.
-        let mut types = Vec::new();
-        for (name, linear) in model.language_model_mut().named_linears_mut(false) {
-            let (out, inp) = linear.dims()?;
-            let d = fit_dtype(q, inp).with_context(|| format!("{name}: no type fits"))?;
-            let w = Tensor::rand(-0.02f32, 0.02, (out, inp), &Device::Cpu)?;
-            linear.set_quantized_base(Arc::new(QTensor::quantize(&w, d)?))?;
-            types.push(dtype_name(d));
-        }
-        types.dedup();
-        eprintln!("quantized GLM weights: {}", types.join(", "));
-    }
+    };
     if let Some(s) = &args.kv_cache_dtype {
         let d = parse_float_dtype("--kv-cache-dtype", s)?;
         model.language_model_mut().set_kv_cache_dtype(Some(d));
@@ -438,7 +493,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let head = best(&head_ms);
     rows.push(("decode_ms_per_token".into(), step, "ms"));
     rows.push(("decode_lm_head_ms".into(), head, "ms"));
-    let per_layer = (step - head) / args.glm_layers.max(1) as f64;
+    let per_layer = (step - head) / cfg.glm.num_layers.max(1) as f64;
     rows.push(("decode_ms_per_glm_layer".into(), per_layer, "ms"));
     rows.push((
         "decode_ms_per_token_28_layers_est".into(),
