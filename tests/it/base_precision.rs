@@ -12,8 +12,10 @@ use crate::support;
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use support::{golden, tiny_tokenizer, two_cat_examples};
+use visualglm::checkpoint;
 use visualglm::finetune::{batch_loss, finetune, load_trainable_with, BaseWeights, FinetuneConfig};
 use visualglm::lora::recipe::glm_config;
+use visualglm::VisualGlm;
 use visualglm_nn::lora::LoraAdapters;
 use visualglm_tokenizer::ChatGlmTokenizer;
 
@@ -86,8 +88,8 @@ fn lora_gradients_over_half_and_quantized_bases_follow_the_f32_base() {
     }
 }
 
-/// A short LoRA run over a q8_0 base trains, writes the adapter alone, and refuses to resume
-/// over an f32 base.
+/// A short LoRA run over a q8_0 base trains, writes the adapter and the model merged over the
+/// stored base, and refuses to resume over an f32 base.
 #[test]
 fn a_quantized_base_run_exports_the_adapter_and_resume_checks_the_base() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,12 +129,46 @@ fn a_quantized_base_run_exports_the_adapter_and_resume_checks_the_base() {
     let adapter = cfg.out.join("adapter");
     assert!(adapter.join("adapter_config.json").is_file());
     assert!(adapter.join("adapter_model.safetensors").is_file());
-    assert!(
-        !cfg.out.join("model").exists(),
-        "no merged model over a quantized base"
-    );
     let (set, _) = visualglm::lora::load_adapters(&adapter).unwrap();
     assert!(!set.is_empty());
+    // The exported model merges the adapter into the base as stored, not into the q8_0 blocks:
+    // each ChatGLM linear is the stored weight (+ its adapter's update), in the stored dtype.
+    let exported = cfg.out.join("model");
+    let got = checkpoint::load(&exported, &Default::default()).unwrap();
+    let base = checkpoint::load(&golden("checkpoints/hf"), &Default::default()).unwrap();
+    let mut merged = 0;
+    for name in base.names() {
+        if !(name.starts_with("transformer.layers.") && base.get(name).unwrap().rank() == 2) {
+            continue;
+        }
+        let stored = base.get(name).unwrap();
+        let target = name.trim_end_matches(".weight");
+        // Written in the stored dtype (f16 here), like the stored weights themselves.
+        let want = match set.get(target) {
+            Some(a) => {
+                merged += 1;
+                a.merge_into(target, stored).unwrap()
+            }
+            None => stored.clone(),
+        };
+        let want = want
+            .to_dtype(stored.dtype())
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let have = got.get(name).unwrap().to_dtype(DType::F32).unwrap();
+        let diff = (have - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{name}");
+    }
+    assert_eq!(merged, set.len(), "every adapter merged");
+    VisualGlm::load(&exported, &Device::Cpu, DType::F32, &Default::default()).unwrap();
 
     // More steps over another base: refused, naming both.
     let other = FinetuneConfig {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{save_canonical, Checkpoint, CheckpointError, SaveOptions};
+use crate::checkpoint::{save_canonical, CanonicalTensors, CheckpointError, SaveOptions};
 
 /// Why a model directory could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -56,14 +56,18 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 /// Writes `ck` and a copy of the tokenizer file `tokenizer` (`.model` or `.json`) into `dir`
 /// (created if missing). Each file is written under a temporary name and renamed into place.
 /// Returns the path of the weights file.
-pub fn write_model_dir(ck: &Checkpoint, tokenizer: &Path, dir: &Path) -> Result<PathBuf> {
+pub fn write_model_dir(
+    ck: &impl CanonicalTensors,
+    tokenizer: &Path,
+    dir: &Path,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|source| ModelDirError::CreateDir {
         path: dir.to_path_buf(),
         source,
     })?;
     let weights = dir.join(WEIGHTS_FILE);
     save_canonical(ck, &weights, &SaveOptions::default(), &mut |_, _| {})?;
-    let config = serde_json::to_string_pretty(&ck.config.to_hf_json())?;
+    let config = serde_json::to_string_pretty(&ck.config().to_hf_json())?;
     write_atomic(&dir.join("config.json"), config.as_bytes())?;
     let name = match tokenizer.extension().and_then(|e| e.to_str()) {
         Some("json") => "tokenizer.json",

@@ -7,7 +7,8 @@
 #   env: VISUALGLM (binary), COUNT (scenes), STEPS1, STEPS2, ITC (λ, default 0.04, ramped up from
 #        0 over stage 2), ITC_QUEUE (earlier captions ranked as extra negatives, default 512),
 #        ITC_DETACH=true for the AR-only baseline (the ITC heads then train as a probe on detached
-#        image features)
+#        image features), BASE_QUANTIZE (e.g. q8_0: stage 2 holds the frozen ChatGLM linears in
+#        that GGML type, QLoRA-style; default: f32)
 set -euo pipefail
 recipe=$(cd "$(dirname "$0")" && pwd)
 work=${1:?usage: train.sh WORK_DIR}
@@ -15,6 +16,7 @@ bin=${VISUALGLM:-visualglm}
 count=${COUNT:-8000}; steps1=${STEPS1:-200}; steps2=${STEPS2:-1600}; itc=${ITC:-0.04}
 queue=${ITC_QUEUE:-512}
 detach=${ITC_DETACH:-false}
+base_quantize=${BASE_QUANTIZE:+base_quantize = \"$BASE_QUANTIZE\"}
 mkdir -p "$work" && cd "$work"
 "$bin" data synth --out data --count "$count" --size 112 --seed 1
 "$bin" tokenizer train --data data/train.json --vocab-size 150 --out tokenizer/tokenizer.model
@@ -61,6 +63,7 @@ itc_ramp_steps = $steps2
 itc_queue = $queue
 itc_detach = $detach
 itc_dim = 64
+$base_quantize
 TOML
 time "$bin" train --config stage1.toml --device cpu
 time "$bin" train --config stage2.toml --device cpu

@@ -378,6 +378,7 @@ pub fn finetune_on(
         if at_end && cfg.export && comm.is_main() {
             let export = ExportParts {
                 tokenizer: tokenizer.source(),
+                base: &cfg.model,
                 lora: lora.as_ref().map(|(set, _)| set),
                 heads: heads.as_ref(),
             };
