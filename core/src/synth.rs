@@ -155,8 +155,12 @@ pub fn write_dataset(
     for i in 0..count {
         let (img, caption) = scene(&mut rng, size, style);
         let name = format!("images/{i:06}.png");
-        img.save(out.join(&name))
-            .map_err(|e| VisualGlmError::Input(format!("cannot write {name}: {e}")))?;
+        let path = out.join(&name);
+        let mut png = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut png, image::ImageFormat::Png)
+            .map_err(|e| VisualGlmError::io("cannot encode", &path)(std::io::Error::other(e)))?;
+        visualglm_files::write_atomic_bytes(&path, png.get_ref())
+            .map_err(|e| VisualGlmError::io("cannot write", &path)(e.source))?;
         records.push(SynthRecord {
             img: name,
             prompt: SYNTH_PROMPT.into(),
@@ -178,7 +182,7 @@ pub fn write_dataset(
 
 fn write_json_atomic(path: &Path, records: &[SynthRecord]) -> Result<()> {
     let text = serde_json::to_string_pretty(records)
-        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", path.display())))?;
+        .map_err(|e| VisualGlmError::io("cannot encode", path)(std::io::Error::other(e)))?;
     visualglm_files::write_atomic_bytes(path, text.as_bytes())
         .map_err(|e| VisualGlmError::io("cannot write", path)(e.source))
 }

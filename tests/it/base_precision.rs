@@ -2,10 +2,13 @@
 //! gradients of the f32 base, a run over a quantized base writes the adapter alone, and
 //! resuming over another base is refused.
 //!
-//! Cosine of the LoRA gradients against the f32 base on the tiny golden model, measured
-//! 2026-12-07: f16 1.000000, q8_0 0.999871, q4_0 0.980 (issue 18 asked ≥ 0.99 for q4_0; at the
-//! tiny model's width of 64, two 32-blocks per row, 4-bit rounding moves its activations more
-//! than it would at 4096). The floors below guard those values.
+//! Cosine of the LoRA gradients against the f32 base, measured 2026-12-07. On the tiny golden
+//! model: f16 1.000000, q8_0 0.99988, q4_0 0.980 (issue 18 asked ≥ 0.99 for q4_0: not met;
+//! q4_1 0.987, q5_0 0.991). On models made by `visualglm init` with the golden configuration:
+//! q4_0 0.9932 at width 64 and 0.9934 at width 512, so the shortfall is not the width; the
+//! golden model's ChatGLM weights have the same statistics (std 0.125, kurtosis 3, block
+//! max/std 2.4), so it is how sensitive that random model's loss is to the rounding. The
+//! floors below guard these values.
 
 use crate::support;
 
@@ -14,15 +17,20 @@ use candle_core::{DType, Device, Tensor};
 use support::{golden, tiny_tokenizer, two_cat_examples};
 use visualglm::checkpoint;
 use visualglm::finetune::{batch_loss, finetune, load_trainable_with, BaseWeights, FinetuneConfig};
+use visualglm::init::{adopt_tokenizer, random_checkpoint};
 use visualglm::lora::recipe::glm_config;
-use visualglm::VisualGlm;
+use visualglm::model_dir::write_model_dir;
+use visualglm::{VisualGlm, VisualGlmConfig};
+
+use std::path::Path;
 use visualglm_nn::lora::LoraAdapters;
 use visualglm_tokenizer::ChatGlmTokenizer;
 
-/// The LoRA gradients (concatenated in name order) of one batch over the base held as `base`.
-fn lora_gradients(base: &BaseWeights, tok: &ChatGlmTokenizer) -> (Vec<f32>, usize) {
+/// The LoRA gradients (concatenated in name order) of one batch over the model at `model`
+/// with its base held as `base`.
+fn lora_gradients(model: &Path, base: &BaseWeights, tok: &ChatGlmTokenizer) -> (Vec<f32>, usize) {
     let dev = Device::Cpu;
-    let mut tm = load_trainable_with(&golden("checkpoints/hf"), &[], &dev, base).unwrap();
+    let mut tm = load_trainable_with(model, &[], &dev, base).unwrap();
     let set = LoraAdapters::init(glm_config(4, 8.0, None), &tm.frozen, 7, &dev).unwrap();
     let (set, mut vars) = set.to_vars().unwrap();
     // B starts at zero (A's gradient would be zero): give it fixed values.
@@ -64,7 +72,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 fn lora_gradients_over_half_and_quantized_bases_follow_the_f32_base() {
     let dir = tempfile::tempdir().unwrap();
     let tok = ChatGlmTokenizer::from_file(tiny_tokenizer(dir.path())).unwrap();
-    let (f32_grads, none) = lora_gradients(&BaseWeights::default(), &tok);
+    let golden = golden("checkpoints/hf");
+    let (f32_grads, none) = lora_gradients(&golden, &BaseWeights::default(), &tok);
     assert_eq!(none, 0);
     assert!(f32_grads.iter().any(|g| *g != 0.0));
     let cases = [
@@ -76,7 +85,7 @@ fn lora_gradients_over_half_and_quantized_bases_follow_the_f32_base() {
     ];
     for (dtype, quantize, floor, quantized) in cases {
         let base = BaseWeights { dtype, quantize };
-        let (grads, n) = lora_gradients(&base, &tok);
+        let (grads, n) = lora_gradients(&golden, &base, &tok);
         assert_eq!(n, quantized, "{base:?}: quantized linears");
         let c = cosine(&grads, &f32_grads);
         assert!(c >= floor, "{base:?}: cosine {c} < {floor}");
@@ -86,6 +95,34 @@ fn lora_gradients_over_half_and_quantized_bases_follow_the_f32_base() {
         );
         eprintln!("{base:?}: cosine {c:.6}");
     }
+}
+
+/// At the golden configuration widened to 512 (a model made by `visualglm init`), q4_0 gives
+/// the LoRA adapters gradients within the issue's 0.99 of the f32 base.
+#[test]
+fn q4_0_lora_gradients_on_an_initialised_wider_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok_path = tiny_tokenizer(dir.path());
+    let tok = ChatGlmTokenizer::from_file(&tok_path).unwrap();
+    let (mut config, family) =
+        VisualGlmConfig::from_file(&golden("checkpoints/hf/config.json")).unwrap();
+    config.glm.hidden_size = 512;
+    config.glm.num_attention_heads = 8;
+    config.glm.inner_hidden_size = Some(2048);
+    adopt_tokenizer(&mut config, &tok);
+    let ck = random_checkpoint(&config, family, 0).unwrap();
+    let model = dir.path().join("wide");
+    write_model_dir(&ck, &tok_path, &model).unwrap();
+    let (f32_grads, _) = lora_gradients(&model, &BaseWeights::default(), &tok);
+    let q4 = BaseWeights {
+        dtype: DType::F32,
+        quantize: Some(GgmlDType::Q4_0),
+    };
+    let (grads, n) = lora_gradients(&model, &q4, &tok);
+    assert_eq!(n, 8);
+    let c = cosine(&grads, &f32_grads);
+    eprintln!("q4_0 at width 512: cosine {c:.6}");
+    assert!((0.99..1.0 - 1e-9).contains(&c), "cosine {c}");
 }
 
 /// A short LoRA run over a q8_0 base trains, writes the adapter and the model merged over the
