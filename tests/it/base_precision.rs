@@ -14,7 +14,7 @@ use crate::support;
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
-use support::{golden, tiny_tokenizer, two_cat_examples};
+use support::{golden, max_abs_diff, tiny_tokenizer, two_cat_examples};
 use visualglm::checkpoint;
 use visualglm::finetune::{batch_loss, finetune, load_trainable_with, BaseWeights, FinetuneConfig};
 use visualglm::init::{adopt_tokenizer, random_checkpoint};
@@ -188,21 +188,8 @@ fn a_quantized_base_run_exports_the_adapter_and_resume_checks_the_base() {
             }
             None => stored.clone(),
         };
-        let want = want
-            .to_dtype(stored.dtype())
-            .unwrap()
-            .to_dtype(DType::F32)
-            .unwrap();
-        let have = got.get(name).unwrap().to_dtype(DType::F32).unwrap();
-        let diff = (have - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
-        assert_eq!(diff, 0.0, "{name}");
+        let want = want.to_dtype(stored.dtype()).unwrap();
+        assert_eq!(max_abs_diff(got.get(name).unwrap(), &want), 0.0, "{name}");
     }
     assert_eq!(merged, set.len(), "every adapter merged");
     VisualGlm::load(&exported, &Device::Cpu, DType::F32, &Default::default()).unwrap();

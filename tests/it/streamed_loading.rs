@@ -4,40 +4,24 @@
 
 use std::collections::HashMap;
 
-use crate::support::golden;
+use crate::support::{golden, ids_u32};
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use visualglm::checkpoint::{self, LoadOptions};
 use visualglm::quantize::QuantizeOptions;
 use visualglm::VisualGlm;
+use visualglm_testing::values_f32;
 
 fn fixture() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(golden("model/golden_hf.safetensors"), &Device::Cpu).unwrap()
+    crate::support::fixture("model/golden_hf.safetensors")
 }
 
 fn prompt_logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Vec<f32> {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
-    let ids: Vec<u32> = g["input_ids"]
-        .flatten_all()
-        .unwrap()
-        .to_dtype(DType::I64)
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|x| x as u32)
-        .collect();
-    let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+    let logits = model
+        .prompt_logits(&ids_u32(&g["input_ids"]), Some((&image, 2)))
+        .unwrap();
     logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 #[test]
@@ -56,7 +40,7 @@ fn open_reads_exactly_what_load_reads() {
             assert_eq!(stored.dims(), want.dims(), "{rel}: {name}");
             assert_eq!(stored.dtype(), want.dtype(), "{rel}: {name}");
             let got = stored.read().unwrap();
-            assert_eq!(values(&got), values(want), "{rel}: {name}");
+            assert_eq!(values_f32(&got), values_f32(want), "{rel}: {name}");
             bytes += want.elem_count() * want.dtype().size_in_bytes();
         }
         assert_eq!(lazy.stored_bytes(), bytes, "{rel}");

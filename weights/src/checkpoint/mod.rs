@@ -29,6 +29,8 @@ pub use error::CheckpointError;
 pub use load::{load, open, LoadOptions};
 pub use qkv::{blocks_to_interleaved, interleaved_to_blocks, QkvLayout};
 pub use stored::StoredTensor;
-pub use tensors::{CanonicalTensors, Checkpoint, LazyCheckpoint, FORMAT_NAME};
+pub use tensors::{
+    CanonicalCheckpoint, CanonicalTensors, Checkpoint, LazyCheckpoint, TensorHandle, FORMAT_NAME,
+};
 pub use validate::validate;
 pub use write::{save_canonical, SaveOptions};

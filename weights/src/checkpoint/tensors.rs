@@ -1,10 +1,11 @@
 //! [`Checkpoint`]: a checkpoint in canonical form in memory; [`LazyCheckpoint`]: the same with
-//! each tensor read from its file when asked; the format name of the files it is saved as.
+//! each tensor read from its file when asked (both a [`CanonicalCheckpoint`]); the format name
+//! of the files it is saved as.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::error::CheckpointError;
 use super::stored::StoredTensor;
@@ -15,22 +16,30 @@ use crate::config::{CheckpointFamily, VisualGlmConfig};
 /// [`save_canonical`](super::save_canonical) (and of GGUF files written by this crate).
 pub const FORMAT_NAME: &str = "visualglm-rs";
 
-/// A checkpoint in canonical form (see the module documentation).
+/// A checkpoint in canonical form (see the module documentation), holding its tensors as `T`.
 #[derive(Debug, Clone)]
-pub struct Checkpoint {
+pub struct CanonicalCheckpoint<T> {
     /// The model configuration, with the family's α and rotary conventions applied.
     pub config: VisualGlmConfig,
     /// The release the weights come from.
     pub family: CheckpointFamily,
     /// Canonical name → tensor (CPU, stored dtype).
-    pub tensors: HashMap<String, Tensor>,
+    pub tensors: HashMap<String, T>,
     /// Canonical name → file the tensor was read from.
     pub source_of: HashMap<String, PathBuf>,
 }
 
-impl Checkpoint {
+/// A checkpoint in canonical form with every tensor in memory: what [`load`](super::load)
+/// returns.
+pub type Checkpoint = CanonicalCheckpoint<Tensor>;
+
+/// A checkpoint in canonical form whose tensors are read from their (memory-mapped) files
+/// when asked: what [`open`](super::open) returns.
+pub type LazyCheckpoint = CanonicalCheckpoint<StoredTensor>;
+
+impl<T> CanonicalCheckpoint<T> {
     /// The tensor with this canonical name, if present.
-    pub fn get(&self, name: &str) -> Option<&Tensor> {
+    pub fn get(&self, name: &str) -> Option<&T> {
         self.tensors.get(name)
     }
 
@@ -45,7 +54,9 @@ impl Checkpoint {
     pub fn source(&self, name: &str) -> PathBuf {
         self.source_of.get(name).cloned().unwrap_or_default()
     }
+}
 
+impl Checkpoint {
     /// A `VarBuilder` over the tensors, converting them to `dtype` on `device` when fetched.
     pub fn var_builder(
         &self,
@@ -56,33 +67,7 @@ impl Checkpoint {
     }
 }
 
-/// A checkpoint in canonical form whose tensors are read from their (memory-mapped) files
-/// when asked: what [`open`](super::open) returns.
-#[derive(Debug, Clone)]
-pub struct LazyCheckpoint {
-    /// The model configuration, with the family's α and rotary conventions applied.
-    pub config: VisualGlmConfig,
-    /// The release the weights come from.
-    pub family: CheckpointFamily,
-    /// Canonical name → stored tensor (read as its stored dtype, canonical row layout).
-    pub tensors: HashMap<String, StoredTensor>,
-    /// Canonical name → file the tensor is read from.
-    pub source_of: HashMap<String, PathBuf>,
-}
-
 impl LazyCheckpoint {
-    /// The stored tensor with this canonical name, if present.
-    pub fn get(&self, name: &str) -> Option<&StoredTensor> {
-        self.tensors.get(name)
-    }
-
-    /// The canonical names, sorted.
-    pub fn names(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
-        v.sort_unstable();
-        v
-    }
-
     /// Bytes of all tensors as stored.
     pub fn stored_bytes(&self) -> usize {
         self.tensors
@@ -115,9 +100,52 @@ impl LazyCheckpoint {
     }
 }
 
-/// A checkpoint in canonical form whose tensors can be listed and read: [`Checkpoint`] (in
-/// memory) or [`LazyCheckpoint`] (read from the files when asked). Validation and the
-/// writers take either, so converting a checkpoint never needs all of it in memory.
+/// How a checkpoint holds one tensor: in memory ([`Tensor`]) or in its file
+/// ([`StoredTensor`]).
+pub trait TensorHandle {
+    /// Shape.
+    fn dims(&self) -> &[usize];
+    /// Stored dtype.
+    fn dtype(&self) -> DType;
+    /// The tensor, on the CPU in its stored dtype.
+    fn read(&self) -> Result<Tensor, CheckpointError>;
+    /// Whether `other` is the same stored data.
+    fn same_data(&self, other: &Self) -> bool;
+}
+
+impl TensorHandle for Tensor {
+    fn dims(&self) -> &[usize] {
+        Tensor::dims(self)
+    }
+    fn dtype(&self) -> DType {
+        Tensor::dtype(self)
+    }
+    fn read(&self) -> Result<Tensor, CheckpointError> {
+        Ok(self.clone())
+    }
+    fn same_data(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl TensorHandle for StoredTensor {
+    fn dims(&self) -> &[usize] {
+        StoredTensor::dims(self)
+    }
+    fn dtype(&self) -> DType {
+        StoredTensor::dtype(self)
+    }
+    fn read(&self) -> Result<Tensor, CheckpointError> {
+        StoredTensor::read(self)
+    }
+    fn same_data(&self, other: &Self) -> bool {
+        StoredTensor::same_data(self, other)
+    }
+}
+
+/// A checkpoint in canonical form whose tensors can be listed and read: any
+/// [`CanonicalCheckpoint`] (in memory or read when asked). Validation and the writers take
+/// one, so converting a checkpoint never needs all of it in memory.
 pub trait CanonicalTensors {
     /// The model configuration.
     fn config(&self) -> &VisualGlmConfig;
@@ -128,7 +156,7 @@ pub trait CanonicalTensors {
     /// The shape of `name`, `None` when absent.
     fn shape_of(&self, name: &str) -> Option<&[usize]>;
     /// The stored dtype of `name`, `None` when absent.
-    fn dtype_of(&self, name: &str) -> Option<candle_core::DType>;
+    fn dtype_of(&self, name: &str) -> Option<DType>;
     /// Canonical name → the file it comes from.
     fn sources(&self) -> &HashMap<String, PathBuf>;
     /// Reads `name` (CPU, stored dtype), `None` when absent.
@@ -138,7 +166,7 @@ pub trait CanonicalTensors {
     fn same_data(&self, a: &str, b: &str) -> bool;
 }
 
-impl CanonicalTensors for Checkpoint {
+impl<T: TensorHandle> CanonicalTensors for CanonicalCheckpoint<T> {
     fn config(&self) -> &VisualGlmConfig {
         &self.config
     }
@@ -149,46 +177,16 @@ impl CanonicalTensors for Checkpoint {
         self.names()
     }
     fn shape_of(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.dims())
+        self.tensors.get(name).map(TensorHandle::dims)
     }
-    fn dtype_of(&self, name: &str) -> Option<candle_core::DType> {
-        self.tensors.get(name).map(|t| t.dtype())
-    }
-    fn sources(&self) -> &HashMap<String, PathBuf> {
-        &self.source_of
-    }
-    fn read(&self, name: &str) -> Result<Option<Tensor>, CheckpointError> {
-        Ok(self.tensors.get(name).cloned())
-    }
-    fn same_data(&self, a: &str, b: &str) -> bool {
-        match (self.tensors.get(a), self.tensors.get(b)) {
-            (Some(a), Some(b)) => a.id() == b.id(),
-            _ => false,
-        }
-    }
-}
-
-impl CanonicalTensors for LazyCheckpoint {
-    fn config(&self) -> &VisualGlmConfig {
-        &self.config
-    }
-    fn family(&self) -> CheckpointFamily {
-        self.family
-    }
-    fn sorted_names(&self) -> Vec<&str> {
-        self.names()
-    }
-    fn shape_of(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(name).map(|t| t.dims())
-    }
-    fn dtype_of(&self, name: &str) -> Option<candle_core::DType> {
-        self.tensors.get(name).map(|t| t.dtype())
+    fn dtype_of(&self, name: &str) -> Option<DType> {
+        self.tensors.get(name).map(TensorHandle::dtype)
     }
     fn sources(&self) -> &HashMap<String, PathBuf> {
         &self.source_of
     }
     fn read(&self, name: &str) -> Result<Option<Tensor>, CheckpointError> {
-        self.tensors.get(name).map(StoredTensor::read).transpose()
+        self.tensors.get(name).map(TensorHandle::read).transpose()
     }
     fn same_data(&self, a: &str, b: &str) -> bool {
         match (self.tensors.get(a), self.tensors.get(b)) {
