@@ -149,3 +149,30 @@ fn quantized_while_loading_equals_after(path: &std::path::Path) {
         );
     }
 }
+
+#[test]
+fn a_tied_lm_head_is_held_once_for_fine_tuning() {
+    use visualglm::finetune::{load_trainable_with, BaseWeights};
+    // A checkpoint that stores no lm_head: it is the word-embedding table.
+    let dir = tempfile::tempdir().unwrap();
+    let (lm_head, table) = (checkpoint::LM_HEAD, checkpoint::WORD_EMBEDDINGS);
+    let mut ck = checkpoint::load(&golden("checkpoints/hf"), &LoadOptions::default()).unwrap();
+    ck.tensors.remove(lm_head);
+    let tied = dir.path().join("tied.safetensors");
+    checkpoint::save_canonical(&ck, &tied, &Default::default(), &mut |_, _| {}).unwrap();
+    let lazy = checkpoint::open(&tied, &LoadOptions::default()).unwrap();
+    assert!(lazy
+        .get(lm_head)
+        .unwrap()
+        .same_data(lazy.get(table).unwrap()));
+    for dtype in [DType::F32, DType::F16] {
+        let base = BaseWeights {
+            dtype,
+            quantize: Some(GgmlDType::Q8_0),
+        };
+        let tm = load_trainable_with(&tied, &[], &Device::Cpu, &base).unwrap();
+        let (a, b) = (&tm.frozen[lm_head], &tm.frozen[table]);
+        assert_eq!(a.dtype(), dtype);
+        assert_eq!(a.id(), b.id(), "{dtype:?}: one tensor for both names");
+    }
+}

@@ -13,7 +13,7 @@ use visualglm_nn::lora::LoraAdapters;
 
 use super::base::{BaseWeights, FrozenForm};
 use super::config::FinetuneConfig;
-use crate::checkpoint::{self, LoadOptions as CheckpointOptions};
+use crate::checkpoint::{self, LoadOptions as CheckpointOptions, StoredTensor};
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
@@ -105,11 +105,52 @@ pub fn load_trainable_with(
     let ck = checkpoint::open(path, &CheckpointOptions::default())?;
     let expected = expected_parameters(&ck.config)?;
     checkpoint::validate(&ck, &expected)?;
-    let tensors = ck.tensors.into_iter().map(|(name, stored)| {
-        let t = stored.read()?;
-        Ok((name, t))
-    });
+    let tensors = read_once_each(ck.tensors);
     trainable_from_tensors(&ck.config, ck.family, tensors, trainable, device, base)
+}
+
+/// The tensors in name order, each read when the iterator reaches it; names that read the same
+/// stored data (a tied `lm_head`) get one tensor, held only until the last of them is reached.
+fn read_once_each(
+    tensors: HashMap<String, StoredTensor>,
+) -> impl Iterator<Item = Result<(String, Tensor)>> {
+    let mut entries: Vec<(String, StoredTensor)> = tensors.into_iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    let twins: Vec<usize> = (0..entries.len())
+        .map(|i| {
+            entries
+                .iter()
+                .filter(|(_, other)| other.same_data(&entries[i].1))
+                .count()
+        })
+        .collect();
+    // (stored data, its tensor, names still to come)
+    let mut shared: Vec<(StoredTensor, Tensor, usize)> = Vec::new();
+    entries
+        .into_iter()
+        .zip(twins)
+        .map(move |((name, stored), count)| {
+            if count < 2 {
+                return Ok((name, stored.read()?));
+            }
+            let at = shared.iter().position(|(s, _, _)| s.same_data(&stored));
+            let t = match at {
+                Some(i) => {
+                    shared[i].2 -= 1;
+                    let t = shared[i].1.clone();
+                    if shared[i].2 == 0 {
+                        shared.swap_remove(i);
+                    }
+                    t
+                }
+                None => {
+                    let t = stored.read()?;
+                    shared.push((stored, t.clone(), count - 1));
+                    t
+                }
+            };
+            Ok((name, t))
+        })
 }
 
 /// Builds the trainable model from canonical tensors, each read (and dropped after its
@@ -131,6 +172,7 @@ pub fn trainable_from_tensors(
     }
     let mut frozen = HashMap::new();
     let mut quantized = HashMap::new();
+    let mut converted: HashMap<(candle_core::TensorId, DType), Tensor> = HashMap::new();
     let mut vars = Vec::new();
     for item in tensors {
         let (name, t) = item?;
@@ -141,7 +183,17 @@ pub fn trainable_from_tensors(
         }
         match base.frozen_form(&name, t.dims()) {
             FrozenForm::Dense(dtype) => {
-                frozen.insert(name, t.to_dtype(dtype)?.to_device(device)?);
+                // The same tensor under two names (tied) is converted once.
+                let key = (t.id(), dtype);
+                let held = match converted.get(&key) {
+                    Some(c) => Tensor::clone(c),
+                    None => {
+                        let c = t.to_dtype(dtype)?.to_device(device)?;
+                        converted.insert(key, c.clone());
+                        c
+                    }
+                };
+                frozen.insert(name, held);
             }
             FrozenForm::Quantized(q) => {
                 let dims = t.dims().to_vec();
