@@ -12,7 +12,7 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
-use crate::checkpoint::{LazyCheckpoint, StoredTensor, LM_HEAD, WORD_EMBEDDINGS};
+use crate::checkpoint::{CanonicalTensors, LazyCheckpoint, LM_HEAD, WORD_EMBEDDINGS};
 use crate::error::{Result, VisualGlmError};
 use crate::model::{BuildOptions, VisualGlm};
 use crate::quantize::QuantizeOptions;
@@ -55,6 +55,20 @@ pub(crate) fn place_quantized(
     Ok(())
 }
 
+/// `t` if it has shape `s` (what a `VarBuilder` backend's `get` promises), else an error
+/// naming the tensor.
+pub(crate) fn checked_shape(t: Tensor, s: Shape, name: &str) -> candle_core::Result<Tensor> {
+    if t.shape() != &s {
+        return Err(candle_core::Error::UnexpectedShape {
+            msg: format!("shape mismatch for {name}"),
+            expected: s,
+            got: t.shape().clone(),
+        }
+        .bt());
+    }
+    Ok(t)
+}
+
 /// What the streamed build quantizes while reading.
 #[derive(Debug, Clone, Copy, Default)]
 struct Quantizing {
@@ -75,11 +89,12 @@ struct Made {
 
 /// Serves the tensors of a [`LazyCheckpoint`] to a `VarBuilder`, reading each when asked.
 struct StreamedBackend {
-    tensors: HashMap<String, StoredTensor>,
+    ck: LazyCheckpoint,
     quantizing: Quantizing,
     /// The quantized weights made so far.
     made: Arc<Mutex<Made>>,
-    /// Names that read the same stored data (a tied `lm_head`) → one group id each.
+    /// Names that read the same stored data (a tied `lm_head`) → their group
+    /// ([`LazyCheckpoint::shared_data`]).
     tied: HashMap<String, usize>,
     /// Converted tensors of tied groups, so both names get the same tensor.
     tied_done: Mutex<HashMap<(usize, DType), Tensor>>,
@@ -87,47 +102,26 @@ struct StreamedBackend {
 
 impl StreamedBackend {
     fn new(ck: LazyCheckpoint, quantizing: Quantizing) -> Self {
-        let mut names: Vec<&String> = ck.tensors.keys().collect();
-        names.sort();
-        let mut tied = HashMap::new();
-        let mut groups: Vec<&StoredTensor> = Vec::new();
-        for (i, a) in names.iter().enumerate() {
-            if tied.contains_key(*a) {
-                continue;
-            }
-            for b in &names[i + 1..] {
-                if ck.tensors[*a].same_data(&ck.tensors[*b]) {
-                    let id = match tied.get(*a) {
-                        Some(&id) => id,
-                        None => {
-                            groups.push(&ck.tensors[*a]);
-                            tied.insert((*a).clone(), groups.len() - 1);
-                            groups.len() - 1
-                        }
-                    };
-                    tied.insert((*b).clone(), id);
-                }
-            }
-        }
         Self {
-            tensors: ck.tensors,
+            tied: ck.shared_data(),
+            ck,
             quantizing,
             made: Arc::default(),
-            tied,
             tied_done: Mutex::default(),
         }
     }
 
     fn read(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let stored =
-            self.tensors
+            self.ck
+                .tensors
                 .get(name)
                 .ok_or_else(|| candle_core::Error::CannotFindTensor {
                     path: name.to_string(),
                 })?;
         if let Some(q) = self.quantize_as(name, stored.dims()) {
             let tied_table = if name == LM_HEAD {
-                self.table_tied_to_lm_head(stored)?
+                self.table_tied_to_lm_head()?
             } else {
                 None
             };
@@ -191,12 +185,9 @@ impl StreamedBackend {
         Some(chosen)
     }
 
-    /// The quantized embedding table when `lm_head` is tied to it (the same stored data, or
-    /// the same values), so one tensor serves both as [`VisualGlm::quantize_language`] does.
-    fn table_tied_to_lm_head(
-        &self,
-        lm_head: &StoredTensor,
-    ) -> candle_core::Result<Option<Arc<QTensor>>> {
+    /// The quantized embedding table when `lm_head` is tied to it, so one tensor serves both
+    /// as [`VisualGlm::quantize_language`] does.
+    fn table_tied_to_lm_head(&self) -> candle_core::Result<Option<Arc<QTensor>>> {
         let table = {
             let made = self.made.lock().unwrap_or_else(|e| e.into_inner());
             match &made.table {
@@ -204,14 +195,10 @@ impl StreamedBackend {
                 None => return Ok(None),
             }
         };
-        let Some(emb) = self.tensors.get(WORD_EMBEDDINGS) else {
-            return Ok(None);
-        };
-        let tied = lm_head.same_data(emb) || {
-            let a = lm_head.read().map_err(candle_core::Error::wrap)?;
-            let b = emb.read().map_err(candle_core::Error::wrap)?;
-            visualglm_language::embedding::same_values(&a, &b)?
-        };
+        let tied = self
+            .ck
+            .lm_head_is_tied()
+            .map_err(candle_core::Error::wrap)?;
         Ok(tied.then_some(table))
     }
 }
@@ -225,16 +212,7 @@ impl SimpleBackend for StreamedBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self.read(name, dtype, dev)?;
-        if t.shape() != &s {
-            return Err(candle_core::Error::UnexpectedShape {
-                msg: format!("shape mismatch for {name}"),
-                expected: s,
-                got: t.shape().clone(),
-            }
-            .bt());
-        }
-        Ok(t)
+        checked_shape(self.read(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -242,7 +220,7 @@ impl SimpleBackend for StreamedBackend {
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
+        self.ck.tensors.contains_key(name)
     }
 }
 

@@ -13,11 +13,11 @@ use visualglm_nn::lora::LoraAdapters;
 
 use super::base::{BaseWeights, FrozenForm};
 use super::config::FinetuneConfig;
-use crate::checkpoint::{self, LoadOptions as CheckpointOptions, StoredTensor};
+use crate::checkpoint::{self, LazyCheckpoint, LoadOptions as CheckpointOptions, StoredTensor};
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;
 use crate::param_shapes::expected_parameters;
-use crate::streamed::{place_quantized, quantized_placeholder};
+use crate::streamed::{checked_shape, place_quantized, quantized_placeholder};
 
 /// Serves trainable names as variables and everything else as plain tensors.
 struct TrainableBackend {
@@ -49,14 +49,7 @@ impl SimpleBackend for TrainableBackend {
         dtype: DType,
         dev: &Device,
     ) -> candle_core::Result<Tensor> {
-        let t = self.tensor(name, dtype, dev)?;
-        if t.shape() != &s {
-            candle_core::bail!(
-                "shape mismatch for {name}: expected {s:?}, got {:?}",
-                t.shape()
-            );
-        }
-        Ok(t)
+        checked_shape(self.tensor(name, dtype, dev)?, s, name)
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -105,52 +98,38 @@ pub fn load_trainable_with(
     let ck = checkpoint::open(path, &CheckpointOptions::default())?;
     let expected = expected_parameters(&ck.config)?;
     checkpoint::validate(&ck, &expected)?;
-    let tensors = read_once_each(ck.tensors);
-    trainable_from_tensors(&ck.config, ck.family, tensors, trainable, device, base)
+    let (config, family) = (ck.config.clone(), ck.family);
+    let tensors = read_once_each(ck);
+    trainable_from_tensors(&config, family, tensors, trainable, device, base)
 }
 
 /// The tensors in name order, each read when the iterator reaches it; names that read the same
 /// stored data (a tied `lm_head`) get one tensor, held only until the last of them is reached.
-fn read_once_each(
-    tensors: HashMap<String, StoredTensor>,
-) -> impl Iterator<Item = Result<(String, Tensor)>> {
-    let mut entries: Vec<(String, StoredTensor)> = tensors.into_iter().collect();
+fn read_once_each(ck: LazyCheckpoint) -> impl Iterator<Item = Result<(String, Tensor)>> {
+    let groups = ck.shared_data();
+    let mut left: HashMap<usize, usize> = HashMap::new();
+    for g in groups.values() {
+        *left.entry(*g).or_default() += 1;
+    }
+    let mut entries: Vec<(String, StoredTensor)> = ck.tensors.into_iter().collect();
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let twins: Vec<usize> = (0..entries.len())
-        .map(|i| {
-            entries
-                .iter()
-                .filter(|(_, other)| other.same_data(&entries[i].1))
-                .count()
-        })
-        .collect();
-    // (stored data, its tensor, names still to come)
-    let mut shared: Vec<(StoredTensor, Tensor, usize)> = Vec::new();
-    entries
-        .into_iter()
-        .zip(twins)
-        .map(move |((name, stored), count)| {
-            if count < 2 {
-                return Ok((name, stored.read()?));
-            }
-            let at = shared.iter().position(|(s, _, _)| s.same_data(&stored));
-            let t = match at {
-                Some(i) => {
-                    shared[i].2 -= 1;
-                    let t = shared[i].1.clone();
-                    if shared[i].2 == 0 {
-                        shared.swap_remove(i);
-                    }
-                    t
-                }
-                None => {
-                    let t = stored.read()?;
-                    shared.push((stored, t.clone(), count - 1));
-                    t
-                }
-            };
-            Ok((name, t))
-        })
+    // Group → its tensor, while names of the group are still to come.
+    let mut shared: HashMap<usize, Tensor> = HashMap::new();
+    entries.into_iter().map(move |(name, stored)| {
+        let Some(&g) = groups.get(&name) else {
+            return Ok((name, stored.read()?));
+        };
+        let t = match shared.get(&g) {
+            Some(t) => t.clone(),
+            None => shared.entry(g).or_insert(stored.read()?).clone(),
+        };
+        let n = left.entry(g).or_default();
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            shared.remove(&g);
+        }
+        Ok((name, t))
+    })
 }
 
 /// Builds the trainable model from canonical tensors, each read (and dropped after its

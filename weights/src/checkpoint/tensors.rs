@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Tensor};
 
+use super::canonical::{LM_HEAD, WORD_EMBEDDINGS};
 use super::error::CheckpointError;
 use super::stored::StoredTensor;
 
@@ -56,6 +57,32 @@ impl<T> CanonicalCheckpoint<T> {
     }
 }
 
+impl<T: TensorHandle> CanonicalCheckpoint<T> {
+    /// Names whose stored data another name reads too (a tied `lm_head`), each mapped to the
+    /// id of its group; names with data of their own are absent.
+    pub fn shared_data(&self) -> HashMap<String, usize> {
+        let mut names: Vec<&String> = self.tensors.keys().collect();
+        names.sort();
+        let mut groups: HashMap<String, usize> = HashMap::new();
+        let mut next = 0;
+        for (i, a) in names.iter().enumerate() {
+            if groups.contains_key(*a) {
+                continue;
+            }
+            for b in &names[i + 1..] {
+                if self.tensors[*a].same_data(&self.tensors[*b]) {
+                    let id = *groups.entry((*a).clone()).or_insert_with(|| {
+                        next += 1;
+                        next - 1
+                    });
+                    groups.insert((*b).clone(), id);
+                }
+            }
+        }
+        groups
+    }
+}
+
 impl Checkpoint {
     /// A `VarBuilder` over the tensors, converting them to `dtype` on `device` when fetched.
     pub fn var_builder(
@@ -78,16 +105,16 @@ impl LazyCheckpoint {
 
     /// Reads every tensor (names reading the same stored data share one tensor).
     pub fn read_all(self) -> Result<Checkpoint, CheckpointError> {
+        let groups = self.shared_data();
         let mut tensors: HashMap<String, Tensor> = HashMap::with_capacity(self.tensors.len());
-        let mut read: Vec<(StoredTensor, Tensor)> = Vec::new();
+        let mut read: HashMap<usize, Tensor> = HashMap::new();
         for (name, stored) in self.tensors {
-            let t = match read.iter().find(|(s, _)| s.same_data(&stored)) {
-                Some((_, t)) => t.clone(),
-                None => {
-                    let t = stored.read()?;
-                    read.push((stored, t.clone()));
-                    t
-                }
+            let t = match groups.get(&name) {
+                Some(g) => match read.get(g) {
+                    Some(t) => t.clone(),
+                    None => read.entry(*g).or_insert(stored.read()?).clone(),
+                },
+                None => stored.read()?,
             };
             tensors.insert(name, t);
         }
@@ -164,6 +191,23 @@ pub trait CanonicalTensors {
     /// Whether `a` and `b` are known to be the same stored data (tied weights) without
     /// reading them.
     fn same_data(&self, a: &str, b: &str) -> bool;
+
+    /// Whether `lm_head` is the word-embedding table: the same stored data, or (both read and
+    /// compared) the same values.
+    fn lm_head_is_tied(&self) -> Result<bool, CheckpointError> {
+        if self.same_data(LM_HEAD, WORD_EMBEDDINGS) {
+            return Ok(true);
+        }
+        match (self.shape_of(LM_HEAD), self.shape_of(WORD_EMBEDDINGS)) {
+            (Some(l), Some(e)) if l == e => {}
+            _ => return Ok(false),
+        }
+        let (Some(l), Some(e)) = (self.read(LM_HEAD)?, self.read(WORD_EMBEDDINGS)?) else {
+            return Ok(false);
+        };
+        visualglm_language::embedding::same_values(&l, &e)
+            .map_err(|e| CheckpointError::candle(format!("comparing {LM_HEAD} with the table"), e))
+    }
 }
 
 impl<T: TensorHandle> CanonicalTensors for CanonicalCheckpoint<T> {

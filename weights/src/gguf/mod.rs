@@ -113,7 +113,7 @@ pub fn write_gguf(
         && ck.shape_of(WORD_EMBEDDINGS).is_some_and(|dims| {
             fit_dtype(opts.quantization, dims.last().copied().unwrap_or(0)).is_some()
         })
-        && (ck.same_data(WORD_EMBEDDINGS, LM_HEAD) || same_stored_values(ck, out)?);
+        && ck.lm_head_is_tied()?;
     let mut plan = Vec::new();
     for name in ck.sorted_names() {
         if tied && name == LM_HEAD {
@@ -228,18 +228,6 @@ pub fn write_gguf(
         }
         summary.bytes = written;
         Ok(summary)
-    })
-}
-
-/// Whether the stored `lm_head` holds the same values as the word embeddings (both are read).
-fn same_stored_values(ck: &impl CanonicalTensors, out: &Path) -> Result<bool, GgufError> {
-    let (Some(e), Some(l)) = (ck.read(WORD_EMBEDDINGS)?, ck.read(LM_HEAD)?) else {
-        return Ok(false);
-    };
-    visualglm_language::embedding::same_values(&e, &l).map_err(|source| GgufError::Tensor {
-        path: out.to_path_buf(),
-        name: LM_HEAD.into(),
-        source: Box::new(source),
     })
 }
 
