@@ -1,13 +1,11 @@
 //! Frozen bases in half precision or GGML blocks (QLoRA) give the LoRA adapters nearly the
-//! gradients of the f32 base, a run over a quantized base writes the adapter alone, and
-//! resuming over another base is refused.
+//! gradients of the f32 base, a run over a quantized base writes the adapter and the model
+//! merged over the stored base, and resuming over another base is refused.
 //!
-//! Cosine of the LoRA gradients against the f32 base, measured 2026-12-07. On the tiny golden
-//! model: f16 1.000000, q8_0 0.99988, q4_0 0.980 (issue 18 asked ≥ 0.99 for q4_0: not met;
-//! q4_1 0.987, q5_0 0.991). On models made by `visualglm init` with the golden configuration:
-//! q4_0 0.9932 at width 64 and 0.9934 at width 512, so the shortfall is not the width; the
-//! golden model's ChatGLM weights have the same statistics (std 0.125, kurtosis 3, block
-//! max/std 2.4), so it is how sensitive that random model's loss is to the rounding. The
+//! Cosine of the LoRA gradients against the f32 base, measured 2026-12-07
+//! (`bench/results/train/2026-12-07-lora-gradient-cosines.txt`): on the tiny golden model f16
+//! 1.000000, q8_0 0.99988, q4_0 0.980 (issue 18 asked ≥ 0.99 for q4_0: not met); on a model
+//! made by `visualglm init` with the golden configuration widened to 512, q4_0 0.9934. The
 //! floors below guard these values.
 
 use crate::support;
