@@ -51,6 +51,9 @@ pub enum VisualGlmError {
         #[source]
         source: std::io::Error,
     },
+    /// A model's `generation_config.json` could not be read or makes no sense.
+    #[error(transparent)]
+    Defaults(#[from] crate::defaults::DefaultsError),
     /// The caller passed inputs the model cannot run.
     #[error("invalid input: {0}")]
     Input(String),

@@ -17,6 +17,7 @@
 //! ([`pipeline::PromptOptions`]), `visualglm_vision::decode::load_image` (`DecodeLimits`),
 //! `ChatGlmTokenizer::decode` (`DecodeOptions`).
 
+pub mod defaults;
 pub mod error;
 #[cfg(feature = "hub")]
 pub use visualglm_weights::hub;

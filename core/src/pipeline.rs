@@ -43,6 +43,7 @@ use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
 use visualglm_vision::preprocess::ImagePreprocessor;
 
 use crate::checkpoint::LoadOptions;
+use crate::defaults::ModelDefaults;
 use crate::error::{Result, VisualGlmError};
 use crate::generate::{beam_search, generate, Flow};
 use crate::model::VisualGlm;
@@ -118,18 +119,21 @@ pub struct Captioner {
     model: VisualGlm,
     tokenizer: ChatGlmTokenizer,
     preprocessor: ImagePreprocessor,
+    defaults: ModelDefaults,
 }
 
 impl Captioner {
     /// Loads the checkpoint at `path` (see [`VisualGlm::load`], or
-    /// [`VisualGlm::load_quantized`] with `opts.quantize`) and its tokenizer, by default the
-    /// one beside the checkpoint.
+    /// [`VisualGlm::load_quantized`] with `opts.quantize`), its tokenizer, by default the
+    /// one beside the checkpoint, and its decoding defaults (`generation_config.json` beside
+    /// it, else the release's; see [`crate::defaults`]).
     pub fn load(
         path: &Path,
         device: &Device,
         dtype: DType,
         opts: &CaptionerOptions,
     ) -> Result<Self> {
+        let defaults = ModelDefaults::for_model(path)?;
         let model = match &opts.quantize {
             None => VisualGlm::load(path, device, dtype, &opts.checkpoint)?,
             Some((q, qopts)) => {
@@ -150,7 +154,7 @@ impl Captioner {
                 ChatGlmTokenizer::from_dir(dir)?
             }
         };
-        Self::new(model, tokenizer)
+        Ok(Self::new(model, tokenizer)?.with_defaults(defaults))
     }
 
     /// Pairs a model with a tokenizer, checking that their special ids agree.
@@ -183,7 +187,19 @@ impl Captioner {
             model,
             tokenizer,
             preprocessor,
+            defaults: ModelDefaults::default(),
         })
+    }
+
+    /// This captioner answering with `defaults` when a caller chooses nothing.
+    pub fn with_defaults(mut self, defaults: ModelDefaults) -> Self {
+        self.defaults = defaults;
+        self
+    }
+
+    /// The model's decoding defaults (its `generation_config.json`, else the release's).
+    pub fn defaults(&self) -> &ModelDefaults {
+        &self.defaults
     }
 
     /// The model.
@@ -199,7 +215,7 @@ impl Captioner {
     ) -> std::result::Result<Self, crate::lora::LoraError> {
         let mut model = self.model.clone();
         model.attach_lora(adapters)?;
-        Ok(Self::new(model, self.tokenizer.clone())?)
+        Ok(Self::new(model, self.tokenizer.clone())?.with_defaults(self.defaults.clone()))
     }
 
     /// Quantizes the language model's linear weights to `dtype` (see

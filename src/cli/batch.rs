@@ -72,7 +72,9 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
         return merge_shards(&all_images, &args.out, shard);
     }
     let captioner = args.model.load()?;
-    let question = args.generation.question(args.prompt.clone());
+    let question = args
+        .generation
+        .question(captioner.defaults(), args.prompt.clone())?;
     let mut out = OpenOptions::new()
         .create(true)
         .append(true)

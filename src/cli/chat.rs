@@ -25,13 +25,13 @@ const HELP: &str = "commands: /image PATH (load another image), /clear (forget t
 /// Runs `chat`.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let captioner = args.model.load()?;
-    let mut session = captioner.chat(args.generation.english);
+    let mut session = captioner.chat(args.generation.english(captioner.defaults()));
     if let Some(path) = &args.image {
         let image = load_image(path, &Default::default())
             .with_context(|| format!("cannot open {}", path.display()))?;
         session.set_image(&image)?;
     }
-    let config = args.generation.config();
+    let config = args.generation.config(captioner.defaults())?;
     eprintln!("{HELP}");
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();

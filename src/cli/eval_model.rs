@@ -30,7 +30,8 @@ pub struct CaptionArgs {
     /// Images captioned together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// The question (default: the release's describe-this-image question).
+    /// The question asked of every image (default: each record's own `prompt`; for records
+    /// without one, e.g. COCO captions, the model's default question).
     #[arg(long, short = 'p')]
     prompt: Option<String>,
     /// Write the generated captions as JSONL `{"image_id", "image", "caption"}`.
@@ -53,9 +54,8 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         anyhow::bail!("--batch-size must be at least 1");
     }
-    let images = read_eval_images(&args.data, args.images.clone(), args.limit)?;
+    let images = read_eval_images(&args.data, args.images.clone(), args.limit, true)?;
     let captioner = args.model.load()?;
-    let question = args.generation.question(args.prompt.clone());
     let bar = ProgressBar::new(images.len() as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -67,7 +67,7 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
     let mut predictions = String::new();
     for chunk in images.chunks(args.batch_size) {
         let decoded = decode_images(chunk, &args.data)?;
-        let captions = captioner.describe_batch(&decoded, &question)?.answers;
+        let captions = describe_by_prompt(&captioner, &args, chunk, &decoded)?;
         for (image, caption) in chunk.iter().zip(captions) {
             predictions.push_str(
                 &serde_json::json!({"image_id": image.id, "image": image.path.display().to_string(), "caption": caption})
@@ -96,6 +96,35 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report.summary())?);
     }
     Ok(())
+}
+
+/// Captions `decoded` (the images of `chunk`), asking each its record's prompt unless
+/// `--prompt` is given: one batch per distinct question, answers in `chunk`'s order.
+fn describe_by_prompt(
+    captioner: &visualglm::pipeline::Captioner,
+    args: &CaptionArgs,
+    chunk: &[EvalImage],
+    decoded: &[DynamicImage],
+) -> anyhow::Result<Vec<String>> {
+    let query_of = |image: &EvalImage| match &args.prompt {
+        Some(p) => Some(p.clone()),
+        None if image.prompt.trim().is_empty() => None,
+        None => Some(image.prompt.clone()),
+    };
+    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    for (i, image) in chunk.iter().enumerate() {
+        groups.entry(query_of(image)).or_default().push(i);
+    }
+    let mut captions = vec![String::new(); chunk.len()];
+    for (query, members) in groups {
+        let question = args.generation.question(captioner.defaults(), query)?;
+        let images: Vec<DynamicImage> = members.iter().map(|&i| decoded[i].clone()).collect();
+        let answers = captioner.describe_batch(&images, &question)?.answers;
+        for (i, answer) in members.into_iter().zip(answers) {
+            captions[i] = answer;
+        }
+    }
+    Ok(captions)
 }
 
 fn write_text_atomic(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
@@ -135,7 +164,7 @@ pub struct RetrievalModelArgs {
 /// Runs `eval retrieval`: ranks the data set's distinct captions for each image (and the
 /// images for each caption) with the trained ITC heads, and reports Recall@K as LAVIS does.
 pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
-    let images = read_eval_images(&args.data, args.images.clone(), args.limit)?;
+    let images = read_eval_images(&args.data, args.images.clone(), args.limit, false)?;
     // The texts are the distinct captions; each image lists the indices of its own.
     let mut texts: Vec<String> = Vec::new();
     let mut text_index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -203,15 +232,19 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
 struct EvalImage {
     id: i64,
     path: PathBuf,
+    /// The records' question (empty for COCO captions, or when not `by_prompt`).
+    prompt: String,
     captions: Vec<String>,
 }
 
 /// The images of `data` (any format `visualglm train` reads) in file order with their
-/// captions, at most `limit`; an error when there are none.
+/// captions, at most `limit`; an error when there are none. With `by_prompt`, records of one
+/// image with different prompts are different items (each prompt's labels its references).
 fn read_eval_images(
     data: &Path,
     image_root: Option<PathBuf>,
     limit: Option<usize>,
+    by_prompt: bool,
 ) -> anyhow::Result<Vec<EvalImage>> {
     let opts = LoadOptions {
         image_root,
@@ -219,17 +252,21 @@ fn read_eval_images(
     };
     let (examples, _) =
         load_data_file(data, None, &opts).with_context(|| format!("reading {}", data.display()))?;
-    let mut index: BTreeMap<i64, usize> = BTreeMap::new();
+    let mut index: BTreeMap<(i64, String), usize> = BTreeMap::new();
     let mut images: Vec<EvalImage> = Vec::new();
     for ex in examples {
-        let i = *index.entry(ex.image_id).or_insert_with(|| {
-            images.push(EvalImage {
-                id: ex.image_id,
-                path: ex.image.clone(),
-                captions: Vec::new(),
+        let prompt = if by_prompt { ex.prompt } else { String::new() };
+        let i = *index
+            .entry((ex.image_id, prompt.clone()))
+            .or_insert_with(|| {
+                images.push(EvalImage {
+                    id: ex.image_id,
+                    path: ex.image.clone(),
+                    prompt,
+                    captions: Vec::new(),
+                });
+                images.len() - 1
             });
-            images.len() - 1
-        });
         if let Some(image) = images.get_mut(i) {
             image.captions.push(ex.label);
         }

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use visualglm::defaults::ModelDefaults;
 use visualglm::pipeline::{Captioner, CaptionerOptions, Question};
 use visualglm::quantize::QuantizeOptions;
 use visualglm::LoadOptions;
@@ -113,39 +114,46 @@ impl ModelArgs {
     }
 }
 
-/// Decoding flags; defaults are the release's demo settings.
-#[derive(clap::Args, Debug, Clone)]
+/// Decoding flags. Each one left out takes the model's default: its `generation_config.json`,
+/// else the release demo's (shown in brackets).
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct GenerationArgs {
     /// Use the English template and suppress Chinese tokens.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "chinese")]
     pub english: bool,
-    /// Most new tokens.
-    #[arg(long, default_value_t = 512)]
-    pub max_new_tokens: usize,
-    /// Most tokens of prompt + answer (never more than the model's `max_sequence_length`).
-    #[arg(long, default_value_t = 2048)]
-    pub max_length: usize,
-    /// Take the most likely token each step instead of sampling.
+    /// Use the Chinese template (for a model whose default is English).
     #[arg(long)]
+    pub chinese: bool,
+    /// Most new tokens [512].
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Most tokens of prompt + answer, never more than the model's `max_sequence_length` [2048].
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Take the most likely token each step instead of sampling.
+    #[arg(long, conflicts_with = "sample")]
     pub greedy: bool,
-    /// Sampling temperature.
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f32,
-    /// Nucleus sampling threshold.
-    #[arg(long, default_value_t = 0.4)]
-    pub top_p: f32,
-    /// Keep only the k most likely tokens (0: all).
-    #[arg(long, default_value_t = 100)]
-    pub top_k: usize,
-    /// Divide logits of already generated tokens by this.
-    #[arg(long, default_value_t = 1.2)]
-    pub repetition_penalty: f32,
-    /// Beam search with this many beams (deterministic; good for captions). 1: no beam search.
-    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
-    pub beams: usize,
-    /// Random seed for sampling.
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Sample (for a model whose default is greedy).
+    #[arg(long)]
+    pub sample: bool,
+    /// Sampling temperature [0.8].
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    /// Nucleus sampling threshold [0.4].
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    /// Keep only the k most likely tokens, 0: all [100].
+    #[arg(long)]
+    pub top_k: Option<usize>,
+    /// Divide logits of already generated tokens by this [1.2].
+    #[arg(long)]
+    pub repetition_penalty: Option<f32>,
+    /// Beam search with this many beams (deterministic; good for captions); 1: none [1].
+    #[arg(long, value_parser = at_least_one)]
+    pub beams: Option<usize>,
+    /// Random seed for sampling [42].
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 /// Parses an environment flag as Hugging Face does: `1`, `true`, `yes`, `on` (any case) are
@@ -170,27 +178,126 @@ fn at_least_one(s: &str) -> Result<usize, String> {
 }
 
 impl GenerationArgs {
-    /// The generation config these flags describe.
-    pub fn config(&self) -> GenerationConfig {
-        GenerationConfig {
-            max_new_tokens: self.max_new_tokens,
-            max_length: self.max_length,
-            do_sample: !self.greedy && self.beams <= 1,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            repetition_penalty: self.repetition_penalty,
-            num_beams: self.beams,
-            seed: self.seed,
+    /// The generation config: `defaults` with these flags over them.
+    pub fn config(&self, defaults: &ModelDefaults) -> anyhow::Result<GenerationConfig> {
+        let mut g = defaults.generation.clone();
+        fn set<T: Copy>(slot: &mut T, flag: Option<T>) {
+            if let Some(v) = flag {
+                *slot = v;
+            }
+        }
+        set(&mut g.max_new_tokens, self.max_new_tokens);
+        set(&mut g.max_length, self.max_length);
+        set(&mut g.top_k, self.top_k);
+        set(&mut g.num_beams, self.beams);
+        set(&mut g.seed, self.seed);
+        set(&mut g.temperature, self.temperature);
+        set(&mut g.top_p, self.top_p);
+        set(&mut g.repetition_penalty, self.repetition_penalty);
+        if self.greedy {
+            g.do_sample = false;
+        } else if self.sample {
+            g.do_sample = true;
+        }
+        if g.num_beams > 1 {
+            g.do_sample = false;
+        }
+        visualglm::defaults::check_generation(&g).map_err(anyhow::Error::msg)?;
+        Ok(g)
+    }
+
+    /// Whether to use the English template: the flags, else the model's default.
+    pub fn english(&self, defaults: &ModelDefaults) -> bool {
+        if self.english {
+            true
+        } else if self.chinese {
+            false
+        } else {
+            defaults.english
         }
     }
 
-    /// A question with these settings.
-    pub fn question(&self, query: Option<String>) -> Question {
-        Question {
+    /// A question with these settings over the model's `defaults`; `query` `None` asks the
+    /// model's default question.
+    pub fn question(
+        &self,
+        defaults: &ModelDefaults,
+        query: Option<String>,
+    ) -> anyhow::Result<Question> {
+        let english = self.english(defaults);
+        // The model's own question is in its own language; in the other, ask the release's.
+        let query = match query {
+            None if english != defaults.english => None,
+            query => query.or_else(|| defaults.question.clone()),
+        };
+        Ok(Question {
             query,
-            english: self.english,
-            generation: self.config(),
+            english,
+            generation: self.config(defaults)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        generation: GenerationArgs,
+    }
+
+    fn args(flags: &[&str]) -> GenerationArgs {
+        let argv = std::iter::once("x").chain(flags.iter().copied());
+        Cli::try_parse_from(argv).unwrap().generation
+    }
+
+    fn greedy_english() -> ModelDefaults {
+        ModelDefaults {
+            generation: GenerationConfig::greedy(),
+            english: true,
+            question: Some("Describe the image.".into()),
         }
+    }
+
+    #[test]
+    fn no_flags_take_the_models_defaults() {
+        let d = greedy_english();
+        let q = args(&[]).question(&d, None).unwrap();
+        assert_eq!(q, d.question(None));
+        let release = ModelDefaults::default();
+        assert_eq!(
+            args(&[]).question(&release, None).unwrap(),
+            release.question(None)
+        );
+    }
+
+    #[test]
+    fn flags_override_the_models_defaults() {
+        let d = greedy_english();
+        let q = args(&[
+            "--sample",
+            "--temperature",
+            "0.5",
+            "--chinese",
+            "--top-k",
+            "7",
+        ])
+        .question(&d, None)
+        .unwrap();
+        assert!(q.generation.do_sample && !q.english);
+        assert_eq!((q.generation.temperature, q.generation.top_k), (0.5, 7));
+        // The model's English question is not asked in Chinese: the release's is.
+        assert_eq!(q.text(), visualglm::pipeline::DEFAULT_QUERY_ZH);
+        let q = args(&["--greedy", "--english", "--beams", "3"])
+            .question(&ModelDefaults::default(), Some("What?".into()))
+            .unwrap();
+        assert!(!q.generation.do_sample && q.english);
+        assert_eq!((q.generation.num_beams, q.text()), (3, "What?"));
+        assert!(Cli::try_parse_from(["x", "--greedy", "--sample"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--english", "--chinese"]).is_err());
+        assert!(args(&["--top-p", "0"]).question(&d, None).is_err());
     }
 }

@@ -17,3 +17,20 @@ pub fn write_safetensors_atomic(
     visualglm_files::write_atomic_bytes(path, &bytes)?;
     Ok(())
 }
+
+/// `err` and its causes on one line, each cause once: a cause whose text an outer message
+/// already quotes (as `thiserror` messages with `{source}` do) is not repeated.
+pub fn error_message(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}

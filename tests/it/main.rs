@@ -23,6 +23,7 @@ mod lora_cli;
 mod lora_errors;
 mod lora_golden;
 mod lora_unmerged;
+mod model_defaults;
 mod model_dtypes;
 mod model_golden;
 mod model_gradients;

@@ -108,6 +108,48 @@ fn lora_adapters_train_and_are_merged_into_the_exported_model() {
     assert_eq!(diff("transformer.layers.0.mlp.dense_h_to_4h.weight"), 0.0);
     let c = Captioner::load(&export, &Device::Cpu, DType::F32, &Default::default()).unwrap();
     assert_eq!(c.tokenizer().num_pieces(), 1008);
+    // Its defaults: the base's (the release's: it has none) in the run's language.
+    assert!(export.join("generation_config.json").is_file());
+    let want = visualglm::defaults::ModelDefaults {
+        english: true,
+        ..Default::default()
+    };
+    assert_eq!(c.defaults(), &want);
+}
+
+#[test]
+fn an_export_keeps_the_bases_defaults_and_itc_heads() {
+    let dir = tempfile::tempdir().unwrap();
+    let shapes = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/shapes");
+    let cfg = FinetuneConfig {
+        data: shapes.join("examples/examples.json"),
+        model: shapes.clone(),
+        tokenizer: None,
+        out: dir.path().join("run"),
+        trainable: vec!["image_encoder.glm_proj".into()],
+        steps: 1,
+        batch_size: 2,
+        lr: 1e-3,
+        warmup_steps: 0,
+        max_source_length: 48,
+        max_target_length: 24,
+        english: true,
+        ..FinetuneConfig::default()
+    };
+    finetune(&cfg, &Device::Cpu, &mut |_| true).unwrap();
+    let export = cfg.out.join("model");
+    // No ITC in this run: the base's heads travel with the model, unchanged.
+    assert_eq!(
+        std::fs::read(export.join("itc.safetensors")).unwrap(),
+        std::fs::read(shapes.join("itc.safetensors")).unwrap()
+    );
+    let base = visualglm::defaults::ModelDefaults::for_model(&shapes).unwrap();
+    let exported = visualglm::defaults::ModelDefaults::for_model(&export).unwrap();
+    assert!(
+        !base.generation.do_sample,
+        "the shipped model decodes greedily"
+    );
+    assert_eq!(exported, base);
 }
 
 #[test]

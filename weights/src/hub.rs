@@ -15,6 +15,17 @@ pub enum HubError {
         /// What was asked for.
         spec: String,
     },
+    /// A training run directory that has not exported its model yet.
+    #[error(
+        "{} is a training run directory without an exported model: a run writes `model/` \
+         there when it finishes (its checkpoints are training states, not models); pass a \
+         model directory, or resume the run to finish it",
+        dir.display()
+    )]
+    RunWithoutModel {
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// Offline, and the model is not (fully) in the hub cache.
     #[error(
         "`{spec}` is not in the hub cache ({}) and --offline forbids downloading: run \
@@ -103,7 +114,7 @@ pub fn is_hub_id(spec: &str) -> bool {
 pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.exists() {
-        return Ok(path.to_path_buf());
+        return model_of_run(path);
     }
     if !is_hub_id(spec) {
         return Err(HubError::NotFound {
@@ -118,6 +129,29 @@ pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
         });
     }
     download(spec)
+}
+
+/// `path`, or for a training run directory (`visualglm train`'s `out`, which has no
+/// `config.json` of its own) the model it exported, `out/model`.
+pub fn model_of_run(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() || path.join("config.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    let exported = path.join("model");
+    if exported.join("config.json").is_file() {
+        tracing::info!(
+            "{} is a training run: using its exported model {}",
+            path.display(),
+            exported.display()
+        );
+        return Ok(exported);
+    }
+    if path.join("latest").is_file() || path.join("run.toml").is_file() {
+        return Err(HubError::RunWithoutModel {
+            dir: path.to_path_buf(),
+        });
+    }
+    Ok(path.to_path_buf())
 }
 
 /// The snapshot directory of a fully cached model, if every weight file is there.

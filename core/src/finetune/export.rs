@@ -9,7 +9,8 @@ use visualglm_nn::lora::LoraAdapters;
 use super::trainable::TrainableModel;
 use crate::checkpoint::{self, CanonicalTensors, CheckpointError, LazyCheckpoint};
 use crate::config::{CheckpointFamily, VisualGlmConfig};
-use crate::error::Result;
+use crate::defaults::ModelDefaults;
+use crate::error::{Result, VisualGlmError};
 use crate::itc::{ItcHeads, ITC_FILE};
 
 /// What besides the model weights goes into an exported model directory.
@@ -20,8 +21,10 @@ pub(super) struct ExportParts<'a> {
     pub(super) base: &'a Path,
     /// Trained LoRA adapters, merged into the exported weights.
     pub(super) lora: Option<&'a LoraAdapters>,
-    /// Trained ITC heads, saved as `itc.safetensors`.
+    /// Trained ITC heads, saved as `itc.safetensors`; `None` keeps the base's file, if any.
     pub(super) heads: Option<&'a ItcHeads>,
+    /// The run's prompt template: the exported model's default language.
+    pub(super) english: bool,
 }
 
 /// Writes the results of a run into `out`: trained LoRA adapters alone in `out/adapter`
@@ -57,11 +60,34 @@ pub(super) fn export_model(tm: &TrainableModel, parts: &ExportParts<'_>, out: &P
         let merged = MergedOverStoredBase::new(tm, parts)?;
         crate::model_dir::write_model_dir(&merged, parts.tokenizer, dir)?;
     }
-    if let Some(h) = parts.heads {
-        h.save(&dir.join(ITC_FILE))?;
+    let base_dir = if parts.base.is_dir() {
+        parts.base
+    } else {
+        parts.base.parent().unwrap_or(Path::new("."))
+    };
+    match parts.heads {
+        Some(h) => h.save(&dir.join(ITC_FILE))?,
+        None if base_dir.join(ITC_FILE).is_file() => {
+            copy_atomic(&base_dir.join(ITC_FILE), &dir.join(ITC_FILE))?
+        }
+        None => {}
     }
+    // The base's decoding defaults, in the language the run trained.
+    let mut defaults = ModelDefaults::for_model(parts.base)?;
+    if defaults.english != parts.english {
+        defaults.question = None;
+    }
+    defaults.english = parts.english;
+    defaults.write(dir)?;
     tracing::info!("exported the trained model to {}", dir.display());
     Ok(())
+}
+
+/// Copies `from` to `to` atomically.
+fn copy_atomic(from: &Path, to: &Path) -> Result<()> {
+    let mut src = std::fs::File::open(from).map_err(VisualGlmError::io("cannot read", from))?;
+    visualglm_files::write_atomic(to, |w| std::io::copy(&mut src, w).map(drop))
+        .map_err(|e| VisualGlmError::io("cannot write", to)(e.into()))
 }
 
 /// The trained model over a quantized base, as canonical tensors made when read: trained

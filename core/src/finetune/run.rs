@@ -381,6 +381,7 @@ pub fn finetune_on(
                 base: &cfg.model,
                 lora: lora.as_ref().map(|(set, _)| set),
                 heads: heads.as_ref(),
+                english: cfg.english,
             };
             export_model(&tm, &export, &cfg.out)?;
         }
