@@ -23,8 +23,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use visualglm_language::GenerationConfig;
 
-use crate::pipeline::Question;
-
 /// The file name, as transformers spells it.
 pub const GENERATION_CONFIG_FILE: &str = "generation_config.json";
 
@@ -231,15 +229,6 @@ impl ModelDefaults {
                 source: e.into(),
             }
         })
-    }
-
-    /// A question with these defaults: `query`, or the model's own question.
-    pub fn question(&self, query: Option<String>) -> Question {
-        Question {
-            query: query.or_else(|| self.question.clone()),
-            english: self.english,
-            generation: self.generation.clone(),
-        }
     }
 }
 

@@ -76,6 +76,17 @@ impl Question {
     }
 }
 
+impl ModelDefaults {
+    /// A question with these defaults: `query`, or the model's own question.
+    pub fn question(&self, query: Option<String>) -> Question {
+        Question {
+            query: query.or_else(|| self.question.clone()),
+            english: self.english,
+            generation: self.generation.clone(),
+        }
+    }
+}
+
 /// Options of [`Captioner::load`].
 #[derive(Debug, Clone, Default)]
 pub struct CaptionerOptions {

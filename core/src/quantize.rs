@@ -38,6 +38,12 @@ pub struct QuantizeReport {
 }
 
 impl QuantizeReport {
+    /// One line about the weights that did not get `wanted` (see
+    /// [`visualglm_nn::quant::fallback_summary`]), or `None`.
+    pub fn fallbacks(&self, wanted: GgmlDType) -> Option<String> {
+        visualglm_nn::quant::fallback_summary(wanted, self.weights.iter().map(|(_, d)| d))
+    }
+
     /// One line: how many weights got each type.
     pub fn summary(&self) -> String {
         let mut counts: Vec<(&'static str, usize)> = Vec::new();
@@ -91,10 +97,14 @@ impl VisualGlm {
             let d = glm.quantize_lm_head(dtype)?;
             weights.push(("lm_head.weight".to_string(), d));
         }
-        Ok(QuantizeReport {
+        let report = QuantizeReport {
             weights,
             lm_head_tied: glm.lm_head_shares_embeddings(),
-        })
+        };
+        if let Some(line) = report.fallbacks(dtype) {
+            tracing::warn!("{line}");
+        }
+        Ok(report)
     }
 }
 
@@ -122,5 +132,17 @@ mod tests {
             lm_head_tied: false,
         };
         assert_eq!(r.summary(), "2×q4k, 1×q4_0, 1×dense");
+        let line = r.fallbacks(GgmlDType::Q4K).unwrap();
+        assert!(line.starts_with("2 weight(s) could not take q4k"), "{line}");
+        assert!(line.contains("1×q4_0, 1×dense"), "{line}");
+        assert_eq!(
+            r.fallbacks(GgmlDType::Q8_0).unwrap().split(' ').next(),
+            Some("4")
+        );
+        let all = QuantizeReport {
+            weights: vec![("a".into(), Some(GgmlDType::Q4K))],
+            lm_head_tied: false,
+        };
+        assert_eq!(all.fallbacks(GgmlDType::Q4K), None);
     }
 }

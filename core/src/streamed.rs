@@ -174,7 +174,7 @@ impl StreamedBackend {
         // A width that fits no block stays dense; `quantize_language` reports it.
         let chosen = fit_dtype(wanted, dims[1])?;
         if chosen != wanted {
-            tracing::warn!(
+            tracing::debug!(
                 "{name}: input width {} is not a multiple of {} ({}); using {} instead",
                 dims[1],
                 wanted.block_size(),

@@ -337,12 +337,12 @@ impl ChatGlm {
             WordEmbeddings::Dense(e) => {
                 let chosen = visualglm_nn::quant::fit_dtype(dtype, hidden);
                 match chosen {
-                    Some(d) if d != dtype => tracing::warn!(
+                    Some(d) if d != dtype => tracing::debug!(
                         "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; using {}",
                         dtype.block_size(),
                         visualglm_nn::quant::dtype_name(d)
                     ),
-                    None => tracing::warn!(
+                    None => tracing::debug!(
                         "{WORD_EMBEDDINGS_WEIGHT}: width {hidden} is not a multiple of {}; left \
                          unquantized",
                         dtype.block_size()

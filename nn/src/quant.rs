@@ -60,6 +60,40 @@ pub fn is_k_quant(dtype: GgmlDType) -> bool {
     )
 }
 
+/// One line about the weights that could not take `wanted` because of their width (what they
+/// got instead, by type), or `None` when every weight took it; `-v` logs each one.
+pub fn fallback_summary<'a>(
+    wanted: GgmlDType,
+    chosen: impl IntoIterator<Item = &'a Option<GgmlDType>>,
+) -> Option<String> {
+    let mut counts: Vec<(&'static str, usize)> = Vec::new();
+    for d in chosen {
+        if *d == Some(wanted) {
+            continue;
+        }
+        let n = d.map(dtype_name).unwrap_or("dense");
+        match counts.iter_mut().find(|(k, _)| *k == n) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((n, 1)),
+        }
+    }
+    if counts.is_empty() {
+        return None;
+    }
+    let total: usize = counts.iter().map(|(_, c)| c).sum();
+    let got = counts
+        .iter()
+        .map(|(k, c)| format!("{c}×{k}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(format!(
+        "{total} weight(s) could not take {} (input width not a multiple of {}): {got} \
+         instead (-v lists them)",
+        dtype_name(wanted),
+        wanted.block_size()
+    ))
+}
+
 /// The type to use for a weight with input width `in_dim` when `wanted` is asked for:
 /// `wanted` when its block size divides `in_dim`, else the legacy 32-block type of about the
 /// same size (`Q2K`/`Q3K`/`Q4K` → `Q4_0`, `Q5K` → `Q5_0`, `Q6K`/`Q8K` → `Q8_0`) when 32
@@ -103,13 +137,13 @@ pub fn quantize_linear(
     }
     let chosen = fit_dtype(wanted, in_dim);
     match chosen {
-        Some(d) if d != wanted => tracing::warn!(
+        Some(d) if d != wanted => tracing::debug!(
             "{name}: input width {in_dim} is not a multiple of {} ({}); using {} instead",
             wanted.block_size(),
             dtype_name(wanted),
             dtype_name(d)
         ),
-        None => tracing::warn!(
+        None => tracing::debug!(
             "{name}: input width {in_dim} is not a multiple of {}; left unquantized",
             wanted.block_size()
         ),

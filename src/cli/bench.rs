@@ -37,9 +37,14 @@ pub struct Args {
     format: String,
     /// Load this checkpoint (any form `--model` takes elsewhere, read one tensor at a time and
     /// quantized as --format, --lm-head and --embeddings say) instead of drawing random
-    /// weights; --glm-layers and --vit-layers are then the checkpoint's.
-    #[arg(long)]
-    model: Option<std::path::PathBuf>,
+    /// weights; --glm-layers and --vit-layers are then the checkpoint's. A hub id works too.
+    /// (`VISUALGLM_MODEL` is not read here: without --model the bench draws random weights.)
+    #[arg(long, short = 'm')]
+    model: Option<String>,
+    #[command(flatten)]
+    hub: super::model_args::HubArgs,
+    #[command(flatten)]
+    pub(super) alloc: super::model_args::AllocArgs,
     /// Number of GLM layers (full width 4096); the released model has 28.
     #[arg(long, default_value_t = 2)]
     pub(super) glm_layers: usize,
@@ -300,7 +305,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let t0 = Instant::now();
     let (mut model, cfg) = match &args.model {
-        Some(path) => {
+        Some(spec) => {
+            let path = &args.hub.resolve(spec)?;
             anyhow::ensure!(
                 args.embeddings_dtype.is_none(),
                 "--embeddings-dtype draws a random table; it does not apply to --model"

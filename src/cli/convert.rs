@@ -3,16 +3,16 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+use super::model_args::ModelSource;
 use candle_core::DType;
 use visualglm::checkpoint::{self, LoadOptions, QkvLayout, SaveOptions};
 
 /// Arguments of `visualglm convert`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Checkpoint to read: an HF or SAT directory, a `*.index.json`, or a single
-    /// `.bin` / `.pt` / `.safetensors` file.
-    #[arg(long)]
-    pub model: PathBuf,
+    #[command(flatten)]
+    pub model: ModelSource,
     /// Output safetensors file (written atomically).
     #[arg(long)]
     pub out: PathBuf,
@@ -56,8 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..LoadOptions::default()
     };
-    let ck = checkpoint::open(&args.model, &opts)
-        .with_context(|| format!("opening {}", args.model.display()))?;
+    let model = args.model.resolve()?;
+    let ck =
+        checkpoint::open(&model, &opts).with_context(|| format!("opening {}", model.display()))?;
     let total: u64 = ck
         .tensors
         .values()

@@ -184,10 +184,14 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     }
     let itc_path = match &args.itc {
         Some(p) => p.clone(),
-        None if std::path::Path::new(&args.model.model).is_dir() => {
-            std::path::Path::new(&args.model.model).join(visualglm::itc::ITC_FILE)
+        None => {
+            let dir = args.model.resolve()?;
+            anyhow::ensure!(
+                dir.is_dir(),
+                "--itc is needed when --model is not a directory"
+            );
+            dir.join(visualglm::itc::ITC_FILE)
         }
-        None => anyhow::bail!("--itc is needed when --model is not a local directory"),
     };
     let captioner = args.model.load()?;
     let heads = visualglm::itc::ItcHeads::from_file(&itc_path, captioner.model().device())?;

@@ -7,14 +7,16 @@ use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
 use visualglm::{LoadOptions, VisualGlm};
 
+use super::model_args::ModelSource;
 use super::output::write_safetensors_atomic;
 
 /// Arguments of `visualglm inspect`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Checkpoint: a directory (HF shards, SAT, safetensors) or a single weights file.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelSource,
+    #[command(flatten)]
+    alloc: super::model_args::AllocArgs,
     /// Config file, for a single weights file without one beside it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -34,10 +36,10 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     generate: usize,
     /// Device: auto, cpu, cuda, cuda:N.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "auto")]
     device: String,
-    /// Weight dtype: auto, f32, f16, bf16.
-    #[arg(long, default_value = "f32")]
+    /// Weight dtype: auto (f32 on CPU, f16 on GPU), f32, f16, bf16 (GPU only).
+    #[arg(long, default_value = "auto")]
     dtype: String,
     /// Quantize the GLM layer weights after loading: q8_0, q4_0, q4_1, q5_0, q5_1, q8_1, q2k,
     /// q3k, q4k, q5k, q6k.
@@ -56,20 +58,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let loading = || format!("loading {}", args.model.display());
+    args.alloc.apply();
+    let path = args.model.resolve()?;
+    let loading = || format!("loading {}", path.display());
     let model = match &args.quantize {
-        None => VisualGlm::load(&args.model, &device, dtype, &opts).with_context(loading)?,
+        None => VisualGlm::load(&path, &device, dtype, &opts).with_context(loading)?,
         Some(q) => {
             let q = visualglm::quantize::parse_quantize_type(q)?;
-            let (model, report) = VisualGlm::load_quantized(
-                &args.model,
-                &device,
-                dtype,
-                &opts,
-                q,
-                &Default::default(),
-            )
-            .with_context(loading)?;
+            let (model, report) =
+                VisualGlm::load_quantized(&path, &device, dtype, &opts, q, &Default::default())
+                    .with_context(loading)?;
             eprintln!("quantized GLM weights: {}", report.summary());
             model
         }

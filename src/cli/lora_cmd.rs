@@ -9,6 +9,7 @@ use visualglm::checkpoint::{self, LoadOptions, SaveOptions};
 use visualglm::lora;
 
 use super::convert::DtypeArg;
+use super::model_args::HubArgs;
 
 /// Subcommands of `visualglm lora`.
 #[derive(clap::Subcommand, Debug)]
@@ -22,10 +23,12 @@ pub enum Command {
 /// Arguments of `visualglm lora merge`.
 #[derive(clap::Args, Debug)]
 pub struct MergeArgs {
-    /// Base checkpoint (any form `convert` reads). May be left out when `--lora` is a SAT
-    /// LoRA fine-tune: its own base weights are used.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
+    /// Base checkpoint (any form `convert` reads, or a hub id). May be left out when `--lora`
+    /// is a SAT LoRA fine-tune: its own base weights are used.
+    #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub hub: HubArgs,
     /// Adapters: an adapter directory (`adapter_config.json` + `adapter_model.safetensors`)
     /// or a SAT LoRA fine-tune directory.
     #[arg(long)]
@@ -61,8 +64,9 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let opts = LoadOptions::default();
     let (mut ck, adapters) = match &args.model {
-        Some(base) => {
-            let ck = checkpoint::load(base, &opts)
+        Some(spec) => {
+            let base = args.hub.resolve(spec)?;
+            let ck = checkpoint::load(&base, &opts)
                 .with_context(|| format!("loading {}", base.display()))?;
             let adapters = lora::read_any_adapters(&args.lora, &opts)?;
             (ck, adapters)

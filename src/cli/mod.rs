@@ -30,10 +30,6 @@ struct Cli {
     /// Log more (repeat for even more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
-    /// Keep large buffers (the weights) on ordinary 4 KiB pages instead of asking Linux for
-    /// transparent huge pages, which make CPU decoding faster.
-    #[arg(long, global = true)]
-    no_huge_pages: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,9 +74,6 @@ enum Command {
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
-    if cli.no_huge_pages {
-        visualglm_alloc::set_huge_pages(false);
-    }
     let result = match cli.command {
         Command::Describe(args) => describe::run(args, cli.verbose > 0),
         Command::Chat(args) => chat::run(args),
@@ -93,8 +86,14 @@ pub fn main() -> std::process::ExitCode {
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Eval(cmd) => eval_cmd::run(cmd),
         Command::Quantize(args) => quantize::run(args),
-        Command::Bench(args) if args.train => bench_train::run(&args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) if args.train => {
+            args.alloc.apply();
+            bench_train::run(&args)
+        }
+        Command::Bench(args) => {
+            args.alloc.apply();
+            bench::run(args)
+        }
         Command::Serve(args) => serve::run(args),
         Command::Lora(cmd) => lora_cmd::run(cmd),
     };
@@ -118,5 +117,14 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour_on_stderr())
         .try_init();
+}
+
+/// Whether stderr may carry colour codes: it is a terminal and `NO_COLOR` is unset or empty
+/// (no-color.org).
+fn colour_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    !no_colour && std::io::stderr().is_terminal()
 }

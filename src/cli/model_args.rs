@@ -16,10 +16,10 @@ pub struct ModelArgs {
     /// such as THUDM/visualglm-6b (downloaded into the Hugging Face cache).
     #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
     pub model: String,
-    /// Never touch the network: a hub id must already be in the cache. `HF_HUB_OFFLINE`
-    /// takes 1/0, true/false, yes/no, on/off (empty: unset), as Hugging Face documents.
-    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy)]
-    pub offline: bool,
+    #[command(flatten)]
+    pub hub: HubArgs,
+    #[command(flatten)]
+    pub alloc: AllocArgs,
     /// Tokenizer (`.model`, `tokenizer.json` or a directory); default: found beside the model.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -57,10 +57,70 @@ pub struct ModelArgs {
     pub kv_cache_dtype: String,
 }
 
+/// How a model named on the command line is found.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct HubArgs {
+    /// Never touch the network: a hub id must already be in the cache. `HF_HUB_OFFLINE`
+    /// takes 1/0, true/false, yes/no, on/off (empty: unset), as Hugging Face documents.
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy)]
+    pub offline: bool,
+}
+
+impl HubArgs {
+    /// The local path of `spec`: a path as given (a training run directory: its exported
+    /// model), or a hub id's cached snapshot, downloaded first unless offline.
+    pub fn resolve(&self, spec: &str) -> anyhow::Result<PathBuf> {
+        Ok(visualglm::hub::resolve_model(spec, self.offline)?)
+    }
+}
+
+/// How the weights' memory is allocated (commands that run a model).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AllocArgs {
+    /// Keep large buffers (the weights) on ordinary 4 KiB pages instead of asking Linux for
+    /// transparent huge pages, which make CPU decoding faster.
+    #[arg(long)]
+    pub no_huge_pages: bool,
+}
+
+impl AllocArgs {
+    /// Applies the choice; call before the weights are allocated.
+    pub fn apply(&self) {
+        if self.no_huge_pages {
+            visualglm_alloc::set_huge_pages(false);
+        }
+    }
+}
+
+/// The model of a command that reads a checkpoint without running it (`convert`,
+/// `quantize`, `inspect`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelSource {
+    /// Model: a local directory (HF shards, SAT, safetensors), a weights file, or a hub id
+    /// such as THUDM/visualglm-6b (downloaded into the Hugging Face cache).
+    #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
+    pub model: String,
+    #[command(flatten)]
+    pub hub: HubArgs,
+}
+
+impl ModelSource {
+    /// The model's local path (see [`HubArgs::resolve`]).
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        self.hub.resolve(&self.model)
+    }
+}
+
 impl ModelArgs {
+    /// The model's local path (see [`HubArgs::resolve`]).
+    pub fn resolve(&self) -> anyhow::Result<PathBuf> {
+        self.hub.resolve(&self.model)
+    }
+
     /// Loads the model and its tokenizer.
     pub fn load(&self) -> anyhow::Result<Captioner> {
-        let model = visualglm::hub::resolve_model(&self.model, self.offline)?;
+        self.alloc.apply();
+        let model = self.resolve()?;
         let device = visualglm::runtime::parse_device(&self.device)?;
         let dtype = visualglm::runtime::parse_dtype(&self.dtype, &device)?;
         let optional_dtype = |s: &str| -> anyhow::Result<_> {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+
+use super::model_args::ModelSource;
 use candle_core::quantized::GgmlDType;
 use visualglm::checkpoint::{self, LoadOptions};
 use visualglm::gguf::{write_gguf, GgufWriteOptions};
@@ -13,9 +15,8 @@ use visualglm_nn::quant::dtype_name;
 /// Arguments of `visualglm quantize`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Checkpoint: a directory (HF shards, SAT, safetensors) or a single weights file.
-    #[arg(long)]
-    model: PathBuf,
+    #[command(flatten)]
+    model: ModelSource,
     /// Config file, for a single weights file without one beside it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -50,8 +51,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         config_path: args.config.clone(),
         ..Default::default()
     };
-    let ck = checkpoint::open(&args.model, &opts)
-        .with_context(|| format!("opening {}", args.model.display()))?;
+    let model = args.model.resolve()?;
+    let ck =
+        checkpoint::open(&model, &opts).with_context(|| format!("opening {}", model.display()))?;
     let bar = indicatif::ProgressBar::new(ck.tensors.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{msg:>12} [{bar:40}] {pos}/{len} ({eta})")?

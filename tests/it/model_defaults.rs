@@ -368,6 +368,10 @@ fn a_training_run_directory_means_its_exported_model() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     copy_shapes_model(&run.join("model"));
+    // A training checkpoint as `visualglm train` writes it: `latest` names a folder with a
+    // manifest.
+    std::fs::create_dir_all(run.join("step-00000010")).unwrap();
+    std::fs::write(run.join("step-00000010/manifest.json"), "{}").unwrap();
     std::fs::write(run.join("latest"), "step-00000010").unwrap();
     let image = shapes().join("examples/shapes-0.png");
     let out = bin()

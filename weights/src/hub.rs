@@ -132,7 +132,8 @@ pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
 }
 
 /// `path`, or for a training run directory (`visualglm train`'s `out`, which has no
-/// `config.json` of its own) the model it exported, `out/model`.
+/// `config.json` of its own) the model it exported, `out/model`; an error for a run that has
+/// not exported one.
 pub fn model_of_run(path: &Path) -> Result<PathBuf> {
     if !path.is_dir() || path.join("config.json").exists() {
         return Ok(path.to_path_buf());
@@ -146,7 +147,11 @@ pub fn model_of_run(path: &Path) -> Result<PathBuf> {
         );
         return Ok(exported);
     }
-    if path.join("latest").is_file() || path.join("run.toml").is_file() {
+    // `visualglm train`'s checkpoints: `latest` names a folder with a `manifest.json` (a
+    // SAT directory also has `latest`, naming an iteration folder of `.pt` files).
+    let latest_is_ours = std::fs::read_to_string(path.join("latest"))
+        .is_ok_and(|name| path.join(name.trim()).join("manifest.json").is_file());
+    if latest_is_ours || path.join("run.toml").is_file() {
         return Err(HubError::RunWithoutModel {
             dir: path.to_path_buf(),
         });

@@ -31,7 +31,7 @@ use std::path::Path;
 
 use candle_core::quantized::gguf_file::Value;
 use candle_core::quantized::{GgmlDType, QTensor};
-use visualglm_nn::quant::{dtype_name, fit_dtype};
+use visualglm_nn::quant::{dtype_name, fallback_summary, fit_dtype};
 
 pub use error::GgufError;
 pub use format::{
@@ -115,6 +115,7 @@ pub fn write_gguf(
         })
         && ck.lm_head_is_tied()?;
     let mut plan = Vec::new();
+    let mut asked: Vec<Option<GgmlDType>> = Vec::new();
     for name in ck.sorted_names() {
         if tied && name == LM_HEAD {
             continue;
@@ -136,10 +137,11 @@ pub fn write_gguf(
             || (opts.embeddings && name == WORD_EMBEDDINGS);
         let dtype = if quantize {
             let in_dim = dims.last().copied().unwrap_or(0);
+            asked.push(fit_dtype(opts.quantization, in_dim));
             match fit_dtype(opts.quantization, in_dim) {
                 Some(d) => {
                     if d != opts.quantization {
-                        tracing::warn!(
+                        tracing::debug!(
                             "{name}: input width {in_dim} does not fit {}; writing {}",
                             dtype_name(opts.quantization),
                             dtype_name(d)
@@ -148,7 +150,7 @@ pub fn write_gguf(
                     d
                 }
                 None => {
-                    tracing::warn!("{name}: input width {in_dim} fits no quantized type; dense");
+                    tracing::debug!("{name}: input width {in_dim} fits no quantized type; dense");
                     opts.dense
                 }
             }
@@ -165,6 +167,9 @@ pub fn write_gguf(
             dtype,
             bytes,
         });
+    }
+    if let Some(line) = fallback_summary(opts.quantization, &asked) {
+        tracing::warn!("{line}");
     }
     let metadata = vec![
         ("general.architecture", Value::String(ARCHITECTURE.into())),
