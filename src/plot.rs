@@ -3,14 +3,16 @@
 //! and draws a PNG of the training loss against the step, with the validation loss as red
 //! points joined by a line where present.
 //!
-//! Drawing uses `plotters` on an in-memory bitmap without any font library (the build needs
-//! nothing but Rust), so the tick labels are drawn with a built-in 3×5 pixel font of digits.
-//! Colours: training loss light blue, its centred moving average (from 20 points on) dark blue,
-//! validation loss red.
+//! Drawing uses `plotters` on an in-memory bitmap and the `font8x8` bitmap font (the build
+//! needs nothing but Rust). The plot has a title (the run: the metrics file's folder), axis
+//! labels (update, loss) and a legend. Colours: training loss light blue, its centred moving
+//! average (from 20 points on) dark blue, validation loss red.
 
 use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
+
+mod text;
 
 /// Default image size in pixels.
 pub const DEFAULT_SIZE: (u32, u32) = (800, 500);
@@ -138,21 +140,32 @@ pub fn read_metrics(path: &Path) -> Result<LossSeries> {
 /// atomically (temporary sibling file, then rename).
 pub fn write_loss_curve(metrics_jsonl: &Path, out_png: &Path) -> Result<()> {
     let series = read_metrics(metrics_jsonl)?;
-    let png = render_png(&series, DEFAULT_SIZE)?;
+    let run = metrics_jsonl
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_owned()))
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = if run.is_empty() {
+        "training loss".to_string()
+    } else {
+        format!("training loss: {run}")
+    };
+    let png = render_png(&series, DEFAULT_SIZE, &title)?;
     write_atomic(out_png, &png)
 }
 
-/// The PNG bytes of the loss curve of `series`, `size` = (width, height) in pixels
-/// (at least 100×80).
-pub fn render_png(series: &LossSeries, size: (u32, u32)) -> Result<Vec<u8>> {
+/// The PNG bytes of the loss curve of `series` under `title`, `size` = (width, height) in
+/// pixels (at least 320×200).
+pub fn render_png(series: &LossSeries, size: (u32, u32), title: &str) -> Result<Vec<u8>> {
     let (w, h) = size;
-    if w < 100 || h < 80 || w > 16_384 || h > 16_384 {
+    if w < 320 || h < 200 || w > 16_384 || h > 16_384 {
         return Err(PlotError::Draw(format!(
-            "image size {w}x{h} is outside 100x80..16384x16384"
+            "image size {w}x{h} is outside 320x200..16384x16384"
         )));
     }
     let mut buf = vec![0u8; (w * h * 3) as usize];
-    draw(series, &mut buf, size).map_err(|e| PlotError::Draw(e.to_string()))?;
+    draw(series, &mut buf, size, title).map_err(|e| PlotError::Draw(e.to_string()))?;
     let img = image::RgbImage::from_raw(w, h, buf)
         .ok_or_else(|| PlotError::Draw("bitmap buffer has the wrong size".into()))?;
     let mut png = Vec::new();
@@ -222,27 +235,43 @@ fn range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - p, hi + p)
 }
 
+/// Result of the drawing code (plotters' errors are boxed).
 type DrawResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
-fn draw(series: &LossSeries, buf: &mut [u8], size: (u32, u32)) -> DrawResult<()> {
-    const SCALE: i32 = 2;
+const LIGHT: RGBColor = RGBColor(150, 180, 230);
+const DARK: RGBColor = RGBColor(20, 60, 170);
+const RED: RGBColor = RGBColor(210, 40, 40);
+const GREY: RGBColor = RGBColor(90, 90, 90);
+
+fn draw(series: &LossSeries, buf: &mut [u8], size: (u32, u32), title: &str) -> DrawResult<()> {
+    // Text scale: 16-pixel letters on the default 800×500, 8-pixel ones on small images.
+    let scale = if size.0 >= 600 && size.1 >= 360 { 2 } else { 1 };
+    let line = text::height(scale);
     let root = BitMapBackend::<plotters::backend::RGBPixel>::with_buffer_and_format(buf, size)?
         .into_drawing_area();
     root.fill(&WHITE)?;
     let all = || series.train.iter().chain(&series.val);
     let (x0, x1) = range(all().map(|p| p.0), 0.0);
     let (y0, y1) = range(all().map(|p| p.1), 0.05);
-    let left = 8 * 4 * SCALE as u32 + 16;
-    let bottom = 5 * SCALE as u32 + 16;
-    let mut chart = ChartBuilder::on(&root)
-        .margin_top(12)
-        .margin_right(16)
-        .margin_left(left)
-        .margin_bottom(bottom)
-        .build_cartesian_2d(x0..x1, y0..y1)?;
-    let grid = RGBColor(225, 225, 225);
     let (xt, xd) = ticks(x0, x1, 8.0);
     let (yt, yd) = ticks(y0, y1, 6.0);
+    let y_labels: Vec<String> = yt.iter().map(|y| format!("{y:.yd$}")).collect();
+    let widest = y_labels
+        .iter()
+        .map(|l| text::width(l, scale))
+        .max()
+        .unwrap_or(0);
+    let left = (widest + 16).max(text::width("loss", scale) + 8) as u32;
+    // Room for half of the last x label, centred on the right edge.
+    let last_x = xt.last().map(|x| format!("{x:.xd$}")).unwrap_or_default();
+    let right = (text::width(&last_x, scale) / 2 + 6).max(16) as u32;
+    let mut chart = ChartBuilder::on(&root)
+        .margin_top((2 * line + 20) as u32)
+        .margin_right(right)
+        .margin_left(left)
+        .margin_bottom((2 * line + 20) as u32)
+        .build_cartesian_2d(x0..x1, y0..y1)?;
+    let grid = RGBColor(225, 225, 225);
     for &x in &xt {
         chart.draw_series(LineSeries::new([(x, y0), (x, y1)], grid))?;
     }
@@ -252,99 +281,111 @@ fn draw(series: &LossSeries, buf: &mut [u8], size: (u32, u32)) -> DrawResult<()>
     let frame = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)];
     chart.draw_series(LineSeries::new(frame, BLACK))?;
 
-    let light = RGBColor(150, 180, 230);
-    let dark = RGBColor(20, 60, 170);
+    let mut legend: Vec<(&str, RGBColor)> = Vec::new();
     if series.train.len() >= 20 {
-        chart.draw_series(LineSeries::new(series.train.iter().copied(), light))?;
+        chart.draw_series(LineSeries::new(series.train.iter().copied(), LIGHT))?;
         chart.draw_series(LineSeries::new(
             moving_average(&series.train),
-            dark.stroke_width(2),
+            DARK.stroke_width(2),
         ))?;
+        legend.push(("loss", LIGHT));
+        legend.push(("moving average", DARK));
     } else {
         chart.draw_series(LineSeries::new(
             series.train.iter().copied(),
-            dark.stroke_width(2),
+            DARK.stroke_width(2),
         ))?;
         chart.draw_series(
             series
                 .train
                 .iter()
-                .map(|&p| Circle::new(p, 2, dark.filled())),
+                .map(|&p| Circle::new(p, 2, DARK.filled())),
         )?;
+        if !series.train.is_empty() {
+            legend.push(("loss", DARK));
+        }
     }
-    let red = RGBColor(210, 40, 40);
     if series.val.len() > 1 {
-        chart.draw_series(LineSeries::new(series.val.iter().copied(), red))?;
+        chart.draw_series(LineSeries::new(series.val.iter().copied(), RED))?;
     }
-    chart.draw_series(series.val.iter().map(|&p| Circle::new(p, 4, red.filled())))?;
+    chart.draw_series(series.val.iter().map(|&p| Circle::new(p, 4, RED.filled())))?;
+    if !series.val.is_empty() {
+        legend.push(("validation", RED));
+    }
 
     // Tick labels, right-aligned left of the y axis and centred under the x axis.
-    for &y in &yt {
-        let label = format!("{y:.yd$}");
+    for (&y, label) in yt.iter().zip(&y_labels) {
         let (px, py) = chart.backend_coord(&(x0, y));
-        let width = text_width(&label, SCALE);
-        draw_text(&root, &label, (px - 6 - width, py - 5 * SCALE / 2), SCALE)?;
+        let at = (px - 6 - text::width(label, scale), py - line / 2);
+        text::draw(&root, label, at, scale, BLACK)?;
     }
     for &x in &xt {
         let label = format!("{x:.xd$}");
         let (px, py) = chart.backend_coord(&(x, y0));
-        let width = text_width(&label, SCALE);
-        draw_text(&root, &label, (px - width / 2, py + 6), SCALE)?;
+        let at = (px - text::width(&label, scale) / 2, py + 6);
+        text::draw(&root, &label, at, scale, BLACK)?;
     }
+    // Title centred on top; axis names: "loss" above the y axis, "update" under the x axis.
+    let (w, h) = (size.0 as i32, size.1 as i32);
+    let title_at = ((w - text::width(title, scale)).max(4) / 2, 8);
+    text::draw(&root, title, title_at, scale, BLACK)?;
+    let (ax, ay) = chart.backend_coord(&(x0, y1));
+    text::draw(
+        &root,
+        "loss",
+        (ax - text::width("loss", scale) / 2, ay - line - 6),
+        scale,
+        GREY,
+    )?;
+    let (bx, _) = chart.backend_coord(&(x0 + (x1 - x0) / 2.0, y0));
+    let xlabel = "update (optimiser step)";
+    let at = (bx - text::width(xlabel, scale) / 2, h - line - 6);
+    text::draw(&root, xlabel, at, scale, GREY)?;
+    draw_legend(&root, &legend, chart.backend_coord(&(x1, y1)), scale)?;
     root.present()?;
     Ok(())
 }
 
-/// 3×5 glyphs, one row per byte (bit 2 = left column).
-fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
-        '0' => [7, 5, 5, 5, 7],
-        '1' => [2, 6, 2, 2, 7],
-        '2' => [7, 1, 7, 4, 7],
-        '3' => [7, 1, 7, 1, 7],
-        '4' => [5, 5, 7, 1, 1],
-        '5' => [7, 4, 7, 1, 7],
-        '6' => [7, 4, 7, 5, 7],
-        '7' => [7, 1, 1, 1, 1],
-        '8' => [7, 5, 7, 5, 7],
-        '9' => [7, 5, 7, 1, 7],
-        '.' => [0, 0, 0, 0, 2],
-        '-' => [0, 0, 7, 0, 0],
-        _ => return None,
-    })
-}
-
-/// Width in pixels of `text` in the pixel font at `scale`.
-fn text_width(text: &str, scale: i32) -> i32 {
-    let n = text.chars().count() as i32;
-    (n * 4 - 1).max(0) * scale
-}
-
-/// Draws `text` (digits, `.`, `-`) with its top-left corner at `at`.
-fn draw_text<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    text: &str,
-    at: (i32, i32),
+/// A boxed legend (a colour swatch and a name per row) in the top-right corner of the plot,
+/// whose top-right corner is `corner`.
+fn draw_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    rows: &[(&str, RGBColor)],
+    corner: (i32, i32),
     scale: i32,
 ) -> DrawResult<()>
 where
     DB::ErrorType: 'static,
 {
-    for (k, c) in text.chars().enumerate() {
-        let Some(rows) = glyph(c) else { continue };
-        let cx = at.0 + k as i32 * 4 * scale;
-        for (r, bits) in rows.iter().enumerate() {
-            for col in 0..3 {
-                if bits & (4 >> col) != 0 {
-                    let x = cx + col * scale;
-                    let y = at.1 + r as i32 * scale;
-                    area.draw(&Rectangle::new(
-                        [(x, y), (x + scale, y + scale)],
-                        BLACK.filled(),
-                    ))?;
-                }
-            }
-        }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let line = text::height(scale);
+    let swatch = 3 * line;
+    let pad = 4 * scale;
+    let widest = rows
+        .iter()
+        .map(|(n, _)| text::width(n, scale))
+        .max()
+        .unwrap_or(0);
+    let (bw, bh) = (
+        pad * 3 + swatch + widest,
+        pad + rows.len() as i32 * (line + pad),
+    );
+    let (bx, by) = (corner.0 - bw - 8, corner.1 + 8);
+    root.draw(&Rectangle::new(
+        [(bx, by), (bx + bw, by + bh)],
+        WHITE.filled(),
+    ))?;
+    root.draw(&Rectangle::new([(bx, by), (bx + bw, by + bh)], GREY))?;
+    for (i, (name, colour)) in rows.iter().enumerate() {
+        let y = by + pad + i as i32 * (line + pad);
+        let mid = y + line / 2;
+        root.draw(&Rectangle::new(
+            [(bx + pad, mid - 1), (bx + pad + swatch, mid + 1)],
+            colour.filled(),
+        ))?;
+        text::draw(root, name, (bx + 2 * pad + swatch, y), scale, BLACK)?;
     }
     Ok(())
 }
@@ -408,9 +449,56 @@ mod tests {
             train: vec![(5.0, 1.25)],
             val: vec![],
         };
-        let png = render_png(&one, (200, 120)).unwrap();
+        let png = render_png(&one, (320, 200), "one").unwrap();
         let img = image::load_from_memory(&png).unwrap();
-        assert_eq!((img.width(), img.height()), (200, 120));
+        assert_eq!((img.width(), img.height()), (320, 200));
+    }
+
+    #[test]
+    fn the_plot_has_a_title_axis_names_and_a_legend() {
+        let train: Vec<(f64, f64)> = (1..=60)
+            .map(|s| {
+                (
+                    s as f64,
+                    3.0 * (-(s as f64) / 15.0).exp() + 0.05 * (s % 3) as f64,
+                )
+            })
+            .collect();
+        let val = vec![(20.0, 1.0), (40.0, 0.5), (60.0, 0.4)];
+        let series = LossSeries { train, val };
+        let render = |title: &str| {
+            let png = render_png(&series, DEFAULT_SIZE, title).unwrap();
+            image::load_from_memory(&png).unwrap().to_rgb8()
+        };
+        let (titled, untitled) = (render("training loss: run-a"), render(""));
+        let ink = |img: &image::RgbImage, xs: std::ops::Range<u32>, ys: std::ops::Range<u32>| {
+            let mut n = 0;
+            for y in ys {
+                for x in xs.clone() {
+                    n += usize::from(img.get_pixel(x, y).0 == [0, 0, 0]);
+                }
+            }
+            n
+        };
+        let (w, h) = DEFAULT_SIZE;
+        // The title is black text in the top band, centred.
+        assert!(ink(&titled, w / 4..3 * w / 4, 0..28) > 100);
+        assert_eq!(ink(&untitled, w / 4..3 * w / 4, 0..28), 0);
+        // The x axis name is grey text along the bottom edge.
+        let grey = titled
+            .enumerate_pixels()
+            .filter(|(_, y, p)| *y > h - 30 && p.0 == [90, 90, 90])
+            .count();
+        assert!(grey > 50, "{grey}");
+        // The legend (top right, where a falling loss never goes): a swatch of each series'
+        // colour and black names.
+        let corner = |c: [u8; 3]| {
+            titled
+                .enumerate_pixels()
+                .any(|(x, y, p)| x > w - 300 && (50..160).contains(&y) && p.0 == c)
+        };
+        assert!(corner([150, 180, 230]) && corner([20, 60, 170]) && corner([210, 40, 40]));
+        assert!(ink(&titled, w - 300..w - 16, 50..160) > 100);
     }
 
     #[test]
@@ -462,6 +550,6 @@ mod tests {
         assert_eq!(d, 1);
         assert_eq!(t.len(), 7);
         assert!(t.iter().all(|v| (1.93..=2.61).contains(v)));
-        assert!(text_width("2.5", 2) > 0);
+        assert_eq!(text::width("2.5", 2), 48);
     }
 }
