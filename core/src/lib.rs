@@ -34,12 +34,18 @@ pub mod param_shapes;
 mod parts;
 pub mod pipeline;
 pub mod quantize;
+mod question;
 pub mod runtime;
 mod streamed;
 pub mod synth;
 
+/// Re-exported so a caller needs no direct dependency on these crates for the basics.
+pub use candle_core::{DType, Device};
 pub use checkpoint::{load, Checkpoint, CheckpointError, CheckpointFamily, LoadOptions, QkvLayout};
 pub use config::{ConfigError, VisualGlmConfig};
 pub use error::{Result, VisualGlmError};
 pub use model::{BuildOptions, ImageEncoding, VisualGlm};
 pub use param_shapes::expected_parameters;
+pub use pipeline::{Captioner, CaptionerOptions, Question};
+pub use visualglm_language::GenerationConfig;
+pub use visualglm_vision::decode::load_image;

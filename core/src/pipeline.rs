@@ -36,7 +36,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
 use visualglm_language::GenerationConfig;
 use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
@@ -48,44 +48,7 @@ use crate::error::{Result, VisualGlmError};
 use crate::generate::{beam_search, generate, Flow};
 use crate::model::VisualGlm;
 
-/// The release's default first question in Chinese mode.
-pub const DEFAULT_QUERY_ZH: &str = "描述这张图片。";
-/// The release's default first question in English mode.
-pub const DEFAULT_QUERY_EN: &str = "Describe the image.";
-
-/// One question about an image, with how to answer it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Question {
-    /// The question; `None` asks the release's describe-this-image question.
-    pub query: Option<String>,
-    /// Use the English template (`Q:…\nA:`) and suppress Chinese tokens, as `--english` does.
-    pub english: bool,
-    /// Decoding settings.
-    pub generation: GenerationConfig,
-}
-
-impl Question {
-    /// The question text, or the default one for the language.
-    pub fn text(&self) -> &str {
-        match &self.query {
-            Some(q) => q,
-            None if self.english => DEFAULT_QUERY_EN,
-            None => DEFAULT_QUERY_ZH,
-        }
-    }
-}
-
-impl ModelDefaults {
-    /// A question with these defaults: `query`, or the model's own question.
-    pub fn question(&self, query: Option<String>) -> Question {
-        Question {
-            query: query.or_else(|| self.question.clone()),
-            english: self.english,
-            generation: self.generation.clone(),
-        }
-    }
-}
+pub use crate::question::{Question, DEFAULT_QUERY_EN, DEFAULT_QUERY_ZH};
 
 /// Options of [`Captioner::load`].
 #[derive(Debug, Clone, Default)]
@@ -166,6 +129,33 @@ impl Captioner {
             }
         };
         Ok(Self::new(model, tokenizer)?.with_defaults(defaults))
+    }
+
+    /// Loads a model named as users name it: a local directory or weights file (a training
+    /// run directory means its exported `model/`), or, with the `hub` feature, a Hugging Face
+    /// hub id such as `THUDM/visualglm-6b`, downloaded once into the hub cache
+    /// (`HF_HUB_OFFLINE=1`: use the cache only). Then as [`Captioner::load`].
+    pub fn from_pretrained(
+        model: &str,
+        device: &Device,
+        dtype: DType,
+        opts: &CaptionerOptions,
+    ) -> Result<Self> {
+        #[cfg(feature = "hub")]
+        let path = crate::hub::resolve_model(model, crate::hub::offline_from_env())
+            .map_err(|e| VisualGlmError::Hub(Box::new(e)))?;
+        #[cfg(not(feature = "hub"))]
+        let path = {
+            let path = Path::new(model);
+            if !path.exists() {
+                return Err(VisualGlmError::Input(format!(
+                    "model `{model}` not found (hub ids need the `hub` feature)"
+                )));
+            }
+            crate::model_dir::model_of_run(path)
+                .map_err(|e| VisualGlmError::ModelDir(Box::new(e)))?
+        };
+        Self::load(&path, device, dtype, opts)
     }
 
     /// Pairs a model with a tokenizer, checking that their special ids agree.

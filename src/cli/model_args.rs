@@ -62,7 +62,7 @@ pub struct ModelArgs {
 pub struct HubArgs {
     /// Never touch the network: a hub id must already be in the cache. `HF_HUB_OFFLINE`
     /// takes 1/0, true/false, yes/no, on/off (empty: unset), as Hugging Face documents.
-    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = truthy)]
+    #[arg(long, env = "HF_HUB_OFFLINE", value_parser = visualglm::hub::parse_flag)]
     pub offline: bool,
 }
 
@@ -214,18 +214,6 @@ pub struct GenerationArgs {
     /// Random seed for sampling [42].
     #[arg(long)]
     pub seed: Option<u64>,
-}
-
-/// Parses an environment flag as Hugging Face does: `1`, `true`, `yes`, `on` (any case) are
-/// true; `0`, `false`, `no`, `off` and the empty string are false.
-fn truthy(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
-        "" | "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
-        other => Err(format!(
-            "`{other}` is not 1/0, true/false, yes/no or on/off"
-        )),
-    }
 }
 
 /// Parses a count that must be 1 or more.

@@ -4,8 +4,6 @@
 use font8x8::UnicodeFonts;
 use plotters::prelude::*;
 
-use super::DrawResult;
-
 /// Glyph cell size in pixels at scale 1.
 const CELL: i32 = 8;
 
@@ -27,7 +25,7 @@ pub(super) fn draw<DB: DrawingBackend>(
     at: (i32, i32),
     scale: i32,
     colour: RGBColor,
-) -> DrawResult<()>
+) -> Result<(), Box<dyn std::error::Error>>
 where
     DB::ErrorType: 'static,
 {

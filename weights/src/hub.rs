@@ -15,17 +15,9 @@ pub enum HubError {
         /// What was asked for.
         spec: String,
     },
-    /// A training run directory that has not exported its model yet.
-    #[error(
-        "{} is a training run directory without an exported model: a run writes `model/` \
-         there when it finishes (its checkpoints are training states, not models); pass a \
-         model directory, or resume the run to finish it",
-        dir.display()
-    )]
-    RunWithoutModel {
-        /// The run directory.
-        dir: PathBuf,
-    },
+    /// A training run directory without an exported model.
+    #[error(transparent)]
+    ModelDir(Box<crate::model_dir::ModelDirError>),
     /// Offline, and the model is not (fully) in the hub cache.
     #[error(
         "`{spec}` is not in the hub cache ({}) and --offline forbids downloading: run \
@@ -92,6 +84,26 @@ const WEIGHT_FILES: [&str; 4] = [
     "pytorch_model.bin",
 ];
 
+/// Parses an environment flag as Hugging Face does: `1`, `true`, `yes`, `on` (any case) are
+/// true; `0`, `false`, `no`, `off` and the empty string are false.
+pub fn parse_flag(s: &str) -> std::result::Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Ok(true),
+        "" | "0" | "false" | "no" | "off" | "n" | "f" => Ok(false),
+        other => Err(format!(
+            "`{other}` is not 1/0, true/false, yes/no or on/off"
+        )),
+    }
+}
+
+/// Whether `HF_HUB_OFFLINE` asks never to touch the network (unset or unparsable: no).
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .ok()
+        .and_then(|v| parse_flag(&v).ok())
+        .unwrap_or(false)
+}
+
 /// Whether `spec` looks like a hub id (`owner/name`) rather than a path.
 pub fn is_hub_id(spec: &str) -> bool {
     let mut parts = spec.split('/');
@@ -114,7 +126,7 @@ pub fn is_hub_id(spec: &str) -> bool {
 pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
     let path = Path::new(spec);
     if path.exists() {
-        return model_of_run(path);
+        return crate::model_dir::model_of_run(path).map_err(|e| HubError::ModelDir(Box::new(e)));
     }
     if !is_hub_id(spec) {
         return Err(HubError::NotFound {
@@ -129,34 +141,6 @@ pub fn resolve_model(spec: &str, offline: bool) -> Result<PathBuf> {
         });
     }
     download(spec)
-}
-
-/// `path`, or for a training run directory (`visualglm train`'s `out`, which has no
-/// `config.json` of its own) the model it exported, `out/model`; an error for a run that has
-/// not exported one.
-pub fn model_of_run(path: &Path) -> Result<PathBuf> {
-    if !path.is_dir() || path.join("config.json").exists() {
-        return Ok(path.to_path_buf());
-    }
-    let exported = path.join("model");
-    if exported.join("config.json").is_file() {
-        tracing::info!(
-            "{} is a training run: using its exported model {}",
-            path.display(),
-            exported.display()
-        );
-        return Ok(exported);
-    }
-    // `visualglm train`'s checkpoints: `latest` names a folder with a `manifest.json` (a
-    // SAT directory also has `latest`, naming an iteration folder of `.pt` files).
-    let latest_is_ours = std::fs::read_to_string(path.join("latest"))
-        .is_ok_and(|name| path.join(name.trim()).join("manifest.json").is_file());
-    if latest_is_ours || path.join("run.toml").is_file() {
-        return Err(HubError::RunWithoutModel {
-            dir: path.to_path_buf(),
-        });
-    }
-    Ok(path.to_path_buf())
 }
 
 /// The snapshot directory of a fully cached model, if every weight file is there.

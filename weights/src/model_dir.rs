@@ -6,9 +6,20 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{save_canonical, CanonicalTensors, CheckpointError, SaveOptions};
 
-/// Why a model directory could not be written.
+/// Why a model directory could not be found or written.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelDirError {
+    /// A training run directory that has not exported its model yet.
+    #[error(
+        "{} is a training run directory without an exported model: a run writes `model/` \
+         there when it finishes (its checkpoints are training states, not models); pass a \
+         model directory, or resume the run to finish it",
+        dir.display()
+    )]
+    RunWithoutModel {
+        /// The run directory.
+        dir: PathBuf,
+    },
     /// The weights could not be written.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -92,4 +103,32 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source: e.source,
     })
+}
+
+/// `path`, or for a training run directory (`visualglm train`'s `out`, which has no
+/// `config.json` of its own) the model it exported, `out/model`; an error for a run that has
+/// not exported one.
+pub fn model_of_run(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() || path.join("config.json").exists() {
+        return Ok(path.to_path_buf());
+    }
+    let exported = path.join("model");
+    if exported.join("config.json").is_file() {
+        tracing::info!(
+            "{} is a training run: using its exported model {}",
+            path.display(),
+            exported.display()
+        );
+        return Ok(exported);
+    }
+    // `visualglm train`'s checkpoints: `latest` names a folder with a `manifest.json` (a
+    // SAT directory also has `latest`, naming an iteration folder of `.pt` files).
+    let latest_is_ours = std::fs::read_to_string(path.join("latest"))
+        .is_ok_and(|name| path.join(name.trim()).join("manifest.json").is_file());
+    if latest_is_ours || path.join("run.toml").is_file() {
+        return Err(ModelDirError::RunWithoutModel {
+            dir: path.to_path_buf(),
+        });
+    }
+    Ok(path.to_path_buf())
 }
