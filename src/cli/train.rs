@@ -1,19 +1,29 @@
 //! `visualglm train --config run.toml`: fine-tune with the autoregressive loss, resumably; as
 //! one rank of a data-parallel job when started by `mpirun` or `srun` (rank 0 writes the
-//! metrics, the loss curve and the checkpoints).
+//! metrics, the loss curve and the checkpoints). One run per `out` (a lock in it); Ctrl-C or
+//! SIGTERM saves the last completed update and exits at once; progress goes to a bar on a
+//! terminal and to plain lines in a log.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use visualglm::finetune::{finetune_on, FinetuneConfig};
+use visualglm::finetune::{
+    config_template, finetune_with, run_checkpoints, FinetuneConfig, ProgressLog,
+};
+use visualglm_train::last_update::LastUpdate;
+use visualglm_train::run_lock::RunLock;
 
 /// Arguments of `visualglm train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Run configuration (TOML; keys as `FinetuneConfig`: data, model, out, trainable, steps,
-    /// batch_size, grad_accum, lr, warmup_steps, …). Flags below override it.
+    /// batch_size, grad_accum, lr, warmup_steps, …; `--print-config` lists them). Relative
+    /// paths in it resolve against its folder. Flags below override it (their paths relative
+    /// to the current directory).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Training data file.
@@ -69,17 +79,26 @@ pub struct Args {
     /// fit a scheduler's time limit; the next `train` with the same `out` goes on).
     #[arg(long)]
     stop_after: Option<u64>,
+    /// When stderr is not a terminal (a batch job's log): seconds between progress lines
+    /// (step, loss, lr, elapsed, ETA); the first and the last update always get one.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    progress_every: f64,
+    /// Print every key of `run.toml` with its default and what it does (a valid starting
+    /// `run.toml`), and exit.
+    #[arg(long)]
+    print_config: bool,
 }
 
 /// Runs `train`.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.print_config {
+        print!("{}", config_template());
+        return Ok(());
+    }
+    // Paths in the file resolve against its folder; paths given as flags against the
+    // current directory.
     let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            toml::from_str::<FinetuneConfig>(&text)
-                .with_context(|| format!("{}: invalid run configuration", path.display()))?
-        }
+        Some(path) => FinetuneConfig::from_file(path)?,
         None => FinetuneConfig::default(),
     };
     if let Some(v) = args.data {
@@ -132,8 +151,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", plan?);
         return Ok(());
     }
-    if cfg.data.as_os_str().is_empty() {
-        anyhow::bail!("give the training data (--data or the config)");
+    cfg.check_data_files()?;
+    if !(args.progress_every.is_finite() && args.progress_every >= 0.0) {
+        anyhow::bail!("--progress-every takes seconds, at least 0");
     }
     let comm = super::dist::from_launcher(std::time::Duration::from_secs(args.dist_timeout))?;
     let main = comm.is_main();
@@ -154,6 +174,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("cannot create {}", cfg.out.display()))?;
+    // One run per `out`: held until this function returns (or the process ends, however).
+    let _lock = if main {
+        match RunLock::acquire(&cfg.out) {
+            Ok(lock) => Some(lock),
+            Err(e) => {
+                // The other ranks would wait for this one in their first collective.
+                comm.fail(&e.to_string());
+                return Err(e.into());
+            }
+        }
+    } else {
+        None
+    };
+    let checkpoints = Arc::new(run_checkpoints(&cfg)?);
+    #[cfg(unix)]
+    exit_on_signals(main.then(|| checkpoints.clone()))?;
     let metrics_path = cfg.out.join("metrics.jsonl");
     // Rank 0 keeps the metrics log; the others only train.
     let mut metrics = if main {
@@ -170,11 +206,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         None
     };
-    let bar = if main {
+    let log_lines = main && !std::io::stderr().is_terminal();
+    let bar = if main && !log_lines {
         ProgressBar::new(cfg.steps)
     } else {
         ProgressBar::hidden()
     };
+    let mut progress = ProgressLog::new(
+        cfg.steps,
+        Duration::from_secs_f64(args.progress_every),
+        Instant::now(),
+    );
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} steps [{elapsed_precise}<{eta_precise}, {per_sec}] {msg}",
@@ -184,11 +226,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut write_error = None;
     let stop_after = args.stop_after;
     let mut done = 0u64;
-    let reports = finetune_on(&cfg, &device, comm.clone(), &mut |r| {
+    let last: &LastUpdate = &checkpoints;
+    let reports = finetune_with(&cfg, &device, comm.clone(), Some(last), &mut |r| {
         done += 1;
         let go_on = stop_after.is_none_or(|n| done < n);
         bar.set_position(r.step);
         bar.set_message(format!("loss {:.4} lr {:.2e}", r.loss, r.lr));
+        if log_lines {
+            if let Some(line) = progress.line(r, Instant::now()) {
+                eprintln!("{line}");
+            }
+        }
         let Some(metrics) = metrics.as_mut() else {
             return go_on;
         };
@@ -237,5 +285,67 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             cfg.out.join("model").display()
         );
     }
+    Ok(())
+}
+
+/// How long a rank other than the main one waits, after a signal, for the launcher to end it
+/// before it exits by itself: the main rank saves meanwhile, and a launcher that sees one
+/// rank exit ends the others (a second signal), which must not cut the main rank's save.
+#[cfg(unix)]
+const RANK_GRACE: Duration = Duration::from_secs(30);
+
+/// Ctrl-C (SIGINT) and SIGTERM end the run at once, without waiting for the running update:
+/// with `checkpoints` (the main rank), the last completed update's checkpoint is written
+/// first, from this thread, while the training thread is still inside the next update.
+/// The exit status is the shell's for the signal (130, 143). A second signal exits at once.
+#[cfg(unix)]
+fn exit_on_signals(checkpoints: Option<Arc<LastUpdate>>) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    use std::sync::atomic::AtomicBool;
+    use visualglm_train::last_update::SavedLast;
+
+    let armed = Arc::new(AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // In this order: the first signal finds the exit disarmed and arms it.
+        signal_hook::flag::register_conditional_shutdown(signal, 128 + signal, armed.clone())
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(signal, armed.clone())
+            .context("installing the signal handlers")?;
+    }
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing the signal handlers")?;
+    std::thread::Builder::new()
+        .name("train-signals".into())
+        .spawn(move || {
+            let Some(signal) = signals.forever().next() else {
+                return;
+            };
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            match &checkpoints {
+                Some(checkpoints) => {
+                    eprintln!("\n{name}: saving the last completed update (a second signal exits at once)");
+                    match checkpoints.save_last() {
+                        Ok(SavedLast::Written { step, dir }) => eprintln!(
+                            "{name}: saved step {step} in {}; the same command resumes there",
+                            dir.display()
+                        ),
+                        Ok(SavedLast::AlreadySaved { step }) => eprintln!(
+                            "{name}: step {step}, the last completed update, was saved already"
+                        ),
+                        Ok(SavedLast::NoUpdate) => {
+                            eprintln!("{name}: no update completed in this run: nothing to save")
+                        }
+                        Err(e) => eprintln!("{name}: saving the last update failed: {e}"),
+                    }
+                }
+                None => std::thread::sleep(RANK_GRACE),
+            }
+            signal_hook::low_level::exit(128 + signal);
+        })
+        .context("starting the signal thread")?;
     Ok(())
 }

@@ -44,5 +44,7 @@ mod shapes_model;
 mod streamed_loading;
 mod support;
 mod tiny_assets;
+mod train_config;
+mod train_interrupt;
 mod train_kill_resume;
 mod train_lora_export;

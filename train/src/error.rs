@@ -66,6 +66,23 @@ pub enum TrainError {
         /// What is wrong.
         reason: String,
     },
+    /// A file the run needs does not exist.
+    #[error("{what} file {path} does not exist")]
+    MissingFile {
+        /// What the file is for (`training data`, `validation data`, `run configuration`).
+        what: &'static str,
+        /// The path as given (resolved).
+        path: PathBuf,
+    },
+    /// Another training run holds the lock on this output directory.
+    #[error(
+        "{dir} is in use by another training run (it holds {dir}/.lock): wait for it to \
+         end, stop it, or give another `out`"
+    )]
+    Busy {
+        /// The output directory.
+        dir: PathBuf,
+    },
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),

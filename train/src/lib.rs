@@ -8,6 +8,9 @@
 //! * [`optim`], [`grads`], [`schedule`]: AdamW with saveable state, gradient accumulation,
 //!   clipping and skipping, the warmup + cosine learning-rate schedule.
 //! * [`checkpoint`]: atomic, verified, resumable training checkpoints.
+//! * [`last_update`]: the last completed update, saved on demand from another thread (a
+//!   signal) while the next one runs.
+//! * [`run_lock`]: one training run per output directory (an advisory lock).
 //! * [`step`]: one guarded optimiser step (skip non-finite, clip, AdamW at the scheduled lr).
 //! * [`rng`]: a counter-based RNG whose whole state is `(seed, counter)`.
 
@@ -18,10 +21,12 @@ pub mod error;
 pub mod grads;
 pub mod itc_rows;
 pub mod labels;
+pub mod last_update;
 pub mod losses;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod run_lock;
 pub mod schedule;
 pub mod step;
 

@@ -1,5 +1,6 @@
 //! The training loop: [`finetune`] runs (or resumes) a fine-tune and reports each update.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use visualglm_train::checkpoint::{CheckpointManager, TrainState};
 use visualglm_train::data::{load_data_file, LoadOptions, Sampler, SamplerConfig};
 use visualglm_train::grads::Gradients;
 use visualglm_train::labels::LabelConfig;
+use visualglm_train::last_update::{LastUpdate, Snapshot};
 use visualglm_train::losses::total_loss;
 use visualglm_train::optim::{AdamW, AdamWConfig, ParamSet};
 use visualglm_train::schedule::LrSchedule;
@@ -93,6 +95,29 @@ pub fn finetune_on(
     comm: Arc<dyn Collective>,
     on_step: &mut dyn FnMut(&StepReport) -> bool,
 ) -> Result<Vec<StepReport>> {
+    finetune_with(cfg, device, comm, None, on_step)
+}
+
+/// The checkpoints of the run `cfg` describes (`cfg.out`, `cfg.keep_last`), for
+/// [`finetune_with`].
+pub fn run_checkpoints(cfg: &FinetuneConfig) -> Result<LastUpdate> {
+    let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
+    Ok(LastUpdate::new(manager))
+}
+
+/// [`finetune_on`] that, given `last` (made by [`run_checkpoints`]), saves through it and, on
+/// the main rank, records a [`Snapshot`] of every completed update in it, so another thread
+/// can write the last completed update's checkpoint at any moment
+/// ([`LastUpdate::save_last`]: Ctrl-C, SIGTERM) — the checkpoint a save at that update would
+/// write. The snapshot costs a copy of the trainable weights per update (and holds the
+/// optimiser state of the last update), in host memory.
+pub fn finetune_with(
+    cfg: &FinetuneConfig,
+    device: &Device,
+    comm: Arc<dyn Collective>,
+    last: Option<&LastUpdate>,
+    on_step: &mut dyn FnMut(&StepReport) -> bool,
+) -> Result<Vec<StepReport>> {
     let timed = Arc::new(Timed::new(comm));
     let comm_arc: Arc<dyn Collective> = timed.clone();
     let comm: &dyn Collective = comm_arc.as_ref();
@@ -102,6 +127,7 @@ pub fn finetune_on(
             "batch_size and grad_accum must be at least 1".into(),
         ));
     }
+    cfg.check_data_files()?;
     let opts = LoadOptions {
         skip_malformed: cfg.skip_malformed,
         image_root: cfg.image_root.clone(),
@@ -185,7 +211,22 @@ pub fn finetune_on(
         schedule.auto_warmup = Some((cfg.auto_warmup_steps, cfg.auto_warmup_rate));
         schedule.validate().map_err(train_err)?;
     }
-    let manager = CheckpointManager::new(&cfg.out, cfg.keep_last).map_err(train_err)?;
+    let own;
+    let checkpoints = match last {
+        Some(last) if last.manager().root() == cfg.out.as_path() => last,
+        Some(last) => {
+            return Err(VisualGlmError::Input(format!(
+                "checkpoints go to {}, but this run's out is {}",
+                last.manager().root().display(),
+                cfg.out.display()
+            )))
+        }
+        None => {
+            own = run_checkpoints(cfg)?;
+            &own
+        }
+    };
+    let manager = checkpoints.manager();
     let mut state = TrainState::default();
     let caption_ids = CaptionIds::new(examples.iter().map(|ex| ex.label.as_str()));
     let mut queue = TextQueue::new(cfg.itc_queue);
@@ -354,21 +395,26 @@ pub fn finetune_on(
         report.peak_rss_mib = super::memory::peak_rss_mib();
         let comm_seconds = timed.take_seconds();
         report.comm_seconds = (world > 1).then_some(comm_seconds);
-        let go_on = on_step(&report);
         state.metrics.insert("loss".into(), loss);
         if let Some(v) = report.val_loss {
             state.metrics.insert("val_loss".into(), v);
         }
+        // Recorded before `on_step` sees the update: once a caller has seen update N, a
+        // signal saves at least N.
+        if let (Some(last), true) = (last, comm.is_main()) {
+            let (weights, optimizer) = checkpoint_tensors(&opt, &queue)?;
+            last.record(Snapshot::new(&state, &weights, &optimizer).map_err(train_err)?);
+        }
+        let go_on = on_step(&report);
         reports.push(report);
         // Every rank stops where any rank's `on_step` asked to, after a checkpoint.
         let stopping = global_sum(f64::from(u8::from(!go_on)), comm)? > 0.0;
         let save_due =
             at_end || stopping || (cfg.save_every > 0 && state.counters.step % cfg.save_every == 0);
         if save_due && comm.is_main() {
-            let mut training_state = opt.state_tensors().map_err(train_err)?;
-            training_state.extend(queue.tensors()?);
-            manager
-                .save(&state, &opt.params().tensors(), &training_state)
+            let (weights, optimizer) = checkpoint_tensors(&opt, &queue)?;
+            checkpoints
+                .save(&state, &weights, &optimizer)
                 .map_err(train_err)?;
         }
         if save_due {
@@ -390,4 +436,15 @@ pub fn finetune_on(
         }
     }
     Ok(reports)
+}
+
+/// What a checkpoint holds besides the state: the trainable weights, and the optimiser state
+/// with the ITC text queue.
+fn checkpoint_tensors(
+    opt: &AdamW,
+    queue: &TextQueue,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, Tensor>)> {
+    let mut optimizer = opt.state_tensors().map_err(train_err)?;
+    optimizer.extend(queue.tensors()?);
+    Ok((opt.params().tensors(), optimizer))
 }
