@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let limits = PromptLimits {
         max_length: 512,
-        default_max_tokens: 16,
+        default_max_tokens: Some(16),
     };
     if let Ok(req) = serde_json::from_slice::<ChatCompletionRequest>(data) {
         let conv = conversation(&req.messages);

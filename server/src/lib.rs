@@ -9,6 +9,10 @@
 //!   test on the question.
 //!   `model` names the base model (or is absent) or one of the LoRA adapters the server was
 //!   started with ([`ServerConfig::adapters`]); another name is a 404 `model_not_found`.
+//!   Sampling fields a request leaves unset take the model's defaults
+//!   ([`Captioner::defaults`], its `generation_config.json`; see [`request`]); `stop`
+//!   sequences end answers early ([`stop`]); fields asking for what the server does not do
+//!   (`logprobs`, `tools`, `response_format` JSON, …) are a 400 naming them ([`unsupported`]).
 //! * `GET /v1/models` (the base model and each adapter), `GET /v1/models/{id}`, `GET /health`.
 //! * `POST /`: the release's `api.py` request `{"image", "text", "history"}` →
 //!   `{"result", "history", "status", "time"}`.
@@ -18,7 +22,8 @@
 //! the running batch at its next decode step and leave it when they end (see [`worker`]).
 //! Each adapter is a clone of the base model with the adapter attached unmerged, so it shares
 //! the base weights and costs only the adapter's memory. Errors are OpenAI-shaped JSON (see
-//! [`error`]).
+//! [`error`]). Every request writes one access line on the `tracing` target
+//! [`access::TARGET`] (see [`access`]).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -33,12 +38,15 @@
 //! # Ok(()) }
 //! ```
 
+pub mod access;
 pub mod error;
 pub mod images;
 pub mod request;
 pub mod routes;
+pub mod stop;
 pub mod stream;
 pub mod types;
+pub mod unsupported;
 pub mod worker;
 
 use std::net::{SocketAddr, TcpListener};

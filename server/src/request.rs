@@ -1,6 +1,7 @@
 //! Turning a validated request body into a [`Prepared`] prompt for the model: the
 //! conversation becomes VisualGLM's history and query, the sampling fields a
-//! [`GenerationConfig`], the image a decoded picture.
+//! [`GenerationConfig`] (fields a request leaves unset take the model's defaults, its
+//! `generation_config.json`), the image a decoded picture.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -9,29 +10,26 @@ use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
 use super::images::ImagePolicy;
+use super::stop::StopSequences;
 use super::types::{ChatCompletionRequest, ContentPart, MessageContent, ReleaseRequest};
+use super::unsupported::refuse_unsupported;
 use visualglm::pipeline::{Captioner, PromptOptions, DEFAULT_QUERY_ZH};
-
-/// The release demos' sampling settings (`api.py`, `web_demo.py`).
-const DEFAULT_TEMPERATURE: f32 = 0.8;
-const DEFAULT_TOP_P: f32 = 0.4;
-const DEFAULT_TOP_K: usize = 100;
-const DEFAULT_REPETITION_PENALTY: f32 = 1.2;
 
 /// Server-wide limits that shape every prompt.
 #[derive(Debug, Clone)]
 pub struct PromptLimits {
     /// Most tokens of prompt + answer.
     pub max_length: usize,
-    /// New tokens when the request does not say.
-    pub default_max_tokens: usize,
+    /// New tokens when the request does not say; `None`: the model's `max_new_tokens`
+    /// (its `generation_config.json`, else the release's 512).
+    pub default_max_tokens: Option<usize>,
 }
 
 impl Default for PromptLimits {
     fn default() -> Self {
         Self {
             max_length: 2048,
-            default_max_tokens: 512,
+            default_max_tokens: None,
         }
     }
 }
@@ -53,6 +51,8 @@ pub struct Prepared {
     pub query: String,
     /// The earlier turns.
     pub history: Vec<(String, String)>,
+    /// Where the answer stops early (chat completions' `stop`).
+    pub stop: StopSequences,
 }
 
 /// A chat reduced to VisualGLM's shape.
@@ -73,6 +73,14 @@ pub struct Conversation {
 /// message must be the user's. A user message with only an image asks the release's default
 /// question (`描述这张图片。`).
 pub fn conversation(messages: &[super::types::ChatMessage]) -> Result<Conversation, ApiError> {
+    conversation_asking(messages, DEFAULT_QUERY_ZH)
+}
+
+/// [`conversation`], with `default_query` asked when the last user message has no text.
+pub fn conversation_asking(
+    messages: &[super::types::ChatMessage],
+    default_query: &str,
+) -> Result<Conversation, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::bad_request("`messages` must not be empty").with_param("messages"));
     }
@@ -127,7 +135,7 @@ pub fn conversation(messages: &[super::types::ChatMessage]) -> Result<Conversati
         );
     };
     let query = if query.trim().is_empty() {
-        DEFAULT_QUERY_ZH.to_string()
+        default_query.to_string()
     } else {
         query
     };
@@ -159,7 +167,7 @@ fn random_seed() -> u64 {
     z ^ (z >> 31)
 }
 
-/// Sampling settings shared by both endpoints.
+/// Sampling settings shared by both endpoints; unset ones take the model's defaults.
 struct Sampling {
     temperature: Option<f32>,
     top_p: Option<f32>,
@@ -169,38 +177,47 @@ struct Sampling {
 }
 
 impl Sampling {
+    /// The decoding settings: the request's, else `defaults` (the model's). Temperature 0 is
+    /// greedy; so is an unset temperature when the model does not sample. The model's
+    /// `num_beams` is not used (the server does not run beam search).
     fn config(
         &self,
+        defaults: &GenerationConfig,
         max_new_tokens: usize,
         max_length: usize,
     ) -> Result<GenerationConfig, ApiError> {
-        let temperature = self.temperature.unwrap_or(DEFAULT_TEMPERATURE);
-        if !(0.0..=2.0).contains(&temperature) {
-            return Err(
-                ApiError::bad_request("`temperature` must be between 0 and 2")
-                    .with_param("temperature"),
-            );
-        }
-        let top_p = self.top_p.unwrap_or(DEFAULT_TOP_P);
+        let temperature = match self.temperature {
+            Some(t) if !(0.0..=2.0).contains(&t) => {
+                return Err(
+                    ApiError::bad_request("`temperature` must be between 0 and 2")
+                        .with_param("temperature"),
+                )
+            }
+            Some(t) => t,
+            None if defaults.do_sample => defaults.temperature,
+            None => 0.0,
+        };
+        let top_p = self.top_p.unwrap_or(defaults.top_p);
         if !(top_p > 0.0 && top_p <= 1.0) {
             return Err(ApiError::bad_request("`top_p` must be in (0, 1]").with_param("top_p"));
         }
         let repetition_penalty = self
             .repetition_penalty
-            .unwrap_or(DEFAULT_REPETITION_PENALTY);
+            .unwrap_or(defaults.repetition_penalty);
         if !(repetition_penalty > 0.0 && repetition_penalty.is_finite()) {
             return Err(
                 ApiError::bad_request("`repetition_penalty` must be positive")
                     .with_param("repetition_penalty"),
             );
         }
+        let sample = temperature > 0.0;
         Ok(GenerationConfig {
             max_new_tokens,
             max_length,
-            do_sample: temperature > 0.0,
-            temperature: if temperature > 0.0 { temperature } else { 1.0 },
+            do_sample: sample,
+            temperature: if sample { temperature } else { 1.0 },
             top_p,
-            top_k: self.top_k.unwrap_or(DEFAULT_TOP_K),
+            top_k: self.top_k.unwrap_or(defaults.top_k),
             repetition_penalty,
             num_beams: 1,
             seed: self.seed.map(|s| s as u64).unwrap_or_else(random_seed),
@@ -215,13 +232,13 @@ pub fn prepare_chat(
     policy: &ImagePolicy,
     limits: &PromptLimits,
 ) -> Result<Prepared, ApiError> {
-    if let Some(n) = req.n {
-        if n != 1 {
-            return Err(ApiError::bad_request("only `n` = 1 is supported").with_param("n"));
-        }
-    }
+    refuse_unsupported(req)?;
+    let stop = StopSequences::parse(req.stop.as_ref())?;
+    let defaults = captioner.defaults();
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
-        None => limits.default_max_tokens,
+        None => limits
+            .default_max_tokens
+            .unwrap_or(defaults.generation.max_new_tokens),
         Some(0) => {
             return Err(
                 ApiError::bad_request("`max_tokens` must be at least 1").with_param("max_tokens")
@@ -229,7 +246,7 @@ pub fn prepare_chat(
         }
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
     };
-    let conv = conversation(&req.messages)?;
+    let conv = conversation_asking(&req.messages, defaults.question(None).text())?;
     let sampling = Sampling {
         temperature: req.temperature,
         top_p: req.top_p,
@@ -237,14 +254,16 @@ pub fn prepare_chat(
         repetition_penalty: req.repetition_penalty,
         seed: req.seed,
     };
-    let config = sampling.config(max_tokens, limits.max_length)?;
+    let config = sampling.config(&defaults.generation, max_tokens, limits.max_length)?;
     let image = conv
         .image_url
         .as_deref()
         .map(|u| policy.load_url(u))
         .transpose()?;
     let english = !is_chinese(&conv.query);
-    build(captioner, conv.query, conv.history, image, config, english)
+    let mut prepared = build(captioner, conv.query, conv.history, image, config, english)?;
+    prepared.stop = stop;
+    Ok(prepared)
 }
 
 /// Validates a release `POST /` request and builds its prompt (decoding its image).
@@ -270,7 +289,7 @@ pub fn prepare_release(
         seed: req.seed,
     };
     // The release generates until `max_length` (prompt + answer) or `<eop>`.
-    let config = sampling.config(max_length, max_length)?;
+    let config = sampling.config(&captioner.defaults().generation, max_length, max_length)?;
     let image = match req.image.as_deref() {
         Some(s) if !s.trim().is_empty() => Some(policy.load_base64(s)?),
         _ => None,
@@ -320,6 +339,7 @@ fn build(
         english,
         query,
         history,
+        stop: StopSequences::default(),
     })
 }
 
@@ -369,6 +389,7 @@ mod tests {
 
     #[test]
     fn sampling_defaults_and_ranges() {
+        let release = GenerationConfig::default();
         let s = Sampling {
             temperature: None,
             top_p: None,
@@ -376,25 +397,84 @@ mod tests {
             repetition_penalty: None,
             seed: Some(7),
         };
-        let c = s.config(10, 100).unwrap();
+        let c = s.config(&release, 10, 100).unwrap();
         assert!(c.do_sample);
         assert_eq!(
-            (c.temperature, c.top_p, c.top_k, c.seed),
-            (0.8, 0.4, 100, 7)
+            (
+                c.temperature,
+                c.top_p,
+                c.top_k,
+                c.repetition_penalty,
+                c.seed
+            ),
+            (0.8, 0.4, 100, 1.2, 7)
         );
+        assert_eq!((c.max_new_tokens, c.max_length, c.num_beams), (10, 100, 1));
         let greedy = Sampling {
             temperature: Some(0.0),
             ..s
         };
-        assert!(!greedy.config(10, 100).unwrap().do_sample);
+        assert!(!greedy.config(&release, 10, 100).unwrap().do_sample);
         let hot = Sampling {
             temperature: Some(3.0),
             ..greedy
         };
         assert_eq!(
-            hot.config(1, 2).unwrap_err().param.as_deref(),
+            hot.config(&release, 1, 2).unwrap_err().param.as_deref(),
             Some("temperature")
         );
         assert!(is_chinese("描述") && !is_chinese("Describe the image."));
+    }
+
+    #[test]
+    fn unset_fields_take_the_models_defaults_and_set_ones_win() {
+        let model = GenerationConfig {
+            do_sample: false,
+            temperature: 0.5,
+            top_p: 0.9,
+            top_k: 7,
+            repetition_penalty: 1.0,
+            num_beams: 3,
+            ..GenerationConfig::default()
+        };
+        let unset = Sampling {
+            temperature: None,
+            top_p: None,
+            top_k: None,
+            repetition_penalty: None,
+            seed: Some(1),
+        };
+        let c = unset.config(&model, 4, 50).unwrap();
+        assert!(!c.do_sample, "the model does not sample");
+        assert_eq!((c.top_p, c.top_k, c.repetition_penalty), (0.9, 7, 1.0));
+        assert_eq!(c.num_beams, 1, "no beam search in the server");
+        let sampling_model = GenerationConfig {
+            do_sample: true,
+            ..model.clone()
+        };
+        let c = unset.config(&sampling_model, 4, 50).unwrap();
+        assert!(c.do_sample);
+        assert_eq!(c.temperature, 0.5);
+        let set = Sampling {
+            temperature: Some(1.5),
+            top_p: Some(0.3),
+            top_k: Some(0),
+            repetition_penalty: Some(1.1),
+            seed: Some(1),
+        };
+        let c = set.config(&model, 4, 50).unwrap();
+        assert!(
+            c.do_sample,
+            "the request's temperature wins over do_sample: false"
+        );
+        assert_eq!(
+            (c.temperature, c.top_p, c.top_k, c.repetition_penalty),
+            (1.5, 0.3, 0, 1.1)
+        );
+        let zero = Sampling {
+            temperature: Some(0.0),
+            ..set
+        };
+        assert!(!zero.config(&sampling_model, 4, 50).unwrap().do_sample);
     }
 }

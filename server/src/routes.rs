@@ -1,6 +1,7 @@
 //! The HTTP routes: OpenAI chat completions and model list, health, and the release's
 //! `POST /`. Handlers validate and prepare the request off the async threads, queue it for
-//! the model worker, and answer from the worker's events.
+//! the model worker, and answer from the worker's events. Every request gets one access line
+//! (see [`crate::access`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,9 +18,11 @@ use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
+use super::access::{log_requests, AccessInfo, StreamAccess};
 use super::error::ApiError;
 use super::images::ImagePolicy;
 use super::request::{prepare_chat, prepare_release, Prepared, PromptLimits};
+use super::stop::{visible_text, StopSequences};
 use super::stream::{chunks, ChunkHeader};
 use super::types::{
     AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, FinishReason, Health,
@@ -83,6 +86,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read (and limited) by `read_json`.
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(log_requests))
         .with_state(state)
 }
 
@@ -188,6 +192,7 @@ fn enqueue(
         image: p.image.take(),
         config: p.config.clone(),
         english: p.english,
+        stop: p.stop.clone(),
         model,
         events: tx,
     })?;
@@ -206,36 +211,66 @@ async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishRe
     Err(ApiError::internal("the model worker dropped the request"))
 }
 
-fn decode_answer(captioner: &Captioner, tokens: &[u32]) -> Result<String, ApiError> {
-    captioner
-        .tokenizer()
-        .decode(tokens, &Default::default())
-        .map(|t| t.trim().to_string())
-        .map_err(|e| ApiError::internal(format!("cannot decode the answer: {e}")))
+/// The answer's text: decoded, trimmed, cut before the first stop sequence; and whether one
+/// was found.
+fn decode_answer(
+    captioner: &Captioner,
+    tokens: &[u32],
+    stops: &StopSequences,
+) -> Result<(String, bool), ApiError> {
+    let visible = visible_text(captioner, tokens, stops)?;
+    Ok((visible.text.trim_end().to_string(), visible.stopped))
+}
+
+/// Answers the response with `info` attached for the access line.
+fn with_access(result: Result<Response, ApiError>, info: AccessInfo) -> Response {
+    let mut response = result.unwrap_or_else(IntoResponse::into_response);
+    response.extensions_mut().insert(info);
+    response
 }
 
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Response, ApiError> {
+) -> Response {
     let start = Instant::now();
+    let mut info = AccessInfo::default();
+    let result = chat(state, headers, body, start, &mut info).await;
+    if result.is_err() {
+        info.finish = Some("error");
+    }
+    with_access(result, info)
+}
+
+async fn chat(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    body: Body,
+    start: Instant,
+    info: &mut AccessInfo,
+) -> Result<Response, ApiError> {
     let req: ChatCompletionRequest = read_json(&headers, body, state.max_body_bytes).await?;
+    info.model = req.model.clone();
     let model = state.model_index(req.model.as_deref())?;
     let model_name = match model {
         0 => state.model_name.clone(),
         _ => req.model.clone().unwrap_or_default(),
     };
+    info.model = Some(model_name.clone());
     let stream = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
     let s = state.clone();
     let mut prepared =
         prepare_off_thread(move || prepare_chat(&s.captioner, &req, &s.images, &s.limits)).await?;
     let prompt_tokens = prepared.ids.len();
+    info.prompt_tokens = prompt_tokens;
     let rx = enqueue(&state, &mut prepared, model)?;
     let id = completion_id();
     let created = unix_now();
     if stream {
+        info.streamed = true;
+        let access = StreamAccess::new(start, model_name.clone(), prompt_tokens);
         let header = ChunkHeader {
             id,
             created,
@@ -243,21 +278,17 @@ async fn chat_completions(
             prompt_tokens,
             include_usage,
         };
-        let events = chunks(state.captioner.clone(), rx, header);
+        let events = chunks(state.captioner.clone(), rx, header, prepared.stop, access);
         return Ok(Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response());
     }
     let (tokens, finish) = collect(rx).await?;
-    let content = decode_answer(&state.captioner, &tokens)?;
+    info.completion_tokens = tokens.len();
+    let (content, stopped) = decode_answer(&state.captioner, &tokens, &prepared.stop)?;
+    let finish = if stopped { FinishReason::Stop } else { finish };
+    info.finish = Some(finish.as_str());
     let usage = Usage::new(prompt_tokens, tokens.len());
-    tracing::info!(
-        id = %id,
-        prompt_tokens,
-        completion_tokens = tokens.len(),
-        ms = start.elapsed().as_millis() as u64,
-        "chat completion"
-    );
     Ok(Json(ChatCompletion {
         id,
         object: "chat.completion",
@@ -277,19 +308,33 @@ async fn chat_completions(
     .into_response())
 }
 
-async fn release(
-    State(state): State<Arc<AppState>>,
+async fn release(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    let mut info = AccessInfo {
+        model: Some(state.model_name.clone()),
+        ..AccessInfo::default()
+    };
+    let result = release_answer(state, headers, body, &mut info).await;
+    info.finish = Some(info.finish.unwrap_or("error"));
+    with_access(result.map(IntoResponse::into_response), info)
+}
+
+async fn release_answer(
+    state: Arc<AppState>,
     headers: HeaderMap,
     body: Body,
+    info: &mut AccessInfo,
 ) -> Result<Json<ReleaseResponse>, ApiError> {
     let req: ReleaseRequest = read_json(&headers, body, state.max_body_bytes).await?;
     let s = state.clone();
     let mut prepared =
         prepare_off_thread(move || prepare_release(&s.captioner, &req, &s.images, &s.limits))
             .await?;
+    info.prompt_tokens = prepared.ids.len();
     let rx = enqueue(&state, &mut prepared, 0)?;
-    let (tokens, _) = collect(rx).await?;
-    let result = decode_answer(&state.captioner, &tokens)?;
+    let (tokens, finish) = collect(rx).await?;
+    info.completion_tokens = tokens.len();
+    info.finish = Some(finish.as_str());
+    let (result, _) = decode_answer(&state.captioner, &tokens, &StopSequences::default())?;
     let mut history = std::mem::take(&mut prepared.history);
     history.push((std::mem::take(&mut prepared.query), result.clone()));
     Ok(Json(ReleaseResponse {

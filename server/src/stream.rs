@@ -1,6 +1,10 @@
 //! Server-sent events for a streaming chat completion: a first chunk with the role, one
 //! chunk per new piece of text, a last chunk with `finish_reason` and `usage`, then
 //! `data: [DONE]`. Dropping the stream (the client went away) cancels the request.
+//!
+//! With stop sequences, text that could be the start of one is held back until the next
+//! tokens tell (see [`crate::stop`]), so no chunk ever carries part of a stop sequence; what
+//! was held back is sent at the end when no stop sequence completed.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -10,6 +14,8 @@ use axum::response::sse::Event as SseEvent;
 use futures_util::Stream;
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use super::access::StreamAccess;
+use super::stop::{visible_text, StopSequences};
 use super::types::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
 use super::worker::Event;
 use visualglm::pipeline::{Captioner, TextStream};
@@ -73,48 +79,76 @@ struct State {
     captioner: Arc<Captioner>,
     events: UnboundedReceiver<Event>,
     header: ChunkHeader,
+    stops: StopSequences,
     text: TextStream,
-    /// Text sent so far (leading whitespace trimmed, as in the non-streaming answer).
-    sent: String,
+    /// The answer so far as the client will see it (leading whitespace trimmed, as in the
+    /// non-streaming answer).
+    shown: String,
+    /// Bytes of `shown` already sent.
+    sent: usize,
+    /// A stop sequence was seen: nothing more is sent.
+    stopped: bool,
     pending: VecDeque<SseEvent>,
     finished: bool,
+    access: StreamAccess,
 }
 
 impl State {
-    fn push_text(&mut self, piece: &str) {
-        let piece = if self.sent.is_empty() {
+    /// Adds a decoded piece and sends what can no longer turn out to be a stop sequence.
+    fn push_piece(&mut self, piece: &str) {
+        if self.stopped {
+            return;
+        }
+        let piece = if self.shown.is_empty() {
             piece.trim_start()
         } else {
             piece
         };
-        if piece.is_empty() {
+        self.shown.push_str(piece);
+        let end = match self.stops.find(&self.shown) {
+            Some(at) => {
+                self.stopped = true;
+                at
+            }
+            None => self.shown.len() - self.stops.held_back(&self.shown),
+        };
+        self.send_up_to(end);
+    }
+
+    /// Sends `shown[sent..end]` as one chunk.
+    fn send_up_to(&mut self, end: usize) {
+        let Some(new) = self.shown.get(self.sent..end).filter(|t| !t.is_empty()) else {
             return;
-        }
-        self.sent.push_str(piece);
+        };
         let delta = Delta {
             role: None,
-            content: Some(piece.to_string()),
+            content: Some(new.to_string()),
         };
+        self.sent = end;
         self.pending.push_back(self.header.chunk(delta, None, None));
     }
 
     fn handle(&mut self, event: Option<Event>) {
         match event {
-            Some(Event::Token(t)) => match self.text.push(self.captioner.tokenizer(), t) {
-                Ok(piece) => self.push_text(&piece),
-                Err(e) => self.fail(&format!("cannot decode a token: {e}")),
-            },
+            Some(Event::Token(t)) => {
+                self.access.count_token();
+                match self.text.push(self.captioner.tokenizer(), t) {
+                    Ok(piece) => self.push_piece(&piece),
+                    Err(e) => self.fail(&format!("cannot decode a token: {e}")),
+                }
+            }
             Some(Event::Done { tokens, finish }) => {
-                // Flush what the streamer held back (an incomplete character at the end).
-                if let Ok(full) = self
-                    .captioner
-                    .tokenizer()
-                    .decode(&tokens, &Default::default())
-                {
-                    let full = full.trim_start();
-                    if let Some(rest) = full.strip_prefix(self.sent.as_str()) {
-                        let rest = rest.to_string();
-                        self.push_text(&rest);
+                // Send what was held back (an incomplete character, or the start of a stop
+                // sequence that did not complete), up to the stop sequence if one completed.
+                let mut finish = finish;
+                if let Ok(visible) = visible_text(&self.captioner, &tokens, &self.stops) {
+                    if visible.stopped {
+                        finish = FinishReason::Stop;
+                    }
+                    let sent = self.shown.get(..self.sent).unwrap_or("");
+                    if visible.text.starts_with(sent) {
+                        self.shown = visible.text;
+                        self.send_up_to(self.shown.len());
                     }
                 }
                 let usage = Usage::new(self.header.prompt_tokens, tokens.len());
@@ -128,6 +162,7 @@ impl State {
                 }
                 self.pending.push_back(SseEvent::default().data("[DONE]"));
                 self.finished = true;
+                self.access.finish(tokens.len(), finish.as_str());
             }
             Some(Event::Failed(e)) => self.fail(&e.message),
             None => self.fail("the model worker dropped the request"),
@@ -140,14 +175,19 @@ impl State {
         self.pending.push_back(json_event(&body.body()));
         self.pending.push_back(SseEvent::default().data("[DONE]"));
         self.finished = true;
+        let n = self.access.tokens();
+        self.access.finish(n, "error");
     }
 }
 
-/// The event stream of one request.
+/// The event stream of one request: its answer is cut at `stops`, and `access` writes its
+/// access line when it ends.
 pub fn chunks(
     captioner: Arc<Captioner>,
     events: UnboundedReceiver<Event>,
     header: ChunkHeader,
+    stops: StopSequences,
+    access: StreamAccess,
 ) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     let first = header.chunk(
         Delta {
@@ -161,10 +201,14 @@ pub fn chunks(
         captioner,
         events,
         header,
+        stops,
         text: TextStream::default(),
-        sent: String::new(),
+        shown: String::new(),
+        sent: 0,
+        stopped: false,
         pending: VecDeque::from([first]),
         finished: false,
+        access,
     };
     futures_util::stream::unfold(state, |mut s| async move {
         loop {

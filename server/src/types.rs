@@ -12,22 +12,27 @@ pub struct ChatCompletionRequest {
     pub model: Option<String>,
     /// The conversation; the last message must come from the user.
     pub messages: Vec<ChatMessage>,
-    /// Most new tokens (OpenAI's older name).
+    /// Most new tokens (OpenAI's older name). Default: `--default-max-tokens`, else the
+    /// model's `max_new_tokens`.
     #[serde(default)]
     pub max_tokens: Option<u64>,
     /// Most new tokens (OpenAI's newer name; wins over `max_tokens`).
     #[serde(default)]
     pub max_completion_tokens: Option<u64>,
-    /// Sampling temperature in `[0, 2]`; 0 means greedy. Default: the release's 0.8.
+    /// Sampling temperature in `[0, 2]`; 0 means greedy. Default: the model's
+    /// (`generation_config.json`; greedy when it says `do_sample: false`), else the
+    /// release's 0.8.
     #[serde(default)]
     pub temperature: Option<f32>,
-    /// Nucleus threshold in `(0, 1]`. Default: the release's 0.4.
+    /// Nucleus threshold in `(0, 1]`. Default: the model's, else the release's 0.4.
     #[serde(default)]
     pub top_p: Option<f32>,
-    /// Keep the k most likely tokens (extension; 0 disables). Default: the release's 100.
+    /// Keep the k most likely tokens (extension; 0 disables). Default: the model's, else the
+    /// release's 100.
     #[serde(default)]
     pub top_k: Option<usize>,
-    /// Repetition penalty (extension; 1 disables). Default: the release's 1.2.
+    /// Repetition penalty (extension; 1 disables). Default: the model's, else the release's
+    /// 1.2.
     #[serde(default)]
     pub repetition_penalty: Option<f32>,
     /// Seed for reproducible sampling.
@@ -42,6 +47,40 @@ pub struct ChatCompletionRequest {
     /// Number of choices; only 1 is supported.
     #[serde(default)]
     pub n: Option<u32>,
+    /// Stop sequences: a string or up to 4 strings (checked by
+    /// [`crate::stop::StopSequences::parse`]).
+    #[serde(default)]
+    pub stop: Option<serde_json::Value>,
+    /// Only `{"type": "text"}` is supported (see [`crate::unsupported`]).
+    #[serde(default)]
+    pub response_format: Option<serde_json::Value>,
+    /// Only 0 is supported.
+    #[serde(default)]
+    pub frequency_penalty: Option<serde_json::Value>,
+    /// Only 0 is supported.
+    #[serde(default)]
+    pub presence_penalty: Option<serde_json::Value>,
+    /// Only `false` is supported.
+    #[serde(default)]
+    pub logprobs: Option<serde_json::Value>,
+    /// Only 0 is supported.
+    #[serde(default)]
+    pub top_logprobs: Option<serde_json::Value>,
+    /// Only an empty map is supported.
+    #[serde(default)]
+    pub logit_bias: Option<serde_json::Value>,
+    /// Function calling is not supported: only an empty list.
+    #[serde(default)]
+    pub tools: Option<serde_json::Value>,
+    /// Only `"none"` or `"auto"` (with no tools).
+    #[serde(default)]
+    pub tool_choice: Option<serde_json::Value>,
+    /// OpenAI's older function calling: only an empty list.
+    #[serde(default)]
+    pub functions: Option<serde_json::Value>,
+    /// Only `"none"` or `"auto"` (with no functions).
+    #[serde(default)]
+    pub function_call: Option<serde_json::Value>,
 }
 
 /// `stream_options`.
@@ -124,10 +163,20 @@ impl Usage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// The model ended its answer.
+    /// The model ended its answer, or the answer reached a stop sequence.
     Stop,
     /// The token budget ran out.
     Length,
+}
+
+impl FinishReason {
+    /// The name OpenAI gives it: `stop` or `length`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stop => "stop",
+            Self::Length => "length",
+        }
+    }
 }
 
 /// A non-streaming answer.
@@ -247,13 +296,13 @@ pub struct ReleaseRequest {
     /// Most tokens of prompt + answer (default 2048).
     #[serde(default)]
     pub max_length: Option<usize>,
-    /// Nucleus threshold (default 0.4).
+    /// Nucleus threshold (default: the model's, else 0.4).
     #[serde(default)]
     pub top_p: Option<f32>,
-    /// Top-k (default 100).
+    /// Top-k (default: the model's, else 100).
     #[serde(default)]
     pub top_k: Option<usize>,
-    /// Temperature (default 0.8).
+    /// Temperature (default: the model's, else 0.8; 0 is greedy).
     #[serde(default)]
     pub temperature: Option<f32>,
     /// Seed (extension; default random).

@@ -10,7 +10,8 @@
 //! [`Scheduler::Static`] is the older scheme, kept for comparison: a batch runs until its last
 //! request ends and requests arriving meanwhile wait for the next batch. Requests naming
 //! different models (adapters) decode in separate batches, stepped in turn. A request whose
-//! client went away is stopped with [`Flow::Stop`] at its next token and frees its slot.
+//! client went away, or whose answer reached one of its stop sequences ([`Job::stop`]), is
+//! stopped with [`Flow::Stop`] at that token and frees its slot.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
+use super::stop::{visible_text, StopSequences};
 use super::types::FinishReason;
 use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest};
 use visualglm::pipeline::Captioner;
@@ -43,6 +45,8 @@ pub struct Job {
     pub config: GenerationConfig,
     /// English mode: suppress the Chinese block.
     pub english: bool,
+    /// The answer ends when its text contains one of these (checked after every token).
+    pub stop: StopSequences,
     /// Which served model answers: 0 the base, `i` the `i`-th LoRA variant given to
     /// [`Queue::start`].
     pub model: usize,
@@ -438,6 +442,7 @@ fn encode(
 fn step(lane: &mut Lane<'_>, stats: &Stats) {
     let eos = lane.captioner.model().config().glm.eos_id();
     let stepped_before = lane.decoder.steps();
+    let captioner = lane.captioner;
     let Lane {
         decoder, active, ..
     } = lane;
@@ -460,6 +465,12 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
             if a.job.events.send(Event::Token(t)).is_err() {
                 tracing::debug!("request {id} was cancelled");
                 settle(stats, a, Event::Failed(ApiError::internal("cancelled")));
+                return Flow::Stop;
+            }
+            if reached_stop(captioner, a) {
+                let tokens = std::mem::take(&mut a.tokens);
+                let finish = FinishReason::Stop;
+                settle(stats, a, Event::Done { tokens, finish });
                 return Flow::Stop;
             }
             if a.tokens.len() >= a.budget {
@@ -494,4 +505,11 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
             lane.fail_all(stats, &ApiError::internal("the model failed on this batch"));
         }
     }
+}
+
+/// Whether the answer so far contains one of the request's stop sequences (a text that
+/// cannot be decoded is left for the handler to report).
+fn reached_stop(captioner: &Captioner, a: &Active) -> bool {
+    !a.job.stop.is_empty()
+        && visible_text(captioner, &a.tokens, &a.job.stop).is_ok_and(|v| v.stopped)
 }

@@ -73,7 +73,10 @@ enum Command {
 /// Parses the command line, runs the subcommand and turns errors into a one-line message.
 pub fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // `serve` writes its access log (one line per request) by default.
+    let also = matches!(cli.command, Command::Serve(_))
+        .then(|| format!("{}=info", visualglm_server::access::TARGET));
+    init_logging(cli.verbose, also.as_deref());
     let result = match cli.command {
         Command::Describe(args) => describe::run(args, cli.verbose > 0),
         Command::Chat(args) => chat::run(args),
@@ -106,11 +109,18 @@ pub fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
+/// Logs to standard error at a level set by `-v`, plus the `also` directive (e.g.
+/// `visualglm_server::access=info`); `RUST_LOG`, when set, replaces both. Colours only on a
+/// terminal, so that log files and pipes get plain text.
+fn init_logging(verbose: u8, also: Option<&str>) {
+    let level = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
+    };
+    let default = match also {
+        Some(d) if verbose == 0 => format!("{level},{d}"),
+        _ => level.to_string(),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));

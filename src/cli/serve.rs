@@ -59,11 +59,13 @@ pub struct Args {
     #[arg(long)]
     allow_local_dir: Option<PathBuf>,
     /// Most tokens of prompt + answer (never more than the model's `max_sequence_length`).
-    #[arg(long, default_value_t = 2048)]
-    max_length: usize,
-    /// New tokens when a request has no `max_tokens`.
-    #[arg(long, default_value_t = 512)]
-    default_max_tokens: usize,
+    /// Default: the model's `max_length` (its generation_config.json, else 2048).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// New tokens when a request has no `max_tokens`. Default: the model's `max_new_tokens`
+    /// (its generation_config.json, else 512).
+    #[arg(long)]
+    default_max_tokens: Option<usize>,
 }
 
 /// `--scheduler` values.
@@ -91,6 +93,12 @@ fn parse_lora(s: &str) -> Result<(String, PathBuf), String> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.max_batch == 0 {
         anyhow::bail!("--max-batch must be at least 1");
+    }
+    if args.default_max_tokens == Some(0) {
+        anyhow::bail!("--default-max-tokens must be at least 1");
+    }
+    if args.max_length == Some(0) {
+        anyhow::bail!("--max-length must be at least 1");
     }
     let local_dir = match &args.allow_local_dir {
         Some(d) => Some(
@@ -163,7 +171,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             local_dir,
         },
         limits: PromptLimits {
-            max_length: captioner.model().length_limit(args.max_length),
+            max_length: captioner.model().length_limit(
+                args.max_length
+                    .unwrap_or(captioner.defaults().generation.max_length),
+            ),
             default_max_tokens: args.default_max_tokens,
         },
         stop_on_ctrl_c: true,

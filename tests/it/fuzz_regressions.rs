@@ -293,7 +293,7 @@ fn server_policy() -> ImagePolicy {
 
 const SERVER_LIMITS: PromptLimits = PromptLimits {
     max_length: 512,
-    default_max_tokens: 16,
+    default_max_tokens: Some(16),
 };
 
 /// The `server_request` target: returns how many of the two endpoints prepared a prompt.

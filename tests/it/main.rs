@@ -37,6 +37,7 @@ mod recipes;
 mod server_api;
 mod server_batching;
 mod server_cli;
+mod server_everyday;
 mod server_load;
 mod server_lora;
 mod shapes_from_scratch;

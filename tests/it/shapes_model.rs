@@ -183,7 +183,7 @@ fn the_models_own_length_limit_bounds_every_path() {
     let req: ChatCompletionRequest = serde_json::from_value(body).unwrap();
     let limits = PromptLimits {
         max_length: 4096,
-        default_max_tokens: 16,
+        default_max_tokens: Some(16),
     };
     let policy = visualglm_server::ImagePolicy {
         limits: visualglm_vision::decode::DecodeLimits::default(),
