@@ -29,9 +29,14 @@ pub struct Args {
     /// Training data file.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Base model.
-    #[arg(long)]
-    model: Option<PathBuf>,
+    /// Base model: a directory, a weights file, a training run directory (its exported
+    /// model) or a hub id. Default: `run.toml`'s `model`, else `VISUALGLM_MODEL`.
+    #[arg(long, short = 'm')]
+    model: Option<String>,
+    #[command(flatten)]
+    hub: super::model_args::HubArgs,
+    #[command(flatten)]
+    alloc: super::model_args::AllocArgs,
     /// Tokenizer file or directory.
     #[arg(long)]
     tokenizer: Option<PathBuf>,
@@ -104,9 +109,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(v) = args.data {
         cfg.data = v;
     }
-    if let Some(v) = args.model {
-        cfg.model = v;
+    match (&args.model, std::env::var_os("VISUALGLM_MODEL")) {
+        (Some(v), _) => cfg.model = PathBuf::from(v),
+        (None, Some(v)) if cfg.model.as_os_str().is_empty() => cfg.model = PathBuf::from(v),
+        _ => {}
     }
+    if !cfg.model.exists() {
+        if let Some(spec) = cfg.model.to_str().filter(|s| !s.is_empty()) {
+            cfg.model = args.hub.resolve(spec)?;
+        }
+    } else {
+        cfg.model = visualglm::model_dir::model_of_run(&cfg.model)?;
+    }
+    args.alloc.apply();
     if let Some(v) = args.tokenizer {
         cfg.tokenizer = Some(v);
     }

@@ -68,6 +68,7 @@ fn every_command_that_reads_a_model_takes_m_and_visualglm_model() {
             "x.safetensors",
         ],
         vec!["bench", "--glm-layers", "1"],
+        vec!["train", "--data", "x.json", "--out", "x-run"],
     ] {
         let out = bin()
             .args(&cmd)
