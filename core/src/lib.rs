@@ -25,6 +25,7 @@ pub use visualglm_weights::{checkpoint, config, model_dir};
 pub mod finetune;
 pub mod generate;
 pub mod gguf;
+pub mod image_cache;
 pub mod init;
 pub mod itc;
 mod loader;

@@ -32,6 +32,7 @@
 
 use std::ops::{AddAssign, Range};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
@@ -46,6 +47,7 @@ use crate::checkpoint::LoadOptions;
 use crate::defaults::ModelDefaults;
 use crate::error::{Result, VisualGlmError};
 use crate::generate::{beam_search, generate, Flow};
+use crate::image_cache::ImageCache;
 use crate::model::VisualGlm;
 
 pub use crate::question::{Question, DEFAULT_QUERY_EN, DEFAULT_QUERY_ZH};
@@ -94,6 +96,9 @@ pub struct Captioner {
     tokenizer: ChatGlmTokenizer,
     preprocessor: ImagePreprocessor,
     defaults: ModelDefaults,
+    /// Who encodes this captioner's images (see [`crate::image_cache`]).
+    encoder_id: [u8; 16],
+    image_cache: Option<Arc<ImageCache>>,
 }
 
 impl Captioner {
@@ -189,7 +194,20 @@ impl Captioner {
             tokenizer,
             preprocessor,
             defaults: ModelDefaults::default(),
+            encoder_id: crate::image_cache::new_encoder_id(),
+            image_cache: None,
         })
+    }
+
+    /// Keeps encoded images in `cache` (shared with whoever else holds it) from now on;
+    /// `None`: encode every image.
+    pub fn set_image_cache(&mut self, cache: Option<Arc<ImageCache>>) {
+        self.image_cache = cache;
+    }
+
+    /// The image cache, if any.
+    pub fn image_cache(&self) -> Option<&Arc<ImageCache>> {
+        self.image_cache.as_ref()
     }
 
     /// This captioner answering with `defaults` when a caller chooses nothing.
@@ -216,7 +234,12 @@ impl Captioner {
     ) -> std::result::Result<Self, crate::lora::LoraError> {
         let mut model = self.model.clone();
         model.attach_lora(adapters)?;
-        Ok(Self::new(model, self.tokenizer.clone())?.with_defaults(self.defaults.clone()))
+        let mut adapted =
+            Self::new(model, self.tokenizer.clone())?.with_defaults(self.defaults.clone());
+        // Unmerged adapters sit on the language model only: the images encode as before.
+        adapted.encoder_id = self.encoder_id;
+        adapted.image_cache = self.image_cache.clone();
+        Ok(adapted)
     }
 
     /// Quantizes the language model's linear weights to `dtype` (see
@@ -247,10 +270,22 @@ impl Captioner {
 
     /// The 32 image embeddings `[B, 32, width]` of a batch of images.
     pub fn encode_images(&self, images: &[DynamicImage]) -> Result<Tensor> {
-        let pixels = self
-            .preprocessor
-            .preprocess_batch(images, self.model.device())?;
-        self.model.encode_image(&pixels)
+        match &self.image_cache {
+            None => {
+                let pixels = self
+                    .preprocessor
+                    .preprocess_batch(images, self.model.device())?;
+                self.model.encode_image(&pixels)
+            }
+            Some(cache) => crate::image_cache::encode_cached(
+                cache,
+                &self.encoder_id,
+                &self.preprocessor,
+                images,
+                |pixels| self.model.encode_image(pixels),
+                self.model.device(),
+            ),
+        }
     }
 
     /// Ids the sampler must never pick: ids without a piece, plus the Chinese block in

@@ -55,6 +55,11 @@ pub struct ModelArgs {
     /// (e.g. quantized) model halves the cache: 0.46 instead of 0.9 MB per position.
     #[arg(long, default_value = "auto")]
     pub kv_cache_dtype: String,
+    /// Keep encoded images (32 embeddings each, a SHA-256 of their pixels as the key) in an
+    /// LRU cache of this many MiB, so a repeated image skips the encoder; 0: off. On a GPU
+    /// the cache is GPU memory.
+    #[arg(long, default_value_t = 256, value_name = "MIB")]
+    pub image_cache_mb: usize,
 }
 
 /// How a model named on the command line is found.
@@ -163,6 +168,10 @@ impl ModelArgs {
         let mut captioner = Captioner::load(&model, &device, dtype, &opts)
             .with_context(|| format!("loading {}", model.display()))?;
         captioner.set_kv_cache_dtype(kv_cache_dtype);
+        if self.image_cache_mb > 0 {
+            let cache = visualglm::image_cache::ImageCache::with_mib(self.image_cache_mb);
+            captioner.set_image_cache(Some(std::sync::Arc::new(cache)));
+        }
         tracing::info!(
             "loaded {} on {:?} as {:?} in {:.1} s",
             model.display(),

@@ -20,6 +20,7 @@ mod finetune_loss;
 mod fuzz_regressions;
 mod generate;
 mod gradient_check;
+mod image_cache;
 mod library_example;
 mod lora_cli;
 mod lora_errors;
