@@ -3,6 +3,7 @@
 //! ```
 //! # fn main() -> visualglm::Result<()> {
 //! use candle_core::{DType, Device};
+//! use visualglm::generate::Flow;
 //! use visualglm::pipeline::{Captioner, CaptionerOptions, Question};
 //! use visualglm_language::GenerationConfig;
 //! use visualglm_vision::decode::load_image;
@@ -24,7 +25,10 @@
 //!
 //! let mut chat = captioner.chat(false);
 //! chat.set_image(&image)?;
-//! let answer = chat.ask("这是什么？", &question.generation, &mut |piece| print!("{piece}"))?;
+//! let answer = chat.ask("这是什么？", &question.generation, &mut |piece| {
+//!     print!("{piece}");
+//!     Flow::Continue // Flow::Stop ends the answer here
+//! })?;
 //! assert_eq!(chat.history().len(), 1);
 //! # let _ = answer;
 //! # Ok(()) }
@@ -482,13 +486,14 @@ impl ChatSession<'_> {
     }
 
     /// Asks a question; `on_text` receives the answer piece by piece as it is generated
-    /// (with `num_beams > 1`, beam search, whole once the search ends). The oldest turns are
-    /// dropped when the history no longer fits `max_length`.
+    /// (with `num_beams > 1`, beam search, whole once the search ends) and returns
+    /// [`Flow::Stop`] to end the answer there: the answer so far is returned and kept in the
+    /// history. The oldest turns are dropped when the history no longer fits `max_length`.
     pub fn ask(
         &mut self,
         query: &str,
         generation: &GenerationConfig,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<String> {
         let c = self.captioner;
         let prompt = c.prompt(
@@ -510,12 +515,14 @@ impl ChatSession<'_> {
         if generation.num_beams > 1 {
             let ids = beam_search(&c.model, &prompt.ids, image, generation, &invalid)?;
             let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
-            on_text(&answer);
+            // The search is over: a Stop changes nothing.
+            let _ = on_text(&answer);
             self.history.push((query.to_string(), answer.clone()));
             return Ok(answer);
         }
         let mut stream = TextStream::default();
         let mut decode_error = None;
+        let mut flow = Flow::Continue;
         let rows = generate(
             &c.model,
             &prompt.ids,
@@ -525,12 +532,12 @@ impl ChatSession<'_> {
             &mut |_, t| {
                 if t != c.model.config().glm.eos_id() {
                     match stream.push(&c.tokenizer, t) {
-                        Ok(piece) if !piece.is_empty() => on_text(&piece),
+                        Ok(piece) if !piece.is_empty() => flow = on_text(&piece),
                         Ok(_) => {}
                         Err(e) => decode_error = Some(e),
                     }
                 }
-                Flow::Continue
+                flow
             },
         )?;
         if let Some(e) = decode_error {
