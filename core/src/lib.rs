@@ -39,6 +39,7 @@ mod question;
 pub mod runtime;
 mod streamed;
 pub mod synth;
+mod timings;
 
 /// Re-exported so a caller needs no direct dependency on these crates for the basics.
 pub use candle_core::{DType, Device};

@@ -3,6 +3,7 @@
 //! ```
 //! # fn main() -> visualglm::Result<()> {
 //! use candle_core::{DType, Device};
+//! use visualglm::generate::Flow;
 //! use visualglm::pipeline::{Captioner, CaptionerOptions, Question};
 //! use visualglm_language::GenerationConfig;
 //! use visualglm_vision::decode::load_image;
@@ -24,13 +25,16 @@
 //!
 //! let mut chat = captioner.chat(false);
 //! chat.set_image(&image)?;
-//! let answer = chat.ask("这是什么？", &question.generation, &mut |piece| print!("{piece}"))?;
+//! let answer = chat.ask("这是什么？", &question.generation, &mut |piece| {
+//!     print!("{piece}");
+//!     Flow::Continue // Flow::Stop ends the answer here
+//! })?;
 //! assert_eq!(chat.history().len(), 1);
 //! # let _ = answer;
 //! # Ok(()) }
 //! ```
 
-use std::ops::{AddAssign, Range};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +55,7 @@ use crate::image_cache::ImageCache;
 use crate::model::VisualGlm;
 
 pub use crate::question::{Question, DEFAULT_QUERY_EN, DEFAULT_QUERY_ZH};
+pub use crate::timings::Timings;
 
 /// Options of [`Captioner::load`].
 #[derive(Debug, Clone, Default)]
@@ -433,52 +438,6 @@ impl Captioner {
     }
 }
 
-/// Where the time went (`+=` sums calls).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Timings {
-    /// Images encoded.
-    pub images: usize,
-    /// Milliseconds spent encoding images (ViT + Q-Former + projection).
-    pub encode_ms: f64,
-    /// Prompt tokens processed in prefill (all rows).
-    pub prefill_tokens: usize,
-    /// Milliseconds of prefill (up to the first new token).
-    pub prefill_ms: f64,
-    /// Tokens decoded after the first (all rows).
-    pub decode_tokens: usize,
-    /// Milliseconds of decoding after the first token.
-    pub decode_ms: f64,
-}
-
-impl AddAssign for Timings {
-    /// Sums two calls' timings.
-    fn add_assign(&mut self, other: Self) {
-        self.images += other.images;
-        self.encode_ms += other.encode_ms;
-        self.prefill_tokens += other.prefill_tokens;
-        self.prefill_ms += other.prefill_ms;
-        self.decode_tokens += other.decode_tokens;
-        self.decode_ms += other.decode_ms;
-    }
-}
-
-impl Timings {
-    /// A one-line human summary: encode ms per image, prefill and decode tokens per second.
-    pub fn summary(&self) -> String {
-        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
-        format!(
-            "image encode {:.1} ms/image, prefill {:.1} tok/s, decode {:.1} tok/s",
-            if self.images > 0 {
-                self.encode_ms / self.images as f64
-            } else {
-                0.0
-            },
-            per_s(self.prefill_tokens, self.prefill_ms),
-            per_s(self.decode_tokens, self.decode_ms)
-        )
-    }
-}
-
 /// A conversation with history about at most one image.
 #[derive(Debug)]
 pub struct ChatSession<'a> {
@@ -518,13 +477,14 @@ impl ChatSession<'_> {
     }
 
     /// Asks a question; `on_text` receives the answer piece by piece as it is generated
-    /// (with `num_beams > 1`, beam search, whole once the search ends). The oldest turns are
-    /// dropped when the history no longer fits `max_length`.
+    /// (with `num_beams > 1`, beam search, whole once the search ends) and returns
+    /// [`Flow::Stop`] to end the answer there: the answer so far is returned and kept in the
+    /// history. The oldest turns are dropped when the history no longer fits `max_length`.
     pub fn ask(
         &mut self,
         query: &str,
         generation: &GenerationConfig,
-        on_text: &mut dyn FnMut(&str),
+        on_text: &mut dyn FnMut(&str) -> Flow,
     ) -> Result<String> {
         let c = self.captioner;
         let prompt = c.prompt(
@@ -546,12 +506,14 @@ impl ChatSession<'_> {
         if generation.num_beams > 1 {
             let ids = beam_search(&c.model, &prompt.ids, image, generation, &invalid)?;
             let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
-            on_text(&answer);
+            // The search is over: a Stop changes nothing.
+            let _ = on_text(&answer);
             self.history.push((query.to_string(), answer.clone()));
             return Ok(answer);
         }
         let mut stream = TextStream::default();
         let mut decode_error = None;
+        let mut flow = Flow::Continue;
         let rows = generate(
             &c.model,
             &prompt.ids,
@@ -561,12 +523,12 @@ impl ChatSession<'_> {
             &mut |_, t| {
                 if t != c.model.config().glm.eos_id() {
                     match stream.push(&c.tokenizer, t) {
-                        Ok(piece) if !piece.is_empty() => on_text(&piece),
+                        Ok(piece) if !piece.is_empty() => flow = on_text(&piece),
                         Ok(_) => {}
                         Err(e) => decode_error = Some(e),
                     }
                 }
-                Flow::Continue
+                flow
             },
         )?;
         if let Some(e) = decode_error {

@@ -1,44 +1,55 @@
-//! `visualglm batch DIR|LIST --out captions.jsonl`: caption many images, resumably; in shards
-//! over several processes with `--shard K/N` or under a launcher (see `batch_shard`).
+//! `visualglm batch IMAGE|DIR|LIST... --out captions.jsonl`: caption many images, resumably;
+//! in shards over several processes with `--shard K/N` or under a launcher (see
+//! `batch_shard`).
 
-use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+pub(super) mod inputs;
+pub(super) mod output;
+pub(super) mod settings;
+
+use std::fs::OpenOptions;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use visualglm::defaults::ModelDefaults;
 use visualglm::pipeline::Timings;
 use visualglm_vision::decode::load_image;
 
 use super::batch_shard::{merge_when_complete, Shard};
 use super::model_args::{GenerationArgs, ModelArgs};
-
-/// File extensions taken from a directory.
-const IMAGE_EXTENSIONS: [&str; 9] = [
-    "jpg", "jpeg", "png", "gif", "bmp", "webp", "tif", "tiff", "jfif",
-];
+use inputs::{collect_images, image_key};
+use output::{compact, Recorded};
+use settings::Settings;
 
 /// Arguments of `visualglm batch`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A directory of images, or a text file listing one image path per line
-    /// (relative paths are relative to the list file).
-    input: PathBuf,
+    /// Images, directories of images and text files listing one image path per line
+    /// (relative paths are relative to the list file), in any mix; each image is captioned
+    /// once, in the order given.
+    #[arg(required = true, value_name = "IMAGE|DIR|LIST")]
+    inputs: Vec<PathBuf>,
     /// Output JSON Lines file: one `{"image", "caption"}` or `{"image", "error"}` per image.
-    /// Images already in it are skipped, so an interrupted run can simply be restarted.
+    /// Images already in it are skipped, so an interrupted run can simply be restarted. The
+    /// model, prompt and decoding settings are recorded in `OUT.meta.json`.
     #[arg(long)]
     out: PathBuf,
     /// Images encoded and decoded together.
     #[arg(long, default_value_t = 8)]
     batch_size: usize,
-    /// The question (default: the release's describe-this-image question).
+    /// The question (default: the model's, else the release's describe-this-image question).
     #[arg(long, short = 'p')]
     prompt: Option<String>,
-    /// Caption again the images recorded with an error in the output.
+    /// Caption again the images recorded with an error in the output (their lines are
+    /// replaced in place).
     #[arg(long)]
     retry_errors: bool,
+    /// Add to an output made with another model, prompt or decoding settings (refused
+    /// without it); its `OUT.meta.json` then records this run's settings.
+    #[arg(long)]
+    force: bool,
     /// Caption only shard K of N (K from 0: every N-th image from the K-th) into
     /// `OUT.shard-K-of-N`; the shard that finishes last merges them into `--out`. Under
     /// `mpirun`, `srun` or torchrun the launcher's rank and world are used.
@@ -55,26 +66,34 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let all_images = collect_images(&args.input)?;
+    let all_images = collect_images(&args.inputs)?;
     let shard = Shard::choose(args.shard.as_deref())?;
     let images = shard.take(&all_images);
     let out_path = shard.output(&args.out);
-    let done = finished_images(&out_path, args.retry_errors)?;
+    // The settings, known before the (slow) model load: a refused resume fails at once.
+    let model_path = args.model.resolve()?;
+    let defaults = ModelDefaults::for_model(&model_path)?;
+    let question = args.generation.question(&defaults, args.prompt.clone())?;
+    let settings = Settings::new(&model_path, &args.model, &question);
+    let recorded = Recorded::read(&out_path)?;
+    check_settings(&settings, &out_path, &recorded, shard, &args)?;
+    let done = recorded.done(args.retry_errors);
     let todo: Vec<PathBuf> = images
-        .into_iter()
-        .filter(|p| !done.contains(&p.display().to_string()))
+        .iter()
+        .filter(|p| !done.contains(&image_key(p)))
+        .cloned()
         .collect();
+    let skipped = images.len() - todo.len();
     if todo.is_empty() {
+        compact(&out_path)?;
         eprintln!(
-            "nothing to do: every image is already in {}",
+            "nothing to do: all {} images are already in {}",
+            images.len(),
             out_path.display()
         );
-        return merge_shards(&all_images, &args.out, shard);
+        return merge_shards(&all_images, &args, shard, &settings);
     }
     let captioner = args.model.load()?;
-    let question = args
-        .generation
-        .question(captioner.defaults(), args.prompt.clone())?;
     let mut out = OpenOptions::new()
         .create(true)
         .append(true)
@@ -139,29 +158,63 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
             text.push('\n');
         }
         // One write per chunk, then flushed to disk: a crash loses at most this chunk.
-        out.write_all(text.as_bytes())?;
-        out.sync_data()?;
+        out.write_all(text.as_bytes())
+            .and_then(|()| out.sync_data())
+            .with_context(|| format!("cannot write {}", out_path.display()))?;
         bar.inc(chunk.len() as u64);
         bar.set_message(format!("{ok} ok, {failed} failed"));
     }
     bar.finish();
+    drop(out);
+    // Retried images have a second line: one line per image again, in place.
+    compact(&out_path)?;
     eprintln!(
-        "{ok} captioned, {failed} failed, {} skipped (already done); wrote {}",
-        done.len(),
+        "{ok} captioned, {failed} failed, {skipped} skipped (already done); wrote {}",
         out_path.display()
     );
     if verbose {
         eprintln!("{}", timings.summary());
     }
-    merge_shards(&all_images, &args.out, shard)
+    merge_shards(&all_images, &args, shard, &settings)
 }
 
-/// For a sharded run, merges the shard files into `out` once they hold every image.
-fn merge_shards(all_images: &[PathBuf], out: &Path, shard: Shard) -> anyhow::Result<()> {
+/// Refuses to add to outputs made with other settings (unless `--force`): this run's own
+/// file when it holds records, and for a shard the merged output and the other shards'
+/// files. Then records the settings beside this run's file.
+fn check_settings(
+    settings: &Settings,
+    out_path: &Path,
+    recorded: &Recorded,
+    shard: Shard,
+    args: &Args,
+) -> anyhow::Result<()> {
+    let mut outs: Vec<PathBuf> = shard
+        .related_outputs(&args.out)
+        .into_iter()
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        .collect();
+    if !recorded.is_empty() {
+        outs.insert(0, out_path.to_path_buf());
+    }
+    settings.check(&outs, args.force)?;
+    if recorded.is_empty() || Settings::read(out_path)?.as_ref() != Some(settings) {
+        settings.write(out_path)?;
+    }
+    Ok(())
+}
+
+/// For a sharded run, merges the shard files into `--out` once they hold every image.
+fn merge_shards(
+    all_images: &[PathBuf],
+    args: &Args,
+    shard: Shard,
+    settings: &Settings,
+) -> anyhow::Result<()> {
     if shard.world == 1 {
         return Ok(());
     }
-    let held = merge_when_complete(all_images, out, shard.world)?;
+    let out = &args.out;
+    let held = merge_when_complete(all_images, out, shard.world, settings, args.force)?;
     if held == all_images.len() {
         eprintln!("merged {} shards into {}", shard.world, out.display());
     } else {
@@ -173,79 +226,4 @@ fn merge_shards(all_images: &[PathBuf], out: &Path, shard: Shard) -> anyhow::Res
         );
     }
     Ok(())
-}
-
-/// The images of a directory (sorted, not recursive) or of a list file.
-fn collect_images(input: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    if input.is_dir() {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(input)
-            .with_context(|| format!("cannot read directory {}", input.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.is_file()
-                    && p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                        IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())
-                    })
-            })
-            .collect();
-        paths.sort();
-        return Ok(paths);
-    }
-    let file = File::open(input).with_context(|| format!("cannot open {}", input.display()))?;
-    let base = input.parent().unwrap_or(Path::new("."));
-    let mut paths = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: not UTF-8 text", input.display(), n + 1))?;
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let p = Path::new(line);
-        paths.push(if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        });
-    }
-    Ok(paths)
-}
-
-/// Images already recorded in the output. A last line cut short by a crash is removed so
-/// that appending continues on a clean line.
-fn finished_images(out: &Path, retry_errors: bool) -> anyhow::Result<HashSet<String>> {
-    let mut done = HashSet::new();
-    let Ok(mut file) = OpenOptions::new().read(true).write(true).open(out) else {
-        return Ok(done);
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)
-        .with_context(|| format!("cannot read {}", out.display()))?;
-    if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-        let keep = bytes
-            .iter()
-            .rposition(|&b| b == b'\n')
-            .map(|i| i + 1)
-            .unwrap_or(0);
-        file.set_len(keep as u64)?;
-        file.seek(SeekFrom::End(0))?;
-        bytes.truncate(keep);
-        tracing::warn!("{}: removed an incomplete last line", out.display());
-    }
-    let text =
-        String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8 text", out.display()))?;
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(line)
-            .with_context(|| format!("{}:{}: not a JSON line", out.display(), n + 1))?;
-        if retry_errors && v.get("error").is_some() {
-            continue;
-        }
-        if let Some(image) = v.get("image").and_then(|i| i.as_str()) {
-            done.insert(image.to_string());
-        }
-    }
-    Ok(done)
 }

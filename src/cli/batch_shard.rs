@@ -1,13 +1,19 @@
 //! Sharded `visualglm batch`: each process of a job captions every N-th image into its own
 //! output file, which resumes on its own; when the last shard finishes, the shards are merged
 //! into the one output file a single process would have written (one line per image, in the
-//! input's order).
+//! input's order). Every shard file has its settings sidecar (`batch::settings`); the merge
+//! refuses shards made with other settings than its own run's and writes the sidecar of the
+//! merged file.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use visualglm_dist::Launch;
+
+use super::batch::inputs::image_key;
+use super::batch::output::write_atomic;
+use super::batch::settings::Settings;
 
 /// This process's share of the images: rank `rank` of `world`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,18 +75,40 @@ impl Shard {
         );
         out.with_file_name(name)
     }
+
+    /// The other files of this shard's output: the merged `out` and the other shards' files
+    /// (none for a single process).
+    pub(super) fn related_outputs(&self, out: &Path) -> Vec<PathBuf> {
+        if self.world == 1 {
+            return Vec::new();
+        }
+        let others = (0..self.world)
+            .filter(|&rank| rank != self.rank)
+            .map(|rank| {
+                Shard {
+                    rank,
+                    world: self.world,
+                }
+                .output(out)
+            });
+        std::iter::once(out.to_path_buf()).chain(others).collect()
+    }
 }
 
 /// Writes `out` from the `world` shard files of `out` once they hold a line for every image
 /// of `images` (the last line of an image wins, as a retried error is followed by its
-/// caption), in the order of `images`, atomically. Returns how many images the shards hold
-/// (all: merged).
+/// caption), in the order of `images`, atomically. The shards' sidecars must record
+/// `settings` (else an error, or with `force` a warning); the merged file gets its own.
+/// Returns how many images the shards hold (all: merged).
 pub(super) fn merge_when_complete(
     images: &[PathBuf],
     out: &Path,
     world: usize,
+    settings: &Settings,
+    force: bool,
 ) -> anyhow::Result<usize> {
     let mut lines: HashMap<String, String> = HashMap::new();
+    let mut shard_files = Vec::new();
     for rank in 0..world {
         let path = Shard { rank, world }.output(out);
         let text = match std::fs::read_to_string(&path) {
@@ -88,6 +116,7 @@ pub(super) fn merge_when_complete(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
+        shard_files.push(path.clone());
         // Complete lines only: a shard still running may be mid-write.
         let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
         for (n, line) in complete.lines().enumerate() {
@@ -97,27 +126,28 @@ pub(super) fn merge_when_complete(
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not a JSON line", path.display(), n + 1))?;
             if let Some(image) = v.get("image").and_then(|i| i.as_str()) {
-                lines.insert(image.to_string(), line.to_string());
+                lines.insert(image_key(Path::new(image)), line.to_string());
             }
         }
     }
-    let held = images
-        .iter()
-        .filter(|p| lines.contains_key(&p.display().to_string()))
-        .count();
+    let keys: Vec<String> = images.iter().map(|p| image_key(p)).collect();
+    let held = keys.iter().filter(|k| lines.contains_key(*k)).count();
     if held < images.len() {
         return Ok(held);
     }
+    settings
+        .check(&shard_files, force)
+        .context("the shards are not merged")?;
     let mut merged = String::new();
-    for p in images {
-        if let Some(line) = lines.get(&p.display().to_string()) {
+    for key in &keys {
+        if let Some(line) = lines.get(key) {
             merged.push_str(line);
             merged.push('\n');
         }
     }
-    visualglm_files::write_atomic_bytes(out, merged.as_bytes())
-        .map_err(|e| e.source)
-        .with_context(|| format!("cannot write {}", out.display()))?;
+    // The sidecar first: the merged file never stands beside another run's settings.
+    settings.write(out)?;
+    write_atomic(out, &merged)?;
     Ok(held)
 }
 

@@ -1,12 +1,19 @@
 //! `visualglm chat [IMAGE]`: an interactive conversation with streaming answers.
 
-use std::io::{BufRead, Write};
+mod input;
+mod interrupt;
+
+use std::io::Write;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
+use visualglm::generate::Flow;
 use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
+use input::{Input, Read};
+use interrupt::Interrupt;
 
 /// Arguments of `visualglm chat`.
 #[derive(clap::Args, Debug)]
@@ -20,7 +27,51 @@ pub struct Args {
 }
 
 const HELP: &str = "commands: /image PATH (load another image), /clear (forget the history), \
-                    /quit (or Ctrl-D)";
+                    /help, /quit (or Ctrl-D); Ctrl-C stops an answer; start a question with // \
+                    to begin it with /";
+
+/// One line typed at the prompt.
+#[derive(Debug, PartialEq, Eq)]
+enum Command<'a> {
+    /// A question for the model.
+    Ask(&'a str),
+    /// `/image PATH`.
+    Image(&'a str),
+    /// `/clear`.
+    Clear,
+    /// `/help`.
+    Help,
+    /// `/quit` or `/exit`.
+    Quit,
+    /// Anything else starting with `/`: refused, with what went wrong.
+    Refused(String),
+}
+
+impl<'a> Command<'a> {
+    /// Parses a non-empty, trimmed line.
+    fn parse(line: &'a str) -> Self {
+        if line.starts_with("//") {
+            return Command::Ask(line.get(1..).unwrap_or(line));
+        }
+        let Some(command) = line.strip_prefix('/') else {
+            return Command::Ask(line);
+        };
+        let (name, rest) = command
+            .split_once(char::is_whitespace)
+            .map_or((command, ""), |(n, r)| (n, r.trim()));
+        match (name, rest) {
+            ("quit" | "exit", "") => Command::Quit,
+            ("clear", "") => Command::Clear,
+            ("help", "") => Command::Help,
+            ("image", "") => Command::Refused("/image needs a path: /image PATH".into()),
+            ("image", path) => Command::Image(path),
+            ("quit" | "exit" | "clear" | "help", _) => {
+                Command::Refused(format!("/{name} takes no argument"))
+            }
+            _ => Command::Refused(format!("unknown command /{name}")),
+        }
+    }
+}
 
 /// Runs `chat`.
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -32,53 +83,85 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         session.set_image(&image)?;
     }
     let config = args.generation.config(captioner.defaults())?;
+    let interrupt = Interrupt::install()?;
+    let mut input = Input::open();
     eprintln!("{HELP}");
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
-    let mut line = String::new();
     loop {
-        print!("> ");
-        stdout.flush()?;
-        line.clear();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
-        let input = line.trim();
-        if input.is_empty() {
-            continue;
-        }
-        match input {
-            "/quit" | "/exit" => break,
-            "/clear" => {
+        let line = match input.read("> ")? {
+            Read::Line(line) => line,
+            Read::Interrupted => continue,
+            Read::Eof => {
+                // The shell's prompt then starts on a line of its own.
+                println!();
+                break;
+            }
+        };
+        let question = match Command::parse(line.trim()) {
+            Command::Ask("") => continue,
+            Command::Ask(question) => question,
+            Command::Quit => break,
+            Command::Clear => {
                 session.clear_history();
                 eprintln!("(history cleared)");
                 continue;
             }
-            "/help" => {
+            Command::Help => {
                 eprintln!("{HELP}");
                 continue;
             }
-            _ => {}
-        }
-        if let Some(path) = input.strip_prefix("/image") {
-            let path = path.trim();
-            match load_image(path, &Default::default()) {
-                Ok(image) => {
-                    session.set_image(&image)?;
-                    eprintln!("(image loaded, history cleared)");
+            Command::Image(path) => {
+                let loaded = load_image(path, &Default::default())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|image| Ok(session.set_image(&image)?));
+                match loaded {
+                    Ok(()) => eprintln!("(image loaded, history cleared)"),
+                    Err(e) => eprintln!("error: {}", super::output::error_message(&e)),
                 }
-                Err(e) => eprintln!("error: {e}"),
+                continue;
             }
-            continue;
-        }
-        let result = session.ask(input, &config, &mut |piece| {
-            print!("{piece}");
-            let _ = std::io::stdout().flush();
+            Command::Refused(why) => {
+                eprintln!("{why} (not sent to the model); {HELP}");
+                continue;
+            }
+        };
+        let (result, stopped) = interrupt.during(|stop| {
+            session.ask(question, &config, &mut |piece| {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+                if stop.load(Ordering::SeqCst) {
+                    Flow::Stop
+                } else {
+                    Flow::Continue
+                }
+            })
         });
         println!();
-        if let Err(e) = result {
-            eprintln!("error: {e}");
+        match result {
+            Err(e) => eprintln!("error: {e}"),
+            Ok(_) if stopped => eprintln!("(answer stopped; what was said stays in the history)"),
+            Ok(_) => {}
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_parse_into_questions_and_commands() {
+        assert_eq!(Command::parse("what is it?"), Command::Ask("what is it?"));
+        assert_eq!(Command::parse("//etc?"), Command::Ask("/etc?"));
+        assert_eq!(Command::parse("/quit"), Command::Quit);
+        assert_eq!(Command::parse("/exit"), Command::Quit);
+        assert_eq!(Command::parse("/clear"), Command::Clear);
+        assert_eq!(Command::parse("/image  a b.png"), Command::Image("a b.png"));
+        for refused in ["/imagex.png", "/image", "/foo bar", "/", "/clear now"] {
+            assert!(
+                matches!(Command::parse(refused), Command::Refused(_)),
+                "{refused}"
+            );
+        }
+    }
 }

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
-use visualglm_eval::io::{read_caption_set, retrieval::read_retrieval_scores, vqa};
+use visualglm_eval::io::{
+    read_caption_set_with, retrieval::read_retrieval_scores, vqa, CaptionSetOptions,
+};
 use visualglm_eval::{retrieval, score_captions, Tokenizer};
 
 /// Subcommands of `visualglm eval`.
@@ -39,12 +41,23 @@ pub enum TokenizerArg {
 /// Arguments of `eval score`.
 #[derive(Args, Debug)]
 pub struct ScoreArgs {
-    /// Predictions: JSONL `{"image_id"|"id", "caption"}` or COCO result JSON.
+    /// Predictions: JSONL `{"image_id"|"id", "caption"}` or COCO result JSON, or records
+    /// naming the image by path, `{"image", "caption"}` (`visualglm batch`'s output).
     #[arg(long)]
     predictions: PathBuf,
-    /// References: COCO annotation JSON or JSONL `{"image_id", "captions": [...]}`.
+    /// References: COCO annotation JSON, JSONL `{"image_id", "captions": [...]}`, or the
+    /// release's `[{"img", "prompt", "label"}]` list (or JSONL), as `data synth` writes: the
+    /// labels of an image are its references; predictions match it by path (or image_id).
     #[arg(long)]
     references: PathBuf,
+    /// Directory the references' relative `img` paths are resolved against (default: the
+    /// references file's), as `eval captions --images`.
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Fail when some referenced images have no prediction (default: a warning, and the
+    /// scores cover the images that have one).
+    #[arg(long)]
+    strict: bool,
     /// Write the full report (corpus and per-image scores) to this JSON file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -103,7 +116,35 @@ pub fn run(cmd: Command) -> Result<()> {
 }
 
 fn score(args: ScoreArgs) -> Result<()> {
-    let items = read_caption_set(&args.predictions, &args.references)?;
+    let opts = CaptionSetOptions {
+        image_root: args.images.clone(),
+    };
+    let set = read_caption_set_with(&args.predictions, &args.references, &opts)?;
+    if !set.unpredicted.is_empty() {
+        let missing = set.unpredicted.len();
+        let total = missing + set.items.len();
+        let first: Vec<String> = set
+            .unpredicted
+            .iter()
+            .take(3)
+            .map(|id| id.to_string())
+            .collect();
+        let more = if missing > first.len() { ", …" } else { "" };
+        let message = format!(
+            "{missing} of the {total} images of {} have no prediction in {} ({}{more})",
+            args.references.display(),
+            args.predictions.display(),
+            first.join(", ")
+        );
+        if args.strict {
+            anyhow::bail!("{message}");
+        }
+        eprintln!(
+            "warning: {message}; scoring the {} that have one (--strict: fail instead)",
+            set.items.len()
+        );
+    }
+    let items = set.items;
     let tokenizer = match args.tokenizer {
         TokenizerArg::Ptb => Tokenizer::Ptb,
         TokenizerArg::Simple => Tokenizer::Simple,

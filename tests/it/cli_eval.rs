@@ -175,3 +175,64 @@ fn vqa_and_retrieval_scores() {
     let metrics: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(metrics, golden("retrieval.json")["metrics"]);
 }
+
+#[test]
+fn score_takes_release_references_and_batch_predictions_by_path() {
+    // The shapes examples: `[{"img", "prompt", "label"}]`, as `data synth` writes.
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/shapes/examples");
+    let refs = examples.join("examples.json");
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(&refs).unwrap()).unwrap();
+    let records = records.as_array().expect("a list");
+    let dir = tempfile::tempdir().unwrap();
+    // `batch` output for all but the last two images: each caption is the image's label.
+    let mut preds = String::new();
+    for r in &records[..records.len() - 2] {
+        let image = examples.join(r["img"].as_str().unwrap());
+        preds.push_str(&json!({"image": image, "caption": r["label"]}).to_string());
+        preds.push('\n');
+    }
+    let p = write(dir.path(), "captions.jsonl", &preds);
+    let o = run(&[
+        "eval",
+        "score",
+        "--predictions",
+        s(&p),
+        "--references",
+        s(&refs),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    let missing = format!("2 of the {} images", records.len());
+    assert!(
+        stderr.contains(&missing) && stderr.contains("no prediction"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["exact_match"], 1.0);
+    let o = run(&[
+        "eval",
+        "score",
+        "--predictions",
+        s(&p),
+        "--references",
+        s(&refs),
+        "--strict",
+    ]);
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains(&missing), "{stderr}");
+    // A JSONL copy of the references reads the same.
+    let lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let jsonl = write(dir.path(), "refs.jsonl", &lines);
+    let o = run(&[
+        "eval",
+        "score",
+        "--predictions",
+        s(&p),
+        "--references",
+        s(&jsonl),
+        "--images",
+        s(&examples),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}

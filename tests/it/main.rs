@@ -8,6 +8,8 @@ mod checkpoint_convert;
 mod checkpoint_errors;
 mod checkpoint_load;
 mod checkpoint_validate;
+mod cli_batch;
+mod cli_chat;
 mod cli_common;
 mod cli_describe;
 mod cli_eval;

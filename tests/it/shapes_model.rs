@@ -176,7 +176,9 @@ fn the_models_own_length_limit_bounds_every_path() {
     // chat
     let mut chat = c.chat(true);
     chat.set_image(&image).unwrap();
-    assert!(chat.ask(&long, &loose, &mut |_| {}).is_err());
+    assert!(chat
+        .ask(&long, &loose, &mut |_| visualglm::generate::Flow::Continue)
+        .is_err());
 
     // the server, configured for more than the model has
     let body = serde_json::json!({"messages": [{"role": "user", "content": long}]});

@@ -2,15 +2,17 @@
 //!
 //! Predictions: JSONL with `{"image_id" | "id": ..., "caption": "..."}` per line, or a COCO
 //! result JSON `[{"image_id": ..., "caption": "..."}]`.
-//! References: COCO annotation JSON `{"annotations": [{"image_id", "caption"}], ...}`, or JSONL
+//! References: COCO annotation JSON `{"annotations": [{"image_id", "caption"}], ...}`, JSONL
 //! with `{"image_id": ..., "captions": ["...", ...]}` per line (a line may also carry a
-//! single `"caption"`; repeated ids accumulate).
+//! single `"caption"`; repeated ids accumulate), or the release's `{"img", "prompt", "label"}`
+//! records ([`super::caption_set`], which also matches predictions by image path).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
+use super::caption_set::{read_caption_set_with, read_references, CaptionSetOptions};
 use super::records::{read_records, Record};
 use crate::caption::{CaptionItem, ImageId};
 use crate::error::{EvalError, Result};
@@ -20,7 +22,6 @@ struct CaptionRecord {
     image_id: Option<ImageId>,
     id: Option<ImageId>,
     caption: Option<String>,
-    captions: Option<Vec<String>>,
 }
 
 impl CaptionRecord {
@@ -58,35 +59,13 @@ pub fn read_caption_predictions(path: &Path) -> Result<Vec<Record<(ImageId, Stri
         .collect()
 }
 
-/// Reads references grouped by image, in order of first appearance.
+/// Reads references grouped by image, in order of first appearance (also the release's
+/// `{"img", "prompt", "label"}` records: see [`super::caption_set`]).
 pub fn read_caption_references(path: &Path) -> Result<Vec<(ImageId, Vec<String>)>> {
-    let records: Vec<Record<CaptionRecord>> = read_records(path, Some("annotations"))?;
-    let mut index: HashMap<String, usize> = HashMap::new();
-    let mut out: Vec<(ImageId, Vec<String>)> = Vec::new();
-    for r in records {
-        let id = r
-            .value
-            .image_id()
-            .cloned()
-            .ok_or_else(|| content(path, &r.location, "missing \"image_id\""))?;
-        let mut caps = r.value.captions.unwrap_or_default();
-        caps.extend(r.value.caption);
-        if caps.is_empty() {
-            return Err(content(path, &r.location, "no \"caption\" or \"captions\""));
-        }
-        let slot = *index.entry(id.key()).or_insert_with(|| {
-            out.push((id, Vec::new()));
-            out.len() - 1
-        });
-        out[slot].1.extend(caps);
-    }
-    if out.is_empty() {
-        return Err(EvalError::Content {
-            path: path.to_path_buf(),
-            message: "no reference captions".into(),
-        });
-    }
-    Ok(out)
+    Ok(read_references(path, None)?
+        .into_iter()
+        .map(|r| (r.image_id, r.captions))
+        .collect())
 }
 
 /// Joins predictions with their references, in prediction order.
@@ -140,9 +119,9 @@ pub fn pair_captions(
     Ok(items)
 }
 
-/// Reads both files and pairs them ([`pair_captions`]).
+/// Reads both files and matches them by image id or path
+/// ([`read_caption_set_with`]); references
+/// without a prediction are left out.
 pub fn read_caption_set(predictions: &Path, references: &Path) -> Result<Vec<CaptionItem>> {
-    let preds = read_caption_predictions(predictions)?;
-    let refs = read_caption_references(references)?;
-    pair_captions(preds, refs, predictions, references)
+    Ok(read_caption_set_with(predictions, references, &CaptionSetOptions::default())?.items)
 }

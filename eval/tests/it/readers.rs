@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use visualglm_eval::io::vqa::{read_vqa_annotations, read_vqa_predictions};
-use visualglm_eval::io::{read_caption_predictions, read_caption_references, read_caption_set};
+use visualglm_eval::io::{
+    read_caption_predictions, read_caption_references, read_caption_set, read_caption_set_with,
+    read_references, CaptionSetOptions,
+};
 use visualglm_eval::ImageId;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -189,4 +192,93 @@ fn vqa_files() {
     let bad = write(dir.path(), "b.json", "[{\"question_id\": 5}]");
     let err = read_vqa_predictions(&bad).unwrap_err().to_string();
     assert!(err.contains("b.json") && err.contains("answer"), "{err}");
+}
+
+#[test]
+fn release_references_match_predictions_by_path_or_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for name in ["a.png", "b.png", "c.png"] {
+        std::fs::write(images.join(name), b"png").unwrap();
+    }
+    // The release's list: an image's labels are its references; ids follow first appearance.
+    let refs = write(
+        dir.path(),
+        "val.json",
+        r#"[{"img": "images/a.png", "prompt": "Describe.", "label": "one"},
+            {"img": "images/b.png", "prompt": "Describe.", "label": "two"},
+            {"img": "images/a.png", "prompt": "Describe.", "label": "uno"},
+            {"img": "images/c.png", "prompt": "Describe.", "label": "three"}]"#,
+    );
+    let groups = read_references(&refs, None).unwrap();
+    assert_eq!(groups.len(), 3);
+    assert_eq!(groups[0].captions, ["one", "uno"]);
+    assert_eq!(groups[2].image_id, ImageId::Int(2));
+    // `visualglm batch` output: by path, however it is spelled; a second spelling of one
+    // image is a second prediction.
+    let a = images.join("a.png");
+    let b = images.join(".").join("b.png");
+    let preds = write(
+        dir.path(),
+        "batch.jsonl",
+        &format!(
+            "{}\n{}\n",
+            serde_json::json!({"image": a, "caption": "one"}),
+            serde_json::json!({"image": b, "caption": "too"})
+        ),
+    );
+    let set = read_caption_set_with(&preds, &refs, &CaptionSetOptions::default()).unwrap();
+    assert_eq!(set.items.len(), 2);
+    assert_eq!(set.items[0].image_id, ImageId::Str("images/a.png".into()));
+    assert_eq!(set.items[1].references, ["two"]);
+    assert_eq!(set.unpredicted, [ImageId::Str("images/c.png".into())]);
+    // `eval captions --predictions-out`: by id, and an id that disagrees with the path fails.
+    let by_id = write(
+        dir.path(),
+        "ids.jsonl",
+        "{\"image_id\": 2, \"caption\": \"3\"}\n",
+    );
+    let set = read_caption_set_with(&by_id, &refs, &CaptionSetOptions::default()).unwrap();
+    assert_eq!(set.items[0].references, ["three"]);
+    assert_eq!(set.unpredicted.len(), 2);
+    let wrong = write(
+        dir.path(),
+        "wrong.jsonl",
+        &format!(
+            "{}\n",
+            serde_json::json!({"image_id": 1, "image": a, "caption": "x"})
+        ),
+    );
+    let err = read_caption_set(&wrong, &refs).unwrap_err().to_string();
+    assert!(err.contains("image_id 1") && err.contains("but 0"), "{err}");
+    let twice = write(
+        dir.path(),
+        "twice.jsonl",
+        &format!(
+            "{}\n{}\n",
+            serde_json::json!({"image": a, "caption": "x"}),
+            serde_json::json!({"image": images.join("..").join("images").join("a.png"), "caption": "y"})
+        ),
+    );
+    let err = read_caption_set(&twice, &refs).unwrap_err().to_string();
+    assert!(err.contains("line 2") && err.contains("already"), "{err}");
+    let elsewhere = write(
+        dir.path(),
+        "else.jsonl",
+        "{\"image\": \"nowhere/a.png\", \"caption\": \"x\"}\n",
+    );
+    let err = read_caption_set(&elsewhere, &refs).unwrap_err().to_string();
+    assert!(
+        err.contains("nowhere/a.png") && err.contains("val.json"),
+        "{err}"
+    );
+    // A path-keyed prediction needs references with paths.
+    let coco = write(
+        dir.path(),
+        "coco.json",
+        r#"{"annotations": [{"image_id": 1, "caption": "x"}]}"#,
+    );
+    let err = read_caption_set(&preds, &coco).unwrap_err().to_string();
+    assert!(err.contains("image_id"), "{err}");
 }
