@@ -36,10 +36,14 @@ fn a_repeated_image_skips_the_encoder_and_answers_the_same() {
     let imgs = images();
     let (a, b) = (&imgs[0], &imgs[1]);
 
-    let first = cached.describe_batch(std::slice::from_ref(a), &question()).unwrap();
+    let first = cached
+        .describe_batch(std::slice::from_ref(a), &question())
+        .unwrap();
     let s = cache.stats();
     assert_eq!((s.hits, s.misses, s.entries), (0, 1, 1));
-    let again = cached.describe_batch(std::slice::from_ref(a), &question()).unwrap();
+    let again = cached
+        .describe_batch(std::slice::from_ref(a), &question())
+        .unwrap();
     assert_eq!(cache.stats().hits, 1);
     assert_eq!(first.answers, again.answers);
     assert!(
