@@ -174,6 +174,9 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     );
     if verbose {
         eprintln!("{}", timings.summary());
+        if let Some(cache) = captioner.image_cache() {
+            eprintln!("{}", cache.stats().summary());
+        }
     }
     merge_shards(&all_images, &args, shard, &settings)
 }

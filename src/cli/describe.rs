@@ -102,6 +102,9 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
         }
         if args.timings || verbose {
             eprintln!("{}", timings.summary());
+            if let Some(cache) = captioner.image_cache() {
+                eprintln!("{}", cache.stats().summary());
+            }
         }
     }
     match failed {
