@@ -17,7 +17,9 @@ use visualglm_train::losses::{
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
+mod embed;
 mod queue;
+pub use embed::{embed_images, embed_texts, embedding_scores};
 pub use queue::TextQueue;
 
 /// File of the ITC heads in an exported model directory.
@@ -195,22 +197,10 @@ impl ItcHeads {
     /// `[N, T]` similarities of `N` images (Q-Former outputs `[N, 32, w]`) to `T` texts
     /// (features `[T, W]`): the best query's cosine similarity, as BLIP-2 ranks.
     pub fn similarity(&self, qformer_out: &Tensor, text_feature: &Tensor) -> Result<Tensor> {
-        let image = l2_normalize(
-            &self
-                .vision_proj
-                .forward(&qformer_out.to_dtype(DType::F32)?)?,
-            1e-12,
+        embedding_scores(
+            &self.image_embeddings(qformer_out)?,
+            &self.text_embeddings(text_feature)?,
         )
-        .map_err(train_err)?;
-        let text =
-            l2_normalize(&self.text_proj.forward(text_feature)?, 1e-12).map_err(train_err)?;
-        let (n, q, d) = image.dims3()?;
-        let t = text.dim(0)?;
-        Ok(image
-            .reshape((n * q, d))?
-            .matmul(&text.t()?)?
-            .reshape((n, q, t))?
-            .max(1)?)
     }
 
     /// The ITC loss of Q-Former outputs `[B, 32, w]` and text features `[B, W]`; rows with
@@ -453,34 +443,14 @@ pub fn retrieval_similarities(
     texts: &[&str],
     batch_size: usize,
 ) -> Result<Vec<Vec<f64>>> {
-    let model = captioner.model();
-    let chunk = batch_size.max(1);
-    let mut image_parts = Vec::new();
-    for part in images.chunks(chunk) {
-        let pixels = captioner
-            .preprocessor()
-            .preprocess_batch(part, model.device())?;
-        image_parts.push(model.encode_image_stages(&pixels)?.qformer_out);
-    }
-    let mut text_parts = Vec::new();
-    for part in texts.chunks(chunk) {
-        text_parts.push(caption_features(
-            model,
-            captioner.tokenizer(),
-            part,
-            heads.caption_layout(),
-        )?);
-    }
-    if image_parts.is_empty() || text_parts.is_empty() {
+    if images.is_empty() || texts.is_empty() {
         return Err(VisualGlmError::Input(
             "retrieval needs at least one image and one text".into(),
         ));
     }
-    let queries = Tensor::cat(&image_parts, 0)?;
-    let features = Tensor::cat(&text_parts, 0)?;
-    let sim = heads
-        .similarity(&queries, &features)?
-        .to_dtype(DType::F64)?;
+    let images = embed_images(captioner, heads, images, batch_size)?;
+    let texts = embed_texts(captioner, heads, texts, batch_size)?;
+    let sim = embedding_scores(&images, &texts)?.to_dtype(DType::F64)?;
     Ok(sim.to_vec2::<f64>()?)
 }
 

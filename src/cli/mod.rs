@@ -11,6 +11,7 @@ mod convert;
 mod data;
 mod describe;
 mod dist;
+mod embed;
 mod eval_cmd;
 mod eval_model;
 mod init;
@@ -56,6 +57,8 @@ enum Command {
     /// Convert, encode, decode with, and train the ChatGLM tokenizer.
     #[command(subcommand)]
     Tokenizer(tokenizer_cmd::Command),
+    /// Retrieval embeddings of images and texts (a model with ITC heads).
+    Embed(embed::Args),
     /// Score captions, VQA answers and retrieval rankings.
     #[command(subcommand)]
     Eval(eval_cmd::Command),
@@ -88,6 +91,7 @@ pub fn main() -> std::process::ExitCode {
         Command::Convert(args) => convert::run(args),
         Command::Tokenizer(cmd) => tokenizer_cmd::run(cmd),
         Command::Eval(cmd) => eval_cmd::run(cmd),
+        Command::Embed(args) => embed::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Bench(args) if args.train => {
             args.alloc.apply();

@@ -12,6 +12,7 @@ mod cli_batch;
 mod cli_chat;
 mod cli_common;
 mod cli_describe;
+mod cli_embed;
 mod cli_eval;
 mod cli_eval_model;
 mod cli_inspect;
