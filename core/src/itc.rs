@@ -17,9 +17,7 @@ use visualglm_train::losses::{
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
-mod embed;
 mod queue;
-pub use embed::{embed_images, embed_texts, embedding_scores};
 pub use queue::TextQueue;
 
 /// File of the ITC heads in an exported model directory.
@@ -430,28 +428,38 @@ impl CaptionIds {
     }
 }
 
-fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
-    VisualGlmError::from(e)
+/// The ε of the embeddings' normalisation (BLIP-2's `F.normalize` default).
+const EMBEDDING_EPS: f64 = 1e-12;
+
+impl ItcHeads {
+    /// Unit image embeddings `[N, 32, d]` of Q-Former outputs `[N, 32, w]`.
+    pub fn image_embeddings(&self, qformer_out: &Tensor) -> Result<Tensor> {
+        let projected = self
+            .vision_proj
+            .forward(&qformer_out.to_dtype(DType::F32)?)?;
+        l2_normalize(&projected, EMBEDDING_EPS).map_err(train_err)
+    }
+
+    /// Unit text embeddings `[T, d]` of caption features `[T, W]` ([`caption_features`]).
+    pub fn text_embeddings(&self, text_feature: &Tensor) -> Result<Tensor> {
+        l2_normalize(&self.text_proj.forward(text_feature)?, EMBEDDING_EPS).map_err(train_err)
+    }
 }
 
-/// `[images][texts]` similarities for retrieval ([`ItcHeads::similarity`]), images and texts
-/// run through the model in chunks of `batch_size`.
-pub fn retrieval_similarities(
-    captioner: &crate::pipeline::Captioner,
-    heads: &ItcHeads,
-    images: &[image::DynamicImage],
-    texts: &[&str],
-    batch_size: usize,
-) -> Result<Vec<Vec<f64>>> {
-    if images.is_empty() || texts.is_empty() {
-        return Err(VisualGlmError::Input(
-            "retrieval needs at least one image and one text".into(),
-        ));
-    }
-    let images = embed_images(captioner, heads, images, batch_size)?;
-    let texts = embed_texts(captioner, heads, texts, batch_size)?;
-    let sim = embedding_scores(&images, &texts)?.to_dtype(DType::F64)?;
-    Ok(sim.to_vec2::<f64>()?)
+/// `[N, T]` scores of image embeddings `[N, 32, d]` against text embeddings `[T, d]`: for
+/// each pair, the largest query's dot product.
+pub fn embedding_scores(images: &Tensor, texts: &Tensor) -> Result<Tensor> {
+    let (n, q, d) = images.dims3()?;
+    let t = texts.dim(0)?;
+    Ok(images
+        .reshape((n * q, d))?
+        .matmul(&texts.t()?)?
+        .reshape((n, q, t))?
+        .max(1)?)
+}
+
+fn train_err(e: visualglm_train::TrainError) -> VisualGlmError {
+    VisualGlmError::from(e)
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ mod parts;
 pub mod pipeline;
 pub mod quantize;
 mod question;
+pub mod retrieval;
 pub mod runtime;
 mod streamed;
 pub mod synth;

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm::itc::{embed_images, embed_texts, ItcHeads, ITC_FILE};
+use visualglm::itc::{ItcHeads, ITC_FILE};
+use visualglm::retrieval::{embed_images, embed_texts};
 use visualglm_vision::decode::load_image;
 
 use super::model_args::ModelArgs;

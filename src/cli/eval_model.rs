@@ -197,7 +197,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     let heads = visualglm::itc::ItcHeads::from_file(&itc_path, captioner.model().device())?;
     let decoded = decode_images(&images, &args.data)?;
     let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let scores_i2t = visualglm::itc::retrieval_similarities(
+    let scores_i2t = visualglm::retrieval::retrieval_similarities(
         &captioner,
         &heads,
         &decoded,

@@ -3,8 +3,9 @@
 //! captions with its ITC heads (numbers and recipe in the README).
 
 use candle_core::{DType, Device};
-use visualglm::itc::{retrieval_similarities, ItcHeads, ITC_FILE};
+use visualglm::itc::{ItcHeads, ITC_FILE};
 use visualglm::pipeline::{Captioner, Question};
+use visualglm::retrieval::retrieval_similarities;
 use visualglm_vision::decode::load_image;
 
 fn assets() -> std::path::PathBuf {
