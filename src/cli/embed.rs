@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use visualglm::itc::{ItcHeads, ITC_FILE};
+use visualglm::itc::ItcHeads;
 use visualglm::retrieval::{embed_images, embed_texts};
 use visualglm_vision::decode::load_image;
 
@@ -41,24 +41,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         !(args.images.is_empty() && args.texts.is_empty()),
         "nothing to embed: give --image PATH and/or --text TEXT"
     );
-    let itc_path = match &args.itc {
-        Some(p) => p.clone(),
-        None => {
-            let dir = args.model.resolve()?;
-            let dir = if dir.is_dir() {
-                dir
-            } else {
-                dir.parent().map(PathBuf::from).unwrap_or_default()
-            };
-            dir.join(ITC_FILE)
-        }
-    };
-    anyhow::ensure!(
-        itc_path.is_file(),
-        "{} not found: this model has no ITC heads (a training run with `itc_weight` > 0 \
-         exports them), or pass --itc FILE",
-        itc_path.display()
-    );
+    let itc_path = args.model.itc_path(args.itc.as_deref())?;
     let images = args
         .images
         .iter()

@@ -182,17 +182,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
         }
         img2txt.push(own);
     }
-    let itc_path = match &args.itc {
-        Some(p) => p.clone(),
-        None => {
-            let dir = args.model.resolve()?;
-            anyhow::ensure!(
-                dir.is_dir(),
-                "--itc is needed when --model is not a directory"
-            );
-            dir.join(visualglm::itc::ITC_FILE)
-        }
-    };
+    let itc_path = args.model.itc_path(args.itc.as_deref())?;
     let captioner = args.model.load()?;
     let heads = visualglm::itc::ItcHeads::from_file(&itc_path, captioner.model().device())?;
     let decoded = decode_images(&images, &args.data)?;

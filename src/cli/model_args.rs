@@ -122,6 +122,30 @@ impl ModelArgs {
         self.hub.resolve(&self.model)
     }
 
+    /// The ITC heads file: `explicit`, else `itc.safetensors` beside the model (written by a
+    /// training run with `itc_weight` > 0); an error naming it when it is not there.
+    pub fn itc_path(&self, explicit: Option<&std::path::Path>) -> anyhow::Result<PathBuf> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => {
+                let model = self.resolve()?;
+                let dir = if model.is_dir() {
+                    model
+                } else {
+                    model.parent().map(PathBuf::from).unwrap_or_default()
+                };
+                dir.join(visualglm::itc::ITC_FILE)
+            }
+        };
+        anyhow::ensure!(
+            path.is_file(),
+            "{} not found: this model has no ITC heads (a training run with `itc_weight` > 0 \
+             exports them), or pass --itc FILE",
+            path.display()
+        );
+        Ok(path)
+    }
+
     /// Loads the model and its tokenizer.
     pub fn load(&self) -> anyhow::Result<Captioner> {
         self.alloc.apply();
