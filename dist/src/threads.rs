@@ -69,8 +69,8 @@ impl ThreadGroup {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Deposits `bytes` and returns every rank's deposit, in rank order.
-    fn exchange(&self, bytes: Vec<u8>) -> Result<Arc<Vec<Vec<u8>>>> {
+    /// Deposits `bytes` for collective `op` and returns every rank's deposit, in rank order.
+    fn exchange(&self, bytes: Vec<u8>, op: &'static str) -> Result<Arc<Vec<Vec<u8>>>> {
         let mut st = self.lock();
         if let Some(why) = &st.failure {
             return Err(DistError::RankFailed(why.clone()));
@@ -97,10 +97,7 @@ impl ThreadGroup {
                 let missing: Vec<usize> = (0..self.shared.world)
                     .filter(|&r| st.slots[r].is_none())
                     .collect();
-                let why = format!(
-                    "rank(s) {missing:?} did not reach the collective within {:?}",
-                    self.timeout
-                );
+                let why = hung_ranks(&missing, op, self.timeout);
                 st.failure = Some(why.clone());
                 self.shared.arrived.notify_all();
                 return Err(DistError::RankFailed(why));
@@ -115,9 +112,9 @@ impl ThreadGroup {
     }
 
     /// The deposits of every rank, each checked to be `len` bytes long.
-    fn exchange_equal(&self, bytes: Vec<u8>, what: &str) -> Result<Arc<Vec<Vec<u8>>>> {
+    fn exchange_equal(&self, bytes: Vec<u8>, what: &'static str) -> Result<Arc<Vec<Vec<u8>>>> {
         let len = bytes.len();
-        let all = self.exchange(bytes)?;
+        let all = self.exchange(bytes, what)?;
         if let Some(r) = all.iter().position(|b| b.len() != len) {
             return Err(DistError::Usage(format!(
                 "{what}: rank {r} gave {} bytes, rank {} gave {len}",
@@ -140,6 +137,17 @@ impl Drop for ThreadGroup {
         }
         self.shared.arrived.notify_all();
     }
+}
+
+/// The message of a collective `op` that timed out waiting for the ranks `missing`:
+/// `rank 1 did not arrive at all_reduce within 5s` (`ranks 1, 3` for several).
+fn hung_ranks(missing: &[usize], op: &str, timeout: Duration) -> String {
+    let names: Vec<String> = missing.iter().map(usize::to_string).collect();
+    let who = match names.len() {
+        1 => format!("rank {}", names[0]),
+        _ => format!("ranks {}", names.join(", ")),
+    };
+    format!("{who} did not arrive at {op} within {timeout:?} (stopped or hung)")
 }
 
 fn to_bytes<T: Copy, const N: usize>(values: &[T], bytes: fn(T) -> [u8; N]) -> Vec<u8> {
@@ -188,7 +196,10 @@ impl Collective for ThreadGroup {
     }
 
     fn all_gather_bytes(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
-        Ok(self.exchange(bytes.to_vec())?.as_ref().clone())
+        Ok(self
+            .exchange(bytes.to_vec(), "all_gather")?
+            .as_ref()
+            .clone())
     }
 
     fn broadcast_bytes(&self, bytes: &mut Vec<u8>, root: usize) -> Result<()> {
@@ -198,13 +209,13 @@ impl Collective for ThreadGroup {
         } else {
             Vec::new()
         };
-        let all = self.exchange(mine)?;
+        let all = self.exchange(mine, "broadcast")?;
         *bytes = all[root].clone();
         Ok(())
     }
 
     fn barrier(&self) -> Result<()> {
-        self.exchange(Vec::new()).map(|_| ())
+        self.exchange(Vec::new(), "barrier").map(|_| ())
     }
 
     /// Marks this rank as failed with `why`: every collective in progress or to come fails on
@@ -276,7 +287,7 @@ mod tests {
 
     #[test]
     fn a_rank_that_stops_ends_the_collective_with_its_name() {
-        // Rank 1 never calls the all-reduce: the others time out naming it.
+        // Rank 1 never calls the all-reduce and leaves: the others stop, naming it.
         let out = run(3, Duration::from_millis(300), |g| {
             if g.rank() == 1 {
                 return Ok(());
@@ -286,7 +297,7 @@ mod tests {
         for (rank, o) in out.iter().enumerate() {
             if rank != 1 {
                 let err = o.as_ref().unwrap_err().to_string();
-                assert!(err.contains("[1]") || err.contains("rank 1"), "{err}");
+                assert!(err.contains("rank 1"), "{err}");
             }
         }
         // Rank 2 fails outright: the others learn it at once, whatever the timeout.
@@ -302,6 +313,25 @@ mod tests {
         for o in &out[..2] {
             let err = o.as_ref().unwrap_err().to_string();
             assert!(err.contains("rank 2 failed: out of memory"), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_hung_rank_is_named() {
+        // Ranks 1 and 3 of four never arrive at the barrier; 0 and 2 name both.
+        let out = run(4, Duration::from_millis(300), |g| {
+            if g.rank() % 2 == 1 {
+                std::thread::sleep(Duration::from_millis(600));
+                return Ok(());
+            }
+            g.barrier()
+        });
+        for o in [&out[0], &out[2]] {
+            let err = o.as_ref().unwrap_err().to_string();
+            assert!(
+                err.contains("ranks 1, 3 did not arrive at barrier"),
+                "{err}"
+            );
         }
     }
 

@@ -8,92 +8,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
-use visualglm_dist::Launch;
+use anyhow::Context;
 
 use super::batch::inputs::image_key;
 use super::batch::output::write_atomic;
 use super::batch::settings::Settings;
-
-/// This process's share of the images: rank `rank` of `world`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Shard {
-    pub(super) rank: usize,
-    pub(super) world: usize,
-}
-
-impl Shard {
-    /// `--shard K/N` (K from 0), or else the launcher's rank and world (`mpirun`, `srun`,
-    /// torchrun: no communication is needed), or else the whole input.
-    pub(super) fn choose(arg: Option<&str>) -> anyhow::Result<Self> {
-        if let Some(arg) = arg {
-            return Self::parse(arg);
-        }
-        let launch = Launch::from_env()?;
-        Ok(Shard {
-            rank: launch.rank,
-            world: launch.world_size,
-        })
-    }
-
-    /// Parses `K/N` with `K < N`.
-    pub(super) fn parse(arg: &str) -> anyhow::Result<Self> {
-        let parsed = arg
-            .split_once('/')
-            .and_then(|(k, n)| Some((k.trim().parse().ok()?, n.trim().parse().ok()?)));
-        match parsed {
-            Some((rank, world)) if rank < world => Ok(Shard { rank, world }),
-            _ => bail!("--shard {arg:?}: give K/N with 0 <= K < N, e.g. 0/4"),
-        }
-    }
-
-    /// The images of this shard: every `world`-th from the `rank`-th (balanced, in order).
-    pub(super) fn take(&self, images: &[PathBuf]) -> Vec<PathBuf> {
-        images
-            .iter()
-            .skip(self.rank)
-            .step_by(self.world.max(1))
-            .cloned()
-            .collect()
-    }
-
-    /// This shard's output file: `out` itself for a single process, else `out` with
-    /// `.shard-K-of-N` before its extension (`captions.shard-0-of-4.jsonl`).
-    pub(super) fn output(&self, out: &Path) -> PathBuf {
-        if self.world == 1 {
-            return out.to_path_buf();
-        }
-        let stem = out.file_stem().map(|s| s.to_string_lossy().into_owned());
-        let name = format!(
-            "{}.shard-{}-of-{}{}",
-            stem.unwrap_or_default(),
-            self.rank,
-            self.world,
-            out.extension()
-                .map(|e| format!(".{}", e.to_string_lossy()))
-                .unwrap_or_default()
-        );
-        out.with_file_name(name)
-    }
-
-    /// The other files of this shard's output: the merged `out` and the other shards' files
-    /// (none for a single process).
-    pub(super) fn related_outputs(&self, out: &Path) -> Vec<PathBuf> {
-        if self.world == 1 {
-            return Vec::new();
-        }
-        let others = (0..self.world)
-            .filter(|&rank| rank != self.rank)
-            .map(|rank| {
-                Shard {
-                    rank,
-                    world: self.world,
-                }
-                .output(out)
-            });
-        std::iter::once(out.to_path_buf()).chain(others).collect()
-    }
-}
+/// The shard choice `batch` shares with `eval captions`.
+pub(super) use super::shard::Shard;
 
 /// Writes `out` from the `world` shard files of `out` once they hold a line for every image
 /// of `images` (the last line of an image wins, as a retried error is followed by its
@@ -149,30 +70,4 @@ pub(super) fn merge_when_complete(
     settings.write(out)?;
     write_atomic(out, &merged)?;
     Ok(held)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shards_split_the_images_evenly_and_name_their_files() -> anyhow::Result<()> {
-        let images: Vec<PathBuf> = (0..5).map(|i| PathBuf::from(format!("{i}.png"))).collect();
-        let s = Shard::parse("1/2")?;
-        assert_eq!(
-            s.take(&images),
-            [PathBuf::from("1.png"), PathBuf::from("3.png")]
-        );
-        assert_eq!(
-            s.output(Path::new("out/captions.jsonl")),
-            Path::new("out/captions.shard-1-of-2.jsonl")
-        );
-        let solo = Shard { rank: 0, world: 1 };
-        assert_eq!(solo.take(&images), images);
-        assert_eq!(solo.output(Path::new("c.jsonl")), Path::new("c.jsonl"));
-        for bad in ["2/2", "x/2", "1", "-1/2"] {
-            assert!(Shard::parse(bad).is_err(), "{bad}");
-        }
-        Ok(())
-    }
 }

@@ -1,5 +1,7 @@
 //! `visualglm eval captions` (caption a data set with the model, then score it) and `eval
-//! retrieval` (rank its captions with the trained ITC heads).
+//! retrieval` (rank its captions with the trained ITC heads). `eval captions` runs in shards
+//! over several processes (`--shard K/N`, or under a launcher): each shard writes the captions
+//! of its items to its own file, and the last to finish merges them and scores.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use visualglm_train::data::{load_data_file, LoadOptions};
 use visualglm_vision::decode::load_image;
 
 use super::model_args::{GenerationArgs, ModelArgs};
+use super::shard::Shard;
 
 /// Arguments of `eval captions`.
 #[derive(clap::Args, Debug)]
@@ -43,6 +46,12 @@ pub struct CaptionArgs {
     /// Print a Markdown table instead of JSON.
     #[arg(long)]
     markdown: bool,
+    /// Caption only shard K of N (K from 0: every N-th item from the K-th) into
+    /// `PREDICTIONS.shard-K-of-N.jsonl` (needs `--predictions-out`); the shard that finishes
+    /// last merges them into `--predictions-out` and scores. Under `mpirun`, `srun` or
+    /// torchrun K/N come from the launcher. An existing shard file is resumed.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<String>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -55,34 +64,185 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
         anyhow::bail!("--batch-size must be at least 1");
     }
     let images = read_eval_images(&args.data, args.images.clone(), args.limit, true)?;
+    let shard = Shard::choose(args.shard.as_deref())?;
+    if shard.world > 1 {
+        return run_captions_sharded(&args, &images, shard);
+    }
     let captioner = args.model.load()?;
-    let bar = ProgressBar::new(images.len() as u64);
+    let bar = progress_bar(images.len());
+    let mut captions = Vec::with_capacity(images.len());
+    for chunk in images.chunks(args.batch_size) {
+        let decoded = decode_images(chunk, &args.data)?;
+        captions.extend(describe_by_prompt(&captioner, &args, chunk, &decoded)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    score_and_report(&args, &images, captions)
+}
+
+/// A sharded `eval captions`: captions this shard's items not yet in its shard file (saved
+/// after every batch), then merges and scores once every shard's file is complete.
+fn run_captions_sharded(
+    args: &CaptionArgs,
+    images: &[EvalImage],
+    shard: Shard,
+) -> anyhow::Result<()> {
+    let Some(predictions) = &args.predictions_out else {
+        anyhow::bail!(
+            "a sharded eval captions needs --predictions-out: the shard files are named after it"
+        );
+    };
+    let path = shard.output(predictions);
+    let mut done = read_shard(&path, images)?;
+    let todo: Vec<usize> = (0..images.len())
+        .filter(|&i| shard.owns(i) && !done.contains_key(&i))
+        .collect();
+    if !todo.is_empty() {
+        let captioner = args.model.load()?;
+        let bar = progress_bar(todo.len());
+        for indices in todo.chunks(args.batch_size) {
+            let chunk: Vec<EvalImage> = indices.iter().map(|&i| images[i].clone()).collect();
+            let decoded = decode_images(&chunk, &args.data)?;
+            let captions = describe_by_prompt(&captioner, args, &chunk, &decoded)?;
+            done.extend(indices.iter().copied().zip(captions));
+            write_shard(&path, images, &done)?;
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish_and_clear();
+    } else if !path.exists() {
+        // A shard without items (more shards than items) still marks itself finished.
+        write_shard(&path, images, &done)?;
+    }
+    let Some(captions) = merge(predictions, shard, images)? else {
+        return Ok(());
+    };
+    eprintln!(
+        "merged {} shards into {}",
+        shard.world,
+        predictions.display()
+    );
+    score_and_report(args, images, captions)
+}
+
+/// The captions of a shard file of `images` by item index (in `images`), from its complete
+/// lines (a shard still running may be mid-write); none when it does not exist. A file of
+/// another data set (an item that is not the same image there) is an error.
+fn read_shard(path: &Path, images: &[EvalImage]) -> anyhow::Result<BTreeMap<usize, String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let complete = text.rfind('\n').map_or("", |i| &text[..=i]);
+    let mut captions = BTreeMap::new();
+    for (n, line) in complete.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = || format!("{}:{}", path.display(), n + 1);
+        let v: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: not a JSON line", at()))?;
+        let item = v.get("item").and_then(serde_json::Value::as_u64);
+        let caption = v.get("caption").and_then(serde_json::Value::as_str);
+        let (Some(item), Some(caption)) = (item, caption) else {
+            anyhow::bail!("{}: not a shard line (no \"item\" or \"caption\")", at());
+        };
+        let image = usize::try_from(item).ok().and_then(|i| images.get(i));
+        let same = image.is_some_and(|image| {
+            v.get("image_id").and_then(serde_json::Value::as_i64) == Some(image.id)
+                && v.get("image").and_then(serde_json::Value::as_str)
+                    == Some(image.path.display().to_string().as_str())
+        });
+        if !same {
+            anyhow::bail!(
+                "{}: item {item} is not that item of this data set (another --data or --limit?); \
+                 remove the shard files or write to another --predictions-out",
+                at()
+            );
+        }
+        captions.insert(item as usize, caption.to_string());
+    }
+    Ok(captions)
+}
+
+/// Writes the shard file `path` (atomically): `captions` by item index, in order, each line
+/// a predictions line with its `"item"`.
+fn write_shard(
+    path: &Path,
+    images: &[EvalImage],
+    captions: &BTreeMap<usize, String>,
+) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (&item, caption) in captions {
+        let Some(image) = images.get(item) else {
+            continue;
+        };
+        let line = serde_json::json!({
+            "item": item,
+            "image_id": image.id,
+            "image": image.path.display().to_string(),
+            "caption": caption,
+        });
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    write_text_atomic(path, &text)
+}
+
+/// Every item's caption in the data set's order once the shard files of `predictions` hold
+/// them all; else `None` (and a line saying how many they hold).
+fn merge(
+    predictions: &Path,
+    shard: Shard,
+    images: &[EvalImage],
+) -> anyhow::Result<Option<Vec<String>>> {
+    let mut all = BTreeMap::new();
+    for other in shard.all() {
+        all.extend(read_shard(&other.output(predictions), images)?);
+    }
+    if all.len() < images.len() {
+        eprintln!(
+            "{} of {} items are in the shard files; {} is written and scored when the last \
+             shard finishes",
+            all.len(),
+            images.len(),
+            predictions.display()
+        );
+        return Ok(None);
+    }
+    Ok(Some(all.into_values().collect()))
+}
+
+/// The progress bar of `len` images.
+fn progress_bar(len: usize) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
     bar.set_style(
         ProgressStyle::with_template(
             "{bar:40} {pos}/{len} images [{elapsed_precise}<{eta_precise}]",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    bar
+}
+
+/// Writes `--predictions-out` (one line per item of `images`, in order), scores `captions`
+/// against the references, writes `--out` and prints the summary.
+fn score_and_report(
+    args: &CaptionArgs,
+    images: &[EvalImage],
+    captions: Vec<String>,
+) -> anyhow::Result<()> {
     let mut items = Vec::with_capacity(images.len());
     let mut predictions = String::new();
-    for chunk in images.chunks(args.batch_size) {
-        let decoded = decode_images(chunk, &args.data)?;
-        let captions = describe_by_prompt(&captioner, &args, chunk, &decoded)?;
-        for (image, caption) in chunk.iter().zip(captions) {
-            predictions.push_str(
-                &serde_json::json!({"image_id": image.id, "image": image.path.display().to_string(), "caption": caption})
-                    .to_string(),
-            );
-            predictions.push('\n');
-            items.push(CaptionItem {
-                image_id: ImageId::Int(image.id),
-                candidate: caption,
-                references: image.captions.clone(),
-            });
-        }
-        bar.inc(chunk.len() as u64);
+    for (image, caption) in images.iter().zip(captions) {
+        predictions.push_str(&prediction_line(image, &caption));
+        predictions.push('\n');
+        items.push(CaptionItem {
+            image_id: ImageId::Int(image.id),
+            candidate: caption,
+            references: image.captions.clone(),
+        });
     }
-    bar.finish_and_clear();
     if let Some(path) = &args.predictions_out {
         write_text_atomic(path, &predictions)?;
     }
@@ -96,6 +256,16 @@ pub fn run_captions(args: CaptionArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report.summary())?);
     }
     Ok(())
+}
+
+/// The predictions line of `image`: `{"image_id", "image", "caption"}`.
+fn prediction_line(image: &EvalImage, caption: &str) -> String {
+    serde_json::json!({
+        "image_id": image.id,
+        "image": image.path.display().to_string(),
+        "caption": caption,
+    })
+    .to_string()
 }
 
 /// Captions `decoded` (the images of `chunk`), asking each its record's prompt unless
@@ -223,6 +393,7 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
 }
 
 /// One image of an evaluation data set with its captions (the references), in file order.
+#[derive(Debug, Clone)]
 struct EvalImage {
     id: i64,
     path: PathBuf,

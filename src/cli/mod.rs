@@ -21,6 +21,7 @@ mod model_args;
 mod output;
 mod quantize;
 mod serve;
+mod shard;
 mod tokenizer_cmd;
 mod train;
 

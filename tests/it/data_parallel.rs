@@ -235,3 +235,54 @@ fn itc_with_a_queue_and_a_trainable_image_encoder_across_two_ranks_matches_one_p
         assert_same_losses(&one[2..], r.as_ref().expect("rank failed"));
     }
 }
+
+#[test]
+fn two_ranks_split_the_validation_set_and_report_the_one_process_val_loss() {
+    // Five validation examples in batches of 2 and 4: three batches split 2 + 1 between the
+    // ranks against two batches in one process; the loss per answer token is the same.
+    let dir = tempfile::tempdir().unwrap();
+    let with_val = |out: &str, batch_size: usize| {
+        let mut cfg = config(dir.path(), out, 2, batch_size);
+        cfg.val_data = Some(cfg.data.clone());
+        cfg.val_every = 1;
+        cfg
+    };
+    let one = finetune(&with_val("one", 4), &Device::Cpu, &mut |_| true).unwrap();
+    let ranks = run_ranks(2, &with_val("two", 2), None, None);
+    for r in &ranks {
+        let reports = r.as_ref().expect("rank failed");
+        assert_same_losses(&one, reports);
+        for (a, b) in one.iter().zip(reports) {
+            let (a, b) = (
+                a.val_loss.expect("no val loss"),
+                b.val_loss.expect("no val loss"),
+            );
+            assert!(a > 0.0, "{a}");
+            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn a_hung_rank_is_named_when_the_collective_times_out() {
+    // Rank 1 joins the group but never calls a collective (it hangs past the timeout): rank 0
+    // stops at its first collective with an error naming rank 1 and the collective.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "hang", 2, 2);
+    let mut group = ThreadGroup::new(2, Duration::from_secs(3));
+    let hung = group.pop().unwrap();
+    let rank0 = group.pop().unwrap();
+    let err = std::thread::scope(|s| {
+        let hang = s.spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            drop(hung);
+        });
+        let err = finetune_on(&cfg, &Device::Cpu, Arc::new(rank0), &mut |_| true)
+            .map(|r| r.len())
+            .unwrap_err()
+            .to_string();
+        hang.join().expect("hung rank panicked");
+        err
+    });
+    assert!(err.contains("rank 1 did not arrive at"), "{err}");
+}

@@ -2,6 +2,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
+use visualglm_dist::Collective;
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::Example;
 use visualglm_train::labels::{
@@ -10,6 +11,7 @@ use visualglm_train::labels::{
 use visualglm_vision::decode::load_image;
 use visualglm_vision::preprocess::ImagePreprocessor;
 
+use super::data_parallel::dist_err;
 use super::error::train_err;
 use super::head::lm_loss;
 use crate::error::{Result, VisualGlmError};
@@ -165,21 +167,34 @@ pub(super) fn prepare_batch(
     Ok((pixels, labeled, pre_image))
 }
 
-/// The mean autoregressive loss over `examples`, in batches of `batch_size` (no update).
+/// The mean autoregressive loss per answer token over `examples` (no update), computed in
+/// batches of `batch_size`: the sum of every token's loss over the number of answer tokens,
+/// so the value does not depend on how the examples are batched. In a data-parallel run each
+/// rank computes the batches `rank, rank + world, …` and one all-reduce of (loss sum, token
+/// count) combines them: every rank gets the value one process computes over all of them.
 pub(super) fn validation_loss(
     model: &VisualGlm,
     examples: &[Example],
     batch_size: usize,
     ctx: &ExampleContext<'_>,
+    comm: &dyn Collective,
 ) -> Result<f64> {
-    let mut total = 0.0;
-    let mut n = 0usize;
-    for chunk in examples.chunks(batch_size.max(1)) {
+    let world = comm.world_size().max(1);
+    // (loss sum, answer tokens) of this rank's batches.
+    let mut sums = [0.0f64, 0.0];
+    for chunk in examples
+        .chunks(batch_size.max(1))
+        .skip(comm.rank())
+        .step_by(world)
+    {
         let batch: Vec<&Example> = chunk.iter().collect();
         let (pixels, labeled, pre_image) = prepare_batch(&batch, ctx)?;
-        let loss = batch_loss(model, &pixels, &labeled, pre_image)?.detach();
-        total += f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?) * chunk.len() as f64;
-        n += chunk.len();
+        let out = batch_hidden(model, &pixels, &labeled, pre_image, None)?;
+        let ar = lm_loss(model.language_model(), &out.hidden, &out.labels, None)?;
+        let sum = ar.sum.detach().to_dtype(DType::F32)?.to_scalar::<f32>()?;
+        sums[0] += f64::from(sum);
+        sums[1] += ar.n_supervised as f64;
     }
-    Ok(total / n.max(1) as f64)
+    comm.all_reduce_sum_f64(&mut sums).map_err(dist_err)?;
+    Ok(sums[0] / sums[1].max(1.0))
 }

@@ -62,7 +62,8 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// Whether the step was skipped (non-finite loss or gradient).
     pub skipped: bool,
-    /// Mean autoregressive loss on the validation data, when computed at this step.
+    /// Mean autoregressive loss per answer token on the validation data, when computed at
+    /// this step (data-parallel: each rank computes a share, summed over the ranks).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_loss: Option<f64>,
     /// Peak resident memory of the process so far, MiB (Linux).
@@ -390,6 +391,7 @@ pub fn finetune_with(
                 &val_examples,
                 cfg.batch_size,
                 &ctx,
+                comm,
             )?);
         }
         report.peak_rss_mib = super::memory::peak_rss_mib();
