@@ -108,10 +108,11 @@ impl VisualGlm {
     }
 
     /// Activation checkpointing for training (SAT's `checkpoint_activations`): every ChatGLM
-    /// and ViT block keeps only its input for the backward pass and recomputes the rest there
-    /// (the Q-Former's 12 narrow layers are not checkpointed). `None` turns it off.
+    /// and ViT block, and every Q-Former layer while the ViT is frozen, keeps only its input
+    /// for the backward pass and recomputes the rest there. `None` turns it off.
     pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
         self.vit.set_checkpointing(checkpointing.clone());
+        self.qformer.set_checkpointing(checkpointing.clone());
         self.glm.set_checkpointing(checkpointing);
     }
 

@@ -4,6 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use visualglm_nn::attention::projection::{attention, Heads};
+use visualglm_nn::checkpoint::{Checkpointing, HasParams};
 use visualglm_nn::{Activation, FusedSelfAttention, LayerNorm, Linear, Mlp};
 
 use crate::config::QFormerConfig;
@@ -42,6 +43,12 @@ impl CrossAttention {
             1.0 / (head_dim as f64).sqrt(),
         )?;
         self.dense.forward(&ctx)
+    }
+}
+
+impl HasParams for CrossAttention {
+    fn has_params(&self) -> bool {
+        self.query.has_params() || self.key_value.has_params() || self.dense.has_params()
     }
 }
 
@@ -99,12 +106,26 @@ impl Layer {
     }
 }
 
+impl HasParams for Layer {
+    fn has_params(&self) -> bool {
+        self.input_layernorm.has_params()
+            || self.attention.has_params()
+            || self.post_attention_layernorm.has_params()
+            || self
+                .cross
+                .as_ref()
+                .is_some_and(|(c, ln)| c.has_params() || ln.has_params())
+            || self.mlp.has_params()
+    }
+}
+
 /// The Q-Former: image features `[B, 257, 1408]` → query outputs `[B, 32, 768]`.
 #[derive(Debug, Clone)]
 pub struct QFormer {
     queries: Tensor,
     layers: Vec<Layer>,
     final_layernorm: LayerNorm,
+    checkpointing: Option<Checkpointing>,
 }
 
 impl QFormer {
@@ -128,7 +149,16 @@ impl QFormer {
             queries,
             layers,
             final_layernorm,
+            checkpointing: None,
         })
+    }
+
+    /// Checkpoints every layer from now on (a layer keeps only its input for the backward
+    /// pass and recomputes the rest there) while the image features it cross-attends to need
+    /// no gradient (the ViT is frozen); with a training ViT the layers run as usual, since a
+    /// segment passes the gradient of its one input only. `None` turns it off.
+    pub fn set_checkpointing(&mut self, checkpointing: Option<Checkpointing>) {
+        self.checkpointing = checkpointing;
     }
 
     /// Runs the queries against image features `[B, S, cross_width]`.
@@ -138,7 +168,13 @@ impl QFormer {
         let (n, h) = self.queries.dims2()?;
         let mut x = self.queries.unsqueeze(0)?.expand((b, n, h))?.contiguous()?;
         for layer in &self.layers {
-            x = layer.forward(&x, &encoder)?;
+            x = match &self.checkpointing {
+                Some(ck) if !encoder.track_op() => {
+                    let (block, features) = (layer.clone(), encoder.clone());
+                    ck.segment(&x, layer.has_params(), move |h| block.forward(h, &features))?
+                }
+                _ => layer.forward(&x, &encoder)?,
+            };
         }
         self.final_layernorm.forward(&x)
     }

@@ -67,7 +67,8 @@ pub struct Args {
     /// Hold the frozen ChatGLM linears as GGML blocks (QLoRA): q8_0, q4_0, q4k, …
     #[arg(long)]
     base_quantize: Option<String>,
-    /// Recompute each ChatGLM and ViT block in the backward pass (less memory, ~1/3 more time).
+    /// Recompute each ChatGLM and ViT block (and Q-Former layer, ViT frozen) in the backward
+    /// pass (less memory, ~1/3 more time).
     #[arg(long)]
     checkpoint_activations: bool,
     /// Print the memory plan (parameters, bytes, optimiser state, activations) and exit.

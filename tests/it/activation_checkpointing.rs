@@ -1,5 +1,5 @@
-//! Activation checkpointing changes memory, not numbers: with every ChatGLM and ViT block
-//! recomputed in the backward pass, the loss and the gradient of every trained tensor (ViT
+//! Activation checkpointing changes memory, not numbers: with every ChatGLM and ViT block (and
+//! Q-Former layer, when the ViT is frozen) recomputed in the backward pass, the loss and the gradient of every trained tensor (ViT
 //! weights, `glm_proj`, ChatGLM weights and LoRA adapters on a frozen ChatGLM layer) equal
 //! those of the plain backward pass.
 
@@ -80,6 +80,58 @@ fn checkpointed_gradients_equal_plain_gradients() {
             .unwrap();
         assert!(scale > 0.0, "{name}: zero gradient");
         let diff = max_abs_diff(got, want);
+        assert!(
+            diff <= 1e-6 * scale.max(1.0),
+            "{name}: checkpointed gradient differs by {diff:e} (scale {scale:e})"
+        );
+    }
+}
+
+/// With the ViT frozen, the Q-Former's layers are checkpointed too: trained Q-Former weights
+/// (self- and cross-attention layers) get the plain backward pass's gradients.
+#[test]
+fn checkpointed_qformer_gradients_equal_plain_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = ChatGlmTokenizer::from_file(tiny_tokenizer(dir.path())).unwrap();
+    let trainable: Vec<String> = ["image_encoder.qformer.", "image_encoder.glm_proj"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut tm = load_trainable(&golden("checkpoints/hf"), &trainable, &Device::Cpu).unwrap();
+    let vars = tm.vars.clone();
+    assert!(
+        vars.iter().any(|(n, _)| n.contains("cross_attention")),
+        "a cross-attention layer trains"
+    );
+    let (pixels, batch, pre) = two_cat_examples(&tm.model, &tok);
+    let gradients = |store: &candle_core::backprop::GradStore| -> HashMap<String, Tensor> {
+        vars.iter()
+            .filter_map(|(n, v)| Some((n.clone(), store.get(v.as_tensor())?.clone())))
+            .collect()
+    };
+    let plain_loss = batch_loss(&tm.model, &pixels, &batch, pre).unwrap();
+    let plain = gradients(&plain_loss.backward().unwrap());
+    assert!(plain.len() > 10, "{} gradients", plain.len());
+
+    let ck = Checkpointing::new(vars.iter().map(|(_, v)| v.as_tensor().clone()).collect());
+    tm.model.set_checkpointing(Some(ck.clone()));
+    let loss = batch_loss(&tm.model, &pixels, &batch, pre).unwrap();
+    let mut store = loss.backward().unwrap();
+    // The Q-Former's gradients come from the segments' own backward passes.
+    let outer = gradients(&store).len();
+    ck.merge_into(&mut store).unwrap();
+    let checkpointed = gradients(&store);
+    assert!(outer < checkpointed.len(), "the layers were checkpointed");
+    assert_eq!(checkpointed.len(), plain.len());
+    for (name, want) in &plain {
+        let scale = want
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let diff = max_abs_diff(&checkpointed[name], want);
         assert!(
             diff <= 1e-6 * scale.max(1.0),
             "{name}: checkpointed gradient differs by {diff:e} (scale {scale:e})"

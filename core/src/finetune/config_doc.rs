@@ -58,7 +58,7 @@ pub const KEY_DOCS: &[KeyDoc] = &[
     key("weight_decay", "AdamW's decoupled weight decay"),
     key("clip", "global gradient-norm clip (0: no clipping)"),
     key("seed", "seed of the data order (and of the ITC heads' initialisation)"),
-    key("checkpoint_activations", "recompute each ChatGLM and ViT block in the backward pass: less memory, about a third more time"),
+    key("checkpoint_activations", "recompute each ChatGLM and ViT block (and Q-Former layer, ViT frozen) in the backward pass: less memory, about a third more time"),
     key("save_every", "write a checkpoint every this many updates (and at the end, and on Ctrl-C / SIGTERM)"),
     key("keep_last", "checkpoints kept (the oldest are removed)"),
     key("max_source_length", "token budget of the prompt with the 32 image tokens, as the release's max_source_length"),
