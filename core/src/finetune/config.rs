@@ -57,9 +57,9 @@ pub struct FinetuneConfig {
     /// Seed of the data order.
     pub seed: u64,
     /// Recompute each ChatGLM and ViT block (and Q-Former layer, ViT frozen) in the backward
-    /// pass instead of keeping its
-    /// activations (SAT's `checkpoint_activations`): about one more forward pass of compute
-    /// for activation memory of one block's input per layer. Gradients are unchanged.
+    /// pass instead of keeping its activations (SAT's `checkpoint_activations`): about one
+    /// more forward pass of compute for activation memory of one block's input per layer.
+    /// Gradients are unchanged.
     pub checkpoint_activations: bool,
     /// Save a checkpoint every this many updates (and at the end).
     pub save_every: u64,
