@@ -53,6 +53,23 @@ pub struct Prepared {
     pub history: Vec<(String, String)>,
     /// Where the answer stops early (chat completions' `stop`).
     pub stop: StopSequences,
+    /// Answers to sample (chat completions' `n`, 1 to [`MAX_CHOICES`]).
+    pub n: usize,
+}
+
+/// The most answers one request may ask for (`n`).
+pub const MAX_CHOICES: u32 = 8;
+
+/// The request's `n`: absent or null is 1; 0 or more than [`MAX_CHOICES`] is a 400.
+pub fn choices(n: Option<u32>) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=MAX_CHOICES).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`n` must be between 1 and {MAX_CHOICES} (got {n})"
+        ))
+        .with_param("n")),
+    }
 }
 
 /// A chat reduced to VisualGLM's shape.
@@ -233,6 +250,7 @@ pub fn prepare_chat(
     limits: &PromptLimits,
 ) -> Result<Prepared, ApiError> {
     refuse_unsupported(req)?;
+    let n = choices(req.n)?;
     let stop = StopSequences::parse(req.stop.as_ref())?;
     let defaults = captioner.defaults();
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
@@ -263,6 +281,7 @@ pub fn prepare_chat(
     let english = !is_chinese(&conv.query);
     let mut prepared = build(captioner, conv.query, conv.history, image, config, english)?;
     prepared.stop = stop;
+    prepared.n = n;
     Ok(prepared)
 }
 
@@ -340,6 +359,7 @@ fn build(
         query,
         history,
         stop: StopSequences::default(),
+        n: 1,
     })
 }
 

@@ -10,8 +10,7 @@ use super::error::ApiError;
 use super::types::ChatCompletionRequest;
 
 /// The fields refused when they ask for something, in the order they are checked.
-pub const REFUSED_FIELDS: [&str; 11] = [
-    "n",
+pub const REFUSED_FIELDS: [&str; 10] = [
     "response_format",
     "frequency_penalty",
     "presence_penalty",
@@ -25,16 +24,11 @@ pub const REFUSED_FIELDS: [&str; 11] = [
 ];
 
 /// Refuses (400, `param` set) a request that asks for something the server does not do:
-/// `n` other than 1, a `response_format` other than `{"type": "text"}`, a non-zero
+/// a `response_format` other than `{"type": "text"}`, a non-zero
 /// `frequency_penalty` or `presence_penalty`, `logprobs: true`, `top_logprobs` above 0, a
 /// non-empty `logit_bias`, non-empty `tools` or `functions`, or a `tool_choice` or
 /// `function_call` other than `"none"` or `"auto"`. A value of the wrong type is a 400 too.
 pub fn refuse_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if let Some(n) = req.n {
-        if n != 1 {
-            return Err(ApiError::bad_request("only `n` = 1 is supported").with_param("n"));
-        }
-    }
     response_format(req.response_format.as_ref())?;
     zero_number("frequency_penalty", req.frequency_penalty.as_ref())?;
     zero_number("presence_penalty", req.presence_penalty.as_ref())?;
@@ -166,7 +160,6 @@ mod tests {
     fn requests_for_unimplemented_features_are_refused_by_name() {
         let tool = json!([{"type": "function", "function": {"name": "f"}}]);
         for (extra, param) in [
-            (json!({"n": 2}), "n"),
             (
                 json!({"response_format": {"type": "json_object"}}),
                 "response_format",

@@ -5,7 +5,9 @@
 //! All on the tiny golden model, loopback only.
 
 mod access_log;
+mod choices;
 mod helpers;
+mod metrics;
 mod stop;
 
 use serde_json::{json, Value};
@@ -176,7 +178,6 @@ fn unimplemented_parameters_are_refused_by_name_and_their_no_op_defaults_pass() 
         (json!({"tool_choice": "required"}), "tool_choice"),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": {"name": "f"}}), "function_call"),
-        (json!({"n": 2}), "n"),
         (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
         (json!({"stop": ""}), "stop"),
         (json!({"stop": ["ok", ""]}), "stop"),
