@@ -12,8 +12,9 @@
 //!   Sampling fields a request leaves unset take the model's defaults
 //!   ([`Captioner::defaults`], its `generation_config.json`; see [`request`]); `stop`
 //!   sequences end answers early ([`stop`]); `n` asks for up to 8 answers decoded as one
-//!   batch (answer `i` sampled with the seed + `i`); fields asking for what the server does not do
-//!   (`logprobs`, `tools`, `response_format` JSON, …) are a 400 naming them ([`unsupported`]).
+//!   batch (answer `i` sampled with the seed + `i`); `logprobs` / `top_logprobs` report
+//!   raw log-probabilities ([`logprobs`]); fields asking for what the server does not do
+//!   (`tools`, `response_format` JSON, …) are a 400 naming them ([`unsupported`]).
 //! * `GET /v1/models` (the base model and each adapter), `GET /v1/models/{id}`, `GET /health`,
 //!   `GET /metrics` (Prometheus text format; see [`metrics`]).
 //! * `POST /`: the release's `api.py` request `{"image", "text", "history"}` →
@@ -44,6 +45,7 @@ pub mod access;
 pub mod error;
 pub mod histogram;
 pub mod images;
+pub mod logprobs;
 pub mod metrics;
 pub mod request;
 pub mod routes;

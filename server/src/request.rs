@@ -55,6 +55,45 @@ pub struct Prepared {
     pub stop: StopSequences,
     /// Answers to sample (chat completions' `n`, 1 to [`MAX_CHOICES`]).
     pub n: usize,
+    /// Report each token's log-probability with this many alternatives (`logprobs: true`
+    /// and `top_logprobs`); `None`: no log-probabilities.
+    pub logprobs: Option<usize>,
+}
+
+/// `logprobs` (a boolean) and `top_logprobs` (0 to 20, only with `logprobs: true`): the
+/// number of alternatives to report, or `None` when log-probabilities are not asked for.
+pub fn logprobs(
+    logprobs: Option<&serde_json::Value>,
+    top: Option<&serde_json::Value>,
+) -> Result<Option<usize>, ApiError> {
+    use serde_json::Value;
+    let on = match logprobs {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            return Err(ApiError::bad_request("`logprobs` must be a boolean").with_param("logprobs"))
+        }
+    };
+    let max = visualglm::generate::MAX_TOP_LOGPROBS;
+    let k = match top {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(k) if k <= max as u64 => k as usize,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`top_logprobs` must be an integer between 0 and {max}"
+                ))
+                .with_param("top_logprobs"))
+            }
+        },
+    };
+    if k > 0 && !on {
+        return Err(
+            ApiError::bad_request("`top_logprobs` needs `logprobs: true`")
+                .with_param("top_logprobs"),
+        );
+    }
+    Ok(on.then_some(k))
 }
 
 /// The most answers one request may ask for (`n`).
@@ -251,6 +290,7 @@ pub fn prepare_chat(
 ) -> Result<Prepared, ApiError> {
     refuse_unsupported(req)?;
     let n = choices(req.n)?;
+    let logprobs = logprobs(req.logprobs.as_ref(), req.top_logprobs.as_ref())?;
     let stop = StopSequences::parse(req.stop.as_ref())?;
     let defaults = captioner.defaults();
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
@@ -282,6 +322,7 @@ pub fn prepare_chat(
     let mut prepared = build(captioner, conv.query, conv.history, image, config, english)?;
     prepared.stop = stop;
     prepared.n = n;
+    prepared.logprobs = logprobs;
     Ok(prepared)
 }
 
@@ -360,6 +401,7 @@ fn build(
         history,
         stop: StopSequences::default(),
         n: 1,
+        logprobs: None,
     })
 }
 

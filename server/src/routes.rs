@@ -21,15 +21,17 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use super::access::{log_requests, AccessInfo, StreamAccess};
 use super::error::ApiError;
 use super::images::ImagePolicy;
+use super::logprobs::entry;
 use super::metrics::{render, track, HttpMetrics, CONTENT_TYPE};
 use super::request::{prepare_chat, prepare_release, Prepared, PromptLimits};
 use super::stop::{visible_text, StopSequences};
 use super::stream::{chunks, ChunkHeader};
 use super::types::{
-    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, FinishReason, Health,
-    ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ChoiceLogprobs, FinishReason,
+    Health, ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
 };
 use super::worker::{Event, Job, Queue};
+use visualglm::generate::TokenLogprobs;
 use visualglm::pipeline::Captioner;
 
 /// Everything the handlers share.
@@ -218,18 +220,24 @@ fn enqueue(
             model,
             events: tx,
             submitted: Instant::now(),
+            logprobs: p.logprobs,
         })?;
         receivers.push(rx);
     }
     Ok(receivers)
 }
 
-/// Waits for the whole answer: (tokens, finish reason).
-async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishReason), ApiError> {
+/// A whole answer: its tokens, why it ended, and its tokens' log-probabilities (if asked).
+type Answer = (Vec<u32>, FinishReason, Vec<TokenLogprobs>);
+
+/// Waits for the whole answer.
+async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<Answer, ApiError> {
+    let mut logprobs = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Token(_) => {}
-            Event::Done { tokens, finish } => return Ok((tokens, finish)),
+            Event::Logprobs(lp) => logprobs.push(lp),
+            Event::Done { tokens, finish } => return Ok((tokens, finish, logprobs)),
             Event::Failed(e) => return Err(e),
         }
     }
@@ -237,9 +245,7 @@ async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishRe
 }
 
 /// Waits for every answer of a request, in order.
-async fn collect_all(
-    receivers: Vec<UnboundedReceiver<Event>>,
-) -> Result<Vec<(Vec<u32>, FinishReason)>, ApiError> {
+async fn collect_all(receivers: Vec<UnboundedReceiver<Event>>) -> Result<Vec<Answer>, ApiError> {
     futures_util::future::join_all(receivers.into_iter().map(collect))
         .await
         .into_iter()
@@ -307,6 +313,7 @@ async fn chat(
         info.streamed = true;
         let access = StreamAccess::new(start, model_name.clone(), prompt_tokens);
         let header = ChunkHeader {
+            logprobs: prepared.logprobs.is_some(),
             id,
             created,
             model: model_name,
@@ -327,7 +334,7 @@ async fn chat(
     let answers = collect_all(receivers).await?;
     let mut choices = Vec::with_capacity(answers.len());
     let mut completion_tokens = 0;
-    for (index, (tokens, finish)) in answers.into_iter().enumerate() {
+    for (index, (tokens, finish, logprobs)) in answers.into_iter().enumerate() {
         completion_tokens += tokens.len();
         let (content, stopped) = decode_answer(&state.captioner, &tokens, &prepared.stop)?;
         let finish = if stopped { FinishReason::Stop } else { finish };
@@ -339,7 +346,12 @@ async fn chat(
                 content,
             },
             finish_reason: finish,
-            logprobs: None,
+            logprobs: prepared.logprobs.map(|_| ChoiceLogprobs {
+                content: logprobs
+                    .iter()
+                    .map(|lp| entry(&state.captioner, lp))
+                    .collect(),
+            }),
         });
     }
     info.completion_tokens = completion_tokens;
@@ -382,7 +394,7 @@ async fn release_answer(
     if answers.is_empty() {
         return Err(ApiError::internal("no answer"));
     }
-    let (tokens, finish) = answers.swap_remove(0);
+    let (tokens, finish, _) = answers.swap_remove(0);
     info.completion_tokens = tokens.len();
     info.finish = Some(finish.as_str());
     let (result, _) = decode_answer(&state.captioner, &tokens, &StopSequences::default())?;

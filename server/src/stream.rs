@@ -20,8 +20,11 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::access::StreamAccess;
+use super::logprobs::entry;
 use super::stop::{visible_text, StopSequences};
-use super::types::{ChatCompletionChunk, ChunkChoice, Delta, FinishReason, Usage};
+use super::types::{
+    ChatCompletionChunk, ChoiceLogprobs, ChunkChoice, Delta, FinishReason, LogprobEntry, Usage,
+};
 use super::worker::Event;
 use visualglm::pipeline::{Captioner, TextStream};
 
@@ -38,6 +41,9 @@ pub struct ChunkHeader {
     pub prompt_tokens: usize,
     /// Also send a usage-only chunk before `[DONE]` (`stream_options.include_usage`).
     pub include_usage: bool,
+    /// Send the tokens' log-probabilities (`logprobs: true`): each chunk carries those of
+    /// the tokens received since the previous chunk of its answer.
+    pub logprobs: bool,
 }
 
 impl ChunkHeader {
@@ -47,6 +53,7 @@ impl ChunkHeader {
         delta: Delta,
         finish: Option<FinishReason>,
         usage: Option<Usage>,
+        logprobs: Option<ChoiceLogprobs>,
     ) -> SseEvent {
         let chunk = ChatCompletionChunk {
             id: self.id.clone(),
@@ -57,7 +64,7 @@ impl ChunkHeader {
                 index,
                 delta,
                 finish_reason: finish,
-                logprobs: None,
+                logprobs,
             }],
             usage,
         };
@@ -99,6 +106,17 @@ struct Answer {
     stopped: bool,
     /// Its last chunk was queued.
     done: bool,
+    /// Log-probabilities of tokens not sent yet.
+    held: Vec<LogprobEntry>,
+}
+
+impl Answer {
+    /// The held log-probabilities for the next chunk, when they are sent at all.
+    fn take_logprobs(&mut self, send: bool) -> Option<ChoiceLogprobs> {
+        send.then(|| ChoiceLogprobs {
+            content: std::mem::take(&mut self.held),
+        })
+    }
 }
 
 type Tagged = (usize, Option<Event>);
@@ -151,8 +169,9 @@ impl State {
             content: Some(new.to_string()),
         };
         a.sent = end;
-        self.pending
-            .push_back(self.header.chunk(i, delta, None, None));
+        let logprobs = a.take_logprobs(self.header.logprobs);
+        let chunk = self.header.chunk(i, delta, None, None, logprobs);
+        self.pending.push_back(chunk);
     }
 
     fn handle(&mut self, (i, event): Tagged) {
@@ -167,6 +186,10 @@ impl State {
                     Ok(piece) => self.push_piece(i, &piece),
                     Err(e) => self.fail(&format!("cannot decode a token: {e}")),
                 }
+            }
+            Some(Event::Logprobs(lp)) => {
+                let e = entry(&self.captioner, &lp);
+                self.answers[i].held.push(e);
             }
             Some(Event::Done { tokens, finish }) => self.end(i, &tokens, finish),
             Some(Event::Failed(e)) => self.fail(&e.message),
@@ -196,9 +219,11 @@ impl State {
         self.completion_tokens += tokens.len();
         let all_done = self.answers.iter().all(|a| a.done);
         let usage = Usage::new(self.header.prompt_tokens, self.completion_tokens);
+        let logprobs = self.answers[i].take_logprobs(self.header.logprobs);
+        let usage_here = all_done.then_some(usage);
         let last = self
             .header
-            .chunk(i, Delta::default(), Some(finish), all_done.then_some(usage));
+            .chunk(i, Delta::default(), Some(finish), usage_here, logprobs);
         self.pending.push_back(last);
         if !all_done {
             return;
@@ -251,6 +276,7 @@ pub fn chunks(
                 role: Some("assistant"),
                 content: Some(String::new()),
             },
+            None,
             None,
             None,
         )

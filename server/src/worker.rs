@@ -21,16 +21,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use image::DynamicImage;
 use tokio::sync::mpsc::UnboundedSender;
 use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
 use super::histogram::{self, Histogram};
+use super::images::encode_batch;
 use super::stop::{visible_text, StopSequences};
 use super::types::FinishReason;
-use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest};
+use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest, TokenLogprobs};
 use visualglm::pipeline::Captioner;
 
 /// One request, ready for the model.
@@ -55,6 +55,9 @@ pub struct Job {
     pub events: UnboundedSender<Event>,
     /// When the request was submitted (for the time-to-first-token metric).
     pub submitted: Instant,
+    /// Send each token's log-probabilities with this many alternatives
+    /// ([`Event::Logprobs`]); `None`: none.
+    pub logprobs: Option<usize>,
 }
 
 /// What the worker tells a request.
@@ -62,6 +65,9 @@ pub struct Job {
 pub enum Event {
     /// A new token (never `<eop>`).
     Token(u32),
+    /// The log-probabilities of the next [`Event::Token`] (only for jobs that ask,
+    /// [`Job::logprobs`]).
+    Logprobs(TokenLogprobs),
     /// The answer is complete.
     Done {
         /// All generated tokens, without `<eop>`.
@@ -416,7 +422,8 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
         .fetch_add(prompt as u64, Ordering::SeqCst);
     let captioner = lane.captioner;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let embeds = encode(captioner, &ready, image_batch)?;
+        let images: Vec<_> = ready.iter().map(|(j, _)| j.image.as_ref()).collect();
+        let embeds = encode_batch(captioner, &images, image_batch)?;
         let invalid: Vec<_> = ready
             .iter()
             .map(|(j, _)| captioner.invalid_ids(j.english))
@@ -448,6 +455,9 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
     let err = match outcome {
         Ok(Ok(ids)) => {
             for (id, (job, budget)) in ids.into_iter().zip(ready) {
+                if let Some(k) = job.logprobs {
+                    lane.decoder.set_logprobs(id, k);
+                }
                 let active = Active {
                     job,
                     budget,
@@ -473,41 +483,6 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
     }
 }
 
-/// The image embeddings `[1, 32, width]` of each job that has an image.
-fn encode(
-    captioner: &Captioner,
-    jobs: &[(Job, usize)],
-    image_batch: usize,
-) -> visualglm::Result<Vec<Option<Tensor>>> {
-    let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
-    let with_image: Vec<usize> = (0..jobs.len())
-        .filter(|&i| jobs[i].0.image.is_some())
-        .collect();
-    if with_image.is_empty() {
-        return Ok(embeds);
-    }
-    let images: Vec<DynamicImage> = with_image
-        .iter()
-        .filter_map(|&i| jobs[i].0.image.clone())
-        .collect();
-    let chunk = if image_batch == 0 {
-        images.len()
-    } else {
-        image_batch
-    };
-    let mut rows = Vec::with_capacity(with_image.len());
-    for part in images.chunks(chunk) {
-        let t = captioner.encode_images(part)?;
-        for row in 0..t.dim(0)? {
-            rows.push(t.narrow(0, row, 1)?);
-        }
-    }
-    for (i, t) in with_image.into_iter().zip(rows) {
-        embeds[i] = Some(t);
-    }
-    Ok(embeds)
-}
-
 /// One decode step of `lane`: streams each request its token and answers those that end.
 fn step(lane: &mut Lane<'_>, stats: &Stats) {
     let eos = lane.captioner.model().config().glm.eos_id();
@@ -518,7 +493,7 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
         decoder, active, ..
     } = lane;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        decoder.step(&mut |id, t| {
+        decoder.step_with_logprobs(&mut |id, t, logprobs| {
             let Some(a) = active.get_mut(&id) else {
                 return Flow::Stop;
             };
@@ -538,6 +513,9 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
             }
             a.tokens.push(t);
             stats.tokens.fetch_add(1, Ordering::Relaxed);
+            if let Some(lp) = logprobs {
+                let _ = a.job.events.send(Event::Logprobs(lp.clone()));
+            }
             if a.job.events.send(Event::Token(t)).is_err() {
                 tracing::debug!("request {id} was cancelled");
                 settle(stats, a, Event::Failed(ApiError::internal("cancelled")));
