@@ -150,6 +150,15 @@ impl Sampler {
     }
 }
 
+/// The log-softmax of `logits` in f32 (the largest logit subtracted first): the model's raw
+/// log-probabilities, before any repetition penalty, temperature or filtering.
+pub fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = logits.iter().map(|&l| (l - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    logits.iter().map(|&l| l - log_sum).collect()
+}
+
 /// Index of the largest value (the first on ties).
 pub fn argmax(values: &[f32]) -> u32 {
     let mut best = 0usize;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::{DecodePaddingMode, Engine};
+use candle_core::Tensor;
 use image::DynamicImage;
+use visualglm::pipeline::Captioner;
 use visualglm_vision::decode::{decode_image, load_image, DecodeError, DecodeLimits};
 
 use super::error::ApiError;
@@ -154,6 +156,37 @@ fn image_error(e: DecodeError) -> ApiError {
         }
         other => ApiError::bad_request(other.to_string()).with_code("invalid_image"),
     }
+}
+
+/// The image embeddings `[1, 32, width]` of each request that has an image, encoded
+/// `image_batch` images per call (0: all at once).
+pub fn encode_batch(
+    captioner: &Captioner,
+    images: &[Option<&DynamicImage>],
+    image_batch: usize,
+) -> visualglm::Result<Vec<Option<Tensor>>> {
+    let mut embeds: Vec<Option<Tensor>> = vec![None; images.len()];
+    let with_image: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
+    if with_image.is_empty() {
+        return Ok(embeds);
+    }
+    let pictures: Vec<DynamicImage> = images.iter().flatten().map(|&i| i.clone()).collect();
+    let chunk = if image_batch == 0 {
+        pictures.len()
+    } else {
+        image_batch
+    };
+    let mut rows = Vec::with_capacity(with_image.len());
+    for part in pictures.chunks(chunk) {
+        let t = captioner.encode_images(part)?;
+        for row in 0..t.dim(0)? {
+            rows.push(t.narrow(0, row, 1)?);
+        }
+    }
+    for (i, t) in with_image.into_iter().zip(rows) {
+        embeds[i] = Some(t);
+    }
+    Ok(embeds)
 }
 
 #[cfg(test)]

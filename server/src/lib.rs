@@ -11,9 +11,12 @@
 //!   started with ([`ServerConfig::adapters`]); another name is a 404 `model_not_found`.
 //!   Sampling fields a request leaves unset take the model's defaults
 //!   ([`Captioner::defaults`], its `generation_config.json`; see [`request`]); `stop`
-//!   sequences end answers early ([`stop`]); fields asking for what the server does not do
-//!   (`logprobs`, `tools`, `response_format` JSON, …) are a 400 naming them ([`unsupported`]).
-//! * `GET /v1/models` (the base model and each adapter), `GET /v1/models/{id}`, `GET /health`.
+//!   sequences end answers early ([`stop`]); `n` asks for up to 8 answers decoded as one
+//!   batch (answer `i` sampled with the seed + `i`); `logprobs` / `top_logprobs` report
+//!   raw log-probabilities ([`logprobs`]); fields asking for what the server does not do
+//!   (`tools`, `response_format` JSON, …) are a 400 naming them ([`unsupported`]).
+//! * `GET /v1/models` (the base model and each adapter), `GET /v1/models/{id}`, `GET /health`,
+//!   `GET /metrics` (Prometheus text format; see [`metrics`]).
 //! * `POST /`: the release's `api.py` request `{"image", "text", "history"}` →
 //!   `{"result", "history", "status", "time"}`.
 //!
@@ -40,7 +43,10 @@
 
 pub mod access;
 pub mod error;
+pub mod histogram;
 pub mod images;
+pub mod logprobs;
+pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod stop;
@@ -150,6 +156,7 @@ impl Server {
             images: config.images,
             limits: config.limits,
             max_body_bytes: config.max_body_bytes,
+            http_metrics: Arc::default(),
         });
         let (tx, rx) = oneshot::channel::<()>();
         let ctrl_c = config.stop_on_ctrl_c;

@@ -53,6 +53,62 @@ pub struct Prepared {
     pub history: Vec<(String, String)>,
     /// Where the answer stops early (chat completions' `stop`).
     pub stop: StopSequences,
+    /// Answers to sample (chat completions' `n`, 1 to [`MAX_CHOICES`]).
+    pub n: usize,
+    /// Report each token's log-probability with this many alternatives (`logprobs: true`
+    /// and `top_logprobs`); `None`: no log-probabilities.
+    pub logprobs: Option<usize>,
+}
+
+/// `logprobs` (a boolean) and `top_logprobs` (0 to 20, only with `logprobs: true`): the
+/// number of alternatives to report, or `None` when log-probabilities are not asked for.
+pub fn logprobs(
+    logprobs: Option<&serde_json::Value>,
+    top: Option<&serde_json::Value>,
+) -> Result<Option<usize>, ApiError> {
+    use serde_json::Value;
+    let on = match logprobs {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) => true,
+        Some(_) => {
+            return Err(ApiError::bad_request("`logprobs` must be a boolean").with_param("logprobs"))
+        }
+    };
+    let max = visualglm::generate::MAX_TOP_LOGPROBS;
+    let k = match top {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(k) if k <= max as u64 => k as usize,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "`top_logprobs` must be an integer between 0 and {max}"
+                ))
+                .with_param("top_logprobs"))
+            }
+        },
+    };
+    if k > 0 && !on {
+        return Err(
+            ApiError::bad_request("`top_logprobs` needs `logprobs: true`")
+                .with_param("top_logprobs"),
+        );
+    }
+    Ok(on.then_some(k))
+}
+
+/// The most answers one request may ask for (`n`).
+pub const MAX_CHOICES: u32 = 8;
+
+/// The request's `n`: absent or null is 1; 0 or more than [`MAX_CHOICES`] is a 400.
+pub fn choices(n: Option<u32>) -> Result<usize, ApiError> {
+    match n {
+        None => Ok(1),
+        Some(n) if (1..=MAX_CHOICES).contains(&n) => Ok(n as usize),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`n` must be between 1 and {MAX_CHOICES} (got {n})"
+        ))
+        .with_param("n")),
+    }
 }
 
 /// A chat reduced to VisualGLM's shape.
@@ -233,6 +289,8 @@ pub fn prepare_chat(
     limits: &PromptLimits,
 ) -> Result<Prepared, ApiError> {
     refuse_unsupported(req)?;
+    let n = choices(req.n)?;
+    let logprobs = logprobs(req.logprobs.as_ref(), req.top_logprobs.as_ref())?;
     let stop = StopSequences::parse(req.stop.as_ref())?;
     let defaults = captioner.defaults();
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
@@ -263,6 +321,8 @@ pub fn prepare_chat(
     let english = !is_chinese(&conv.query);
     let mut prepared = build(captioner, conv.query, conv.history, image, config, english)?;
     prepared.stop = stop;
+    prepared.n = n;
+    prepared.logprobs = logprobs;
     Ok(prepared)
 }
 
@@ -340,6 +400,8 @@ fn build(
         query,
         history,
         stop: StopSequences::default(),
+        n: 1,
+        logprobs: None,
     })
 }
 

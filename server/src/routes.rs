@@ -21,14 +21,17 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use super::access::{log_requests, AccessInfo, StreamAccess};
 use super::error::ApiError;
 use super::images::ImagePolicy;
+use super::logprobs::entry;
+use super::metrics::{render, track, HttpMetrics, CONTENT_TYPE};
 use super::request::{prepare_chat, prepare_release, Prepared, PromptLimits};
 use super::stop::{visible_text, StopSequences};
 use super::stream::{chunks, ChunkHeader};
 use super::types::{
-    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, FinishReason, Health,
-    ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
+    AssistantMessage, ChatCompletion, ChatCompletionRequest, Choice, ChoiceLogprobs, FinishReason,
+    Health, ModelCard, ModelList, ReleaseRequest, ReleaseResponse, Usage,
 };
 use super::worker::{Event, Job, Queue};
+use visualglm::generate::TokenLogprobs;
 use visualglm::pipeline::Captioner;
 
 /// Everything the handlers share.
@@ -50,6 +53,8 @@ pub struct AppState {
     pub limits: PromptLimits,
     /// Largest request body in bytes.
     pub max_body_bytes: usize,
+    /// Requests by route and status, and their latency (`GET /metrics`).
+    pub http_metrics: Arc<HttpMetrics>,
 }
 
 impl AppState {
@@ -76,17 +81,20 @@ impl AppState {
 
 /// The router with every route; unknown paths and methods get OpenAI-shaped errors.
 pub fn router(state: Arc<AppState>) -> Router {
+    let metrics = state.http_metrics.clone();
     Router::new()
         .route("/", post(release))
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies are read (and limited) by `read_json`.
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn(log_requests))
+        .layer(axum::middleware::from_fn_with_state(metrics, track))
         .with_state(state)
 }
 
@@ -179,36 +187,69 @@ where
         .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))?
 }
 
-/// Queues a prepared request; returns its event receiver.
+/// Queues a prepared request, one job per answer asked for (`n`; answer `i` samples with
+/// the seed + `i`); returns their event receivers, in order.
 fn enqueue(
     state: &AppState,
     p: &mut Prepared,
     model: usize,
-) -> Result<UnboundedReceiver<Event>, ApiError> {
-    let (tx, rx) = unbounded_channel();
-    state.queue.submit(Job {
-        ids: std::mem::take(&mut p.ids),
-        pre_image: p.pre_image,
-        image: p.image.take(),
-        config: p.config.clone(),
-        english: p.english,
-        stop: p.stop.clone(),
-        model,
-        events: tx,
-    })?;
-    Ok(rx)
+) -> Result<Vec<UnboundedReceiver<Event>>, ApiError> {
+    let n = p.n.max(1);
+    let mut receivers = Vec::with_capacity(n);
+    for i in 0..n {
+        let (tx, rx) = unbounded_channel();
+        let last = i + 1 == n;
+        let mut config = p.config.clone();
+        config.seed = config.seed.wrapping_add(i as u64);
+        // Dropping the receivers already made cancels their jobs if this one is refused.
+        state.queue.submit(Job {
+            ids: if last {
+                std::mem::take(&mut p.ids)
+            } else {
+                p.ids.clone()
+            },
+            pre_image: p.pre_image,
+            image: if last {
+                p.image.take()
+            } else {
+                p.image.clone()
+            },
+            config,
+            english: p.english,
+            stop: p.stop.clone(),
+            model,
+            events: tx,
+            submitted: Instant::now(),
+            logprobs: p.logprobs,
+        })?;
+        receivers.push(rx);
+    }
+    Ok(receivers)
 }
 
-/// Waits for the whole answer: (tokens, finish reason).
-async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<(Vec<u32>, FinishReason), ApiError> {
+/// A whole answer: its tokens, why it ended, and its tokens' log-probabilities (if asked).
+type Answer = (Vec<u32>, FinishReason, Vec<TokenLogprobs>);
+
+/// Waits for the whole answer.
+async fn collect(mut rx: UnboundedReceiver<Event>) -> Result<Answer, ApiError> {
+    let mut logprobs = Vec::new();
     while let Some(ev) = rx.recv().await {
         match ev {
             Event::Token(_) => {}
-            Event::Done { tokens, finish } => return Ok((tokens, finish)),
+            Event::Logprobs(lp) => logprobs.push(lp),
+            Event::Done { tokens, finish } => return Ok((tokens, finish, logprobs)),
             Event::Failed(e) => return Err(e),
         }
     }
     Err(ApiError::internal("the model worker dropped the request"))
+}
+
+/// Waits for every answer of a request, in order.
+async fn collect_all(receivers: Vec<UnboundedReceiver<Event>>) -> Result<Vec<Answer>, ApiError> {
+    futures_util::future::join_all(receivers.into_iter().map(collect))
+        .await
+        .into_iter()
+        .collect()
 }
 
 /// The answer's text: decoded, trimmed, cut before the first stop sequence; and whether one
@@ -265,44 +306,62 @@ async fn chat(
         prepare_off_thread(move || prepare_chat(&s.captioner, &req, &s.images, &s.limits)).await?;
     let prompt_tokens = prepared.ids.len();
     info.prompt_tokens = prompt_tokens;
-    let rx = enqueue(&state, &mut prepared, model)?;
+    let receivers = enqueue(&state, &mut prepared, model)?;
     let id = completion_id();
     let created = unix_now();
     if stream {
         info.streamed = true;
         let access = StreamAccess::new(start, model_name.clone(), prompt_tokens);
         let header = ChunkHeader {
+            logprobs: prepared.logprobs.is_some(),
             id,
             created,
             model: model_name,
             prompt_tokens,
             include_usage,
         };
-        let events = chunks(state.captioner.clone(), rx, header, prepared.stop, access);
+        let events = chunks(
+            state.captioner.clone(),
+            receivers,
+            header,
+            prepared.stop,
+            access,
+        );
         return Ok(Sse::new(events)
             .keep_alive(KeepAlive::default())
             .into_response());
     }
-    let (tokens, finish) = collect(rx).await?;
-    info.completion_tokens = tokens.len();
-    let (content, stopped) = decode_answer(&state.captioner, &tokens, &prepared.stop)?;
-    let finish = if stopped { FinishReason::Stop } else { finish };
-    info.finish = Some(finish.as_str());
-    let usage = Usage::new(prompt_tokens, tokens.len());
-    Ok(Json(ChatCompletion {
-        id,
-        object: "chat.completion",
-        created,
-        model: model_name,
-        choices: vec![Choice {
-            index: 0,
+    let answers = collect_all(receivers).await?;
+    let mut choices = Vec::with_capacity(answers.len());
+    let mut completion_tokens = 0;
+    for (index, (tokens, finish, logprobs)) in answers.into_iter().enumerate() {
+        completion_tokens += tokens.len();
+        let (content, stopped) = decode_answer(&state.captioner, &tokens, &prepared.stop)?;
+        let finish = if stopped { FinishReason::Stop } else { finish };
+        info.finish = Some(finish.as_str());
+        choices.push(Choice {
+            index,
             message: AssistantMessage {
                 role: "assistant",
                 content,
             },
             finish_reason: finish,
-            logprobs: None,
-        }],
+            logprobs: prepared.logprobs.map(|_| ChoiceLogprobs {
+                content: logprobs
+                    .iter()
+                    .map(|lp| entry(&state.captioner, lp))
+                    .collect(),
+            }),
+        });
+    }
+    info.completion_tokens = completion_tokens;
+    let usage = Usage::new(prompt_tokens, completion_tokens);
+    Ok(Json(ChatCompletion {
+        id,
+        object: "chat.completion",
+        created,
+        model: model_name,
+        choices,
         usage,
     })
     .into_response())
@@ -330,8 +389,12 @@ async fn release_answer(
         prepare_off_thread(move || prepare_release(&s.captioner, &req, &s.images, &s.limits))
             .await?;
     info.prompt_tokens = prepared.ids.len();
-    let rx = enqueue(&state, &mut prepared, 0)?;
-    let (tokens, finish) = collect(rx).await?;
+    let receivers = enqueue(&state, &mut prepared, 0)?;
+    let mut answers = collect_all(receivers).await?;
+    if answers.is_empty() {
+        return Err(ApiError::internal("no answer"));
+    }
+    let (tokens, finish, _) = answers.swap_remove(0);
     info.completion_tokens = tokens.len();
     info.finish = Some(finish.as_str());
     let (result, _) = decode_answer(&state.captioner, &tokens, &StopSequences::default())?;
@@ -380,6 +443,15 @@ async fn health(State(state): State<Arc<AppState>>) -> Json<Health> {
         peak_batch: state.queue.peak_batch(),
         adapters: state.adapters.clone(),
     })
+}
+
+async fn metrics_text(State(state): State<Arc<AppState>>) -> Response {
+    let text = render(
+        &state.http_metrics,
+        &state.queue,
+        state.captioner.image_cache(),
+    );
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response()
 }
 
 async fn not_found(uri: Uri) -> ApiError {

@@ -205,8 +205,39 @@ pub struct Choice {
     pub message: AssistantMessage,
     /// `stop` or `length`.
     pub finish_reason: FinishReason,
-    /// Always null.
-    pub logprobs: Option<()>,
+    /// The tokens' log-probabilities when the request asked for them (`logprobs: true`).
+    pub logprobs: Option<ChoiceLogprobs>,
+}
+
+/// A choice's log-probabilities (OpenAI's `choices[i].logprobs`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ChoiceLogprobs {
+    /// One entry per generated token, in order.
+    pub content: Vec<LogprobEntry>,
+}
+
+/// A generated token with its raw log-probability and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogprobEntry {
+    /// The token's text, decoded alone.
+    pub token: String,
+    /// Its log-probability (log-softmax of the model's logits, before any sampling setting).
+    pub logprob: f32,
+    /// The UTF-8 bytes of `token`.
+    pub bytes: Vec<u8>,
+    /// The `top_logprobs` most likely tokens at this step, most likely first.
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// One alternative of a [`LogprobEntry`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopLogprob {
+    /// The token's text, decoded alone.
+    pub token: String,
+    /// Its log-probability.
+    pub logprob: f32,
+    /// The UTF-8 bytes of `token`.
+    pub bytes: Vec<u8>,
 }
 
 /// The assistant's answer.
@@ -245,8 +276,9 @@ pub struct ChunkChoice {
     pub delta: Delta,
     /// Set on the last chunk.
     pub finish_reason: Option<FinishReason>,
-    /// Always null.
-    pub logprobs: Option<()>,
+    /// The log-probabilities of the tokens whose text this chunk brings (or held back
+    /// until it), when the request asked for them.
+    pub logprobs: Option<ChoiceLogprobs>,
 }
 
 /// The new part of the answer.

@@ -1,6 +1,6 @@
 //! OpenAI request fields this server does not implement: a request that asks for one of them
 //! gets a 400 naming it, instead of an answer that silently ignores it. The no-op values
-//! clients send by default (`frequency_penalty: 0`, `logprobs: false`, `tools: []`,
+//! clients send by default (`frequency_penalty: 0`, `tools: []`,
 //! `response_format: {"type": "text"}`, …) are accepted. Fields this module does not know
 //! are ignored, as before.
 
@@ -10,13 +10,10 @@ use super::error::ApiError;
 use super::types::ChatCompletionRequest;
 
 /// The fields refused when they ask for something, in the order they are checked.
-pub const REFUSED_FIELDS: [&str; 11] = [
-    "n",
+pub const REFUSED_FIELDS: [&str; 8] = [
     "response_format",
     "frequency_penalty",
     "presence_penalty",
-    "logprobs",
-    "top_logprobs",
     "logit_bias",
     "tools",
     "tool_choice",
@@ -25,25 +22,14 @@ pub const REFUSED_FIELDS: [&str; 11] = [
 ];
 
 /// Refuses (400, `param` set) a request that asks for something the server does not do:
-/// `n` other than 1, a `response_format` other than `{"type": "text"}`, a non-zero
-/// `frequency_penalty` or `presence_penalty`, `logprobs: true`, `top_logprobs` above 0, a
+/// a `response_format` other than `{"type": "text"}`, a non-zero
+/// `frequency_penalty` or `presence_penalty`, a
 /// non-empty `logit_bias`, non-empty `tools` or `functions`, or a `tool_choice` or
 /// `function_call` other than `"none"` or `"auto"`. A value of the wrong type is a 400 too.
 pub fn refuse_unsupported(req: &ChatCompletionRequest) -> Result<(), ApiError> {
-    if let Some(n) = req.n {
-        if n != 1 {
-            return Err(ApiError::bad_request("only `n` = 1 is supported").with_param("n"));
-        }
-    }
     response_format(req.response_format.as_ref())?;
     zero_number("frequency_penalty", req.frequency_penalty.as_ref())?;
     zero_number("presence_penalty", req.presence_penalty.as_ref())?;
-    match given(req.logprobs.as_ref()) {
-        None | Some(Value::Bool(false)) => {}
-        Some(Value::Bool(true)) => return Err(unsupported("logprobs", "`logprobs`")),
-        Some(_) => return Err(wrong_type("logprobs", "a boolean")),
-    }
-    zero_number("top_logprobs", req.top_logprobs.as_ref())?;
     match given(req.logit_bias.as_ref()) {
         None => {}
         Some(Value::Object(m)) if m.is_empty() => {}
@@ -166,7 +152,6 @@ mod tests {
     fn requests_for_unimplemented_features_are_refused_by_name() {
         let tool = json!([{"type": "function", "function": {"name": "f"}}]);
         for (extra, param) in [
-            (json!({"n": 2}), "n"),
             (
                 json!({"response_format": {"type": "json_object"}}),
                 "response_format",
@@ -180,9 +165,6 @@ mod tests {
             (json!({"frequency_penalty": 0.5}), "frequency_penalty"),
             (json!({"frequency_penalty": "0"}), "frequency_penalty"),
             (json!({"presence_penalty": -1}), "presence_penalty"),
-            (json!({"logprobs": true}), "logprobs"),
-            (json!({"logprobs": 1}), "logprobs"),
-            (json!({"top_logprobs": 3}), "top_logprobs"),
             (json!({"logit_bias": {"42": 100}}), "logit_bias"),
             (json!({"logit_bias": []}), "logit_bias"),
             (json!({"tools": tool.clone()}), "tools"),

@@ -21,15 +21,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use candle_core::Tensor;
 use image::DynamicImage;
 use tokio::sync::mpsc::UnboundedSender;
 use visualglm_language::GenerationConfig;
 
 use super::error::ApiError;
+use super::histogram::{self, Histogram};
+use super::images::encode_batch;
 use super::stop::{visible_text, StopSequences};
 use super::types::FinishReason;
-use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest};
+use visualglm::generate::{token_budget, BatchDecoder, Flow, GenRequest, TokenLogprobs};
 use visualglm::pipeline::Captioner;
 
 /// One request, ready for the model.
@@ -52,6 +53,11 @@ pub struct Job {
     pub model: usize,
     /// Where the tokens go; dropping the receiver cancels the request.
     pub events: UnboundedSender<Event>,
+    /// When the request was submitted (for the time-to-first-token metric).
+    pub submitted: Instant,
+    /// Send each token's log-probabilities with this many alternatives
+    /// ([`Event::Logprobs`]); `None`: none.
+    pub logprobs: Option<usize>,
 }
 
 /// What the worker tells a request.
@@ -59,6 +65,9 @@ pub struct Job {
 pub enum Event {
     /// A new token (never `<eop>`).
     Token(u32),
+    /// The log-probabilities of the next [`Event::Token`] (only for jobs that ask,
+    /// [`Job::logprobs`]).
+    Logprobs(TokenLogprobs),
     /// The answer is complete.
     Done {
         /// All generated tokens, without `<eop>`.
@@ -116,8 +125,18 @@ pub struct Queue {
 }
 
 /// Counters the worker keeps.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stats {
+    /// Requests submitted and not yet taken by the worker.
+    queued: AtomicUsize,
+    /// Requests decoding now.
+    running: AtomicUsize,
+    /// Prompt tokens prefilled (each row of a request counted).
+    prompt_tokens: AtomicU64,
+    /// Seconds from submission to the first generated token.
+    ttft: Histogram,
+    /// Rows in each decode step.
+    batch_sizes: Histogram,
     /// Requests queued or running.
     in_flight: AtomicUsize,
     /// Tokens generated since the start (all requests).
@@ -128,6 +147,23 @@ struct Stats {
     steps: AtomicU64,
     /// Most requests decoding at once since the start.
     peak: AtomicUsize,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            queued: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            ttft: Histogram::new(&histogram::SECONDS),
+            batch_sizes: Histogram::new(&histogram::BATCH_SIZES),
+            in_flight: AtomicUsize::new(0),
+            tokens: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            steps: AtomicU64::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Queue {
@@ -155,10 +191,12 @@ impl Queue {
     /// Queues a job, or refuses it with 503 when the queue is full or the worker stopped.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
         self.stats.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.stats.queued.fetch_add(1, Ordering::SeqCst);
         match self.tx.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
+                self.stats.queued.fetch_sub(1, Ordering::SeqCst);
                 Err(match e {
                     TrySendError::Full(_) => {
                         ApiError::unavailable("the server is busy: too many queued requests")
@@ -197,6 +235,32 @@ impl Queue {
     pub fn peak_batch(&self) -> usize {
         self.stats.peak.load(Ordering::SeqCst)
     }
+
+    /// Requests waiting for the worker (submitted, not yet taken into a batch).
+    pub fn queue_depth(&self) -> usize {
+        self.stats.queued.load(Ordering::SeqCst)
+    }
+
+    /// Requests (rows) decoding now.
+    pub fn running(&self) -> usize {
+        self.stats.running.load(Ordering::SeqCst)
+    }
+
+    /// Prompt tokens prefilled since the start (image placeholders included; each row of an
+    /// `n > 1` request counted).
+    pub fn prompt_tokens(&self) -> u64 {
+        self.stats.prompt_tokens.load(Ordering::SeqCst)
+    }
+
+    /// Seconds from submission to each request's first generated token.
+    pub fn time_to_first_token(&self) -> &Histogram {
+        &self.stats.ttft
+    }
+
+    /// Rows in each decode step.
+    pub fn batch_sizes(&self) -> &Histogram {
+        &self.stats.batch_sizes
+    }
 }
 
 /// A request in a running batch.
@@ -208,6 +272,8 @@ struct Active {
     tokens: Vec<u32>,
     /// Whether its last event was sent.
     settled: bool,
+    /// Whether its time to first token was measured.
+    started: bool,
 }
 
 /// The running batch of one served model.
@@ -272,11 +338,14 @@ fn run(models: &[Arc<Captioner>], rx: &Receiver<Job>, opts: BatchOptions, stats:
         admit_all(&mut lanes, jobs, opts.image_batch, stats);
         let running: usize = lanes.iter().map(|l| l.active.len()).sum();
         stats.peak.fetch_max(running, Ordering::SeqCst);
+        stats.running.store(running, Ordering::SeqCst);
         for lane in &mut lanes {
             if !lane.decoder.is_idle() {
                 step(lane, stats);
             }
         }
+        let running: usize = lanes.iter().map(|l| l.active.len()).sum();
+        stats.running.store(running, Ordering::SeqCst);
     }
     tracing::debug!("model worker stopped");
 }
@@ -298,12 +367,14 @@ fn refuse(stats: &Stats, job: Job, err: &ApiError) {
         budget: 0,
         tokens: Vec::new(),
         settled: false,
+        started: false,
     };
     settle(stats, &mut a, Event::Failed(err.clone()));
 }
 
 /// Drops cancelled jobs and admits the others into the running batch of their model.
 fn admit_all(lanes: &mut [Lane<'_>], jobs: Vec<Job>, image_batch: usize, stats: &Stats) {
+    stats.queued.fetch_sub(jobs.len(), Ordering::SeqCst);
     let mut groups: Vec<Vec<Job>> = (0..lanes.len()).map(|_| Vec::new()).collect();
     let mut gone = 0;
     for job in jobs {
@@ -345,9 +416,14 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
         return;
     }
     stats.batches.fetch_add(1, Ordering::SeqCst);
+    let prompt: usize = ready.iter().map(|(j, _)| j.ids.len()).sum();
+    stats
+        .prompt_tokens
+        .fetch_add(prompt as u64, Ordering::SeqCst);
     let captioner = lane.captioner;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let embeds = encode(captioner, &ready, image_batch)?;
+        let images: Vec<_> = ready.iter().map(|(j, _)| j.image.as_ref()).collect();
+        let embeds = encode_batch(captioner, &images, image_batch)?;
         let invalid: Vec<_> = ready
             .iter()
             .map(|(j, _)| captioner.invalid_ids(j.english))
@@ -379,11 +455,15 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
     let err = match outcome {
         Ok(Ok(ids)) => {
             for (id, (job, budget)) in ids.into_iter().zip(ready) {
+                if let Some(k) = job.logprobs {
+                    lane.decoder.set_logprobs(id, k);
+                }
                 let active = Active {
                     job,
                     budget,
                     tokens: Vec::new(),
                     settled: false,
+                    started: false,
                 };
                 lane.active.insert(id, active);
             }
@@ -403,56 +483,27 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
     }
 }
 
-/// The image embeddings `[1, 32, width]` of each job that has an image.
-fn encode(
-    captioner: &Captioner,
-    jobs: &[(Job, usize)],
-    image_batch: usize,
-) -> visualglm::Result<Vec<Option<Tensor>>> {
-    let mut embeds: Vec<Option<Tensor>> = vec![None; jobs.len()];
-    let with_image: Vec<usize> = (0..jobs.len())
-        .filter(|&i| jobs[i].0.image.is_some())
-        .collect();
-    if with_image.is_empty() {
-        return Ok(embeds);
-    }
-    let images: Vec<DynamicImage> = with_image
-        .iter()
-        .filter_map(|&i| jobs[i].0.image.clone())
-        .collect();
-    let chunk = if image_batch == 0 {
-        images.len()
-    } else {
-        image_batch
-    };
-    let mut rows = Vec::with_capacity(with_image.len());
-    for part in images.chunks(chunk) {
-        let t = captioner.encode_images(part)?;
-        for row in 0..t.dim(0)? {
-            rows.push(t.narrow(0, row, 1)?);
-        }
-    }
-    for (i, t) in with_image.into_iter().zip(rows) {
-        embeds[i] = Some(t);
-    }
-    Ok(embeds)
-}
-
 /// One decode step of `lane`: streams each request its token and answers those that end.
 fn step(lane: &mut Lane<'_>, stats: &Stats) {
     let eos = lane.captioner.model().config().glm.eos_id();
     let stepped_before = lane.decoder.steps();
+    let rows = lane.decoder.len();
     let captioner = lane.captioner;
     let Lane {
         decoder, active, ..
     } = lane;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        decoder.step(&mut |id, t| {
+        decoder.step_with_logprobs(&mut |id, t, logprobs| {
             let Some(a) = active.get_mut(&id) else {
                 return Flow::Stop;
             };
             if a.settled {
                 return Flow::Stop;
+            }
+            if !a.started {
+                a.started = true;
+                let waited = a.job.submitted.elapsed().as_secs_f64();
+                stats.ttft.observe(waited);
             }
             if t == eos {
                 let tokens = std::mem::take(&mut a.tokens);
@@ -462,6 +513,9 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
             }
             a.tokens.push(t);
             stats.tokens.fetch_add(1, Ordering::Relaxed);
+            if let Some(lp) = logprobs {
+                let _ = a.job.events.send(Event::Logprobs(lp.clone()));
+            }
             if a.job.events.send(Event::Token(t)).is_err() {
                 tracing::debug!("request {id} was cancelled");
                 settle(stats, a, Event::Failed(ApiError::internal("cancelled")));
@@ -483,6 +537,7 @@ fn step(lane: &mut Lane<'_>, stats: &Stats) {
     }));
     if lane.decoder.steps() > stepped_before {
         stats.steps.fetch_add(1, Ordering::Relaxed);
+        stats.batch_sizes.observe(rows as f64);
     }
     match outcome {
         Ok(Ok(finished)) => {

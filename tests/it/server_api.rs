@@ -248,9 +248,11 @@ fn bad_requests_get_openai_shaped_4xx_errors() {
     assert_error(s, &v, 400, None, "temperature 5");
     assert_eq!(v["error"]["param"], "temperature");
     body["temperature"] = json!(0.5);
-    body["n"] = json!(3);
+    body["n"] = json!(9);
     let (s, v) = f.post(chat, &body);
-    assert_error(s, &v, 400, None, "n 3");
+    assert_error(s, &v, 400, None, "n 9");
+    assert_eq!(v["error"]["param"], "n");
+    body["n"] = json!(1);
 
     // Images.
     let (s, v) = f.post(chat, &with_url("https://example.com/cat.png"));

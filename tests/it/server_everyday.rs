@@ -5,7 +5,10 @@
 //! All on the tiny golden model, loopback only.
 
 mod access_log;
+mod choices;
 mod helpers;
+mod logprobs;
+mod metrics;
 mod stop;
 
 use serde_json::{json, Value};
@@ -168,15 +171,21 @@ fn unimplemented_parameters_are_refused_by_name_and_their_no_op_defaults_pass() 
         ),
         (json!({"frequency_penalty": 0.5}), "frequency_penalty"),
         (json!({"presence_penalty": 1}), "presence_penalty"),
-        (json!({"logprobs": true}), "logprobs"),
-        (json!({"logprobs": true, "top_logprobs": 2}), "logprobs"),
+        (json!({"logprobs": 1}), "logprobs"),
+        (
+            json!({"logprobs": true, "top_logprobs": 21}),
+            "top_logprobs",
+        ),
+        (
+            json!({"logprobs": true, "top_logprobs": -1}),
+            "top_logprobs",
+        ),
         (json!({"top_logprobs": 2}), "top_logprobs"),
         (json!({"logit_bias": {"5": 10}}), "logit_bias"),
         (json!({"tools": tool, "tool_choice": "auto"}), "tools"),
         (json!({"tool_choice": "required"}), "tool_choice"),
         (json!({"functions": [{"name": "f"}]}), "functions"),
         (json!({"function_call": {"name": "f"}}), "function_call"),
-        (json!({"n": 2}), "n"),
         (json!({"stop": ["a", "b", "c", "d", "e"]}), "stop"),
         (json!({"stop": ""}), "stop"),
         (json!({"stop": ["ok", ""]}), "stop"),
@@ -209,11 +218,11 @@ fn unimplemented_parameters_are_refused_by_name_and_their_no_op_defaults_pass() 
     let r = client
         .agent
         .post(&format!("{}/v1/chat/completions", client.base))
-        .send_json(with(json!({"stream": true, "logprobs": true})));
+        .send_json(with(json!({"stream": true, "frequency_penalty": 1})));
     match r {
         Err(ureq::Error::Status(400, resp)) => {
             let v: Value = resp.into_json().unwrap();
-            assert_eq!(v["error"]["param"], "logprobs", "{v}");
+            assert_eq!(v["error"]["param"], "frequency_penalty", "{v}");
         }
         other => panic!("expected a 400, got {:?}", other.map(|r| r.status())),
     }

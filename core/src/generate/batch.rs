@@ -5,6 +5,7 @@ use visualglm_language::kv_cache::KvCache;
 use visualglm_language::positions::position_at;
 use visualglm_language::Sampler;
 
+use super::logprobs::{token_logprobs, TokenLogprobs};
 use super::request::{token_budget, Flow, GenRequest};
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
@@ -35,6 +36,8 @@ struct Row {
     out: Vec<u32>,
     /// Ended: the row only fills its slot until the cache is compacted.
     ended: bool,
+    /// Alternatives to report with each token's log-probability (`None`: none computed).
+    logprobs: Option<usize>,
 }
 
 /// Iteration-level ("continuous") batching: a running batch of rows that decode one token
@@ -147,6 +150,7 @@ impl<'m> BatchDecoder<'m> {
                 sampler: Sampler::new(r.config.clone(), r.invalid.to_vec()),
                 out: Vec::new(),
                 ended: false,
+                logprobs: None,
             });
             live.push(r);
         }
@@ -304,11 +308,36 @@ impl<'m> BatchDecoder<'m> {
         Ok(())
     }
 
+    /// Makes row `id` report each token's raw log-probability and its `top` most likely
+    /// alternatives to [`BatchDecoder::step_with_logprobs`] (see [`super::TokenLogprobs`]).
+    /// An unknown or ended row is ignored.
+    pub fn set_logprobs(&mut self, id: u64, top: usize) {
+        if let Some(r) = self.rows.iter_mut().find(|r| r.id == id) {
+            r.logprobs = Some(top);
+        }
+    }
+
+    /// The logits `[rows, vocab]` the next [`BatchDecoder::step`] samples from, one row per
+    /// row of the batch in the order rows joined (ended rows included until they are
+    /// dropped); `None` when nothing is running.
+    pub fn pending_logits(&self) -> Option<&Tensor> {
+        self.logits.as_ref()
+    }
+
     /// Samples every running row's next token (`on_token(id, token)` sees each one, `<eop>`
     /// included, and may stop its row), and runs one decode step for the rows still running.
     /// Returns the rows that ended (with those that ended at [`BatchDecoder::add`]). After an
     /// error the decoder's rows are in an unknown state: drop it.
     pub fn step(&mut self, on_token: &mut dyn FnMut(u64, u32) -> Flow) -> Result<Vec<Finished>> {
+        self.step_with_logprobs(&mut |id, t, _| on_token(id, t))
+    }
+
+    /// [`BatchDecoder::step`], also passing the token's log-probabilities to `on_token` for
+    /// the rows that asked for them ([`BatchDecoder::set_logprobs`]).
+    pub fn step_with_logprobs(
+        &mut self,
+        on_token: &mut dyn FnMut(u64, u32, Option<&TokenLogprobs>) -> Flow,
+    ) -> Result<Vec<Finished>> {
         let mut finished = std::mem::take(&mut self.ended);
         let Some(logits) = self.logits.take() else {
             return Ok(finished);
@@ -322,7 +351,8 @@ impl<'m> BatchDecoder<'m> {
                 continue;
             }
             let t = row.sampler.next_token(values, &row.out);
-            let flow = on_token(row.id, t);
+            let logprobs = row.logprobs.map(|k| token_logprobs(values, t, k));
+            let flow = on_token(row.id, t, logprobs.as_ref());
             let ended = if t == eos {
                 true
             } else {

@@ -182,7 +182,7 @@ fn serve_logs_one_access_line_per_request_by_default() {
 
     // A refused request, a health check and an unknown route: one line each, no tokens.
     let mut bad = body.clone();
-    bad["logprobs"] = json!(true);
+    bad["frequency_penalty"] = json!(1);
     let (status, _) = read(agent.post(&chat).send_json(bad));
     assert_eq!(status, 400);
     check(
