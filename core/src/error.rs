@@ -159,8 +159,7 @@ mod tests {
     fn io_errors_name_the_action_and_path_and_keep_their_source() {
         let missing = std::path::Path::new("/nonexistent/itc.safetensors");
         let err = crate::itc::ItcHeads::from_file(missing, &candle_core::Device::Cpu)
-            .err()
-            .expect("a missing file is an error");
+            .expect_err("a missing file is an error");
         assert!(matches!(&err, VisualGlmError::Io { path, .. } if path == missing));
         assert_eq!(
             err.to_string(),

@@ -54,6 +54,15 @@ pub struct ItcHeads {
     layout: CaptionLayout,
 }
 
+impl std::fmt::Debug for ItcHeads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ItcHeads")
+            .field("layout", &self.layout)
+            .field("vars", &self.vars.len())
+            .finish()
+    }
+}
+
 impl ItcHeads {
     /// New heads of width `dim`, initialised N(0, 0.02) (biases 0) from `seed`, reading
     /// captions laid out per `layout`.

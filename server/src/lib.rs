@@ -42,6 +42,7 @@
 //! ```
 
 pub mod access;
+pub mod embeddings;
 pub mod error;
 pub mod histogram;
 pub mod images;
@@ -97,6 +98,8 @@ pub struct ServerConfig {
     pub limits: PromptLimits,
     /// Stop gracefully on Ctrl-C (the CLI; off for servers embedded in other programs).
     pub stop_on_ctrl_c: bool,
+    /// The model's ITC heads: `POST /v1/embeddings` serves retrieval embeddings with them.
+    pub itc: Option<Arc<visualglm::itc::ItcHeads>>,
 }
 
 impl Default for ServerConfig {
@@ -110,6 +113,7 @@ impl Default for ServerConfig {
             images: ImagePolicy::default(),
             limits: PromptLimits::default(),
             stop_on_ctrl_c: false,
+            itc: None,
         }
     }
 }
@@ -157,6 +161,7 @@ impl Server {
             limits: config.limits,
             max_body_bytes: config.max_body_bytes,
             http_metrics: Arc::default(),
+            itc: config.itc,
         });
         let (tx, rx) = oneshot::channel::<()>();
         let ctrl_c = config.stop_on_ctrl_c;

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use super::access::{log_requests, AccessInfo, StreamAccess};
+use super::embeddings::{embed, EmbedContext, EmbeddingRequest};
 use super::error::ApiError;
 use super::images::ImagePolicy;
 use super::logprobs::entry;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Requests by route and status, and their latency (`GET /metrics`).
     pub http_metrics: Arc<HttpMetrics>,
+    /// The model's ITC heads, for `POST /v1/embeddings`.
+    pub itc: Option<Arc<visualglm::itc::ItcHeads>>,
 }
 
 impl AppState {
@@ -85,6 +88,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/", post(release))
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(models))
         .route("/v1/models/{id}", get(model))
         .route("/health", get(health))
@@ -268,6 +272,33 @@ fn with_access(result: Result<Response, ApiError>, info: AccessInfo) -> Response
     let mut response = result.unwrap_or_else(IntoResponse::into_response);
     response.extensions_mut().insert(info);
     response
+}
+
+async fn embeddings(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let mut info = AccessInfo {
+        model: Some(state.model_name.clone()),
+        ..AccessInfo::default()
+    };
+    let result = async {
+        let req: EmbeddingRequest = read_json(&headers, body, state.max_body_bytes).await?;
+        let ctx = EmbedContext {
+            captioner: state.captioner.clone(),
+            heads: state.itc.clone(),
+            images: state.images.clone(),
+            model_name: state.model_name.clone(),
+            adapters: state.adapters.clone(),
+        };
+        embed(ctx, req).await
+    }
+    .await;
+    if let Ok(list) = &result {
+        info.prompt_tokens = list.prompt_tokens();
+    }
+    with_access(result.map(|l| Json(l).into_response()), info)
 }
 
 async fn chat_completions(

@@ -66,6 +66,10 @@ pub struct Args {
     /// (its generation_config.json, else 512).
     #[arg(long)]
     default_max_tokens: Option<usize>,
+    /// ITC heads for `POST /v1/embeddings` (default: `itc.safetensors` in the model
+    /// directory, when there is one; without heads the route answers 400).
+    #[arg(long)]
+    itc: Option<PathBuf>,
 }
 
 /// `--scheduler` values.
@@ -141,6 +145,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         });
     }
     let captioner = args.model.load()?;
+    let itc = match &args.itc {
+        Some(p) => Some(p.clone()),
+        None => args.model.itc_path(None).ok(),
+    };
+    let itc = itc
+        .map(|p| visualglm::itc::ItcHeads::from_file(&p, captioner.model().device()))
+        .transpose()?
+        .map(std::sync::Arc::new);
     let image_batch = args
         .image_batch
         .unwrap_or(if captioner.model().device().is_cpu() {
@@ -178,6 +190,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             default_max_tokens: args.default_max_tokens,
         },
         stop_on_ctrl_c: true,
+        itc,
     };
     if !args.host.is_loopback() {
         tracing::warn!(

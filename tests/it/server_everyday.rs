@@ -6,6 +6,7 @@
 
 mod access_log;
 mod choices;
+mod embeddings;
 mod helpers;
 mod logprobs;
 mod metrics;
