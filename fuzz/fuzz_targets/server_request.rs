@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use visualglm::pipeline::Captioner;
-use visualglm::server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
-use visualglm::server::types::{ChatCompletionRequest, ReleaseRequest};
-use visualglm::server::ImagePolicy;
+use visualglm_server::request::{conversation, prepare_chat, prepare_release, PromptLimits};
+use visualglm_server::types::{ChatCompletionRequest, ReleaseRequest};
+use visualglm_server::ImagePolicy;
 use visualglm_vision::decode::DecodeLimits;
 
 static CAPTIONER: OnceLock<Captioner> = OnceLock::new();
@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// What every prepared prompt must satisfy.
-fn check(p: &visualglm::server::request::Prepared, conv_ok: bool, limits: &PromptLimits) {
+fn check(p: &visualglm_server::request::Prepared, conv_ok: bool, limits: &PromptLimits) {
     assert!(conv_ok, "prepare_chat succeeded where conversation failed");
     assert!(
         p.ids.len() < p.config.max_length,
