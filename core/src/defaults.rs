@@ -116,12 +116,7 @@ impl ModelDefaults {
     /// The defaults of the model in `dir` (a model directory, or a weights file whose folder
     /// is used): its `generation_config.json`, or the release's when there is none.
     pub fn for_model(path: &Path) -> Result<Self, DefaultsError> {
-        let dir = if path.is_dir() {
-            path
-        } else {
-            path.parent().unwrap_or(Path::new("."))
-        };
-        let file = dir.join(GENERATION_CONFIG_FILE);
+        let file = visualglm_weights::model_dir::folder_of(path).join(GENERATION_CONFIG_FILE);
         match std::fs::metadata(&file) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
             Err(source) => Err(DefaultsError::Io { path: file, source }),

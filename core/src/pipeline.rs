@@ -129,14 +129,7 @@ impl Captioner {
         };
         let tokenizer = match &opts.tokenizer {
             Some(t) => ChatGlmTokenizer::from_path(t)?,
-            None => {
-                let dir = if path.is_dir() {
-                    path
-                } else {
-                    path.parent().unwrap_or(Path::new("."))
-                };
-                ChatGlmTokenizer::from_dir(dir)?
-            }
+            None => ChatGlmTokenizer::from_dir(crate::model_dir::folder_of(path))?,
         };
         Ok(Self::new(model, tokenizer)?.with_defaults(defaults))
     }

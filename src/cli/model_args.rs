@@ -12,12 +12,8 @@ use visualglm_language::GenerationConfig;
 /// Where the model is and how to run it.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// Model: a local directory (HF shards, SAT, safetensors), a weights file, or a hub id
-    /// such as THUDM/visualglm-6b (downloaded into the Hugging Face cache).
-    #[arg(long, short = 'm', env = "VISUALGLM_MODEL")]
-    pub model: String,
     #[command(flatten)]
-    pub hub: HubArgs,
+    pub source: ModelSource,
     #[command(flatten)]
     pub alloc: AllocArgs,
     /// Tokenizer (`.model`, `tokenizer.json` or a directory); default: found beside the model.
@@ -97,8 +93,7 @@ impl AllocArgs {
     }
 }
 
-/// The model of a command that reads a checkpoint without running it (`convert`,
-/// `quantize`, `inspect`).
+/// The model a command reads (`-m`/`--model`, `VISUALGLM_MODEL`, hub ids).
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelSource {
     /// Model: a local directory (HF shards, SAT, safetensors), a weights file, or a hub id
@@ -119,7 +114,7 @@ impl ModelSource {
 impl ModelArgs {
     /// The model's local path (see [`HubArgs::resolve`]).
     pub fn resolve(&self) -> anyhow::Result<PathBuf> {
-        self.hub.resolve(&self.model)
+        self.source.resolve()
     }
 
     /// The ITC heads file: `explicit`, else `itc.safetensors` beside the model (written by a
@@ -129,12 +124,7 @@ impl ModelArgs {
             Some(p) => p.to_path_buf(),
             None => {
                 let model = self.resolve()?;
-                let dir = if model.is_dir() {
-                    model
-                } else {
-                    model.parent().map(PathBuf::from).unwrap_or_default()
-                };
-                dir.join(visualglm::itc::ITC_FILE)
+                visualglm::model_dir::folder_of(&model).join(visualglm::itc::ITC_FILE)
             }
         };
         anyhow::ensure!(

@@ -112,7 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => None,
     };
     let model_name = args.served_model_name.clone().unwrap_or_else(|| {
-        std::path::Path::new(&args.model.model)
+        std::path::Path::new(&args.model.source.model)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| !n.is_empty())

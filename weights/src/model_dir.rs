@@ -105,6 +105,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
+/// The folder of a model: `path` itself when it is a directory, else the folder of the weights
+/// file (where its config, tokenizer and other files sit).
+pub fn folder_of(path: &Path) -> &Path {
+    if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(Path::new("."))
+    }
+}
+
 /// `path`, or for a training run directory (`visualglm train`'s `out`, which has no
 /// `config.json` of its own) the model it exported, `out/model`; an error for a run that has
 /// not exported one.

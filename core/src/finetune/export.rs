@@ -60,11 +60,7 @@ pub(super) fn export_model(tm: &TrainableModel, parts: &ExportParts<'_>, out: &P
         let merged = MergedOverStoredBase::new(tm, parts)?;
         crate::model_dir::write_model_dir(&merged, parts.tokenizer, dir)?;
     }
-    let base_dir = if parts.base.is_dir() {
-        parts.base
-    } else {
-        parts.base.parent().unwrap_or(Path::new("."))
-    };
+    let base_dir = crate::model_dir::folder_of(parts.base);
     match parts.heads {
         Some(h) => h.save(&dir.join(ITC_FILE))?,
         None if base_dir.join(ITC_FILE).is_file() => {

@@ -103,11 +103,7 @@ impl fmt::Display for MemoryPlan {
 /// The configuration of the model at `model` (a directory's `config.json` or
 /// `model_config.json`, or the one beside a checkpoint file), without reading weights.
 pub fn model_config(model: &Path) -> Result<VisualGlmConfig> {
-    let dir = if model.is_dir() {
-        model
-    } else {
-        model.parent().unwrap_or(Path::new("."))
-    };
+    let dir = crate::model_dir::folder_of(model);
     for name in ["config.json", "model_config.json"] {
         let path = dir.join(name);
         if path.is_file() {

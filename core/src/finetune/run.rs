@@ -1,7 +1,6 @@
 //! The training loop: [`finetune`] runs (or resumes) a fine-tune and reports each update.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
@@ -154,11 +153,7 @@ pub fn finetune_with(
     };
     let tokenizer = match &cfg.tokenizer {
         Some(t) => ChatGlmTokenizer::from_path(t)?,
-        None => ChatGlmTokenizer::from_dir(if cfg.model.is_dir() {
-            cfg.model.as_path()
-        } else {
-            cfg.model.parent().unwrap_or(Path::new("."))
-        })?,
+        None => ChatGlmTokenizer::from_dir(crate::model_dir::folder_of(&cfg.model))?,
     };
     let base = cfg.base_weights(device)?;
     let mut tm = load_trainable_with(&cfg.model, &cfg.trainable, device, &base)?;
