@@ -17,6 +17,8 @@
 //! ([`pipeline::PromptOptions`]), `visualglm_vision::decode::load_image` (`DecodeLimits`),
 //! `ChatGlmTokenizer::decode` (`DecodeOptions`).
 
+mod answer_text;
+pub mod chat;
 pub mod defaults;
 pub mod error;
 #[cfg(feature = "hub")]
@@ -50,5 +52,5 @@ pub use error::{Result, VisualGlmError};
 pub use model::{BuildOptions, ImageEncoding, VisualGlm};
 pub use param_shapes::expected_parameters;
 pub use pipeline::{Captioner, CaptionerOptions, Question};
-pub use visualglm_language::GenerationConfig;
+pub use visualglm_language::{EmbedSpan, GenerationConfig};
 pub use visualglm_vision::decode::load_image;

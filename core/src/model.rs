@@ -155,10 +155,10 @@ impl VisualGlm {
         Ok(self.encode_image_stages(pixel_values)?.image_embeds)
     }
 
-    /// Word embeddings of `ids` `[B, S]` with rows `[pre_image, pre_image + 32)` replaced by
-    /// `image_embeds` `[B, 32, width]` when given.
-    pub fn input_embeds(&self, ids: &Tensor, image: Option<(&Tensor, usize)>) -> Result<Tensor> {
-        self.input_embeds_shrunk(ids, image, None)
+    /// Word embeddings of `ids` `[B, S]` with each image span's rows (its `[B, 32, width]`
+    /// embeddings from its start on) replaced.
+    pub fn input_embeds(&self, ids: &Tensor, images: &[EmbedSpan]) -> Result<Tensor> {
+        self.input_embeds_shrunk(ids, images, None)
     }
 
     /// [`VisualGlm::input_embeds`] with GLM-130B's embedding gradient shrink on the word
@@ -167,7 +167,7 @@ impl VisualGlm {
     pub fn input_embeds_shrunk(
         &self,
         ids: &Tensor,
-        image: Option<(&Tensor, usize)>,
+        images: &[EmbedSpan],
         shrink: Option<f64>,
     ) -> Result<Tensor> {
         let embed = |ids: &Tensor| -> candle_core::Result<Tensor> {
@@ -178,8 +178,8 @@ impl VisualGlm {
             }
         };
         let (_, seq_len) = ids.dims2()?;
-        let spans = image_span(seq_len, image)?;
-        Ok(splice_spans(ids, &spans, self.dtype(), embed)?)
+        check_spans(seq_len, images)?;
+        Ok(splice_spans(ids, images, self.dtype(), embed)?)
     }
 
     /// The context length and `[gMASK]` index of a prompt.
@@ -194,49 +194,50 @@ impl VisualGlm {
 
     /// Runs one prompt (no cache) and returns the final hidden states `[1, S, width]`.
     ///
-    /// `image` is the `[1, 32, width]` embeddings and the index where they go (`pre_image`).
+    /// `images` are the prompt's image spans (`[1, 32, width]` each, see
+    /// [`PromptInputs::image_spans`](visualglm_language::prompt::PromptInputs::image_spans)).
     pub fn prompt_hidden(
         &self,
         ids: &[u32],
-        image: Option<(&Tensor, usize)>,
+        images: &[EmbedSpan],
         cache: Option<&mut KvCache>,
         layer_outputs: Option<&mut Vec<Tensor>>,
     ) -> Result<Tensor> {
         self.check_prompt(ids)?;
-        let spans = image_span(ids.len(), image)?;
+        check_spans(ids.len(), images)?;
         Ok(self
             .glm
-            .forward_prompt(ids, 1, &spans, cache, layer_outputs)?)
+            .forward_prompt(ids, 1, images, cache, layer_outputs)?)
     }
 
-    /// Prefills the cache with one prompt for `batch` rows: row `i` gets image `i` of
-    /// `images` `[batch, 32, width]` (or no image). Returns the final hidden states
+    /// Prefills the cache with one prompt for `batch` rows: row `i` gets row `i` of each image
+    /// span's embeddings `[batch, 32, width]`. Returns the final hidden states
     /// `[batch, S, width]`.
     pub fn prompt_hidden_batch(
         &self,
         ids: &[u32],
-        images: Option<(&Tensor, usize)>,
+        images: &[EmbedSpan],
         batch: usize,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         self.check_prompt(ids)?;
-        if let Some((t, _)) = images {
-            if t.dim(0)? != batch {
+        for span in images {
+            if span.embeds.dim(0)? != batch {
                 return Err(VisualGlmError::Input(format!(
                     "{} image embeddings for a batch of {batch}",
-                    t.dim(0)?
+                    span.embeds.dim(0)?
                 )));
             }
         }
-        let spans = image_span(ids.len(), images)?;
+        check_spans(ids.len(), images)?;
         Ok(self
             .glm
-            .forward_prompt(ids, batch, &spans, Some(cache), None)?)
+            .forward_prompt(ids, batch, images, Some(cache), None)?)
     }
 
     /// Logits `[1, S, vocab]` (f32) of a whole prompt.
-    pub fn prompt_logits(&self, ids: &[u32], image: Option<(&Tensor, usize)>) -> Result<Tensor> {
-        let hidden = self.prompt_hidden(ids, image, None, None)?;
+    pub fn prompt_logits(&self, ids: &[u32], images: &[EmbedSpan]) -> Result<Tensor> {
+        let hidden = self.prompt_hidden(ids, images, None, None)?;
         Ok(self.glm.logits(&hidden)?)
     }
 
@@ -245,7 +246,7 @@ impl VisualGlm {
     pub fn generate_greedy(
         &self,
         ids: &[u32],
-        image: Option<(&Tensor, usize)>,
+        images: &[EmbedSpan],
         max_new_tokens: usize,
     ) -> Result<(Vec<u32>, Vec<Tensor>)> {
         let mut out = Vec::new();
@@ -255,7 +256,7 @@ impl VisualGlm {
         }
         let mut cache = self.glm.new_cache();
         let (context_len, gmask_index) = self.prompt_layout(ids);
-        let hidden = self.prompt_hidden(ids, image, Some(&mut cache), None)?;
+        let hidden = self.prompt_hidden(ids, images, Some(&mut cache), None)?;
         let last = hidden.narrow(1, ids.len() - 1, 1)?;
         let mut logits = self.glm.logits(&last)?.flatten_all()?;
         let eos = self.config.glm.eos_id();
@@ -352,18 +353,20 @@ pub fn visualglm_6b_parameters() -> Result<Vec<(String, Vec<usize>)>> {
     expected_parameters(&VisualGlmConfig::visualglm_6b())
 }
 
-/// `image` (`[B, n, width]` embeddings and the index where they go) as an embedding span of a
-/// prompt of `seq_len` tokens, checked to fit.
-fn image_span(seq_len: usize, image: Option<(&Tensor, usize)>) -> Result<Vec<EmbedSpan<'_>>> {
-    let Some((embeds, start)) = image else {
-        return Ok(Vec::new());
-    };
-    let n_img = embeds.dim(1)?;
-    if start + n_img > seq_len {
-        return Err(VisualGlmError::Input(format!(
-            "the prompt has {seq_len} tokens, too few for {n_img} image tokens after \
-             position {start}"
-        )));
+/// Checks that image spans (`[B, n, width]` embeddings each) lie in a prompt of `seq_len`
+/// tokens, in order and apart.
+fn check_spans(seq_len: usize, images: &[EmbedSpan]) -> Result<()> {
+    let mut at = 0;
+    for span in images {
+        let n_img = span.embeds.dim(1)?;
+        if span.start < at || span.start + n_img > seq_len {
+            return Err(VisualGlmError::Input(format!(
+                "the prompt has {seq_len} tokens, too few for {n_img} image tokens after \
+                 position {} (images must be in order, apart, inside the prompt)",
+                span.start
+            )));
+        }
+        at = span.start + n_img;
     }
-    Ok(vec![EmbedSpan { start, embeds }])
+    Ok(())
 }

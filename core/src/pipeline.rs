@@ -43,10 +43,11 @@ use candle_core::{DType, Device, Tensor};
 use image::DynamicImage;
 use serde::Serialize;
 use visualglm_language::prompt::{Overflow, PromptBuilder, PromptInputs, Template};
-use visualglm_language::GenerationConfig;
+use visualglm_language::EmbedSpan;
 use visualglm_tokenizer::{ChatGlmTokenizer, DecodeOptions};
 use visualglm_vision::preprocess::ImagePreprocessor;
 
+use crate::answer_text::clean_answer;
 use crate::checkpoint::LoadOptions;
 use crate::defaults::ModelDefaults;
 use crate::error::{Result, VisualGlmError};
@@ -54,6 +55,7 @@ use crate::generate::{beam_search, generate, Flow};
 use crate::image_cache::ImageCache;
 use crate::model::VisualGlm;
 
+pub use crate::answer_text::TextStream;
 pub use crate::question::{Question, DEFAULT_QUERY_EN, DEFAULT_QUERY_ZH};
 pub use crate::timings::Timings;
 
@@ -78,8 +80,9 @@ pub struct CaptionerOptions {
 pub struct PromptOptions {
     /// Use the English template (`Q:…\nA:`) instead of the Chinese one.
     pub english: bool,
-    /// Make room for the image (`<img>`, the 32 placeholders, `</img>`).
-    pub with_image: bool,
+    /// How many image blocks (`<img>`, the 32 placeholders, `</img>`) to make room for, one
+    /// after another before the turns (0: a text-only prompt).
+    pub images: usize,
     /// Drop the oldest history turns until the prompt fits (`dropped_turns` says how many)
     /// instead of failing.
     pub drop_oldest: bool,
@@ -324,9 +327,11 @@ impl Captioner {
             } else {
                 Overflow::Error
             });
-        if opts.with_image {
-            builder = builder.image(self.model.config().image_length, self.tokenizer.pad_id());
-        }
+        builder = builder.images(
+            opts.images,
+            self.model.config().image_length,
+            self.tokenizer.pad_id(),
+        );
         Ok(builder.build(query, history)?)
     }
 
@@ -354,9 +359,41 @@ impl Captioner {
         Ok(out)
     }
 
+    /// Answers `question` about several images together, in one prompt (one `<img>` block
+    /// per image, in order; see [`visualglm_language::prompt`]). The released weights saw one
+    /// image per prompt: answers about several are as good as the fine-tuning on such prompts.
+    pub fn describe_together(
+        &self,
+        images: &[DynamicImage],
+        question: &Question,
+    ) -> Result<Answers> {
+        if images.is_empty() {
+            return Err(VisualGlmError::Input(
+                "describe_together needs at least one image".into(),
+            ));
+        }
+        let start = Instant::now();
+        let embeds = self.encode_images(images)?;
+        let encode_ms = start.elapsed().as_secs_f64() * 1e3;
+        let per_image = (0..images.len())
+            .map(|i| embeds.narrow(0, i, 1))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let mut out = self.answer_image_set(&per_image, question)?;
+        out.timings.encode_ms += encode_ms;
+        out.timings.images += images.len();
+        Ok(out)
+    }
+
     /// Answers `question` for each row of precomputed image embeddings `[B, 32, width]`, with
     /// the prefill and decode timings.
     pub fn answer_embeds(&self, embeds: &Tensor, question: &Question) -> Result<Answers> {
+        self.answer_image_set(std::slice::from_ref(embeds), question)
+    }
+
+    /// Answers `question` about a set of images for each of `B` rows: `images[i]` `[B, 32,
+    /// width]` fills image block `i` of the prompt (one block per entry, none for text alone).
+    /// Returns `B` answers with the prefill and decode timings.
+    pub fn answer_image_set(&self, images: &[Tensor], question: &Question) -> Result<Answers> {
         let mut timings = Timings::default();
         let cfg = &question.generation;
         let prompt = self.prompt(
@@ -365,22 +402,24 @@ impl Captioner {
             self.model.length_limit(cfg.max_length).saturating_sub(1),
             &PromptOptions {
                 english: question.english,
-                with_image: true,
+                images: images.len(),
                 drop_oldest: false,
             },
         )?;
+        let spans = prompt.image_spans(images)?;
+        let rows_in = match images.first() {
+            Some(t) => t.dim(0)?,
+            None => 1,
+        };
         let invalid = self.invalid_ids(question.english);
         let rows = if cfg.num_beams > 1 {
             let mut rows = Vec::new();
-            for i in 0..embeds.dim(0)? {
-                let one = embeds.narrow(0, i, 1)?;
-                rows.push(beam_search(
-                    &self.model,
-                    &prompt.ids,
-                    Some((&one, prompt.pre_image)),
-                    cfg,
-                    &invalid,
-                )?);
+            for i in 0..rows_in {
+                let one = spans
+                    .iter()
+                    .map(|s| Ok(EmbedSpan::new(s.start, s.embeds.narrow(0, i, 1)?)))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                rows.push(beam_search(&self.model, &prompt.ids, &one, cfg, &invalid)?);
             }
             rows
         } else {
@@ -390,7 +429,7 @@ impl Captioner {
             let rows = generate(
                 &self.model,
                 &prompt.ids,
-                Some((embeds, prompt.pre_image)),
+                &spans,
                 cfg,
                 &invalid,
                 &mut |row, _| {
@@ -402,9 +441,9 @@ impl Captioner {
                 },
             )?;
             if let Some(first) = first_step {
-                timings.prefill_tokens += prompt.ids.len() * embeds.dim(0)?;
+                timings.prefill_tokens += prompt.ids.len() * rows_in;
                 timings.prefill_ms += (first - start).as_secs_f64() * 1e3;
-                timings.decode_tokens += steps.saturating_sub(1) * embeds.dim(0)?;
+                timings.decode_tokens += steps.saturating_sub(1) * rows_in;
                 timings.decode_ms += first.elapsed().as_secs_f64() * 1e3;
             }
             rows
@@ -419,148 +458,4 @@ impl Captioner {
             .collect::<Result<_>>()?;
         Ok(Answers { answers, timings })
     }
-
-    /// Starts a chat; the image (if any) is encoded once and reused every turn.
-    pub fn chat(&self, english: bool) -> ChatSession<'_> {
-        ChatSession {
-            captioner: self,
-            image_embeds: None,
-            history: Vec::new(),
-            english,
-        }
-    }
-}
-
-/// A conversation with history about at most one image.
-#[derive(Debug)]
-pub struct ChatSession<'a> {
-    captioner: &'a Captioner,
-    image_embeds: Option<Tensor>,
-    history: Vec<(String, String)>,
-    english: bool,
-}
-
-impl ChatSession<'_> {
-    /// Sets (or replaces) the image and clears the history.
-    pub fn set_image(&mut self, image: &DynamicImage) -> Result<()> {
-        self.image_embeds = Some(self.captioner.encode_images(std::slice::from_ref(image))?);
-        self.history.clear();
-        Ok(())
-    }
-
-    /// Uses precomputed `[1, 32, width]` image embeddings and clears the history.
-    pub fn set_image_embeds(&mut self, embeds: Tensor) {
-        self.image_embeds = Some(embeds);
-        self.history.clear();
-    }
-
-    /// Forgets the history (keeps the image).
-    pub fn clear_history(&mut self) {
-        self.history.clear();
-    }
-
-    /// The turns so far: (question, answer).
-    pub fn history(&self) -> &[(String, String)] {
-        &self.history
-    }
-
-    /// Whether an image is loaded.
-    pub fn has_image(&self) -> bool {
-        self.image_embeds.is_some()
-    }
-
-    /// Asks a question; `on_text` receives the answer piece by piece as it is generated
-    /// (with `num_beams > 1`, beam search, whole once the search ends) and returns
-    /// [`Flow::Stop`] to end the answer there: the answer so far is returned and kept in the
-    /// history. The oldest turns are dropped when the history no longer fits `max_length`.
-    pub fn ask(
-        &mut self,
-        query: &str,
-        generation: &GenerationConfig,
-        on_text: &mut dyn FnMut(&str) -> Flow,
-    ) -> Result<String> {
-        let c = self.captioner;
-        let prompt = c.prompt(
-            query,
-            &self.history,
-            c.model
-                .length_limit(generation.max_length)
-                .saturating_sub(1),
-            &PromptOptions {
-                english: self.english,
-                with_image: self.image_embeds.is_some(),
-                drop_oldest: true,
-            },
-        )?;
-        self.history
-            .drain(..prompt.dropped_turns.min(self.history.len()));
-        let invalid = c.invalid_ids(self.english);
-        let image = self.image_embeds.as_ref().map(|e| (e, prompt.pre_image));
-        if generation.num_beams > 1 {
-            let ids = beam_search(&c.model, &prompt.ids, image, generation, &invalid)?;
-            let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
-            // The search is over: a Stop changes nothing.
-            let _ = on_text(&answer);
-            self.history.push((query.to_string(), answer.clone()));
-            return Ok(answer);
-        }
-        let mut stream = TextStream::default();
-        let mut decode_error = None;
-        let mut flow = Flow::Continue;
-        let rows = generate(
-            &c.model,
-            &prompt.ids,
-            image,
-            generation,
-            &invalid,
-            &mut |_, t| {
-                if t != c.model.config().glm.eos_id() {
-                    match stream.push(&c.tokenizer, t) {
-                        Ok(piece) if !piece.is_empty() => flow = on_text(&piece),
-                        Ok(_) => {}
-                        Err(e) => decode_error = Some(e),
-                    }
-                }
-                flow
-            },
-        )?;
-        if let Some(e) = decode_error {
-            return Err(e);
-        }
-        let ids = rows.into_iter().next().unwrap_or_default();
-        let answer = clean_answer(&c.tokenizer.decode(&ids, &DecodeOptions::default())?);
-        self.history.push((query.to_string(), answer.clone()));
-        Ok(answer)
-    }
-}
-
-/// Turns streamed ids into text pieces, holding back incomplete UTF-8 sequences.
-#[derive(Debug, Default)]
-pub struct TextStream {
-    ids: Vec<u32>,
-    emitted: usize,
-}
-
-impl TextStream {
-    /// Adds one id and returns the new text it completes (possibly empty).
-    pub fn push(&mut self, tokenizer: &ChatGlmTokenizer, id: u32) -> Result<String> {
-        self.ids.push(id);
-        let text = tokenizer.decode(&self.ids, &DecodeOptions::default())?;
-        if text.ends_with('\u{FFFD}') || text.len() < self.emitted {
-            return Ok(String::new());
-        }
-        let new = text.get(self.emitted..).unwrap_or("").to_string();
-        self.emitted = text.len();
-        Ok(new)
-    }
-}
-
-/// The release strips the answer (it also cuts the whole text at the last `答：`/`A:`, which
-/// only matters for its own prompt+answer decoding; we decode the answer alone).
-fn clean_answer(text: &str) -> String {
-    // A token budget can end inside a multi-byte character: drop the incomplete tail.
-    text.trim()
-        .trim_end_matches('\u{FFFD}')
-        .trim_end()
-        .to_string()
 }

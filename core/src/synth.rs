@@ -1,5 +1,6 @@
 //! A synthetic image-text data set for quick from-scratch experiments: scenes of coloured
-//! shapes with captions that state their colours, shapes and positions.
+//! shapes with captions that state their colours, shapes and positions; and a two-image task
+//! ([`write_pairs_dataset`]: "which image has more shapes?") for multi-image prompts.
 
 use std::path::{Path, PathBuf};
 
@@ -93,9 +94,23 @@ impl SceneStyle {
 /// Draws one scene: a shape on the left half and one on the right half of a `size`² image on a
 /// grey background, and its caption.
 pub fn scene(rng: &mut ChaCha8Rng, size: u32, style: &SceneStyle) -> (RgbImage, String) {
+    scene_in(rng, size, style, [true, true])
+}
+
+/// [`scene`] with a shape only in the halves `filled` says (left, right).
+fn scene_in(
+    rng: &mut ChaCha8Rng,
+    size: u32,
+    style: &SceneStyle,
+    filled: [bool; 2],
+) -> (RgbImage, String) {
     let mut img = RgbImage::from_pixel(size, size, Rgb([90, 90, 90]));
     let mut parts = Vec::new();
-    for (side, x0) in [("left", 0), ("right", size / 2)] {
+    for ((side, x0), _) in [("left", 0), ("right", size / 2)]
+        .into_iter()
+        .zip(filled)
+        .filter(|(_, f)| *f)
+    {
         let (cname, rgb) = COLORS[rng.random_range(0..COLORS.len())];
         let shape = SHAPES[rng.random_range(0..SHAPES.len())];
         let half = size / 2;
@@ -142,31 +157,101 @@ pub fn write_dataset(
     size: u32,
     style: &SceneStyle,
 ) -> Result<SynthSummary> {
-    style.validate()?;
-    if count == 0 || size < 16 || !(0.0..1.0).contains(&val_fraction) {
-        return Err(VisualGlmError::Input(
-            "need count ≥ 1, size ≥ 16 and 0 ≤ val_fraction < 1".into(),
-        ));
-    }
-    let images = out.join("images");
-    std::fs::create_dir_all(&images).map_err(VisualGlmError::io("cannot create", &images))?;
+    check_sizes(style, count, size, val_fraction)?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut records = Vec::with_capacity(count);
     for i in 0..count {
         let (img, caption) = scene(&mut rng, size, style);
         let name = format!("images/{i:06}.png");
-        let path = out.join(&name);
-        let mut png = std::io::Cursor::new(Vec::new());
-        img.write_to(&mut png, image::ImageFormat::Png)
-            .map_err(|e| VisualGlmError::io("cannot encode", &path)(std::io::Error::other(e)))?;
-        visualglm_files::write_atomic_bytes(&path, png.get_ref())
-            .map_err(|e| VisualGlmError::io("cannot write", &path)(e.source))?;
+        write_png(out, &name, &img)?;
         records.push(SynthRecord {
             img: name,
             prompt: SYNTH_PROMPT.into(),
             label: caption,
         });
     }
+    write_split(out, &records, val_fraction)
+}
+
+/// The question of every two-image record.
+pub const PAIRS_PROMPT: &str = "Which image has more shapes?";
+/// The answers of the two-image records: the first image has more shapes, or the second.
+pub const PAIRS_ANSWERS: [&str; 2] = ["the first", "the second"];
+
+/// One two-image record: `"img"` is a list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairRecord {
+    /// The two image paths, relative to the data file.
+    pub img: [String; 2],
+    /// The question ([`PAIRS_PROMPT`]).
+    pub prompt: String,
+    /// The answer (one of [`PAIRS_ANSWERS`]).
+    pub label: String,
+}
+
+/// Writes `count` two-image records asking "which image has more shapes?": one image holds one
+/// shape (in a random half), the other two, in random order (chance is 50 %). Same layout and
+/// files as [`write_dataset`]; the shapes are drawn as there.
+pub fn write_pairs_dataset(
+    out: &Path,
+    count: usize,
+    val_fraction: f64,
+    seed: u64,
+    size: u32,
+    style: &SceneStyle,
+) -> Result<SynthSummary> {
+    check_sizes(style, count, size, val_fraction)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut records = Vec::with_capacity(count);
+    for i in 0..count {
+        let more = rng.random_range(0..2usize);
+        let one_side = if rng.random_bool(0.5) {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        let mut names = [String::new(), String::new()];
+        for (k, name) in names.iter_mut().enumerate() {
+            let filled = if k == more { [true, true] } else { one_side };
+            let (img, _) = scene_in(&mut rng, size, style, filled);
+            *name = format!("images/{i:06}-{k}.png");
+            write_png(out, name, &img)?;
+        }
+        records.push(PairRecord {
+            img: names,
+            prompt: PAIRS_PROMPT.into(),
+            label: PAIRS_ANSWERS[more].into(),
+        });
+    }
+    write_split(out, &records, val_fraction)
+}
+
+fn check_sizes(style: &SceneStyle, count: usize, size: u32, val_fraction: f64) -> Result<()> {
+    style.validate()?;
+    if count == 0 || size < 16 || !(0.0..1.0).contains(&val_fraction) {
+        return Err(VisualGlmError::Input(
+            "need count ≥ 1, size ≥ 16 and 0 ≤ val_fraction < 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `img` as PNG to `out/name` (atomically), creating its folder.
+fn write_png(out: &Path, name: &str, img: &RgbImage) -> Result<()> {
+    let path = out.join(name);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(VisualGlmError::io("cannot create", dir))?;
+    }
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| VisualGlmError::io("cannot encode", &path)(std::io::Error::other(e)))?;
+    visualglm_files::write_atomic_bytes(&path, png.get_ref())
+        .map_err(|e| VisualGlmError::io("cannot write", &path)(e.source))
+}
+
+/// Writes `train.json` and `val.json` (the last `val_fraction` of `records`).
+fn write_split<R: Serialize>(out: &Path, records: &[R], val_fraction: f64) -> Result<SynthSummary> {
+    let count = records.len();
     let n_val = ((count as f64) * val_fraction).round() as usize;
     let split = count - n_val;
     let train = out.join("train.json");
@@ -180,7 +265,7 @@ pub fn write_dataset(
     })
 }
 
-fn write_json_atomic(path: &Path, records: &[SynthRecord]) -> Result<()> {
+fn write_json_atomic<R: Serialize>(path: &Path, records: &[R]) -> Result<()> {
     let text = serde_json::to_string_pretty(records)
         .map_err(|e| VisualGlmError::io("cannot encode", path)(std::io::Error::other(e)))?;
     visualglm_files::write_atomic_bytes(path, text.as_bytes())
@@ -212,6 +297,39 @@ mod tests {
             .unwrap();
         let found = (0..32).any(|x| (0..64).any(|y| ia.get_pixel(x, y).0 == left_color));
         assert!(found, "{ca}");
+    }
+
+    #[test]
+    fn pairs_hold_one_and_two_shapes_and_the_answer_names_the_fuller() {
+        let dir = tempfile::tempdir().unwrap();
+        let style = SceneStyle::default();
+        write_pairs_dataset(dir.path(), 40, 0.25, 5, 64, &style).unwrap();
+        let train: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("train.json")).unwrap())
+                .unwrap();
+        assert_eq!(train.len(), 30);
+        let grey = |name: &str| -> usize {
+            let img = image::open(dir.path().join(name)).unwrap().to_rgb8();
+            img.pixels().filter(|p| p.0 == [90, 90, 90]).count()
+        };
+        let mut firsts = 0;
+        for r in &train {
+            let imgs = r["img"].as_array().unwrap();
+            let (a, b) = (imgs[0].as_str().unwrap(), imgs[1].as_str().unwrap());
+            // The image with two shapes has fewer background pixels.
+            let want = if grey(a) < grey(b) {
+                "the first"
+            } else {
+                "the second"
+            };
+            assert_eq!(r["label"], want, "{r}");
+            assert_eq!(r["prompt"], PAIRS_PROMPT);
+            firsts += usize::from(want == "the first");
+        }
+        assert!(
+            firsts > 5 && firsts < 25,
+            "{firsts} of 30 answers are \"the first\""
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = PromptLimits {
         max_length: 512,
         default_max_tokens: Some(16),
+        max_images: visualglm_server::DEFAULT_MAX_IMAGES,
     };
     if let Ok(req) = serde_json::from_slice::<ChatCompletionRequest>(data) {
         let conv = conversation(&req.messages);
@@ -65,9 +66,10 @@ fn check(p: &visualglm_server::request::Prepared, conv_ok: bool, limits: &Prompt
         "no room left for an answer"
     );
     assert!(p.config.max_length <= limits.max_length);
-    if p.image.is_some() {
+    assert_eq!(p.images.len(), p.image_starts.len());
+    for &start in &p.image_starts {
         assert!(
-            p.pre_image + 32 <= p.ids.len(),
+            start + 32 <= p.ids.len(),
             "image placeholders out of the prompt"
         );
     }

@@ -12,15 +12,29 @@
 //! Without an image it is `encode(turns) + [gMASK, <sop>]`. Positions come from
 //! [`crate::positions`].
 //!
+//! **Several images** go one after another before the turns, in order, each in its own
+//! `<img></img>` block. The text between two placeholder runs is one `encode` call, as the
+//! release splits its prompt at the image (one image gives exactly the release's prompt):
+//!
+//! ```text
+//! encode("<img>") + [placeholder; n] + encode("</img><img>") + [placeholder; n]
+//!     + encode("</img>" + turns) + [gMASK, <sop>]
+//! ```
+//!
+//! The released weights saw one image per prompt: how well a model answers about several
+//! depends on fine-tuning with such prompts.
+//!
 //! **Too long:** a prompt of more than `max_length` ids is an error ([`PromptError::TooLong`])
 //! unless [`Overflow::DropOldestTurns`] is chosen; then the oldest history turns are dropped,
 //! one at a time, until it fits (the error remains when even no history is too long).
 
 use std::ops::Range;
 
+use candle_core::Tensor;
 use visualglm_tokenizer::{ChatGlmTokenizer, TokenizerError};
 
 use crate::positions;
+use crate::splice::EmbedSpan;
 
 /// Errors of prompt assembly.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +42,14 @@ pub enum PromptError {
     /// Tokenising a piece of the prompt failed.
     #[error(transparent)]
     Tokenizer(#[from] TokenizerError),
+    /// The number of image embeddings given does not match the prompt's image blocks.
+    #[error("the prompt has {blocks} image blocks but {given} images were given")]
+    ImageCount {
+        /// Image blocks in the prompt.
+        blocks: usize,
+        /// Images given.
+        given: usize,
+    },
     /// The prompt does not fit in the maximum length.
     #[error("prompt is {len} tokens, more than the maximum length {max} (with {turns} history turns kept)")]
     TooLong {
@@ -105,9 +127,10 @@ pub struct ImageSlot {
 pub struct PromptInputs {
     /// Token ids, ending with `[gMASK]`, `<sop>`.
     pub ids: Vec<u32>,
-    /// `len(encode("<img>"))`: where the image embeddings start; 0 without an image.
-    pub pre_image: usize,
-    /// Number of image placeholders; 0 without an image.
+    /// Where each image's placeholders start, in order (`len(encode("<img>"))` for the
+    /// first); empty without an image.
+    pub image_starts: Vec<usize>,
+    /// Number of placeholders of each image; 0 without an image.
     pub image_length: usize,
     /// Context length: the index of `<sop>` (everything before it is bidirectional).
     pub context_len: usize,
@@ -120,9 +143,36 @@ pub struct PromptInputs {
 }
 
 impl PromptInputs {
-    /// The ids the image embeddings replace, if there is an image.
+    /// Where the first image's placeholders start; 0 without an image.
+    pub fn pre_image(&self) -> usize {
+        self.image_starts.first().copied().unwrap_or(0)
+    }
+
+    /// The ids the first image's embeddings replace, if there is an image.
     pub fn image_range(&self) -> Option<Range<usize>> {
-        (self.image_length > 0).then(|| self.pre_image..self.pre_image + self.image_length)
+        self.image_ranges().next()
+    }
+
+    /// The ids each image's embeddings replace, in order.
+    pub fn image_ranges(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        self.image_starts.iter().map(|&s| s..s + self.image_length)
+    }
+
+    /// The prompt's images as embedding spans: `images[i]` (`[B, image_length, hidden]`) at
+    /// image block `i`. The number of images must match the prompt's blocks.
+    pub fn image_spans(&self, images: &[Tensor]) -> Result<Vec<EmbedSpan>, PromptError> {
+        if images.len() != self.image_starts.len() {
+            return Err(PromptError::ImageCount {
+                blocks: self.image_starts.len(),
+                given: images.len(),
+            });
+        }
+        Ok(self
+            .image_starts
+            .iter()
+            .zip(images)
+            .map(|(&start, embeds)| EmbedSpan::new(start, embeds.clone()))
+            .collect())
     }
 }
 
@@ -132,6 +182,7 @@ pub struct PromptBuilder<'a> {
     tokenizer: &'a ChatGlmTokenizer,
     template: Template,
     image: Option<ImageSlot>,
+    image_count: usize,
     max_length: usize,
     overflow: Overflow,
 }
@@ -143,6 +194,7 @@ impl<'a> PromptBuilder<'a> {
             tokenizer,
             template: Template::Chinese,
             image: None,
+            image_count: 0,
             max_length: 2048,
             overflow: Overflow::Error,
         }
@@ -154,18 +206,26 @@ impl<'a> PromptBuilder<'a> {
         self
     }
 
-    /// Adds an image slot of `length` placeholders with id `placeholder`.
-    pub fn image(mut self, length: usize, placeholder: u32) -> Self {
-        self.image = Some(ImageSlot {
+    /// One image slot of `length` placeholders with id `placeholder` (the release's prompt).
+    pub fn image(self, length: usize, placeholder: u32) -> Self {
+        self.images(1, length, placeholder)
+    }
+
+    /// `count` image slots of `length` placeholders each, one block after another (0: a
+    /// text-only prompt).
+    pub fn images(mut self, count: usize, length: usize, placeholder: u32) -> Self {
+        self.image = (count > 0).then_some(ImageSlot {
             length,
             placeholder,
         });
+        self.image_count = count;
         self
     }
 
-    /// Removes the image slot (text-only prompt).
+    /// Removes the image slots (text-only prompt).
     pub fn no_image(mut self) -> Self {
         self.image = None;
+        self.image_count = 0;
         self
     }
 
@@ -213,15 +273,21 @@ impl<'a> PromptBuilder<'a> {
     ) -> Result<PromptInputs, PromptError> {
         let tok = self.tokenizer;
         let turns = self.template.render(history, query);
-        let (mut ids, pre_image, image_length) = match self.image {
+        let (mut ids, image_starts, image_length) = match self.image {
             Some(slot) => {
                 let mut ids = tok.encode("<img>")?;
-                let pre_image = ids.len();
-                ids.extend(std::iter::repeat_n(slot.placeholder, slot.length));
+                let mut starts = Vec::with_capacity(self.image_count);
+                for i in 0..self.image_count {
+                    if i > 0 {
+                        ids.extend(tok.encode("</img><img>")?);
+                    }
+                    starts.push(ids.len());
+                    ids.extend(std::iter::repeat_n(slot.placeholder, slot.length));
+                }
                 ids.extend(tok.encode(&format!("</img>{turns}"))?);
-                (ids, pre_image, slot.length)
+                (ids, starts, slot.length)
             }
-            None => (tok.encode(&turns)?, 0, 0),
+            None => (tok.encode(&turns)?, Vec::new(), 0),
         };
         ids.extend([tok.gmask_id(), tok.sop_id()]);
         let (context_len, gmask_index) =
@@ -229,7 +295,7 @@ impl<'a> PromptBuilder<'a> {
         let position_ids = positions::position_ids(ids.len(), context_len, gmask_index);
         Ok(PromptInputs {
             ids,
-            pre_image,
+            image_starts,
             image_length,
             context_len,
             gmask_index,

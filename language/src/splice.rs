@@ -3,13 +3,21 @@
 
 use candle_core::{DType, Result, Tensor};
 
-/// Embeddings `[B, n, hidden]` that replace the `n` ids of a prompt from `start` on.
-#[derive(Debug, Clone, Copy)]
-pub struct EmbedSpan<'a> {
+/// Embeddings `[B, n, hidden]` that replace the `n` ids of a prompt from `start` on (one
+/// image of a prompt: a cheap clone of the tensor, which shares its storage).
+#[derive(Debug, Clone)]
+pub struct EmbedSpan {
     /// Index of the first replaced id.
     pub start: usize,
     /// The embeddings put there.
-    pub embeds: &'a Tensor,
+    pub embeds: Tensor,
+}
+
+impl EmbedSpan {
+    /// `embeds` `[B, n, hidden]` replacing the ids from `start` on.
+    pub fn new(start: usize, embeds: Tensor) -> Self {
+        Self { start, embeds }
+    }
 }
 
 /// `[B, S, hidden]`: `embed` of the ids `[B, S]` outside the spans, and each span's embeddings
@@ -65,30 +73,12 @@ mod tests {
         let ids = Tensor::new(&[[1u32, 2, 0, 0, 3, 0, 4]], &dev)?;
         let a = Tensor::new(&[[[-1f32, -1.0], [-2.0, -2.0]]], &dev)?;
         let b = Tensor::new(&[[[-3f32, -3.0]]], &dev)?;
-        let spans = [
-            EmbedSpan {
-                start: 2,
-                embeds: &a,
-            },
-            EmbedSpan {
-                start: 5,
-                embeds: &b,
-            },
-        ];
+        let spans = [EmbedSpan::new(2, a.clone()), EmbedSpan::new(5, b.clone())];
         let out = splice_spans(&ids, &spans, DType::F32, embed)?;
         let want = [1., 2., -1., -2., 3., -3., 4.].map(|v: f32| vec![v, v]);
         assert_eq!(rows(&out), want);
         // Spans at both ends, and none at all.
-        let ends = [
-            EmbedSpan {
-                start: 0,
-                embeds: &a,
-            },
-            EmbedSpan {
-                start: 6,
-                embeds: &b,
-            },
-        ];
+        let ends = [EmbedSpan::new(0, a.clone()), EmbedSpan::new(6, b.clone())];
         let out = splice_spans(&ids, &ends, DType::F32, embed)?;
         let want = [-1., -2., 0., 0., 3., 0., -3.].map(|v: f32| vec![v, v]);
         assert_eq!(rows(&out), want);
@@ -107,10 +97,7 @@ mod tests {
         for starts in [vec![0, 1], vec![2, 0], vec![3]] {
             let spans: Vec<EmbedSpan> = starts
                 .iter()
-                .map(|&start| EmbedSpan {
-                    start,
-                    embeds: &two,
-                })
+                .map(|&start| EmbedSpan::new(start, two.clone()))
                 .collect();
             let err = splice_spans(&ids, &spans, DType::F32, embed).unwrap_err();
             assert!(

@@ -158,35 +158,31 @@ fn image_error(e: DecodeError) -> ApiError {
     }
 }
 
-/// The image embeddings `[1, 32, width]` of each request that has an image, encoded
-/// `image_batch` images per call (0: all at once).
+/// The image embeddings `[1, 32, width]` of every image of each request, in order; all
+/// requests' images are encoded together, `image_batch` images per call (0: all at once).
 pub fn encode_batch(
     captioner: &Captioner,
-    images: &[Option<&DynamicImage>],
+    images: &[&[DynamicImage]],
     image_batch: usize,
-) -> visualglm::Result<Vec<Option<Tensor>>> {
-    let mut embeds: Vec<Option<Tensor>> = vec![None; images.len()];
-    let with_image: Vec<usize> = (0..images.len()).filter(|&i| images[i].is_some()).collect();
-    if with_image.is_empty() {
-        return Ok(embeds);
-    }
-    let pictures: Vec<DynamicImage> = images.iter().flatten().map(|&i| i.clone()).collect();
+) -> visualglm::Result<Vec<Vec<Tensor>>> {
+    let pictures: Vec<DynamicImage> = images.iter().flat_map(|i| i.iter().cloned()).collect();
     let chunk = if image_batch == 0 {
-        pictures.len()
+        pictures.len().max(1)
     } else {
         image_batch
     };
-    let mut rows = Vec::with_capacity(with_image.len());
+    let mut rows = Vec::with_capacity(pictures.len());
     for part in pictures.chunks(chunk) {
         let t = captioner.encode_images(part)?;
         for row in 0..t.dim(0)? {
             rows.push(t.narrow(0, row, 1)?);
         }
     }
-    for (i, t) in with_image.into_iter().zip(rows) {
-        embeds[i] = Some(t);
-    }
-    Ok(embeds)
+    let mut rows = rows.into_iter();
+    Ok(images
+        .iter()
+        .map(|i| rows.by_ref().take(i.len()).collect())
+        .collect())
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ use tokio::sync::oneshot;
 
 pub use error::ApiError;
 pub use images::ImagePolicy;
-pub use request::PromptLimits;
+pub use request::{PromptLimits, DEFAULT_MAX_IMAGES};
 pub use routes::{router, AppState};
 use visualglm::lora::LoraAdapters;
 use visualglm::pipeline::Captioner;

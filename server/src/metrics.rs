@@ -150,6 +150,11 @@ pub fn render(http: &HttpMetrics, queue: &Queue, cache: Option<&Arc<ImageCache>>
             queue.prompt_tokens(),
         ),
         (
+            "visualglm_prefill_rows_total",
+            "Prompt rows run through the model (the n rows of one request share one prefill).",
+            queue.prefill_rows(),
+        ),
+        (
             "visualglm_completion_tokens_total",
             "Tokens generated, over all requests.",
             queue.tokens_generated(),

@@ -1,7 +1,8 @@
 //! Turning a validated request body into a [`Prepared`] prompt for the model: the
 //! conversation becomes VisualGLM's history and query, the sampling fields a
 //! [`GenerationConfig`] (fields a request leaves unset take the model's defaults, its
-//! `generation_config.json`), the image a decoded picture.
+//! `generation_config.json`), its images decoded pictures (every `image_url` of every message,
+//! in order, up to [`PromptLimits::max_images`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -23,13 +24,19 @@ pub struct PromptLimits {
     /// New tokens when the request does not say; `None`: the model's `max_new_tokens`
     /// (its `generation_config.json`, else the release's 512).
     pub default_max_tokens: Option<usize>,
+    /// Most images in one request (each costs 32 prompt tokens and an encoder pass).
+    pub max_images: usize,
 }
+
+/// [`PromptLimits::max_images`] unless the server says otherwise.
+pub const DEFAULT_MAX_IMAGES: usize = 8;
 
 impl Default for PromptLimits {
     fn default() -> Self {
         Self {
             max_length: 2048,
             default_max_tokens: None,
+            max_images: DEFAULT_MAX_IMAGES,
         }
     }
 }
@@ -37,12 +44,12 @@ impl Default for PromptLimits {
 /// A request ready to queue.
 #[derive(Debug)]
 pub struct Prepared {
-    /// Prompt ids (the image's 32 placeholders included).
+    /// Prompt ids (each image's 32 placeholders included).
     pub ids: Vec<u32>,
-    /// Index of the first image placeholder.
-    pub pre_image: usize,
-    /// The image, if any.
-    pub image: Option<DynamicImage>,
+    /// Where each image's placeholders start, in order.
+    pub image_starts: Vec<usize>,
+    /// The images, in prompt order (squashed to the model's input size).
+    pub images: Vec<DynamicImage>,
     /// Decoding settings.
     pub config: GenerationConfig,
     /// English template and suppression of Chinese tokens.
@@ -118,11 +125,12 @@ pub struct Conversation {
     pub query: String,
     /// Earlier (user, assistant) turns.
     pub history: Vec<(String, String)>,
-    /// The URL of the conversation's image: the last one if there are several.
-    pub image_url: Option<String>,
+    /// The URLs of the conversation's images, in message order.
+    pub image_urls: Vec<String>,
 }
 
-/// Reduces OpenAI messages to a query, a history and at most one image.
+/// Reduces OpenAI messages to a query, a history and the images (all of them, in order: the
+/// prompt holds one `<img>` block per image before the turns, as the release holds its one).
 ///
 /// System messages are ignored (VisualGLM has no system prompt). Consecutive user messages
 /// are joined with a newline; an assistant message must follow a user message; the last
@@ -142,7 +150,7 @@ pub fn conversation_asking(
     }
     let mut history = Vec::new();
     let mut pending: Option<String> = None;
-    let mut image_url = None;
+    let mut image_urls = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         let mut texts = Vec::new();
         match &m.content {
@@ -152,7 +160,7 @@ pub fn conversation_asking(
                 for p in parts {
                     match p {
                         ContentPart::Text { text } => texts.push(text.as_str()),
-                        ContentPart::ImageUrl { image_url: u } => image_url = Some(u.url.clone()),
+                        ContentPart::ImageUrl { image_url: u } => image_urls.push(u.url.clone()),
                     }
                 }
             }
@@ -198,7 +206,7 @@ pub fn conversation_asking(
     Ok(Conversation {
         query,
         history,
-        image_url,
+        image_urls,
     })
 }
 
@@ -313,13 +321,22 @@ pub fn prepare_chat(
         seed: req.seed,
     };
     let config = sampling.config(&defaults.generation, max_tokens, limits.max_length)?;
-    let image = conv
-        .image_url
-        .as_deref()
+    if conv.image_urls.len() > limits.max_images {
+        return Err(ApiError::bad_request(format!(
+            "the request has {} images, more than this server's maximum of {} per request",
+            conv.image_urls.len(),
+            limits.max_images
+        ))
+        .with_param("messages")
+        .with_code("too_many_images"));
+    }
+    let images = conv
+        .image_urls
+        .iter()
         .map(|u| policy.load_url(u))
-        .transpose()?;
+        .collect::<Result<Vec<_>, _>>()?;
     let english = !is_chinese(&conv.query);
-    let mut prepared = build(captioner, conv.query, conv.history, image, config, english)?;
+    let mut prepared = build(captioner, conv.query, conv.history, images, config, english)?;
     prepared.stop = stop;
     prepared.n = n;
     prepared.logprobs = logprobs;
@@ -350,20 +367,27 @@ pub fn prepare_release(
     };
     // The release generates until `max_length` (prompt + answer) or `<eop>`.
     let config = sampling.config(&captioner.defaults().generation, max_length, max_length)?;
-    let image = match req.image.as_deref() {
-        Some(s) if !s.trim().is_empty() => Some(policy.load_base64(s)?),
-        _ => None,
+    let images = match req.image.as_deref() {
+        Some(s) if !s.trim().is_empty() => vec![policy.load_base64(s)?],
+        _ => Vec::new(),
     };
     let english = !is_chinese(&req.text);
     let history = req.history.clone().unwrap_or_default();
-    build(captioner, req.text.clone(), history, image, config, english)
+    build(
+        captioner,
+        req.text.clone(),
+        history,
+        images,
+        config,
+        english,
+    )
 }
 
 fn build(
     captioner: &Captioner,
     query: String,
     history: Vec<(String, String)>,
-    image: Option<DynamicImage>,
+    images: Vec<DynamicImage>,
     config: GenerationConfig,
     english: bool,
 ) -> Result<Prepared, ApiError> {
@@ -372,7 +396,10 @@ fn build(
     let room = limit.saturating_sub(1);
     // Squash to the model's input size here, on the request's thread, so the model worker
     // only normalizes (the resize of an image already at that size is the identity).
-    let image = image.map(|i| DynamicImage::ImageRgb8(captioner.preprocessor().to_rgb_resized(&i)));
+    let images: Vec<DynamicImage> = images
+        .iter()
+        .map(|i| DynamicImage::ImageRgb8(captioner.preprocessor().to_rgb_resized(i)))
+        .collect();
     let prompt = captioner
         .prompt(
             &query,
@@ -380,7 +407,7 @@ fn build(
             room,
             &PromptOptions {
                 english,
-                with_image: image.is_some(),
+                images: images.len(),
                 ..Default::default()
             },
         )
@@ -393,8 +420,8 @@ fn build(
         })?;
     Ok(Prepared {
         ids: prompt.ids,
-        pre_image: prompt.pre_image,
-        image,
+        image_starts: prompt.image_starts,
+        images,
         config,
         english,
         query,
@@ -415,7 +442,7 @@ mod tests {
     }
 
     #[test]
-    fn messages_become_history_query_and_the_last_image() {
+    fn messages_become_history_query_and_every_image_in_order() {
         let c = conversation(&msgs(serde_json::json!([
             {"role": "system", "content": "be nice"},
             {"role": "user", "content": [
@@ -430,7 +457,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.history, vec![("what is it?".into(), "a cat".into())]);
         assert_eq!(c.query, "and\nthis?");
-        assert_eq!(c.image_url.as_deref(), Some("data:b"));
+        assert_eq!(c.image_urls, ["data:a", "data:b"]);
 
         let only_image = conversation(&msgs(serde_json::json!([
             {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:x"}}]}

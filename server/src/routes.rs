@@ -212,11 +212,11 @@ fn enqueue(
             } else {
                 p.ids.clone()
             },
-            pre_image: p.pre_image,
-            image: if last {
-                p.image.take()
+            image_starts: p.image_starts.clone(),
+            images: if last {
+                std::mem::take(&mut p.images)
             } else {
-                p.image.clone()
+                p.images.clone()
             },
             config,
             english: p.english,

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use image::DynamicImage;
 use tokio::sync::mpsc::UnboundedSender;
-use visualglm_language::GenerationConfig;
+use visualglm_language::{EmbedSpan, GenerationConfig};
 
 use super::error::ApiError;
 use super::histogram::{self, Histogram};
@@ -38,10 +38,10 @@ use visualglm::pipeline::Captioner;
 pub struct Job {
     /// Prompt ids (with the 32 image placeholders when there is an image).
     pub ids: Vec<u32>,
-    /// Index of the first image placeholder.
-    pub pre_image: usize,
-    /// The decoded image, if any.
-    pub image: Option<DynamicImage>,
+    /// Where each image's placeholders start, in order.
+    pub image_starts: Vec<usize>,
+    /// The decoded images, in prompt order.
+    pub images: Vec<DynamicImage>,
     /// Decoding settings.
     pub config: GenerationConfig,
     /// English mode: suppress the Chinese block.
@@ -133,6 +133,8 @@ struct Stats {
     running: AtomicUsize,
     /// Prompt tokens prefilled (each row of a request counted).
     prompt_tokens: AtomicU64,
+    /// Prompt rows run through the model (rows of one prompt, as `n > 1`, run once).
+    prefill_rows: AtomicU64,
     /// Seconds from submission to the first generated token.
     ttft: Histogram,
     /// Rows in each decode step.
@@ -155,6 +157,7 @@ impl Default for Stats {
             queued: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             prompt_tokens: AtomicU64::new(0),
+            prefill_rows: AtomicU64::new(0),
             ttft: Histogram::new(&histogram::SECONDS),
             batch_sizes: Histogram::new(&histogram::BATCH_SIZES),
             in_flight: AtomicUsize::new(0),
@@ -250,6 +253,12 @@ impl Queue {
     /// `n > 1` request counted).
     pub fn prompt_tokens(&self) -> u64 {
         self.stats.prompt_tokens.load(Ordering::SeqCst)
+    }
+
+    /// Prompt rows run through the model since the start: the rows of one prompt (`n > 1`)
+    /// share one prefill, so this is below the requests' rows when they do.
+    pub fn prefill_rows(&self) -> u64 {
+        self.stats.prefill_rows.load(Ordering::SeqCst)
     }
 
     /// Seconds from submission to each request's first generated token.
@@ -422,26 +431,39 @@ fn admit(lane: &mut Lane<'_>, jobs: Vec<Job>, image_batch: usize, stats: &Stats)
         .fetch_add(prompt as u64, Ordering::SeqCst);
     let captioner = lane.captioner;
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let images: Vec<_> = ready.iter().map(|(j, _)| j.image.as_ref()).collect();
+        let images: Vec<&[DynamicImage]> = ready.iter().map(|(j, _)| &j.images[..]).collect();
         let embeds = encode_batch(captioner, &images, image_batch)?;
+        let spans: Vec<Vec<EmbedSpan>> = ready
+            .iter()
+            .zip(embeds)
+            .map(|((job, _), embeds)| {
+                job.image_starts
+                    .iter()
+                    .zip(embeds)
+                    .map(|(&start, e)| EmbedSpan::new(start, e))
+                    .collect()
+            })
+            .collect();
         let invalid: Vec<_> = ready
             .iter()
             .map(|(j, _)| captioner.invalid_ids(j.english))
             .collect();
         let requests: Vec<GenRequest<'_>> = ready
             .iter()
-            .zip(&embeds)
+            .zip(&spans)
             .zip(&invalid)
-            .map(|(((job, _), image), invalid)| GenRequest {
+            .map(|(((job, _), images), invalid)| GenRequest {
                 ids: &job.ids,
-                image: image.as_ref(),
-                pre_image: job.pre_image,
+                images,
                 config: &job.config,
                 invalid,
             })
             .collect();
         let encoded_at = Instant::now();
+        let prefilled = lane.decoder.prefill_rows();
         let ids = lane.decoder.add(&requests)?;
+        let prefilled = lane.decoder.prefill_rows() - prefilled;
+        stats.prefill_rows.fetch_add(prefilled, Ordering::SeqCst);
         tracing::debug!(
             joined = ready.len(),
             running = lane.decoder.len(),

@@ -24,7 +24,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use visualglm::gguf::is_glm_linear_weight;
 use visualglm::quantize::{parse_quantize_type, QuantizeOptions};
-use visualglm::{expected_parameters, BuildOptions, LoadOptions, VisualGlm, VisualGlmConfig};
+use visualglm::{
+    expected_parameters, BuildOptions, EmbedSpan, LoadOptions, VisualGlm, VisualGlmConfig,
+};
 use visualglm_language::positions::position_at;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
 
@@ -452,7 +454,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let glm = model.language_model();
     let prefill_ms = time_ms(args.reps, || {
         let mut cache = glm.new_cache();
-        let h = model.prompt_hidden(&ids, None, Some(&mut cache), None)?;
+        let h = model.prompt_hidden(&ids, &[], Some(&mut cache), None)?;
         glm.logits(&h.narrow(1, n - 1, 1)?)?;
         Ok(())
     })?;
@@ -466,7 +468,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     // Decode: prefill once, then time each step (embed, layers with the cache, lm_head).
     let (context_len, gmask_index) = model.prompt_layout(&ids);
     let mut cache = glm.new_cache();
-    let h = model.prompt_hidden(&ids, None, Some(&mut cache), None)?;
+    let h = model.prompt_hidden(&ids, &[], Some(&mut cache), None)?;
     let mut next = glm
         .logits(&h.narrow(1, n - 1, 1)?)?
         .flatten_all()?
@@ -556,7 +558,7 @@ fn memory_run(model: &VisualGlm, args: &Args, vision_dtype: DType) -> anyhow::Re
     ids.splice(2..2, std::iter::repeat_n(3u32, n_img));
     ids.push(g.gmask_token_id);
     ids.push(g.bos_token_id);
-    let (_, steps) = model.generate_greedy(&ids, Some((&image, 2)), 3)?;
+    let (_, steps) = model.generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], 3)?;
     eprintln!(
         "memory run: image encoded, {}-token prefill, {} decode steps",
         ids.len(),

@@ -18,25 +18,31 @@ use interrupt::Interrupt;
 /// Arguments of `visualglm chat`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Image to talk about (another can be loaded with `/image PATH`).
-    image: Option<PathBuf>,
+    /// Images to talk about, in order (`/image PATH` replaces them, `/add PATH` adds one).
+    images: Vec<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
     generation: GenerationArgs,
 }
 
-const HELP: &str = "commands: /image PATH (load another image), /clear (forget the history), \
-                    /help, /quit (or Ctrl-D); Ctrl-C stops an answer; start a question with // \
-                    to begin it with /";
+const HELP: &str = "commands: /image PATH (talk about this image instead), /add PATH (add an \
+                    image to the conversation), /clear (forget the history), /help, /quit (or \
+                    Ctrl-D); Ctrl-C stops an answer; start a question with // to begin it \
+                    with /";
+
+const MANY_IMAGES: &str = "(note: the released weights saw one image per prompt; answers \
+                           about several need a model fine-tuned on such prompts)";
 
 /// One line typed at the prompt.
 #[derive(Debug, PartialEq, Eq)]
 enum Command<'a> {
     /// A question for the model.
     Ask(&'a str),
-    /// `/image PATH`.
+    /// `/image PATH`: replaces the images.
     Image(&'a str),
+    /// `/add PATH`: adds an image.
+    Add(&'a str),
     /// `/clear`.
     Clear,
     /// `/help`.
@@ -65,6 +71,8 @@ impl<'a> Command<'a> {
             ("help", "") => Command::Help,
             ("image", "") => Command::Refused("/image needs a path: /image PATH".into()),
             ("image", path) => Command::Image(path),
+            ("add", "") => Command::Refused("/add needs a path: /add PATH".into()),
+            ("add", path) => Command::Add(path),
             ("quit" | "exit" | "clear" | "help", _) => {
                 Command::Refused(format!("/{name} takes no argument"))
             }
@@ -77,10 +85,13 @@ impl<'a> Command<'a> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let captioner = args.model.load()?;
     let mut session = captioner.chat(args.generation.english(captioner.defaults()));
-    if let Some(path) = &args.image {
+    for path in &args.images {
         let image = load_image(path, &Default::default())
             .with_context(|| format!("cannot open {}", path.display()))?;
-        session.set_image(&image)?;
+        session.add_image(&image)?;
+    }
+    if args.images.len() > 1 {
+        eprintln!("{MANY_IMAGES}");
     }
     let config = args.generation.config(captioner.defaults())?;
     let interrupt = Interrupt::install()?;
@@ -115,6 +126,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .and_then(|image| Ok(session.set_image(&image)?));
                 match loaded {
                     Ok(()) => eprintln!("(image loaded, history cleared)"),
+                    Err(e) => eprintln!("error: {}", super::output::error_message(&e)),
+                }
+                continue;
+            }
+            Command::Add(path) => {
+                let loaded = load_image(path, &Default::default())
+                    .map_err(anyhow::Error::from)
+                    .and_then(|image| Ok(session.add_image(&image)?));
+                match loaded {
+                    Ok(()) => {
+                        eprintln!("(image {} added)", session.image_count());
+                        if session.image_count() == 2 {
+                            eprintln!("{MANY_IMAGES}");
+                        }
+                    }
                     Err(e) => eprintln!("error: {}", super::output::error_message(&e)),
                 }
                 continue;
@@ -157,7 +183,15 @@ mod tests {
         assert_eq!(Command::parse("/exit"), Command::Quit);
         assert_eq!(Command::parse("/clear"), Command::Clear);
         assert_eq!(Command::parse("/image  a b.png"), Command::Image("a b.png"));
-        for refused in ["/imagex.png", "/image", "/foo bar", "/", "/clear now"] {
+        assert_eq!(Command::parse("/add c.png"), Command::Add("c.png"));
+        for refused in [
+            "/imagex.png",
+            "/image",
+            "/add",
+            "/foo bar",
+            "/",
+            "/clear now",
+        ] {
             assert!(
                 matches!(Command::parse(refused), Command::Refused(_)),
                 "{refused}"

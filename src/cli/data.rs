@@ -40,6 +40,10 @@ pub struct SynthArgs {
     /// radius (larger: a harder task).
     #[arg(long, default_value_t = SceneStyle::default().jitter)]
     jitter: f32,
+    /// Write two-image records instead (`"img"` is a list): "Which image has more shapes?",
+    /// answered "the first" or "the second" (one image holds one shape, the other two).
+    #[arg(long)]
+    pairs: bool,
 }
 
 /// Runs `data`.
@@ -51,16 +55,14 @@ pub fn run(cmd: Command) -> anyhow::Result<()> {
                 radius_max: a.radius_max,
                 jitter: a.jitter,
             };
-            let s = visualglm::synth::write_dataset(
-                &a.out,
-                a.count,
-                a.val_fraction,
-                a.seed,
-                a.size,
-                &style,
-            )?;
+            let write = if a.pairs {
+                visualglm::synth::write_pairs_dataset
+            } else {
+                visualglm::synth::write_dataset
+            };
+            let s = write(&a.out, a.count, a.val_fraction, a.seed, a.size, &style)?;
             eprintln!(
-                "wrote {} training and {} validation scenes: {}, {}",
+                "wrote {} training and {} validation records: {}, {}",
                 s.counts.0,
                 s.counts.1,
                 s.train.display(),

@@ -1,4 +1,5 @@
-//! `visualglm describe IMAGE...`: print a description of each image.
+//! `visualglm describe IMAGE...`: print a description of each image, or with `--together`
+//! one answer about all of them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,11 @@ pub struct Args {
     /// Print image-encode ms and prefill/decode tokens per second to stderr.
     #[arg(long)]
     timings: bool,
+    /// Ask one question about all the images together (one `<img>` block each, in order) and
+    /// print one answer. The released weights saw one image per prompt: answers about
+    /// several are only as good as a fine-tune on such prompts.
+    #[arg(long)]
+    together: bool,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -60,6 +66,9 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
     }
     // Read every image first, so bad paths are found before the model loads.
     let mut good: Vec<(&PathBuf, DynamicImage)> = Vec::new();
+    if args.together && args.images.len() < 2 {
+        anyhow::bail!("--together needs at least two images");
+    }
     let mut failed = 0usize;
     let report = |path: &Path, err: &anyhow::Error| {
         let message = error_message(err);
@@ -85,6 +94,31 @@ pub fn run(args: Args, verbose: bool) -> anyhow::Result<()> {
             .generation
             .question(captioner.defaults(), args.prompt.clone())?;
         let images: Vec<DynamicImage> = good.iter().map(|(_, i)| i.clone()).collect();
+        if args.together {
+            // One unreadable image changes the question: answer nothing.
+            if failed > 0 {
+                anyhow::bail!(
+                    "{failed} of {} images could not be read: no answer about them together",
+                    args.images.len()
+                );
+            }
+            let Answers { answers, timings } = captioner.describe_together(&images, &question)?;
+            let answer = answers.into_iter().next().unwrap_or_default();
+            if args.json {
+                let names: Vec<String> =
+                    good.iter().map(|(p, _)| p.display().to_string()).collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "images": names, "answer": answer })
+                );
+            } else {
+                println!("{answer}");
+            }
+            if args.timings || verbose {
+                eprintln!("{}", timings.summary());
+            }
+            return Ok(());
+        }
         let Answers {
             answers: captions,
             timings,

@@ -150,8 +150,7 @@ fn read_shard(path: &Path, images: &[EvalImage]) -> anyhow::Result<BTreeMap<usiz
         let image = usize::try_from(item).ok().and_then(|i| images.get(i));
         let same = image.is_some_and(|image| {
             v.get("image_id").and_then(serde_json::Value::as_i64) == Some(image.id)
-                && v.get("image").and_then(serde_json::Value::as_str)
-                    == Some(image.path.display().to_string().as_str())
+                && v.get("image").and_then(serde_json::Value::as_str) == Some(image.name().as_str())
         });
         if !same {
             anyhow::bail!(
@@ -180,7 +179,7 @@ fn write_shard(
         let line = serde_json::json!({
             "item": item,
             "image_id": image.id,
-            "image": image.path.display().to_string(),
+            "image": image.name(),
             "caption": caption,
         });
         text.push_str(&line.to_string());
@@ -262,34 +261,52 @@ fn score_and_report(
 fn prediction_line(image: &EvalImage, caption: &str) -> String {
     serde_json::json!({
         "image_id": image.id,
-        "image": image.path.display().to_string(),
+        "image": image.name(),
         "caption": caption,
     })
     .to_string()
 }
 
 /// Captions `decoded` (the images of `chunk`), asking each its record's prompt unless
-/// `--prompt` is given: one batch per distinct question, answers in `chunk`'s order.
+/// `--prompt` is given: one batch per distinct question and number of images (items of
+/// several images are asked about them together), answers in `chunk`'s order.
 fn describe_by_prompt(
     captioner: &visualglm::pipeline::Captioner,
     args: &CaptionArgs,
     chunk: &[EvalImage],
-    decoded: &[DynamicImage],
+    decoded: &[Vec<DynamicImage>],
 ) -> anyhow::Result<Vec<String>> {
     let query_of = |image: &EvalImage| match &args.prompt {
         Some(p) => Some(p.clone()),
         None if image.prompt.trim().is_empty() => None,
         None => Some(image.prompt.clone()),
     };
-    let mut groups: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
+    let mut groups: BTreeMap<(Option<String>, usize), Vec<usize>> = BTreeMap::new();
     for (i, image) in chunk.iter().enumerate() {
-        groups.entry(query_of(image)).or_default().push(i);
+        groups
+            .entry((query_of(image), image.paths.len()))
+            .or_default()
+            .push(i);
     }
     let mut captions = vec![String::new(); chunk.len()];
-    for (query, members) in groups {
+    for ((query, per_item), members) in groups {
         let question = args.generation.question(captioner.defaults(), query)?;
-        let images: Vec<DynamicImage> = members.iter().map(|&i| decoded[i].clone()).collect();
-        let answers = captioner.describe_batch(&images, &question)?.answers;
+        let images: Vec<DynamicImage> = members
+            .iter()
+            .flat_map(|&i| decoded[i].iter().cloned())
+            .collect();
+        let answers = if per_item == 1 {
+            captioner.describe_batch(&images, &question)?.answers
+        } else {
+            // Slot j of every item's prompt holds its j-th image: [items, 32, width] each.
+            let embeds = captioner.encode_images(&images)?;
+            let (_, q, w) = embeds.dims3()?;
+            let embeds = embeds.reshape((members.len(), per_item, q, w))?;
+            let slots = (0..per_item)
+                .map(|j| embeds.narrow(1, j, 1)?.squeeze(1))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            captioner.answer_image_set(&slots, &question)?.answers
+        };
         for (i, answer) in members.into_iter().zip(answers) {
             captions[i] = answer;
         }
@@ -335,6 +352,14 @@ pub struct RetrievalModelArgs {
 /// images for each caption) with the trained ITC heads, and reports Recall@K as LAVIS does.
 pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     let images = read_eval_images(&args.data, args.images.clone(), args.limit, false)?;
+    if let Some(set) = images.iter().find(|i| i.paths.len() > 1) {
+        anyhow::bail!(
+            "{}: retrieval pairs one image with its captions, but a record lists {} images ({})",
+            args.data.display(),
+            set.paths.len(),
+            set.name()
+        );
+    }
     // The texts are the distinct captions; each image lists the indices of its own.
     let mut texts: Vec<String> = Vec::new();
     let mut text_index: BTreeMap<&str, usize> = BTreeMap::new();
@@ -355,7 +380,10 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     let itc_path = args.model.itc_path(args.itc.as_deref())?;
     let captioner = args.model.load()?;
     let heads = visualglm::itc::ItcHeads::from_file(&itc_path, captioner.model().device())?;
-    let decoded = decode_images(&images, &args.data)?;
+    let decoded: Vec<DynamicImage> = decode_images(&images, &args.data)?
+        .into_iter()
+        .flatten()
+        .collect();
     let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let scores_i2t = visualglm::retrieval::retrieval_similarities(
         &captioner,
@@ -392,11 +420,12 @@ pub fn run_retrieval(args: RetrievalModelArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One image of an evaluation data set with its captions (the references), in file order.
+/// One image (or, for a record whose `"img"` is a list, one set of images asked about
+/// together) of an evaluation data set with its captions (the references), in file order.
 #[derive(Debug, Clone)]
 struct EvalImage {
     id: i64,
-    path: PathBuf,
+    paths: Vec<PathBuf>,
     /// The records' question (empty for COCO captions, or when not `by_prompt`).
     prompt: String,
     captions: Vec<String>,
@@ -426,7 +455,7 @@ fn read_eval_images(
             .or_insert_with(|| {
                 images.push(EvalImage {
                     id: ex.image_id,
-                    path: ex.image.clone(),
+                    paths: ex.images.clone(),
                     prompt,
                     captions: Vec::new(),
                 });
@@ -445,13 +474,28 @@ fn read_eval_images(
     Ok(images)
 }
 
-/// Decodes the images of `chunk` in parallel; errors name the data file.
-fn decode_images(chunk: &[EvalImage], data: &Path) -> anyhow::Result<Vec<DynamicImage>> {
+impl EvalImage {
+    /// Its name in predictions: the image path, or the paths joined by ` + `.
+    fn name(&self) -> String {
+        let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
+        names.join(" + ")
+    }
+}
+
+/// Decodes the images of `chunk` in parallel (each item's, in order); errors name the data
+/// file.
+fn decode_images(chunk: &[EvalImage], data: &Path) -> anyhow::Result<Vec<Vec<DynamicImage>>> {
     chunk
         .par_iter()
         .map(|image| {
-            load_image(&image.path, &Default::default())
-                .with_context(|| format!("image of {}", data.display()))
+            image
+                .paths
+                .iter()
+                .map(|p| {
+                    load_image(p, &Default::default())
+                        .with_context(|| format!("image of {}", data.display()))
+                })
+                .collect()
         })
         .collect()
 }

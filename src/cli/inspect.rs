@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use candle_core::{DType, Device, Tensor};
-use visualglm::{LoadOptions, VisualGlm};
+use visualglm::{EmbedSpan, LoadOptions, VisualGlm};
 
 use super::model_args::ModelSource;
 use super::output::write_safetensors_atomic;
@@ -90,11 +90,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let image = image_embeds.as_ref().map(|e| (e, args.pre_image));
-    let logits = model.prompt_logits(&args.input_ids, image)?;
+    let image: Vec<EmbedSpan> = image_embeds
+        .map(|e| EmbedSpan::new(args.pre_image, e))
+        .into_iter()
+        .collect();
+    let logits = model.prompt_logits(&args.input_ids, &image)?;
     out.insert("logits".into(), f32_cpu(&logits)?);
     if args.generate > 0 {
-        let (ids, _) = model.generate_greedy(&args.input_ids, image, args.generate)?;
+        let (ids, _) = model.generate_greedy(&args.input_ids, &image, args.generate)?;
         let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
         let n = ids.len();
         out.insert("gen_ids".into(), Tensor::from_vec(ids, n, &Device::Cpu)?);

@@ -66,6 +66,10 @@ pub struct Args {
     /// (its generation_config.json, else 512).
     #[arg(long)]
     default_max_tokens: Option<usize>,
+    /// Most images in one request: every `image_url` of every message is used, in order
+    /// (more is a 400 `too_many_images`).
+    #[arg(long, default_value_t = visualglm_server::DEFAULT_MAX_IMAGES)]
+    max_images: usize,
     /// ITC heads for `POST /v1/embeddings` (default: `itc.safetensors` in the model
     /// directory, when there is one; without heads the route answers 400).
     #[arg(long)]
@@ -188,6 +192,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     .unwrap_or(captioner.defaults().generation.max_length),
             ),
             default_max_tokens: args.default_max_tokens,
+            max_images: args.max_images,
         },
         stop_on_ctrl_c: true,
         itc,

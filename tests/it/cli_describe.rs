@@ -1,6 +1,7 @@
 //! `visualglm describe` and `batch` end to end on the tiny golden model.
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use std::process::Command;
 
@@ -29,18 +30,22 @@ fn describe_prints_the_greedy_answer_of_the_model() {
             &[],
             2048,
             &PromptOptions {
-                with_image: true,
+                images: 1,
                 ..Default::default()
             },
         )
         .unwrap();
-    assert!(prompt.pre_image > 0 && prompt.ids.len() > prompt.pre_image + 32);
+    assert!(prompt.pre_image() > 0 && prompt.ids.len() > prompt.pre_image() + 32);
     let image = c
         .encode_images(&[load_image(golden("images/chelsea.png"), &Default::default()).unwrap()])
         .unwrap();
     let (ids, _) = c
         .model()
-        .generate_greedy(&prompt.ids, Some((&image, prompt.pre_image)), 12)
+        .generate_greedy(
+            &prompt.ids,
+            &[EmbedSpan::new(prompt.pre_image(), image.clone())],
+            12,
+        )
         .unwrap();
     let ids: Vec<u32> = ids.into_iter().take_while(|&t| t != 1005).collect();
     let want = c

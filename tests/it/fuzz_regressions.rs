@@ -294,6 +294,7 @@ fn server_policy() -> ImagePolicy {
 const SERVER_LIMITS: PromptLimits = PromptLimits {
     max_length: 512,
     default_max_tokens: Some(16),
+    max_images: visualglm_server::DEFAULT_MAX_IMAGES,
 };
 
 /// The `server_request` target: returns how many of the two endpoints prepared a prompt.

@@ -1,6 +1,7 @@
 //! Generation on the tiny golden model: greedy, batched, beam search and seeded sampling.
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use candle_core::Tensor;
 use support::{fixture, ids_u32};
@@ -47,7 +48,7 @@ fn greedy_generate_matches_reference_and_streams_each_step() {
     let out = generate(
         &s.model,
         &s.ids,
-        Some((&s.image, 2)),
+        &[EmbedSpan::new(2, s.image.clone())],
         &greedy(s.want.len()),
         &[],
         &mut |row, _| {
@@ -69,7 +70,7 @@ fn batched_rows_equal_single_runs() {
     let batched = generate(
         &s.model,
         &s.ids,
-        Some((&both, 2)),
+        &[EmbedSpan::new(2, both.clone())],
         &cfg,
         &[],
         &mut |_, _| Flow::Continue,
@@ -78,7 +79,7 @@ fn batched_rows_equal_single_runs() {
     let single_other = generate(
         &s.model,
         &s.ids,
-        Some((&s.other_image, 2)),
+        &[EmbedSpan::new(2, s.other_image.clone())],
         &cfg,
         &[],
         &mut |_, _| Flow::Continue,
@@ -99,13 +100,27 @@ fn one_beam_equals_greedy_and_three_beams_give_an_answer() {
         num_beams: 1,
         ..greedy(s.want.len())
     };
-    let beam1 = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &[]).unwrap();
+    let beam1 = beam_search(
+        &s.model,
+        &s.ids,
+        &[EmbedSpan::new(2, s.image.clone())],
+        &cfg,
+        &[],
+    )
+    .unwrap();
     assert_eq!(beam1, s.want);
     let cfg3 = GenerationConfig {
         num_beams: 3,
         ..cfg
     };
-    let beam3 = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &cfg3, &[]).unwrap();
+    let beam3 = beam_search(
+        &s.model,
+        &s.ids,
+        &[EmbedSpan::new(2, s.image.clone())],
+        &cfg3,
+        &[],
+    )
+    .unwrap();
     assert!(!beam3.is_empty());
 }
 
@@ -136,7 +151,10 @@ struct Answer {
 
 /// The logits of the token after `ids` (with the setup's image), recomputed from scratch.
 fn next_logits(s: &Setup, ids: &[u32]) -> Vec<f32> {
-    let logits = s.model.prompt_logits(ids, Some((&s.image, 2))).unwrap();
+    let logits = s
+        .model
+        .prompt_logits(ids, &[EmbedSpan::new(2, s.image.clone())])
+        .unwrap();
     let n = logits.dim(1).unwrap();
     logits
         .narrow(1, n - 1, 1)
@@ -292,7 +310,14 @@ fn enough_beams_find_the_exhaustive_best_answer() {
         };
         let answers = enumerate_answers(&s, &cfg, &invalid);
         let want = best_by(&answers, documented_score);
-        let got = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &cfg, &invalid).unwrap();
+        let got = beam_search(
+            &s.model,
+            &s.ids,
+            &[EmbedSpan::new(2, s.image.clone())],
+            &cfg,
+            &invalid,
+        )
+        .unwrap();
         assert_eq!(
             got, want,
             "ids {keep:?}, length {length}, penalty {penalty}"
@@ -304,7 +329,14 @@ fn enough_beams_find_the_exhaustive_best_answer() {
             num_beams: 1,
             ..cfg
         };
-        let greedy = beam_search(&s.model, &s.ids, Some((&s.image, 2)), &one, &invalid).unwrap();
+        let greedy = beam_search(
+            &s.model,
+            &s.ids,
+            &[EmbedSpan::new(2, s.image.clone())],
+            &one,
+            &invalid,
+        )
+        .unwrap();
         differs_from_greedy += usize::from(greedy != want);
     }
     // The cases have power: some best answers are not greedy, and each other scoring differs.
@@ -336,7 +368,7 @@ fn seeded_sampling_is_reproducible_and_the_seed_matters() {
         generate(
             &s.model,
             &s.ids,
-            Some((&s.image, 2)),
+            &[EmbedSpan::new(2, s.image.clone())],
             &cfg,
             &[],
             &mut |_, _| Flow::Continue,
@@ -355,7 +387,7 @@ fn invalid_ranges_and_stop_are_honoured() {
     let out = generate(
         &s.model,
         &s.ids,
-        Some((&s.image, 2)),
+        &[EmbedSpan::new(2, s.image.clone())],
         &greedy(3),
         std::slice::from_ref(&(first..first + 1)),
         &mut |_, _| Flow::Continue,
@@ -366,7 +398,7 @@ fn invalid_ranges_and_stop_are_honoured() {
     let out = generate(
         &s.model,
         &s.ids,
-        Some((&s.image, 2)),
+        &[EmbedSpan::new(2, s.image.clone())],
         &greedy(8),
         &[],
         &mut |_, _| Flow::Stop,
@@ -385,7 +417,7 @@ fn over_long_prompt_is_a_clear_error() {
     let err = generate(
         &s.model,
         &s.ids,
-        Some((&s.image, 2)),
+        &[EmbedSpan::new(2, s.image.clone())],
         &cfg,
         &[],
         &mut |_, _| Flow::Continue,
@@ -404,22 +436,19 @@ fn different_prompts_batched_equal_each_alone() {
     let requests = [
         GenRequest {
             ids: &s.ids,
-            image: Some(&s.image),
-            pre_image: 2,
+            images: &[EmbedSpan::new(2, s.image.clone())],
             config: &cfg,
             invalid: &[],
         },
         GenRequest {
             ids: &text_ids,
-            image: None,
-            pre_image: 0,
+            images: &[],
             config: &cfg,
             invalid: &[],
         },
         GenRequest {
             ids: &s.ids,
-            image: Some(&s.other_image),
-            pre_image: 2,
+            images: &[EmbedSpan::new(2, s.other_image.clone())],
             config: &cfg,
             invalid: &[],
         },
@@ -457,37 +486,32 @@ fn rows_joining_and_leaving_a_running_batch_equal_each_alone() {
     let (c12, c3, c9, c5) = (greedy(12), greedy(3), greedy(9), greedy(5));
     let image_row = GenRequest {
         ids: &s.ids,
-        image: Some(&s.image),
-        pre_image: 2,
+        images: &[EmbedSpan::new(2, s.image.clone())],
         config: &c12,
         invalid: &[],
     };
     let text_row = GenRequest {
         ids: &text_ids,
-        image: None,
-        pre_image: 0,
+        images: &[],
         config: &c3,
         invalid: &[],
     };
     let other_row = GenRequest {
         ids: &s.ids,
-        image: Some(&s.other_image),
-        pre_image: 2,
+        images: &[EmbedSpan::new(2, s.other_image.clone())],
         config: &c9,
         invalid: &[],
     };
     let long_row = GenRequest {
         ids: &long_ids,
-        image: None,
-        pre_image: 0,
+        images: &[],
         config: &c5,
         invalid: &[],
     };
     let c2 = greedy(2);
     let late_row = GenRequest {
         ids: &text_ids[2..],
-        image: None,
-        pre_image: 0,
+        images: &[],
         config: &c2,
         invalid: &[],
     };
@@ -566,4 +590,61 @@ fn run(
             );
         }
     }
+}
+
+#[test]
+fn requests_with_one_prompt_share_one_prefill_and_sample_as_alone() {
+    use visualglm::generate::{generate_many, BatchDecoder, GenRequest};
+    let s = setup();
+    let sampled = |seed: u64| GenerationConfig {
+        max_new_tokens: 10,
+        do_sample: true,
+        temperature: 1.5,
+        top_p: 0.95,
+        top_k: 0,
+        seed,
+        ..GenerationConfig::default()
+    };
+    let configs: Vec<GenerationConfig> = (0..3).map(sampled).collect();
+    let image = [EmbedSpan::new(2, s.image.clone())];
+    // The same image values in another tensor (as a server encodes each request's image).
+    let copy = [EmbedSpan::new(2, s.image.copy().unwrap())];
+    let other = [EmbedSpan::new(2, s.other_image.clone())];
+    let cfg_other = sampled(0);
+    let mut requests: Vec<GenRequest<'_>> = configs
+        .iter()
+        .enumerate()
+        .map(|(i, config)| GenRequest {
+            ids: &s.ids,
+            images: if i == 1 { &copy } else { &image },
+            config,
+            invalid: &[],
+        })
+        .collect();
+    requests.push(GenRequest {
+        ids: &s.ids,
+        images: &other,
+        config: &cfg_other,
+        invalid: &[],
+    });
+    let mut decoder = BatchDecoder::new(&s.model);
+    let ids = decoder.add(&requests).unwrap();
+    // Three requests ask one prompt: two prefill rows, not four.
+    assert_eq!(decoder.prefill_rows(), 2);
+    let mut got = vec![Vec::new(); requests.len()];
+    while !decoder.is_idle() {
+        for done in decoder.step(&mut |_, _| Flow::Continue).unwrap() {
+            let i = ids.iter().position(|&id| id == done.id).unwrap();
+            got[i] = done.tokens;
+        }
+    }
+    for (i, r) in requests.iter().enumerate() {
+        let alone = generate_many(&s.model, std::slice::from_ref(r), &mut |_, _| {
+            Flow::Continue
+        })
+        .unwrap();
+        assert_eq!(got[i], alone[0], "request {i}");
+    }
+    // Different seeds still give different samples from the shared prefill.
+    assert!(got[0] != got[1] || got[1] != got[2], "{got:?}");
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use visualglm::EmbedSpan;
 
 use crate::support::golden;
 use candle_core::{DType, Device};
@@ -32,7 +33,9 @@ fn logits_diff(file: &Path, key: &str) -> f32 {
         .into_iter()
         .map(|x| x as u32)
         .collect();
-    let l = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+    let l = model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap();
     visualglm_testing::max_abs_diff(&l, &g[key])
 }
 

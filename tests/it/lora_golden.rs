@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use visualglm::EmbedSpan;
 
 use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
@@ -51,7 +52,10 @@ fn logits(model: &VisualGlm) -> Tensor {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let pre_image = meta_f64("pre_image") as usize;
     model
-        .prompt_logits(&ids(&g["input_ids"]), Some((&image, pre_image)))
+        .prompt_logits(
+            &ids(&g["input_ids"]),
+            &[EmbedSpan::new(pre_image, image.clone())],
+        )
         .unwrap()
 }
 

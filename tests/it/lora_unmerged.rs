@@ -2,6 +2,7 @@
 //! the goldens of SAT's `LoraLinear` (`../shared/golden/lora`).
 
 use std::collections::HashMap;
+use visualglm::EmbedSpan;
 
 use crate::support::golden;
 use candle_core::{DType, Device, Tensor};
@@ -24,7 +25,9 @@ fn logits(model: &VisualGlm) -> Tensor {
         .into_iter()
         .map(|x| x as u32)
         .collect();
-    model.prompt_logits(&ids, Some((&image, 2))).unwrap()
+    model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap()
 }
 
 fn finetune() -> lora::SatLoraFinetune {

@@ -1,6 +1,7 @@
 //! The model runs in f16 and bf16 too, close to the f32 reference.
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use candle_core::{DType, Device, Tensor};
 use support::{fixture, golden, ids_u32};
@@ -50,7 +51,9 @@ fn half_precision_logits_stay_close_to_the_reference() {
         .unwrap();
         assert_eq!(model.dtype(), dtype);
         let image = model.encode_image(&g["pixel_values"]).unwrap();
-        let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+        let logits = model
+            .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+            .unwrap();
         assert_eq!(logits.dtype(), DType::F32, "logits come back in f32");
         let c = cosine(&logits, &g["logits"]);
         assert!(c >= min_cos, "{dtype:?}: cosine {c} < {min_cos}");

@@ -1,6 +1,7 @@
 //! Parity of every model stage with the official Python code (fixtures in ../shared/golden).
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use candle_core::{DType, Device, Tensor};
 use support::{fixture, golden, ids_u32 as ids_of, max_abs_diff};
@@ -42,7 +43,10 @@ fn check_hf_stages(model: &VisualGlm) {
         .unsqueeze(0)
         .unwrap();
     let embeds = model
-        .input_embeds(&ids_t, Some((&stages.image_embeds, pre_image)))
+        .input_embeds(
+            &ids_t,
+            &[EmbedSpan::new(pre_image, stages.image_embeds.clone())],
+        )
         .unwrap();
     assert_max_abs_diff("inputs_embeds", &embeds, &g["inputs_embeds"], 5e-5);
 
@@ -50,7 +54,7 @@ fn check_hf_stages(model: &VisualGlm) {
     let hidden = model
         .prompt_hidden(
             &ids,
-            Some((&stages.image_embeds, pre_image)),
+            &[EmbedSpan::new(pre_image, stages.image_embeds.clone())],
             None,
             Some(&mut layers),
         )
@@ -64,7 +68,7 @@ fn check_hf_stages(model: &VisualGlm) {
     assert_max_abs_diff("logits", &logits, &g["logits"], 1e-4);
 
     let text_ids = ids_of(&g["text_only_input_ids"]);
-    let text_logits = model.prompt_logits(&text_ids, None).unwrap();
+    let text_logits = model.prompt_logits(&text_ids, &[]).unwrap();
     assert_max_abs_diff(
         "text_only_logits",
         &text_logits,
@@ -94,7 +98,7 @@ fn greedy_generation_matches_reference_ids_and_step_logits() {
     let ids = ids_of(&g["input_ids"]);
     let want = ids_of(&g["gen_ids"]);
     let (got, step_logits) = model
-        .generate_greedy(&ids, Some((&image, 2)), want.len())
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], want.len())
         .unwrap();
     assert_eq!(got, want);
     for (k, logits) in step_logits.iter().enumerate() {
@@ -109,12 +113,16 @@ fn kv_cache_steps_equal_full_recompute() {
     let g = fixture("model/golden_hf.safetensors");
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
-    let (generated, step_logits) = model.generate_greedy(&ids, Some((&image, 2)), 6).unwrap();
+    let (generated, step_logits) = model
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], 6)
+        .unwrap();
     // Recompute each step from scratch over prompt + generated prefix (no cache).
     for k in 1..generated.len() {
         let mut seq = ids.clone();
         seq.extend_from_slice(&generated[..k]);
-        let full = model.prompt_logits(&seq, Some((&image, 2))).unwrap();
+        let full = model
+            .prompt_logits(&seq, &[EmbedSpan::new(2, image.clone())])
+            .unwrap();
         let last = full.get(0).unwrap().get(seq.len() - 1).unwrap();
         assert_max_abs_diff(&format!("cached step {k}"), &step_logits[k], &last, 1e-4);
     }
@@ -126,12 +134,16 @@ fn an_f16_kv_cache_keeps_the_greedy_tokens() {
     let g = fixture("model/golden_hf.safetensors");
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
-    let (want, want_logits) = model.generate_greedy(&ids, Some((&image, 2)), 6).unwrap();
+    let (want, want_logits) = model
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], 6)
+        .unwrap();
     model
         .language_model_mut()
         .set_kv_cache_dtype(Some(DType::F16));
     assert_eq!(model.language_model().new_cache().dtype(), Some(DType::F16));
-    let (got, got_logits) = model.generate_greedy(&ids, Some((&image, 2)), 6).unwrap();
+    let (got, got_logits) = model
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], 6)
+        .unwrap();
     assert_eq!(got, want, "greedy tokens with an f16 cache");
     for (k, (a, b)) in got_logits.iter().zip(&want_logits).enumerate() {
         // Keys and values rounded to f16 (relative 2^-11) move the logits by about 1e-3; the
@@ -149,7 +161,9 @@ fn sat_checkpoint_matches_native_sat_logits() {
     let sat = fixture("model/golden_sat.safetensors");
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
-    let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+    let logits = model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap();
     assert_max_abs_diff(
         "native SAT logits",
         &logits,
@@ -178,7 +192,9 @@ fn sat_weights_with_hf_alpha_match_the_sqrt56_golden() {
     let sat = fixture("model/golden_sat.safetensors");
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
-    let logits = model.prompt_logits(&ids, Some((&image, 2))).unwrap();
+    let logits = model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap();
     assert_max_abs_diff(
         "SAT α=√56 logits",
         &logits,

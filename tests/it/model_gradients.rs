@@ -2,6 +2,7 @@
 //! candle ops without backward are avoided whenever a gradient must flow).
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
@@ -29,7 +30,9 @@ fn every_parameter_gets_a_nonzero_gradient() {
     // Answer two tokens after <sop> so the causal part and the prefix both matter.
     let mut seq = ids.clone();
     seq.extend([66, 760]);
-    let logits = model.prompt_logits(&seq, Some((&image, 2))).unwrap();
+    let logits = model
+        .prompt_logits(&seq, &[EmbedSpan::new(2, image.clone())])
+        .unwrap();
     let n = seq.len();
     let targets = Tensor::new(&seq[n - 3 + 1..], &Device::Cpu).unwrap();
     let pred = logits.get(0).unwrap().narrow(0, n - 3, 2).unwrap();

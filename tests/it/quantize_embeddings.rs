@@ -3,6 +3,7 @@
 //! tied table is really one tensor, and a GGUF file with it round-trips exactly.
 
 use crate::support;
+use visualglm::EmbedSpan;
 
 use std::collections::HashMap;
 
@@ -27,13 +28,18 @@ fn load(opts: &LoadOptions) -> VisualGlm {
 fn logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Tensor {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_u32(&g["input_ids"]);
-    model.prompt_logits(&ids, Some((&image, 2))).unwrap()
+    model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap()
 }
 
 fn greedy(model: &VisualGlm, g: &HashMap<String, Tensor>, n: usize) -> Vec<u32> {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_u32(&g["input_ids"]);
-    model.generate_greedy(&ids, Some((&image, 2)), n).unwrap().0
+    model
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], n)
+        .unwrap()
+        .0
 }
 
 fn tied() -> QuantizeOptions {

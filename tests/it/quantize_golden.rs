@@ -2,6 +2,7 @@
 //! same tokens, and a GGUF file round-trips exactly.
 
 use std::collections::HashMap;
+use visualglm::EmbedSpan;
 
 use crate::support::golden;
 use candle_core::quantized::GgmlDType;
@@ -66,7 +67,9 @@ fn cosine(a: &Tensor, b: &Tensor) -> f32 {
 fn logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Tensor {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let ids = ids_of(&g["input_ids"]);
-    model.prompt_logits(&ids, Some((&image, 2))).unwrap()
+    model
+        .prompt_logits(&ids, &[EmbedSpan::new(2, image.clone())])
+        .unwrap()
 }
 
 #[test]
@@ -155,10 +158,10 @@ fn q8_0_decodes_the_same_tokens_as_f32() {
     let ids = ids_of(&g["input_ids"]);
     let image = base.encode_image(&g["pixel_values"]).unwrap();
     let (f32_ids, _) = base
-        .generate_greedy(&ids, Some((&image, 2)), want.len())
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], want.len())
         .unwrap();
     let (q_ids, _) = q
-        .generate_greedy(&ids, Some((&image, 2)), want.len())
+        .generate_greedy(&ids, &[EmbedSpan::new(2, image.clone())], want.len())
         .unwrap();
     assert_eq!(f32_ids, want, "f32 greedy tokens vs fixture");
     assert_eq!(q_ids, want, "q8_0 greedy tokens vs fixture");

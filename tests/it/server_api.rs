@@ -13,8 +13,8 @@ use serde_json::{json, Value};
 
 use crate::support::golden;
 use fixture::{
-    assert_error, config, data_url, greedy_defaults, image_message, library_answer, png, start,
-    NAME,
+    assert_error, config, data_url, greedy_defaults, image_message, library_answer,
+    library_answer_images, png, start, NAME,
 };
 
 #[test]
@@ -113,8 +113,10 @@ fn chat_completion_plain_and_streamed_match_the_library() {
 }
 
 #[test]
-fn history_and_the_last_image_of_the_conversation_are_used() {
-    let f = start(config());
+fn history_and_every_image_of_the_conversation_are_used_in_order() {
+    let mut cfg = config();
+    cfg.limits.max_images = 2;
+    let f = start(cfg);
     let first = golden("images/camera.png");
     let last = golden("images/chelsea.png");
     let body = json!({
@@ -128,29 +130,50 @@ fn history_and_the_last_image_of_the_conversation_are_used() {
         "temperature": 0,
     });
     let history = vec![("描述这张图片。".to_string(), "一只猫".to_string())];
-    let (want, prompt_len, _) = library_answer(
+    let (want, prompt_len, _) = library_answer_images(
+        &f.captioner,
+        "它在哪里？",
+        &history,
+        &[&first, &last],
+        &greedy_defaults(8),
+    );
+    let (status, v) = f.post("/v1/chat/completions", &body);
+    assert_eq!(status, 200, "{v}");
+    // Two image blocks of 32 placeholders each.
+    let (_, one_image_len, _) = library_answer(
         &f.captioner,
         "它在哪里？",
         &history,
         Some(&last),
         &greedy_defaults(8),
     );
-    let (status, v) = f.post("/v1/chat/completions", &body);
-    assert_eq!(status, 200, "{v}");
+    assert!(
+        prompt_len >= one_image_len + 32,
+        "{prompt_len} vs {one_image_len}"
+    );
     assert_eq!(v["usage"]["prompt_tokens"], prompt_len);
     assert_eq!(v["choices"][0]["message"]["content"], want.as_str());
-    // Same prompt with the first image gives the first image's answer, not this one's
-    // (unless the tiny model happens to say the same for both).
-    let (other, _, _) = library_answer(
+    // The order is the messages' order: swapped images give the swapped prompt's answer
+    // (checked when the tiny model answers the two orders differently).
+    let (swapped, _, _) = library_answer_images(
         &f.captioner,
         "它在哪里？",
         &history,
-        Some(&first),
+        &[&last, &first],
         &greedy_defaults(8),
     );
-    if other != want {
-        assert_ne!(v["choices"][0]["message"]["content"], other.as_str());
+    if swapped != want {
+        assert_ne!(v["choices"][0]["message"]["content"], swapped.as_str());
     }
+    // A third image is past this server's --max-images.
+    let mut messages = body["messages"].as_array().unwrap().clone();
+    messages.push(json!({"role": "assistant", "content": "桌上"}));
+    messages.push(image_message("还有呢？", &data_url(&first)));
+    let (status, v) = f.post(
+        "/v1/chat/completions",
+        &json!({"messages": messages, "max_tokens": 2}),
+    );
+    assert_error(status, &v, 400, Some("too_many_images"), "three images");
 }
 
 #[test]

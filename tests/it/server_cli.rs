@@ -189,7 +189,7 @@ fn serve_answers_with_lora_adapters_by_name() {
         let rows = visualglm::generate::generate(
             c.model(),
             &p.ids,
-            None,
+            &[],
             &cfg,
             &c.invalid_ids(false),
             &mut |_, _| visualglm::generate::Flow::Continue,

@@ -64,7 +64,7 @@ fn library_answer(c: &Captioner, case: &Case) -> String {
             2047,
             &PromptOptions {
                 english,
-                with_image: case.image.is_some(),
+                images: usize::from(case.image.is_some()),
                 ..Default::default()
             },
         )
@@ -87,7 +87,8 @@ fn library_answer(c: &Captioner, case: &Case) -> String {
     let rows = generate(
         c.model(),
         &p.ids,
-        embeds.as_ref().map(|e| (e, p.pre_image)),
+        &p.image_spans(&embeds.into_iter().collect::<Vec<_>>())
+            .unwrap(),
         &cfg,
         &c.invalid_ids(english),
         &mut |_, _| Flow::Continue,
@@ -200,7 +201,7 @@ fn sixty_four_concurrent_requests_all_complete_correctly_in_batches() {
                 2047,
                 &PromptOptions {
                     english,
-                    with_image: cs.image.is_some(),
+                    images: usize::from(cs.image.is_some()),
                     ..Default::default()
                 },
             )

@@ -92,7 +92,7 @@ pub(crate) fn library_answer(
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
     let opts = PromptOptions {
         english,
-        with_image: image.is_some(),
+        images: usize::from(image.is_some()),
         ..Default::default()
     };
     let p = c.prompt(query, &[], 2047, &opts).unwrap();
@@ -101,7 +101,8 @@ pub(crate) fn library_answer(
     let rows = generate(
         c.model(),
         &p.ids,
-        embeds.as_ref().map(|e| (e, p.pre_image)),
+        &p.image_spans(&embeds.into_iter().collect::<Vec<_>>())
+            .unwrap(),
         &greedy(max_tokens),
         &c.invalid_ids(english),
         &mut |_, _| Flow::Continue,

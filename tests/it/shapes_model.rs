@@ -187,6 +187,7 @@ fn the_models_own_length_limit_bounds_every_path() {
     let limits = PromptLimits {
         max_length: 4096,
         default_max_tokens: Some(16),
+        ..PromptLimits::default()
     };
     let policy = visualglm_server::ImagePolicy {
         limits: visualglm_vision::decode::DecodeLimits::default(),

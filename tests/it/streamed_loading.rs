@@ -3,6 +3,7 @@
 //! and quantizing while loading gives the same model as quantizing after.
 
 use std::collections::HashMap;
+use visualglm::EmbedSpan;
 
 use crate::support::{golden, ids_u32};
 use candle_core::quantized::GgmlDType;
@@ -19,7 +20,10 @@ fn fixture() -> HashMap<String, Tensor> {
 fn prompt_logits(model: &VisualGlm, g: &HashMap<String, Tensor>) -> Vec<f32> {
     let image = model.encode_image(&g["pixel_values"]).unwrap();
     let logits = model
-        .prompt_logits(&ids_u32(&g["input_ids"]), Some((&image, 2)))
+        .prompt_logits(
+            &ids_u32(&g["input_ids"]),
+            &[EmbedSpan::new(2, image.clone())],
+        )
         .unwrap();
     logits.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }

@@ -3,10 +3,11 @@
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use visualglm_dist::Collective;
+use visualglm_language::prompt::{PromptBuilder, Template};
 use visualglm_tokenizer::ChatGlmTokenizer;
 use visualglm_train::data::Example;
 use visualglm_train::labels::{
-    build_labeled_ids, collate, pad_batch, LabelConfig, LabeledIds, PadTo, SourceIds, SpecialIds,
+    build_labeled_ids, collate, pad_batch, LabelConfig, LabeledIds, PadTo, SpecialIds,
 };
 use visualglm_vision::decode::load_image;
 use visualglm_vision::preprocess::ImagePreprocessor;
@@ -14,11 +15,12 @@ use visualglm_vision::preprocess::ImagePreprocessor;
 use super::data_parallel::dist_err;
 use super::error::train_err;
 use super::head::lm_loss;
+use super::slots::ImageSlots;
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
 /// The release's training ids of one example: `encode("<img>")` + 32 pads +
-/// `encode("</img>问：{prompt}\n答：")`, then the answer.
+/// `encode("</img>问：{prompt}\n答：")`, then the answer; returns them with `pre_image`.
 pub fn example_ids(
     tokenizer: &ChatGlmTokenizer,
     image_length: usize,
@@ -27,14 +29,45 @@ pub fn example_ids(
     english: bool,
     cfg: &LabelConfig,
 ) -> Result<(LabeledIds, usize)> {
-    let (q, a) = if english {
-        ("Q:", "\nA:")
+    let (ids, starts) =
+        example_ids_images(tokenizer, 1, image_length, prompt, label, english, cfg)?;
+    Ok((ids, starts.first().copied().unwrap_or(0)))
+}
+
+/// [`example_ids`] of an example with `images` images: the source is the inference prompt
+/// without its `[gMASK] <sop>` (one `<img>` block per image, see
+/// [`visualglm_language::prompt`]); returns the ids and where each image's placeholders start.
+/// With several images, every placeholder must survive the cut to `max_source_length − 1`.
+pub fn example_ids_images(
+    tokenizer: &ChatGlmTokenizer,
+    images: usize,
+    image_length: usize,
+    prompt: &str,
+    label: &str,
+    english: bool,
+    cfg: &LabelConfig,
+) -> Result<(LabeledIds, Vec<usize>)> {
+    let template = if english {
+        Template::English
     } else {
-        ("问：", "\n答：")
+        Template::Chinese
     };
-    let prefix = tokenizer.encode("<img>")?;
-    let suffix = tokenizer.encode(&format!("</img>{q}{prompt}{a}"))?;
-    let source = SourceIds::assemble(&prefix, image_length, tokenizer.pad_id(), &suffix);
+    let inputs = PromptBuilder::new(tokenizer)
+        .template(template)
+        .images(images, image_length, tokenizer.pad_id())
+        .max_length(usize::MAX)
+        .build(prompt, &[])?;
+    let source = &inputs.ids[..inputs.ids.len().saturating_sub(2)];
+    if images > 1 {
+        let end = inputs.image_ranges().last().map_or(0, |r| r.end);
+        if end >= cfg.max_source_length {
+            return Err(VisualGlmError::Input(format!(
+                "an example with {images} images needs max_source_length > {end} (it is {}): \
+                 the prompt part is cut to max_source_length - 1 tokens",
+                cfg.max_source_length
+            )));
+        }
+    }
     let answer = tokenizer.encode(label)?;
     let special = SpecialIds {
         gmask: tokenizer.gmask_id(),
@@ -42,31 +75,32 @@ pub fn example_ids(
         eop: tokenizer.eop_id(),
         pad: tokenizer.pad_id(),
     };
-    let ids = build_labeled_ids(&source.ids, &answer, &special, cfg).map_err(train_err)?;
-    Ok((ids, source.pre_image))
+    let ids = build_labeled_ids(source, &answer, &special, cfg).map_err(train_err)?;
+    Ok((ids, inputs.image_starts))
 }
 
-/// The mean autoregressive loss of a batch: `pixels` `[B, 3, 224, 224]`, labeled ids of equal
-/// length, the image placeholders at `pre_image`.
+/// The mean autoregressive loss of a batch: `pixels` `[N, 3, 224, 224]` (every row's images,
+/// row by row), labeled ids of equal length, and where the images go (`pre_image` for one
+/// image per row, see [`ImageSlots`]).
 pub fn batch_loss(
     model: &VisualGlm,
     pixels: &Tensor,
     batch: &[LabeledIds],
-    pre_image: usize,
+    images: impl Into<ImageSlots>,
 ) -> Result<Tensor> {
-    Ok(batch_forward(model, pixels, batch, pre_image, None)?.0)
+    Ok(batch_forward(model, pixels, batch, images, None)?.0)
 }
 
-/// [`batch_loss`] and the Q-Former output `[B, 32, width]` (the ITC image side), with an
+/// [`batch_loss`] and the Q-Former output `[N, 32, width]` (the ITC image side), with an
 /// optional embedding gradient shrink.
 pub fn batch_forward(
     model: &VisualGlm,
     pixels: &Tensor,
     batch: &[LabeledIds],
-    pre_image: usize,
+    images: impl Into<ImageSlots>,
     shrink: Option<f64>,
 ) -> Result<(Tensor, Tensor)> {
-    let out = batch_hidden(model, pixels, batch, pre_image, shrink)?;
+    let out = batch_hidden(model, pixels, batch, images, shrink)?;
     let loss = lm_loss(model.language_model(), &out.hidden, &out.labels, None)?
         .mean()
         .map_err(train_err)?;
@@ -79,7 +113,7 @@ pub struct BatchHidden {
     pub hidden: Tensor,
     /// The labels `[B, T]` (i64, −100 where nothing is predicted).
     pub labels: Tensor,
-    /// The Q-Former output `[B, 32, width]`.
+    /// The Q-Former output `[N, 32, width]` of the batch's images, in row order.
     pub qformer_out: Tensor,
 }
 
@@ -89,15 +123,16 @@ pub fn batch_hidden(
     model: &VisualGlm,
     pixels: &Tensor,
     batch: &[LabeledIds],
-    pre_image: usize,
+    images: impl Into<ImageSlots>,
     shrink: Option<f64>,
 ) -> Result<BatchHidden> {
     let device = model.device().clone();
     let (ids, labels) = collate(batch, &device).map_err(train_err)?;
     let seq = ids.dim(1)?;
     let stages = model.encode_image_stages(pixels)?;
-    let embeds =
-        model.input_embeds_shrunk(&ids, Some((&stages.image_embeds, pre_image)), shrink)?;
+    let embeds = images
+        .into()
+        .input_embeds(model, &ids, &stages.image_embeds, shrink)?;
     let g = &model.config().glm;
     let rows: Vec<RowLayout> = batch
         .iter()
@@ -138,33 +173,39 @@ pub(super) struct ExampleContext<'a> {
     pub(super) device: &'a Device,
 }
 
-/// Pixels `[B, 3, 224, 224]`, labeled ids (padded as `ctx.pad_to` says) and `pre_image` of a
-/// batch of examples (images decoded in parallel).
+/// Pixels `[N, 3, 224, 224]` (every example's images, in order), labeled ids (padded as
+/// `ctx.pad_to` says) and the image slots of a batch of examples (images decoded in parallel).
 pub(super) fn prepare_batch(
     batch: &[&Example],
     ctx: &ExampleContext<'_>,
-) -> Result<(Tensor, Vec<LabeledIds>, usize)> {
-    let images = batch
+) -> Result<(Tensor, Vec<LabeledIds>, ImageSlots)> {
+    let paths: Vec<&std::path::Path> = batch
+        .iter()
+        .flat_map(|ex| ex.images.iter().map(|p| p.as_path()))
+        .collect();
+    let images = paths
         .par_iter()
-        .map(|ex| load_image(&ex.image, &Default::default()).map_err(VisualGlmError::from))
+        .map(|p| load_image(p, &Default::default()).map_err(VisualGlmError::from))
         .collect::<Result<Vec<_>>>()?;
     let pixels = ctx.preprocessor.preprocess_batch(&images, ctx.device)?;
     let mut labeled = Vec::with_capacity(batch.len());
-    let mut pre_image = 0;
+    let mut starts = Vec::with_capacity(batch.len());
     for ex in batch {
-        let (ids, pre) = example_ids(
+        let (ids, at) = example_ids_images(
             ctx.tokenizer,
+            ex.images.len(),
             ctx.image_length,
             &ex.prompt,
             &ex.label,
             ctx.english,
             ctx.labels,
-        )?;
-        pre_image = pre;
+        )
+        .map_err(|e| VisualGlmError::Input(format!("{}: {e}", ex.source)))?;
+        starts.push(at);
         labeled.push(ids);
     }
     pad_batch(&mut labeled, ctx.pad_to);
-    Ok((pixels, labeled, pre_image))
+    Ok((pixels, labeled, ImageSlots::of_rows(starts)))
 }
 
 /// The mean autoregressive loss per answer token over `examples` (no update), computed in
@@ -188,8 +229,8 @@ pub(super) fn validation_loss(
         .step_by(world)
     {
         let batch: Vec<&Example> = chunk.iter().collect();
-        let (pixels, labeled, pre_image) = prepare_batch(&batch, ctx)?;
-        let out = batch_hidden(model, &pixels, &labeled, pre_image, None)?;
+        let (pixels, labeled, slots) = prepare_batch(&batch, ctx)?;
+        let out = batch_hidden(model, &pixels, &labeled, slots, None)?;
         let ar = lm_loss(model.language_model(), &out.hidden, &out.labels, None)?;
         let sum = ar.sum.detach().to_dtype(DType::F32)?.to_scalar::<f32>()?;
         sums[0] += f64::from(sum);

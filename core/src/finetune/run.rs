@@ -278,12 +278,13 @@ pub fn finetune_with(
                 global_sum(0.0, comm)?;
                 (Tensor::zeros((), DType::F32, device)?, None)
             } else {
-                let (pixels, labeled, pre_image) = prepare_batch(&batch, &ctx)?;
+                let (pixels, labeled, slots) = prepare_batch(&batch, &ctx)?;
+                let image_rows = slots.image_rows(batch.len());
                 let out = batch_hidden(
                     &tm.model,
                     &pixels,
                     &labeled,
-                    pre_image,
+                    slots,
                     cfg.embedding_grad_shrink,
                 )?;
                 let ar = lm_loss(tm.model.language_model(), &out.hidden, &out.labels, None)?;
@@ -291,30 +292,42 @@ pub fn finetune_with(
                 let answer_tokens = global_sum(ar.n_supervised as f64, comm)?;
                 let loss = (&ar.sum / answer_tokens.max(1.0))?;
                 let itc_inputs = match &heads {
-                    Some(h) => {
-                        let captions: Vec<&str> =
-                            batch.iter().map(|ex| ex.label.as_str()).collect();
-                        let text =
-                            caption_features(&tm.model, &tokenizer, &captions, h.caption_layout())?;
-                        let image = if cfg.itc_detach {
-                            out.qformer_out.detach()
-                        } else {
-                            out.qformer_out
-                        };
-                        Some((image, text, caption_ids.of(&captions)))
-                    }
+                    // ITC pairs one image with one caption: examples with several images
+                    // take no part in it (their answer still trains the AR loss).
+                    Some(h) => match one_image_rows(&batch, &image_rows, &out.qformer_out)? {
+                        Some((rows, image)) => {
+                            let captions: Vec<&str> =
+                                rows.iter().map(|&i| batch[i].label.as_str()).collect();
+                            let text = caption_features(
+                                &tm.model,
+                                &tokenizer,
+                                &captions,
+                                h.caption_layout(),
+                            )?;
+                            let image = if cfg.itc_detach {
+                                image.detach()
+                            } else {
+                                image
+                            };
+                            Some((image, text, caption_ids.of(&captions)))
+                        }
+                        None => None,
+                    },
                     None => None,
                 };
                 (loss, itc_inputs)
             };
             if let Some(h) = &heads {
                 let itc = if world == 1 {
-                    let (image, text, ids) = itc_inputs.ok_or_else(|| {
-                        VisualGlmError::Input("an empty batch in a one-process run".into())
-                    })?;
-                    let itc = h.loss(&image, &text, &ids, Some(&queue))?;
-                    queue.push(&text, &ids)?;
-                    itc
+                    match itc_inputs {
+                        Some((image, text, ids)) => {
+                            let itc = h.loss(&image, &text, &ids, Some(&queue))?;
+                            queue.push(&text, &ids)?;
+                            itc
+                        }
+                        // Only multi-image examples in this batch: no ITC term.
+                        None => Tensor::zeros((), DType::F32, device)?,
+                    }
                 } else {
                     let gathered = itc_across_ranks(
                         h,
@@ -444,4 +457,29 @@ fn checkpoint_tensors(
     let mut optimizer = opt.state_tensors().map_err(train_err)?;
     optimizer.extend(queue.tensors()?);
     Ok((opt.params().tensors(), optimizer))
+}
+
+/// The examples of `batch` with exactly one image and their Q-Former outputs (rows of
+/// `qformer_out`, whose images are in row order as `image_rows` says); `None` when there
+/// are none.
+fn one_image_rows(
+    batch: &[&visualglm_train::data::Example],
+    image_rows: &[std::ops::Range<usize>],
+    qformer_out: &Tensor,
+) -> Result<Option<(Vec<usize>, Tensor)>> {
+    let rows: Vec<usize> = (0..batch.len())
+        .filter(|&i| batch[i].images.len() == 1)
+        .collect();
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    if rows.len() == qformer_out.dim(0)? {
+        return Ok(Some((rows, qformer_out.clone())));
+    }
+    let index: Vec<u32> = rows
+        .iter()
+        .filter_map(|&i| image_rows.get(i).map(|r| r.start as u32))
+        .collect();
+    let index = Tensor::new(index.as_slice(), qformer_out.device())?;
+    Ok(Some((rows, qformer_out.index_select(&index, 0)?)))
 }

@@ -6,7 +6,7 @@ use visualglm_language::positions::position_at;
 use visualglm_language::Sampler;
 
 use super::logprobs::{token_logprobs, TokenLogprobs};
-use super::request::{token_budget, Flow, GenRequest};
+use super::request::{prefill_groups, token_budget, Flow, GenRequest};
 use crate::error::{Result, VisualGlmError};
 use crate::model::{batch_prefix_inputs, RowLayout, VisualGlm};
 
@@ -67,6 +67,7 @@ pub struct BatchDecoder<'m> {
     ended: Vec<Finished>,
     next_id: u64,
     steps: u64,
+    prefill_rows: u64,
 }
 
 impl<'m> BatchDecoder<'m> {
@@ -81,6 +82,7 @@ impl<'m> BatchDecoder<'m> {
             ended: Vec::new(),
             next_id: 0,
             steps: 0,
+            prefill_rows: 0,
         }
     }
 
@@ -112,6 +114,11 @@ impl<'m> BatchDecoder<'m> {
     /// Decode steps run so far (one forward pass over all rows each).
     pub fn steps(&self) -> u64 {
         self.steps
+    }
+
+    /// Prompt rows prefilled so far: requests that share a prompt count once.
+    pub fn prefill_rows(&self) -> u64 {
+        self.prefill_rows
     }
 
     /// Prefills `requests` together (left-padded to their longest prompt) and merges them into
@@ -172,8 +179,10 @@ impl<'m> BatchDecoder<'m> {
 
     /// Runs the prompts of `requests` (one row each of `rows`, whose pads it sets) as one
     /// left-padded batch: their cache, its positions and the last logits `[B, vocab]`.
+    /// Requests with the same prompt ([`GenRequest::same_prompt`], e.g. the `n` samples of
+    /// one chat request) are run once and their cache rows and logits copied.
     fn prefill(
-        &self,
+        &mut self,
         requests: &[&GenRequest<'_>],
         rows: &mut [Row],
     ) -> Result<(KvCache, usize, Tensor)> {
@@ -181,13 +190,18 @@ impl<'m> BatchDecoder<'m> {
         let device = model.device().clone();
         let glm = model.language_model();
         let seq = requests.iter().map(|r| r.ids.len()).max().unwrap_or(0);
-        let mut embeds = Vec::with_capacity(requests.len());
-        let mut layouts = Vec::with_capacity(requests.len());
         for (r, row) in requests.iter().zip(rows.iter_mut()) {
-            let pad = seq - r.ids.len();
-            row.pad = pad;
+            row.pad = seq - r.ids.len();
+        }
+        let (unique, source) = prefill_groups(requests)?;
+        self.prefill_rows += unique.len() as u64;
+        let mut embeds = Vec::with_capacity(unique.len());
+        let mut layouts = Vec::with_capacity(unique.len());
+        for &u in &unique {
+            let (r, row) = (requests[u], &rows[u]);
+            let pad = row.pad;
             let ids_t = Tensor::new(r.ids, &device)?.unsqueeze(0)?;
-            let e = model.input_embeds(&ids_t, r.image.map(|i| (i, r.pre_image)))?;
+            let e = model.input_embeds(&ids_t, r.images)?;
             embeds.push(if pad > 0 {
                 let zeros = Tensor::zeros((1, pad, e.dim(2)?), e.dtype(), &device)?;
                 Tensor::cat(&[&zeros, &e], 1)?
@@ -205,7 +219,12 @@ impl<'m> BatchDecoder<'m> {
         let (pos, mask) = batch_prefix_inputs(&layouts, seq, &device)?;
         let mut cache = glm.new_cache();
         let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
-        let logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?;
+        let mut logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?;
+        if unique.len() < requests.len() {
+            let index = Tensor::new(source.as_slice(), &device)?;
+            cache.select_batch(&index)?;
+            logits = logits.index_select(&index, 0)?;
+        }
         Ok((cache, seq, logits))
     }
 

@@ -4,13 +4,13 @@ use std::ops::Range;
 
 use candle_core::Tensor;
 use visualglm_language::positions::position_at;
-use visualglm_language::{GenerationConfig, Sampler};
+use visualglm_language::{EmbedSpan, GenerationConfig, Sampler};
 
 use super::request::token_budget;
 use crate::error::Result;
 use crate::model::VisualGlm;
 
-/// Beam search over one prompt (and at most one image): keeps `cfg.num_beams` hypotheses,
+/// Beam search over one prompt (and its images, see [`GenRequest::images`](super::GenRequest)): keeps `cfg.num_beams` hypotheses,
 /// scores them by summed log-probability divided by length, and returns the best one
 /// (without `<eop>`). With one beam it equals greedy decoding.
 ///
@@ -24,7 +24,7 @@ use crate::model::VisualGlm;
 pub fn beam_search(
     model: &VisualGlm,
     ids: &[u32],
-    image: Option<(&Tensor, usize)>,
+    images: &[EmbedSpan],
     cfg: &GenerationConfig,
     invalid: &[Range<usize>],
 ) -> Result<Vec<u32>> {
@@ -44,7 +44,7 @@ pub fn beam_search(
     let glm = model.language_model();
     let mut cache = glm.new_cache();
     let (context_len, gmask_index) = model.prompt_layout(ids);
-    let hidden = model.prompt_hidden_batch(ids, image, 1, &mut cache)?;
+    let hidden = model.prompt_hidden_batch(ids, images, 1, &mut cache)?;
     let mut logits = glm.logits(&hidden.narrow(1, ids.len() - 1, 1)?)?;
     // Alive hypotheses: (tokens, summed log-prob). Starts with one empty hypothesis.
     let mut alive: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];

@@ -3,36 +3,39 @@
 
 use std::ops::Range;
 
-use candle_core::Tensor;
-use visualglm_language::GenerationConfig;
+use visualglm_language::{EmbedSpan, GenerationConfig};
 
 use super::batch::BatchDecoder;
 use super::request::{Flow, GenRequest};
 use crate::error::Result;
 use crate::model::VisualGlm;
 
-/// Generates answers to one prompt `ids` for each of `B` images (`images` `[B, 32, width]`,
-/// spliced at `pre_image`), or for the text alone when `images` is `None` (B = 1).
+/// Generates answers to one prompt `ids` for each of `B` rows of its image spans (each
+/// `[B, 32, width]`: row `i` of every span makes prompt `i`), or for the text alone when
+/// `images` is empty (B = 1).
 ///
 /// Row `i` samples with seed `cfg.seed + i`. `on_token(row, token)` sees every token as it is
 /// made (`<eop>` included) and may stop that row. Returns each row's tokens without `<eop>`.
 pub fn generate(
     model: &VisualGlm,
     ids: &[u32],
-    images: Option<(&Tensor, usize)>,
+    images: &[EmbedSpan],
     cfg: &GenerationConfig,
     invalid: &[Range<usize>],
     on_token: &mut dyn FnMut(usize, u32) -> Flow,
 ) -> Result<Vec<Vec<u32>>> {
-    let (rows, pre_image) = match images {
-        Some((t, pre)) => (
-            (0..t.dim(0)?)
-                .map(|i| t.narrow(0, i, 1).map(Some))
-                .collect::<candle_core::Result<Vec<_>>>()?,
-            pre,
-        ),
-        None => (vec![None], 0),
+    let batch = match images.first() {
+        Some(span) => span.embeds.dim(0)?,
+        None => 1,
     };
+    let rows = (0..batch)
+        .map(|i| {
+            images
+                .iter()
+                .map(|s| Ok(EmbedSpan::new(s.start, s.embeds.narrow(0, i, 1)?)))
+                .collect::<candle_core::Result<Vec<_>>>()
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
     let configs: Vec<GenerationConfig> = (0..rows.len())
         .map(|i| GenerationConfig {
             seed: cfg.seed.wrapping_add(i as u64),
@@ -42,10 +45,9 @@ pub fn generate(
     let requests: Vec<GenRequest<'_>> = rows
         .iter()
         .zip(&configs)
-        .map(|(image, config)| GenRequest {
+        .map(|(images, config)| GenRequest {
             ids,
-            image: image.as_ref(),
-            pre_image,
+            images,
             config,
             invalid,
         })

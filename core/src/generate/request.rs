@@ -3,8 +3,8 @@
 
 use std::ops::Range;
 
-use candle_core::Tensor;
-use visualglm_language::GenerationConfig;
+use candle_core::DType;
+use visualglm_language::{EmbedSpan, GenerationConfig};
 
 use crate::error::{Result, VisualGlmError};
 use crate::model::VisualGlm;
@@ -42,12 +42,64 @@ pub fn token_budget(model: &VisualGlm, prompt_len: usize, cfg: &GenerationConfig
 pub struct GenRequest<'a> {
     /// Prompt ids, ending with `[gMASK] <sop>`.
     pub ids: &'a [u32],
-    /// Image embeddings `[1, 32, width]`, spliced at `pre_image`.
-    pub image: Option<&'a Tensor>,
-    /// Index of the first image placeholder.
-    pub pre_image: usize,
+    /// The prompt's images: `[1, 32, width]` embeddings each, spliced where they start (see
+    /// [`PromptInputs::image_spans`](visualglm_language::prompt::PromptInputs::image_spans)).
+    pub images: &'a [EmbedSpan],
     /// How to decode this request.
     pub config: &'a GenerationConfig,
     /// Ids this request must never produce.
     pub invalid: &'a [Range<usize>],
+}
+
+impl GenRequest<'_> {
+    /// Whether `other` asks the same prompt: the same ids and the same images (starts and
+    /// embedding values). Such requests (e.g. the `n` samples of one chat request) can share
+    /// one prefill.
+    pub fn same_prompt(&self, other: &GenRequest<'_>) -> Result<bool> {
+        if self.ids != other.ids || self.images.len() != other.images.len() {
+            return Ok(false);
+        }
+        for (a, b) in self.images.iter().zip(other.images) {
+            if a.start != b.start || a.embeds.dims() != b.embeds.dims() {
+                return Ok(false);
+            }
+            if a.embeds.id() == b.embeds.id() {
+                continue;
+            }
+            let diff = (a.embeds.to_dtype(DType::F32)? - b.embeds.to_dtype(DType::F32)?)?
+                .abs()?
+                .max_all()?
+                .to_scalar::<f32>()?;
+            if diff != 0.0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Which requests run their prefill: the first of each group of [`GenRequest::same_prompt`]
+/// requests. Returns their indices and, for every request, the index (into them) of the one
+/// whose prefill it copies.
+pub(crate) fn prefill_groups(requests: &[&GenRequest<'_>]) -> Result<(Vec<usize>, Vec<u32>)> {
+    let mut unique: Vec<usize> = Vec::new();
+    let mut source = Vec::with_capacity(requests.len());
+    for (i, r) in requests.iter().enumerate() {
+        let mut found = None;
+        for (k, &u) in unique.iter().enumerate() {
+            if requests[u].same_prompt(r)? {
+                found = Some(k);
+                break;
+            }
+        }
+        let k = match found {
+            Some(k) => k,
+            None => {
+                unique.push(i);
+                unique.len() - 1
+            }
+        };
+        source.push(k as u32);
+    }
+    Ok((unique, source))
 }

@@ -37,15 +37,15 @@ fn first_turn_matches_official_assembly() {
                 .build("描述这张图片。", &[])
                 .unwrap();
             assert_eq!(p.ids, ids(&g[field]), "{kind} {field}");
-            assert_eq!(p.pre_image as u64, g["pre_image"].as_u64().unwrap());
-            assert_eq!(p.ids[..p.pre_image], ids(&g["input0_ids"]));
+            assert_eq!(p.pre_image() as u64, g["pre_image"].as_u64().unwrap());
+            assert_eq!(p.ids[..p.pre_image()], ids(&g["input0_ids"]));
             assert_eq!(
-                p.ids[p.pre_image + 32..p.ids.len() - 2],
+                p.ids[p.pre_image() + 32..p.ids.len() - 2],
                 ids(&g["input2_ids"])
             );
             let len = p.ids.len();
             assert_eq!((p.context_len, p.gmask_index), (len - 1, len - 2));
-            assert_eq!(p.image_range(), Some(p.pre_image..p.pre_image + 32));
+            assert_eq!(p.image_range(), Some(p.pre_image()..p.pre_image() + 32));
             assert_eq!(
                 p.position_ids,
                 positions::position_ids(len, len - 1, len - 2)
@@ -84,9 +84,88 @@ fn history_and_english_template() {
             .unwrap()
     );
     assert_eq!(
-        (zh.pre_image, zh.image_length, zh.image_range()),
+        (zh.pre_image(), zh.image_length, zh.image_range()),
         (0, 0, None)
     );
+}
+
+#[test]
+fn several_images_are_blocks_in_order_split_as_the_release_splits_one() {
+    for kind in ["bpe", "unigram"] {
+        let tok = tokenizer(kind);
+        let history = vec![("Which?".to_string(), "The first.".to_string())];
+        let one = PromptBuilder::new(&tok)
+            .image(4, tok.pad_id())
+            .build("Why?", &history)
+            .unwrap();
+        assert_eq!(
+            one,
+            PromptBuilder::new(&tok)
+                .images(1, 4, tok.pad_id())
+                .build("Why?", &history)
+                .unwrap(),
+            "{kind}: one image is the release's prompt"
+        );
+        let three = PromptBuilder::new(&tok)
+            .images(3, 4, tok.pad_id())
+            .build("Why?", &history)
+            .unwrap();
+        // Each text piece between placeholder runs is one encode call.
+        let mut want = tok.encode("<img>").unwrap();
+        let mut starts = vec![want.len()];
+        want.extend([tok.pad_id(); 4]);
+        for _ in 0..2 {
+            want.extend(tok.encode("</img><img>").unwrap());
+            starts.push(want.len());
+            want.extend([tok.pad_id(); 4]);
+        }
+        want.extend(
+            tok.encode("</img>问：Which?\n答：The first.\n问：Why?\n答：")
+                .unwrap(),
+        );
+        want.extend([tok.gmask_id(), tok.sop_id()]);
+        assert_eq!(three.ids, want, "{kind}");
+        assert_eq!(three.image_starts, starts, "{kind}");
+        assert_eq!(three.pre_image(), one.pre_image());
+        let ranges: Vec<_> = three.image_ranges().collect();
+        assert_eq!(ranges.len(), 3);
+        for r in ranges {
+            assert!(three.ids[r].iter().all(|&t| t == tok.pad_id()));
+        }
+        // The whole prompt is context: positions as for any prompt.
+        let (context_len, gmask) =
+            positions::context_and_mask(&three.ids, tok.sop_id(), tok.gmask_id(), tok.mask_id());
+        assert_eq!((three.context_len, three.gmask_index), (context_len, gmask));
+        // No image blocks at all is the text-only prompt.
+        assert_eq!(
+            PromptBuilder::new(&tok)
+                .images(0, 4, tok.pad_id())
+                .build("Why?", &history)
+                .unwrap(),
+            PromptBuilder::new(&tok).build("Why?", &history).unwrap()
+        );
+    }
+}
+
+#[test]
+fn image_spans_need_one_image_per_block() {
+    use candle_core::{DType, Device, Tensor};
+    let tok = tokenizer("bpe");
+    let p = PromptBuilder::new(&tok)
+        .images(2, 4, tok.pad_id())
+        .build("?", &[])
+        .unwrap();
+    let e = Tensor::zeros((1, 4, 8), DType::F32, &Device::Cpu).unwrap();
+    let spans = p.image_spans(&[e.clone(), e.clone()]).unwrap();
+    let starts: Vec<usize> = spans.iter().map(|s| s.start).collect();
+    assert_eq!(starts, p.image_starts);
+    for given in [1, 3] {
+        let err = p.image_spans(&vec![e.clone(); given]).unwrap_err();
+        assert!(
+            matches!(err, PromptError::ImageCount { blocks: 2, given: g } if g == given),
+            "{err}"
+        );
+    }
 }
 
 #[test]

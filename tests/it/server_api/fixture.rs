@@ -160,6 +160,18 @@ pub(super) fn library_answer(
     image: Option<&Path>,
     cfg: &GenerationConfig,
 ) -> (String, usize, usize) {
+    let images: Vec<&Path> = image.into_iter().collect();
+    library_answer_images(c, query, history, &images, cfg)
+}
+
+/// [`library_answer`] about any number of images (one `<img>` block each, in order).
+pub(super) fn library_answer_images(
+    c: &Captioner,
+    query: &str,
+    history: &[(String, String)],
+    images: &[&Path],
+    cfg: &GenerationConfig,
+) -> (String, usize, usize) {
     let english = !query
         .chars()
         .any(|ch| ('\u{4e00}'..='\u{9fa5}').contains(&ch));
@@ -170,19 +182,22 @@ pub(super) fn library_answer(
             cfg.max_length - 1,
             &PromptOptions {
                 english,
-                with_image: image.is_some(),
+                images: images.len(),
                 ..Default::default()
             },
         )
         .unwrap();
-    let embeds = image.map(|i| {
-        c.encode_images(&[load_image(i, &Default::default()).unwrap()])
-            .unwrap()
-    });
+    let embeds: Vec<_> = images
+        .iter()
+        .map(|i| {
+            c.encode_images(&[load_image(i, &Default::default()).unwrap()])
+                .unwrap()
+        })
+        .collect();
     let rows = generate(
         c.model(),
         &p.ids,
-        embeds.as_ref().map(|e| (e, p.pre_image)),
+        &p.image_spans(&embeds).unwrap(),
         cfg,
         &c.invalid_ids(english),
         &mut |_, _| Flow::Continue,

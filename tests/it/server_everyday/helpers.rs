@@ -178,7 +178,7 @@ pub(super) fn library_tokens(
             cfg.max_length - 1,
             &PromptOptions {
                 english,
-                with_image: image.is_some(),
+                images: usize::from(image.is_some()),
                 ..Default::default()
             },
         )
@@ -190,7 +190,8 @@ pub(super) fn library_tokens(
     let rows = generate(
         c.model(),
         &p.ids,
-        embeds.as_ref().map(|e| (e, p.pre_image)),
+        &p.image_spans(&embeds.into_iter().collect::<Vec<_>>())
+            .unwrap(),
         cfg,
         &c.invalid_ids(english),
         &mut |_, _| Flow::Continue,

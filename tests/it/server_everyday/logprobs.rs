@@ -34,8 +34,7 @@ fn reference(c: &Captioner, max_new_tokens: usize) -> Vec<(u32, Vec<f64>)> {
     let mut d = BatchDecoder::new(c.model());
     d.add(&[GenRequest {
         ids: &p.ids,
-        image: None,
-        pre_image: p.pre_image,
+        images: &[],
         config: &cfg,
         invalid: &invalid,
     }])

@@ -135,4 +135,12 @@ fn metrics_count_requests_tokens_batches_and_image_cache_use() {
     assert_eq!(get(&m, "visualglm_image_cache_hits_total"), 1.0);
     assert_eq!(get(&m, "visualglm_image_cache_entries"), 1.0);
     assert!(get(&m, "visualglm_image_cache_bytes") > 0.0);
+    // One row prefilled per request so far; the three answers of an `n: 3` request share one.
+    assert_eq!(get(&m, "visualglm_prefill_rows_total"), 3.0);
+    let mut three = ask(image_message("What is it?", &image));
+    three["n"] = json!(3);
+    let (status, v) = client.chat(&three);
+    assert_eq!(status, 200, "{v}");
+    let m = scrape(&client);
+    assert_eq!(get(&m, "visualglm_prefill_rows_total"), 4.0);
 }

@@ -72,7 +72,14 @@ pub(crate) fn read<R: BufRead>(r: R, sink: &mut RecordSink<'_>) -> Result<()> {
             (Some(id), Some(caption)) => match files.get(&id) {
                 Some(file) => {
                     let file = file.clone();
-                    sink.push(file, String::new(), caption.to_owned(), id, 0, i as u64);
+                    sink.push(
+                        vec![file],
+                        String::new(),
+                        caption.to_owned(),
+                        id,
+                        0,
+                        i as u64,
+                    );
                 }
                 None => sink.malformed(
                     format!("annotations[{i}]"),

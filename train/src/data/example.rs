@@ -31,19 +31,27 @@ impl fmt::Display for RecordSource {
     }
 }
 
-/// One (image, prompt, answer) triple.
+/// One (images, prompt, answer) triple: usually one image; several when the record's `"img"`
+/// is a list (one `<img>` block each, in order).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Example {
-    /// The image file, already resolved against the data file's directory (or the
-    /// configured image root).
-    pub image: PathBuf,
+    /// The image files (at least one), already resolved against the data file's directory
+    /// (or the configured image root).
+    pub images: Vec<PathBuf>,
     /// The question / instruction (empty for COCO captions).
     pub prompt: String,
     /// The target text.
     pub label: String,
     /// An image identity for ITC's image-id soft targets: the COCO `image_id`, or for the
-    /// list/JSONL formats a dense index of distinct image paths in order of first appearance.
+    /// list/JSONL formats a dense index of distinct image lists in order of first appearance.
     pub image_id: i64,
     /// Where the record was read from.
     pub source: RecordSource,
+}
+
+impl Example {
+    /// The first (usually the only) image.
+    pub fn image(&self) -> &Path {
+        self.images.first().map_or(Path::new(""), PathBuf::as_path)
+    }
 }

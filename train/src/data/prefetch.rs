@@ -1,7 +1,7 @@
 //! Loads the images of upcoming batches on rayon while the current step runs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
@@ -34,14 +34,17 @@ where
     }
 }
 
+/// An example's images, or the first that failed to load and why.
+type Loaded<T> = Result<Vec<T>, (PathBuf, String)>;
+
 /// One batch with its images loaded.
 #[derive(Debug)]
 pub struct LoadedBatch<T> {
-    /// The examples whose image loaded, in batch order.
+    /// The examples whose images loaded, in batch order.
     pub examples: Vec<Example>,
-    /// Their images, aligned with `examples`.
-    pub images: Vec<T>,
-    /// Examples whose image failed to load (the step should count and skip them).
+    /// Their images (each example's, in order), aligned with `examples`.
+    pub images: Vec<Vec<T>>,
+    /// Examples with an image that failed to load (the step should count and skip them).
     pub failed: Vec<TrainError>,
     /// The data position after this batch: store it in the checkpoint written after the
     /// step that consumed this batch.
@@ -76,13 +79,20 @@ impl<T: Send + 'static> Prefetcher<T> {
             while !stop2.load(Ordering::Relaxed) && max_batches.is_none_or(|m| produced < m) {
                 let indices = sampler.next_batch();
                 let position_after = sampler.position();
-                let loaded: Vec<(Example, Result<T, String>)> = indices
+                let loaded: Vec<(Example, Loaded<T>)> = indices
                     .par_iter()
                     .filter_map(|&i| dataset.get(i))
                     .map(|ex| {
-                        // A panicking loader fails this image, not the whole stream.
-                        let res = catch_unwind(AssertUnwindSafe(|| loader.load(&ex.image)))
-                            .unwrap_or_else(|_| Err("the image loader panicked".into()));
+                        // A panicking loader fails this example, not the whole stream.
+                        let res = ex
+                            .images
+                            .iter()
+                            .map(|path| {
+                                catch_unwind(AssertUnwindSafe(|| loader.load(path)))
+                                    .unwrap_or_else(|_| Err("the image loader panicked".into()))
+                                    .map_err(|reason| (path.clone(), reason))
+                            })
+                            .collect::<Result<Vec<T>, _>>();
                         (ex.clone(), res)
                     })
                     .collect();
@@ -98,8 +108,8 @@ impl<T: Send + 'static> Prefetcher<T> {
                             batch.examples.push(ex);
                             batch.images.push(img);
                         }
-                        Err(reason) => batch.failed.push(TrainError::ImageLoad {
-                            path: ex.image.clone(),
+                        Err((path, reason)) => batch.failed.push(TrainError::ImageLoad {
+                            path,
                             record: ex.source.to_string(),
                             reason,
                         }),

@@ -58,7 +58,7 @@ pub(crate) struct RecordSink<'a> {
     base_dir: PathBuf,
     examples: Vec<Example>,
     report: LoadReport,
-    image_ids: HashMap<PathBuf, i64>,
+    image_ids: HashMap<Vec<PathBuf>, i64>,
 }
 
 impl<'a> RecordSink<'a> {
@@ -134,12 +134,12 @@ impl<'a> RecordSink<'a> {
         record: u64,
     ) -> Result<()> {
         match parse_release_record(&value) {
-            Ok((img, prompt, label)) => {
-                let image = self.resolve(img);
+            Ok((imgs, prompt, label)) => {
+                let images: Vec<PathBuf> = imgs.iter().map(|i| self.resolve(i)).collect();
                 let next = self.image_ids.len() as i64;
-                let image_id = *self.image_ids.entry(image.clone()).or_insert(next);
+                let image_id = *self.image_ids.entry(images.clone()).or_insert(next);
                 let (prompt, label) = (prompt.to_owned(), label.to_owned());
-                self.push(image, prompt, label, image_id, line, record);
+                self.push(images, prompt, label, image_id, line, record);
                 Ok(())
             }
             Err(reason) => self.malformed(Self::location(line, record), reason),
@@ -149,7 +149,7 @@ impl<'a> RecordSink<'a> {
     /// Adds an already validated example.
     pub(crate) fn push(
         &mut self,
-        image: PathBuf,
+        images: Vec<PathBuf>,
         prompt: String,
         label: String,
         image_id: i64,
@@ -157,7 +157,7 @@ impl<'a> RecordSink<'a> {
         record: u64,
     ) {
         self.examples.push(Example {
-            image,
+            images,
             prompt,
             label,
             image_id,
@@ -170,8 +170,9 @@ impl<'a> RecordSink<'a> {
     }
 }
 
-/// Checks one release record; returns `(img, prompt, label)` or why it is malformed.
-fn parse_release_record(v: &Value) -> std::result::Result<(&str, &str, &str), String> {
+/// Checks one release record; returns `(images, prompt, label)` or why it is malformed.
+/// `"img"` is a path, or a non-empty list of paths (a multi-image example).
+fn parse_release_record(v: &Value) -> std::result::Result<(Vec<&str>, &str, &str), String> {
     let obj = v
         .as_object()
         .ok_or_else(|| format!("expected an object, found {}", kind(v)))?;
@@ -185,11 +186,34 @@ fn parse_release_record(v: &Value) -> std::result::Result<(&str, &str, &str), St
             None => Err(format!("missing field \"{name}\"")),
         }
     };
-    let img = field("img")?;
-    if img.is_empty() {
+    let images = match obj.get("img") {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.as_str()),
+                other => Err(format!(
+                    "field \"img\"[{i}] must be a string, found {}",
+                    kind(other)
+                )),
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()?,
+        Some(other) => {
+            return Err(format!(
+                "field \"img\" must be a string or a list of strings, found {}",
+                kind(other)
+            ))
+        }
+        None => return Err("missing field \"img\"".into()),
+    };
+    if images.is_empty() {
+        return Err("field \"img\" is an empty list".into());
+    }
+    if images.iter().any(|i| i.is_empty()) {
         return Err("field \"img\" is empty".into());
     }
-    Ok((img, field("prompt")?, field("label")?))
+    Ok((images, field("prompt")?, field("label")?))
 }
 
 /// A short name of a JSON value's type.

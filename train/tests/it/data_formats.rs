@@ -35,9 +35,9 @@ fn json_list_reads_records_and_resolves_paths() {
     let (ex, report) = load_data_file(&p, None, &LoadOptions::default()).unwrap();
     assert_eq!(report.loaded, 3);
     assert_eq!(report.skipped, 0);
-    assert_eq!(ex[0].image, d.path().join("imgs/a.png"));
+    assert_eq!(ex[0].image(), d.path().join("imgs/a.png"));
     assert_eq!(ex[0].label, "a \"cat\" [x]");
-    assert_eq!(ex[1].image, PathBuf::from("/abs/b.png"));
+    assert_eq!(ex[1].image(), PathBuf::from("/abs/b.png"));
     assert_eq!(
         (ex[0].source.line, ex[1].source.line, ex[2].source.line),
         (2, 3, 4)
@@ -49,7 +49,51 @@ fn json_list_reads_records_and_resolves_paths() {
         ..LoadOptions::default()
     };
     let (ex, _) = load_data_file(&p, Some(DataFormat::JsonList), &opts).unwrap();
-    assert_eq!(ex[0].image, PathBuf::from("/data/root/imgs/a.png"));
+    assert_eq!(ex[0].image(), PathBuf::from("/data/root/imgs/a.png"));
+}
+
+#[test]
+fn img_may_be_a_list_of_images_and_bad_lists_name_their_line() {
+    let d = tempfile::tempdir().unwrap();
+    let p = write(
+        d.path(),
+        "pairs.jsonl",
+        "{\"img\": [\"a.png\", \"/abs/b.png\"], \"prompt\": \"which?\", \"label\": \"the first\"}\n\
+         {\"img\": \"a.png\", \"prompt\": \"p\", \"label\": \"l\"}\n\
+         {\"img\": [\"a.png\", \"/abs/b.png\"], \"prompt\": \"again\", \"label\": \"the second\"}\n",
+    );
+    let (ex, report) = load_data_file(&p, None, &LoadOptions::default()).unwrap();
+    assert_eq!(report.loaded, 3);
+    assert_eq!(
+        ex[0].images,
+        [d.path().join("a.png"), PathBuf::from("/abs/b.png")]
+    );
+    assert_eq!(ex[0].image(), d.path().join("a.png"));
+    assert_eq!(ex[1].images, [d.path().join("a.png")]);
+    // The same list is the same image identity; one of its images alone is another.
+    assert_eq!((ex[0].image_id, ex[1].image_id, ex[2].image_id), (0, 1, 0));
+    for (bad, why) in [
+        ("[]", "empty list"),
+        ("[\"a.png\", 3]", "\"img\"[1] must be a string"),
+        ("[\"\"]", "is empty"),
+        ("{}", "a string or a list of strings"),
+    ] {
+        let p = write(
+            d.path(),
+            "bad.jsonl",
+            &format!(
+                "{{\"img\": \"a.png\", \"prompt\": \"p\", \"label\": \"l\"}}\n\
+                 {{\"img\": {bad}, \"prompt\": \"p\", \"label\": \"l\"}}\n"
+            ),
+        );
+        let err = load_data_file(&p, None, &LoadOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.jsonl") && err.contains(":2") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -170,7 +214,7 @@ fn jsonl_reads_and_reports_bad_lines() {
     assert_eq!(rep.skipped, 3);
     assert!(rep.skip_messages[1].contains("\"img\" is empty"));
     assert!(rep.skip_messages[2].contains("d.jsonl:5"));
-    assert_eq!(ex[1].image, d.path().join("b.png"));
+    assert_eq!(ex[1].image(), d.path().join("b.png"));
     assert_eq!(ex[1].source.line, 6);
 }
 
@@ -192,7 +236,7 @@ fn coco_captions_give_one_example_per_caption() {
     let (ex, rep) = load_data_file(&p, Some(DataFormat::CocoCaptions), &skip()).unwrap();
     assert_eq!(rep.skipped, 1);
     assert_eq!(ex.len(), 3);
-    assert_eq!(ex[0].image, d.path().join("val/9.jpg"));
+    assert_eq!(ex[0].image(), d.path().join("val/9.jpg"));
     assert_eq!((ex[0].image_id, ex[1].image_id, ex[2].image_id), (9, 7, 9));
     assert!(ex.iter().all(|e| e.prompt.is_empty()));
     assert_eq!(ex[2].label, "the dog");
@@ -276,6 +320,7 @@ fn prefetcher_loads_ahead_and_reports_failures() {
         let idx = reference.next_batch();
         assert_eq!(batch.position_after, reference.position());
         let expected: Vec<usize> = idx.into_iter().filter(|&i| i != 7 && i != 3).collect();
+        let expected: Vec<Vec<usize>> = expected.into_iter().map(|i| vec![i]).collect();
         assert_eq!(batch.images, expected);
         assert_eq!(batch.examples.len(), batch.images.len());
         for f in &batch.failed {
