@@ -15,6 +15,7 @@ PAIRS = [
     ("decode candle q4k+emb vs chatglm.cpp q4_0", "candle-q4k+emb", "chatglm.cpp-q4_0", "decode_ms_per_token", False),
     ("decode candle q4_0+emb vs PyTorch f32", "candle-q4_0+emb", "torch-f32", "decode_ms_per_token", False),
     ("decode candle f32 vs PyTorch f32", "candle-f32", "torch-f32", "decode_ms_per_token", False),
+    ("prefill vs chatglm.cpp, q4_0", "candle-q4_0+emb", "chatglm.cpp-q4_0", "prefill_tok_per_s", True),
     ("prefill candle q4k+emb vs chatglm.cpp q4_0", "candle-q4k+emb", "chatglm.cpp-q4_0", "prefill_tok_per_s", True),
     ("image encode b=1, f32 vs PyTorch f32", "candle-f32", "torch-f32", "image_encode_b1_ms_per_image", False),
     ("image encode b=8, f32 vs PyTorch f32", "candle-f32", "torch-f32", "image_encode_b8_ms_per_image", False),

@@ -8,6 +8,13 @@ random-weight setup as bench/run_side_by_side.sh) and then work in lockstep: one
 one from the other, alternating which goes first, each timed. Each pair is close in time, so
 both see the same machine state.
 
+Start order: an A/A run (the same build in both slots) showed the runtime whose process started
+first ~6 % slower. So by default the pairs are split into --rounds rounds (default 2), each
+starting both runtimes afresh, and which runtime starts first alternates from round to round
+(--start-first alternate); the summary also gives the median per-pair ratio of the rounds where
+ours started first and of those where theirs did. --start-first ours --rounds 1 is the old
+behaviour (ours started first, once).
+
 Tasks:
   decode  one decode step after a --prompt-len prompt, against chatglm.cpp (--against torch:
           PyTorch eager f32); --format f16|q4_0|q8_0 (quantized formats share the quantized
@@ -16,13 +23,14 @@ Tasks:
           f32, against PyTorch eager (MKL); ms per image.
 
 Prints the median of each runtime, the ratio of the medians and the spread of the per-pair
-ratios (theirs / ours: above 1 means ours is faster), and writes every pair to --out.
+ratios (theirs / ours: above 1 means ours is faster), and writes every pair to --out (with the
+round and which runtime started first).
 
 With --against visualglm --baseline-bin PATH, the other runtime is another build of ours (an
 A/B of a change: build the earlier commit into another target directory).
 
 Usage (repository root, after `cargo build --release --bin visualglm`):
-  python3 bench/lockstep.py --task decode --format f16 [--pairs 200] [--prompt-len 300]
+  python3 bench/lockstep.py --task decode --format f16 [--pairs 200] [--prompt-len 300] [--rounds 2]
   python3 bench/lockstep.py --task encode --vit-layers 39 --image-batch 1 --pairs 20
   python3 bench/lockstep.py --task encode --image-batch 8 --against visualglm --baseline-bin /tmp/old/release/visualglm
 """
@@ -77,8 +85,22 @@ def main():
     ap.add_argument("--pairs", type=int, default=200, help="timed pairs, after --warmup pairs")
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--bin", default="target/release/visualglm")
-    ap.add_argument("--out", help="TSV of every pair (ours_ms, theirs_ms)")
+    ap.add_argument("--out", help="TSV of every pair (ours_ms, theirs_ms, round, started_first)")
+    ap.add_argument(
+        "--start-first",
+        default="alternate",
+        choices=["alternate", "ours", "theirs"],
+        help="which runtime's process starts first in each round (alternate: ours in rounds 1, 3, ...)",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="rounds, each starting both runtimes afresh; the pairs are split among them (default 2)",
+    )
     a = ap.parse_args()
+    if a.rounds < 1 or a.pairs < a.rounds:
+        sys.exit("--rounds must be at least 1 and at most --pairs")
     against = a.against or ("chatglm.cpp" if a.task == "decode" else "torch")
     fmt = a.format if a.task == "decode" else "f32"
     if against == "chatglm.cpp" and a.task == "encode":
@@ -106,35 +128,47 @@ def main():
         if a.task == "decode":
             theirs_cmd.append("--no-vision")
     env = dict(os.environ, RAYON_NUM_THREADS="2")
-    ours = start(ours_cmd + common, env)
-    theirs = start(theirs_cmd + common, env if against == "visualglm" else None)
-    pairs = []
-    for i in range(a.pairs + a.warmup):
-        time.sleep(0.005)  # let the other runtime's threads go idle
-        if i % 2 == 0:
-            o, t = step(ours), step(theirs)
+    theirs_env = env if against == "visualglm" else None
+    pairs = []  # (ours_ms, theirs_ms, round, which started first)
+    for r in range(a.rounds):
+        if a.start_first == "alternate":
+            first = "ours" if r % 2 == 0 else "theirs"
         else:
-            t, o = step(theirs), step(ours)
-        if i >= a.warmup:
-            pairs.append((o, t))
-    for p in (ours, theirs):
-        p.stdin.write("quit\n")
-        p.stdin.close()
-        p.wait()
+            first = a.start_first
+        if first == "ours":
+            ours = start(ours_cmd + common, env)
+            theirs = start(theirs_cmd + common, theirs_env)
+        else:
+            theirs = start(theirs_cmd + common, theirs_env)
+            ours = start(ours_cmd + common, env)
+        # The pairs split as evenly as possible among the rounds, each after its own warm-up.
+        n = a.pairs // a.rounds + (1 if r < a.pairs % a.rounds else 0)
+        for i in range(n + a.warmup):
+            time.sleep(0.005)  # let the other runtime's threads go idle
+            if i % 2 == 0:
+                o, t = step(ours), step(theirs)
+            else:
+                t, o = step(theirs), step(ours)
+            if i >= a.warmup:
+                pairs.append((o, t, r + 1, first))
+        for p in (ours, theirs):
+            p.stdin.write("quit\n")
+            p.stdin.close()
+            p.wait()
     if a.out:
         with open(a.out, "w") as f:
-            f.write(f"ours_ms\t{against}_ms\n")
-            for o, t in pairs:
-                f.write(f"{o:.3f}\t{t:.3f}\n")
-    o_med = statistics.median(o for o, _ in pairs)
-    t_med = statistics.median(t for _, t in pairs)
-    ratios = [t / o for o, t in pairs]
+            f.write(f"ours_ms\t{against}_ms\tround\tstarted_first\n")
+            for o, t, r, first in pairs:
+                f.write(f"{o:.3f}\t{t:.3f}\t{r}\t{first}\n")
+    o_med = statistics.median(p[0] for p in pairs)
+    t_med = statistics.median(p[1] for p in pairs)
+    ratios = [t / o for o, t, _, _ in pairs]
     what = (
         f"decode, {fmt}, {a.glm_layers} GLM layers, prompt {a.prompt_len}"
         if a.task == "decode"
         else f"image encode, f32, {a.vit_layers} ViT layers + Q-Former, batch {a.image_batch} (ms per image)"
     )
-    print(f"lockstep {what}, against {against}, {len(pairs)} pairs")
+    print(f"lockstep {what}, against {against}, {len(pairs)} pairs in {a.rounds} round(s), start order: {a.start_first}")
     print(f"median: ours {o_med:.2f} ms, {against} {t_med:.2f} ms, ratio {t_med / o_med:.2f}x")
     print(
         "per-pair ratio: median {:.2f}x, 10th percentile {:.2f}x, 90th {:.2f}x, min {:.2f}x; "
@@ -147,6 +181,10 @@ def main():
             100 * sum(r >= 1.0 for r in ratios) / len(ratios),
         )
     )
+    for first in ("ours", "theirs"):
+        part = [t / o for o, t, _, f in pairs if f == first]
+        if part and len(part) < len(pairs):
+            print(f"per-pair ratio, {first} started first: median {statistics.median(part):.2f}x ({len(part)} pairs)")
 
 
 if __name__ == "__main__":

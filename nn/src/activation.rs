@@ -25,8 +25,8 @@ fn gelu_erf_kernel(xs: &[f32], ys: &mut [f32]) {
 }
 
 simd_kernel!(
-    /// [`gelu_erf_kernel`] with the CPU's best vector instructions.
-    fn gelu_erf_slice => gelu_erf_kernel(xs: &[f32], ys: &mut [f32])
+    /// [`gelu_erf_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    fn gelu_erf_slice, gelu_erf_slice_with => gelu_erf_kernel(xs: &[f32], ys: &mut [f32])
 );
 
 #[inline(always)]
@@ -37,8 +37,8 @@ fn gelu_tanh_kernel(xs: &[f32], ys: &mut [f32]) {
 }
 
 simd_kernel!(
-    /// [`gelu_tanh_kernel`] with the CPU's best vector instructions.
-    fn gelu_tanh_slice => gelu_tanh_kernel(xs: &[f32], ys: &mut [f32])
+    /// [`gelu_tanh_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    fn gelu_tanh_slice, gelu_tanh_slice_with => gelu_tanh_kernel(xs: &[f32], ys: &mut [f32])
 );
 
 #[inline(always)]
@@ -49,8 +49,8 @@ fn gelu_erf_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32]) {
 }
 
 simd_kernel!(
-    /// [`gelu_erf_grad_kernel`] with the CPU's best vector instructions.
-    fn gelu_erf_grad_slice => gelu_erf_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32])
+    /// [`gelu_erf_grad_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    fn gelu_erf_grad_slice, gelu_erf_grad_slice_with => gelu_erf_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32])
 );
 
 #[inline(always)]
@@ -61,8 +61,8 @@ fn gelu_tanh_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32]) {
 }
 
 simd_kernel!(
-    /// [`gelu_tanh_grad_kernel`] with the CPU's best vector instructions.
-    fn gelu_tanh_grad_slice => gelu_tanh_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32])
+    /// [`gelu_tanh_grad_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    fn gelu_tanh_grad_slice, gelu_tanh_grad_slice_with => gelu_tanh_grad_kernel(xs: &[f32], gs: &[f32], ys: &mut [f32])
 );
 
 /// Exact (`erf`) GELU, `x·(1 + erf(x/√2))/2`, as candle's `gelu_erf` (within 3·10⁻⁷·max(|x|, 1) of it,
@@ -214,6 +214,61 @@ mod tests {
             );
         }
         Ok(())
+    }
+
+    #[test]
+    fn every_path_matches_the_baseline_kernels() {
+        use crate::kernels::fast_math::path_tests::{check_every_path, values};
+        type Map = (
+            &'static str,
+            fn(&[f32], &mut [f32]),
+            fn(crate::kernels::isa::Isa, &[f32], &mut [f32]),
+        );
+        type Grad = (
+            &'static str,
+            fn(&[f32], &[f32], &mut [f32]),
+            fn(crate::kernels::isa::Isa, &[f32], &[f32], &mut [f32]),
+        );
+        let maps: [Map; 2] = [
+            ("gelu_erf", gelu_erf_kernel, gelu_erf_slice_with),
+            ("gelu_tanh", gelu_tanh_kernel, gelu_tanh_slice_with),
+        ];
+        let grads: [Grad; 2] = [
+            (
+                "gelu_erf_grad",
+                gelu_erf_grad_kernel,
+                gelu_erf_grad_slice_with,
+            ),
+            (
+                "gelu_tanh_grad",
+                gelu_tanh_grad_kernel,
+                gelu_tanh_grad_slice_with,
+            ),
+        ];
+        // Lengths around the vector widths (tails), values well into both tails of GELU.
+        for len in [1usize, 7, 15, 16, 17, 33, 4099] {
+            let xs = values(len, len as u64, 12.0);
+            let gs = values(len, 1000 + len as u64, 2.0);
+            for (name, kernel, with) in maps {
+                let mut want = vec![0f32; len];
+                kernel(&xs, &mut want);
+                // Exactly rounded operations only: the same bits on every path.
+                check_every_path(&format!("{name} [{len}]"), &want, 0.0, |isa| {
+                    let mut got = vec![0f32; len];
+                    with(isa, &xs, &mut got);
+                    got
+                });
+            }
+            for (name, kernel, with) in grads {
+                let mut want = vec![0f32; len];
+                kernel(&xs, &gs, &mut want);
+                check_every_path(&format!("{name} [{len}]"), &want, 0.0, |isa| {
+                    let mut got = vec![0f32; len];
+                    with(isa, &xs, &gs, &mut got);
+                    got
+                });
+            }
+        }
     }
 
     #[test]

@@ -97,8 +97,8 @@ fn layer_norm_kernel(xs: &[f32], ys: &mut [f32], w: &[f32], b: &[f32], eps: f32)
 }
 
 simd_kernel!(
-    /// [`layer_norm_kernel`] with the CPU's best vector instructions.
-    fn layer_norm_rows => layer_norm_kernel(xs: &[f32], ys: &mut [f32], w: &[f32], b: &[f32], eps: f32)
+    /// [`layer_norm_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    fn layer_norm_rows, layer_norm_rows_with => layer_norm_kernel(xs: &[f32], ys: &mut [f32], w: &[f32], b: &[f32], eps: f32)
 );
 
 impl Module for LayerNorm {
@@ -120,6 +120,33 @@ mod tests {
     use super::*;
     use candle_core::{Device, Var};
     use visualglm_testing::{max_abs, max_abs_diff};
+
+    #[test]
+    fn every_path_matches_the_baseline_kernel() {
+        use crate::kernels::fast_math::path_tests::{check_every_path, values};
+        // Widths around the vector widths (tails); an offset far from zero.
+        for (rows, width) in [(1usize, 1usize), (3, 7), (2, 17), (5, 1409), (2, 4099)] {
+            let xs: Vec<f32> = values(rows * width, width as u64, 3.0)
+                .into_iter()
+                .map(|v| v + 50.0)
+                .collect();
+            let w = values(width, 7, 1.0);
+            let b = values(width, 8, 0.5);
+            let mut want = vec![0f32; xs.len()];
+            layer_norm_kernel(&xs, &mut want, &w, &b, 1e-6);
+            // Row sums in 16 fixed lanes on every path: the same values up to f32 rounding.
+            check_every_path(
+                &format!("layer_norm [{rows}, {width}]"),
+                &want,
+                1e-6,
+                |isa| {
+                    let mut got = vec![0f32; xs.len()];
+                    layer_norm_rows_with(isa, &xs, &mut got, &w, &b, 1e-6);
+                    got
+                },
+            );
+        }
+    }
 
     #[test]
     fn fused_layer_norm_matches_the_composed_ops() -> Result<()> {

@@ -24,8 +24,8 @@ fn softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize) {
 }
 
 simd_kernel!(
-    /// [`softmax_kernel`] with the CPU's best vector instructions.
-    pub(crate) fn softmax_rows => softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize)
+    /// [`softmax_kernel`] on the active instruction-set path ([`crate::kernels::isa`]).
+    pub(crate) fn softmax_rows, softmax_rows_with => softmax_kernel(xs: &[f32], ys: &mut [f32], width: usize)
 );
 
 /// Softmax over the last dimension. Untracked contiguous CPU f32 tensors take the fused
@@ -53,6 +53,28 @@ mod tests {
     use super::*;
     use candle_core::{DType, Device, Var};
     use visualglm_testing::max_abs_diff;
+
+    #[test]
+    fn every_path_matches_the_baseline_kernel() {
+        use crate::kernels::fast_math::path_tests::{check_every_path, values};
+        for (rows, width) in [(1usize, 1usize), (3, 5), (4, 17), (2, 257), (3, 4099)] {
+            let mut xs = values(rows * width, width as u64, 20.0);
+            // Masked positions, and one fully masked row (NaN, as candle's).
+            for v in xs.iter_mut().step_by(7) {
+                *v = f32::NEG_INFINITY;
+            }
+            if rows > 1 {
+                xs[..width].fill(f32::NEG_INFINITY);
+            }
+            let mut want = vec![0f32; xs.len()];
+            softmax_kernel(&xs, &mut want, width);
+            check_every_path(&format!("softmax [{rows}, {width}]"), &want, 1e-6, |isa| {
+                let mut got = vec![0f32; xs.len()];
+                softmax_rows_with(isa, &xs, &mut got, width);
+                got
+            });
+        }
+    }
 
     #[test]
     fn fused_softmax_matches_candles() -> Result<()> {

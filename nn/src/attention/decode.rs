@@ -278,13 +278,13 @@ fn dot_rows_kernel<T: Widen>(q: &[f32], rows: &[T], stride: usize, scores: &mut 
 }
 
 simd_kernel!(
-    /// [`dot_rows_kernel`] for f16 rows with the CPU's best vector instructions.
-    fn dot_rows_f16 => dot_rows_kernel(q: &[f32], rows: &[half::f16], stride: usize, scores: &mut [f32])
+    /// [`dot_rows_kernel`] for f16 rows on the active instruction-set path ([`crate::kernels::isa`]).
+    fn dot_rows_f16, dot_rows_f16_with => dot_rows_kernel(q: &[f32], rows: &[half::f16], stride: usize, scores: &mut [f32])
 );
 
 simd_kernel!(
-    /// [`dot_rows_kernel`] for f32 rows with the CPU's best vector instructions.
-    fn dot_rows_f32 => dot_rows_kernel(q: &[f32], rows: &[f32], stride: usize, scores: &mut [f32])
+    /// [`dot_rows_kernel`] for f32 rows on the active instruction-set path ([`crate::kernels::isa`]).
+    fn dot_rows_f32, dot_rows_f32_with => dot_rows_kernel(q: &[f32], rows: &[f32], stride: usize, scores: &mut [f32])
 );
 
 /// `out += Σ_j p[j] · row j` for rows `stride` apart in `rows` (each `out.len()` wide).
@@ -302,13 +302,13 @@ fn weighted_sum_kernel<T: Widen>(p: &[f32], rows: &[T], stride: usize, out: &mut
 }
 
 simd_kernel!(
-    /// [`weighted_sum_kernel`] for f16 rows with the CPU's best vector instructions.
-    fn weighted_sum_f16 => weighted_sum_kernel(p: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32])
+    /// [`weighted_sum_kernel`] for f16 rows on the active instruction-set path ([`crate::kernels::isa`]).
+    fn weighted_sum_f16, weighted_sum_f16_with => weighted_sum_kernel(p: &[f32], rows: &[half::f16], stride: usize, out: &mut [f32])
 );
 
 simd_kernel!(
-    /// [`weighted_sum_kernel`] for f32 rows with the CPU's best vector instructions.
-    fn weighted_sum_f32 => weighted_sum_kernel(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32])
+    /// [`weighted_sum_kernel`] for f32 rows on the active instruction-set path ([`crate::kernels::isa`]).
+    fn weighted_sum_f32, weighted_sum_f32_with => weighted_sum_kernel(p: &[f32], rows: &[f32], stride: usize, out: &mut [f32])
 );
 
 #[cfg(test)]
@@ -323,6 +323,50 @@ mod tests {
         Tensor::randn(0f32, 1.0, (b, h, s + 7, d), &Device::Cpu)?
             .to_dtype(dtype)?
             .narrow(2, 3, s)
+    }
+
+    #[test]
+    fn every_path_matches_the_baseline_kernels() {
+        use crate::kernels::fast_math::path_tests::{check_every_path, values};
+        // Head widths with and without a 16-lane tail; rows `stride` apart (a cache view).
+        for (d, rows) in [(1usize, 3usize), (5, 1), (37, 9), (128, 17), (133, 4)] {
+            let stride = d + 3;
+            let q = values(d, d as u64, 1.0);
+            let p = values(rows, 50 + rows as u64, 1.0);
+            let keys = values(rows * stride, 99, 2.0);
+            let keys16: Vec<half::f16> = keys.iter().map(|&v| half::f16::from_f32(v)).collect();
+            let what = |name: &str| format!("{name} d={d} rows={rows}");
+
+            let mut want = vec![0f32; rows];
+            dot_rows_kernel(&q, &keys, stride, &mut want);
+            check_every_path(&what("dot_rows_f32"), &want, 1e-6, |isa| {
+                let mut got = vec![0f32; rows];
+                dot_rows_f32_with(isa, &q, &keys, stride, &mut got);
+                got
+            });
+            dot_rows_kernel(&q, &keys16, stride, &mut want);
+            check_every_path(&what("dot_rows_f16"), &want, 1e-6, |isa| {
+                let mut got = vec![0f32; rows];
+                dot_rows_f16_with(isa, &q, &keys16, stride, &mut got);
+                got
+            });
+
+            let start = values(d, 7, 1.0);
+            let mut want = start.clone();
+            weighted_sum_kernel(&p, &keys, stride, &mut want);
+            check_every_path(&what("weighted_sum_f32"), &want, 1e-6, |isa| {
+                let mut got = start.clone();
+                weighted_sum_f32_with(isa, &p, &keys, stride, &mut got);
+                got
+            });
+            let mut want = start.clone();
+            weighted_sum_kernel(&p, &keys16, stride, &mut want);
+            check_every_path(&what("weighted_sum_f16"), &want, 1e-6, |isa| {
+                let mut got = start.clone();
+                weighted_sum_f16_with(isa, &p, &keys16, stride, &mut got);
+                got
+            });
+        }
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! candle's CPU ops evaluate `exp` and `erf` one element at a time through libm (`erf` alone
 //! cost 6.9 ms per ViT layer on two threads, PyTorch's vectorized one 0.4 ms). Here both are
 //! branch-free polynomial forms that the compiler turns into SIMD code: each kernel is compiled
-//! three times, for AVX-512, for AVX2 + FMA and for the baseline target, and the best one the
-//! CPU supports runs ([`simd_kernel!`]).
+//! three times, for AVX-512, for AVX2 + FMA and for the baseline target, and the one for the
+//! active path runs ([`simd_kernel!`], [`crate::kernels::isa`]).
 //!
 //! Accuracy (tests below, against the standard library over dense grids): `exp` within 2 ulp
 //! (Cephes' `expf` polynomial); `erf` within 6·10⁻⁷ absolute (Abramowitz & Stegun 7.1.26, the
@@ -179,12 +179,21 @@ pub(crate) fn par_rows(
 }
 
 /// Defines `$name`, which runs the `#[inline(always)]` function `$kernel` with the same
-/// arguments compiled for the best instruction set the CPU has (AVX-512, AVX2 + FMA, or the
-/// build's baseline), so that the compiler vectorizes its loops with those instructions.
+/// arguments compiled for the active path ([`crate::kernels::isa::active`]), and `$with`,
+/// which takes the path as its first argument ([`crate::kernels::isa::Isa`], clamped to what
+/// the CPU has): AVX-512 (`avx512f,avx2,fma`), AVX2 + FMA (`avx2,fma`), or the build's
+/// baseline for [`Isa::Scalar`](crate::kernels::isa::Isa::Scalar), so that the compiler
+/// vectorizes its loops with those instructions.
 macro_rules! simd_kernel {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident => $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident, $with:ident => $kernel:ident($($arg:ident: $ty:ty),* $(,)?)) => {
         $(#[$doc])*
         $vis fn $name($($arg: $ty),*) {
+            $with($crate::kernels::isa::active(), $($arg),*)
+        }
+
+        /// The same on the given path (clamped to what the CPU has); the baseline build of
+        /// the kernel for [`Isa::Scalar`](crate::kernels::isa::Isa::Scalar).
+        $vis fn $with(isa: $crate::kernels::isa::Isa, $($arg: $ty),*) {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
@@ -195,51 +204,23 @@ macro_rules! simd_kernel {
                 unsafe fn avx2($($arg: $ty),*) {
                     $kernel($($arg),*)
                 }
-                match $crate::kernels::fast_math::simd_level() {
-                    // SAFETY: `simd_level` reported these features on this CPU.
-                    $crate::kernels::fast_math::SimdLevel::Avx512 => return unsafe { avx512($($arg),*) },
-                    // SAFETY: as above.
-                    $crate::kernels::fast_math::SimdLevel::Avx2 => return unsafe { avx2($($arg),*) },
-                    $crate::kernels::fast_math::SimdLevel::Baseline => {}
+                match isa.clamped() {
+                    // SAFETY: `clamped` returns at most the host's path, and the host has
+                    // every feature of its path (`isa::host` probed them): here AVX-512F,
+                    // AVX2 and FMA.
+                    $crate::kernels::isa::Isa::Avx512 => return unsafe { avx512($($arg),*) },
+                    // SAFETY: as above: AVX2 and FMA.
+                    $crate::kernels::isa::Isa::Avx2 => return unsafe { avx2($($arg),*) },
+                    $crate::kernels::isa::Isa::Scalar => {}
                 }
             }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = isa;
             $kernel($($arg),*)
         }
     };
 }
 pub(crate) use simd_kernel;
-
-/// The instruction sets [`simd_kernel!`] chooses between.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SimdLevel {
-    /// AVX-512F with AVX2 and FMA.
-    Avx512,
-    /// AVX2 and FMA.
-    Avx2,
-    /// The build's target features only.
-    Baseline,
-}
-
-/// The best [`SimdLevel`] of this CPU (detected once).
-pub(crate) fn simd_level() -> SimdLevel {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            if avx2 && is_x86_feature_detected!("avx512f") {
-                SimdLevel::Avx512
-            } else if avx2 {
-                SimdLevel::Avx2
-            } else {
-                SimdLevel::Baseline
-            }
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    SimdLevel::Baseline
-}
 
 /// Whether the fused kernels handle `t`: an f32 CPU tensor that is contiguous and not tracked
 /// for gradients (they have no backward; training keeps candle's ops, except GELU, whose graph
@@ -270,6 +251,52 @@ pub(crate) fn with_cpu_slice<D: WithDType, T>(t: &Tensor, f: impl FnOnce(&[D]) -
 /// [`with_cpu_slice`] for f32 tensors (the fused kernels' input).
 pub(crate) fn with_f32<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
     with_cpu_slice(t, f)
+}
+
+/// Helpers for the tests that run a kernel on every path the CPU supports.
+#[cfg(test)]
+pub(crate) mod path_tests {
+    use crate::kernels::isa::{self, Isa};
+
+    /// `len` pseudo-random values in `(-scale, scale)` from `seed` (a fixed generator, so a
+    /// failure reproduces).
+    pub(crate) fn values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6_364_136_223_846_793_005) ^ 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let unit = (state >> 40) as f32 / (1u64 << 24) as f32;
+                (2.0 * unit - 1.0) * scale
+            })
+            .collect()
+    }
+
+    /// Runs `run` on every path the CPU supports and checks each output against `reference`
+    /// (the baseline build of the kernel): within `tol·max(|want|, 1)` per value, NaN where
+    /// and only where the reference has NaN. Prints the paths that ran.
+    pub(crate) fn check_every_path(
+        what: &str,
+        reference: &[f32],
+        tol: f32,
+        run: impl Fn(Isa) -> Vec<f32>,
+    ) {
+        let paths = isa::supported_paths();
+        eprintln!("{what}: paths {paths:?}");
+        for isa in paths {
+            let got = run(isa);
+            assert_eq!(got.len(), reference.len(), "{what} on {isa}");
+            for (i, (&g, &w)) in got.iter().zip(reference).enumerate() {
+                let ok = if w.is_nan() {
+                    g.is_nan()
+                } else {
+                    (g - w).abs() <= tol * w.abs().max(1.0)
+                };
+                assert!(ok, "{what} on {isa}: [{i}] {g} vs {w}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -353,13 +380,19 @@ mod tests {
                 *y = gelu_erf(x) + exp(-x.abs()) + gelu_tanh(x);
             }
         }
-        simd_kernel!(fn map => map_kernel(xs: &[f32], ys: &mut [f32]));
+        simd_kernel!(fn map, map_with => map_kernel(xs: &[f32], ys: &mut [f32]));
         let xs: Vec<f32> = (0..4099).map(|i| (i as f32 - 2000.0) * 0.004_1).collect();
-        let mut fast = vec![0f32; xs.len()];
-        map(&xs, &mut fast);
         let mut base = vec![0f32; xs.len()];
         map_kernel(&xs, &mut base);
+        let mut fast = vec![0f32; xs.len()];
+        map(&xs, &mut fast);
         // Only exactly rounded operations (no fused multiply-add): the same bits everywhere.
         assert_eq!(fast, base);
+        for isa in crate::kernels::isa::supported_paths() {
+            eprintln!("fast_math map: path {isa}");
+            let mut got = vec![0f32; xs.len()];
+            map_with(isa, &xs, &mut got);
+            assert_eq!(got, base, "{isa}");
+        }
     }
 }

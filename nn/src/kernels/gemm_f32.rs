@@ -8,6 +8,10 @@
 //! accumulates its product onto it, single-threaded. On two threads, in lockstep with the
 //! build before it, image encoding got 4–5 % faster (`BENCHMARKS.md`); more threads are
 //! untested for speed.
+//!
+//! There is no instruction-set specific code here: the `gemm` crate picks its own
+//! instructions (as it does inside candle's matmul), so this split runs the same on every
+//! path of [`super::isa`], `VISUALGLM_CPU=scalar` included.
 
 use std::mem::MaybeUninit;
 use std::ops::Range;
@@ -230,6 +234,46 @@ mod tests {
         let grid = blocks(2056, 1408, 16);
         assert_eq!(grid.len(), 16);
         assert!(grid.iter().all(|(r, _)| r.len() == 514));
+    }
+
+    /// `x·wᵀ + bias` one value at a time, accumulated in f64: the scalar reference.
+    fn scalar_reference(w: &Tensor, bias: Option<&Tensor>, x: &Tensor) -> Result<Tensor> {
+        let (n, k) = w.dims2()?;
+        let ws = w.flatten_all()?.to_vec1::<f32>()?;
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let bs = bias.map(|b| b.to_vec1::<f32>()).transpose()?;
+        let mut out = Vec::with_capacity(xs.len() / k * n);
+        for xr in xs.chunks_exact(k) {
+            for (c, wr) in ws.chunks_exact(k).enumerate() {
+                let dot: f64 = wr
+                    .iter()
+                    .zip(xr)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                out.push((dot + bs.as_ref().map_or(0.0, |b| f64::from(b[c]))) as f32);
+            }
+        }
+        Tensor::from_vec(out, output_dims(x.dims(), n), x.device())
+    }
+
+    #[test]
+    fn matches_the_scalar_reference_on_every_path() -> Result<()> {
+        // One code path whatever `isa::active()` says (the `gemm` crate dispatches itself):
+        // rows split by rows and by columns, odd widths (partial tiles).
+        eprintln!(
+            "gemm_f32: one path for all of {:?} (the gemm crate's own dispatch)",
+            crate::kernels::isa::supported_paths()
+        );
+        let dev = &Device::Cpu;
+        for (dims, n, k) in [(vec![2, 600, 37], 53, 37), (vec![97, 129], 31, 129)] {
+            let x = Tensor::randn(0f32, 1.0, dims.as_slice(), dev)?;
+            let w = Tensor::randn(0f32, 0.2, (n, k), dev)?;
+            let b = Tensor::randn(0f32, 1.0, n, dev)?;
+            let got = matmul(&w, Some(&b), &x)?;
+            let want = scalar_reference(&w, Some(&b), &x)?;
+            assert!(max_abs_diff(&got, &want) < 1e-4, "{dims:?} x [{n}, {k}]");
+        }
+        Ok(())
     }
 
     #[test]

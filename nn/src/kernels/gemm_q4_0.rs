@@ -8,6 +8,10 @@
 //! block (about [`BLOCK_VALUES`] f32 values) is held at a time, so memory stays that of the
 //! quantized model. The input is not quantized, so the result is `x · dequantize(W)ᵀ` to f32
 //! rounding.
+//!
+//! There is no instruction-set specific code here (the widening is plain Rust, the product the
+//! `gemm` crate's, which picks its own instructions), so this kernel runs the same on every path
+//! of [`super::isa`], `scalar` included.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Result, Tensor};

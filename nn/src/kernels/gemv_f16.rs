@@ -1,6 +1,7 @@
 //! A decode-time matrix-vector product for dense f16 weights on x86-64 (`y = W·x` for one or
-//! a few input rows), used instead of candle's generic f16 matmul when the CPU has AVX2, FMA
-//! and F16C.
+//! a few input rows), used instead of candle's generic f16 matmul on the [`Isa::Avx2`] and
+//! [`Isa::Avx512`] paths ([`super::isa`]; on [`Isa::Scalar`] it declines and candle computes
+//! the product).
 //!
 //! Decode is bound by how fast the weight streams from memory, and candle 0.11's f16 matmul
 //! runs a `[1, k] × [k, n]` product on one thread (and a few rows far slower). Here the weight
@@ -19,8 +20,8 @@
 
 use candle_core::{DType, Result, Tensor};
 
+use super::isa::{self, Isa};
 use super::par_row_groups;
-use super::x86::has_avx2_fma_f16c;
 
 /// The most input rows [`applies`] accepts, and the most one pass over the weight serves.
 pub const MAX_ROWS: usize = 4;
@@ -40,23 +41,25 @@ enum Level {
     Avx2,
 }
 
-fn level() -> Option<Level> {
-    use super::fast_math::{simd_level, SimdLevel};
-    // `simd_level` has AVX2 and FMA (and AVX-512F for its top level); the kernels also need
-    // F16C.
-    match simd_level() {
-        _ if !has_avx2_fma_f16c() => None,
-        SimdLevel::Avx512 => Some(Level::Avx512),
-        SimdLevel::Avx2 => Some(Level::Avx2),
-        SimdLevel::Baseline => None,
+/// The kernels for path `isa` (clamped to the host's); none on [`Isa::Scalar`].
+fn level(isa: Isa) -> Option<Level> {
+    match isa.clamped() {
+        Isa::Scalar => None,
+        Isa::Avx2 => Some(Level::Avx2),
+        Isa::Avx512 => Some(Level::Avx512),
     }
 }
 
 /// Whether [`matmul`] handles `x · wᵀ` here: a contiguous CPU f16 weight `[n, k]`, an f16
 /// CPU input `[.., k]` (rank 2 or more) of 1 to [`MAX_ROWS`] rows (decode), neither of them
-/// tracked for gradients (the result has no backward), and a CPU with AVX2, FMA and F16C.
-/// Otherwise the caller keeps candle's matmul.
+/// tracked for gradients (the result has no backward), and an active path other than
+/// [`Isa::Scalar`] ([`isa::active`]). Otherwise the caller keeps candle's matmul.
 pub fn applies(w: &Tensor, x: &Tensor) -> bool {
+    applies_with(isa::active(), w, x)
+}
+
+/// [`applies`] on path `isa`.
+fn applies_with(isa: Isa, w: &Tensor, x: &Tensor) -> bool {
     let rows = x.dims().iter().rev().skip(1).product::<usize>();
     !w.track_op()
         && !x.track_op()
@@ -68,21 +71,22 @@ pub fn applies(w: &Tensor, x: &Tensor) -> bool {
         && (1..=MAX_ROWS).contains(&rows)
         && w.dims2().is_ok_and(|(_, k)| x.dims().last() == Some(&k))
         && w.is_contiguous()
-        && level().is_some()
+        && level(isa).is_some()
 }
 
 /// `x · wᵀ` for a contiguous `[n, k]` f16 weight and an f16 input `[.., k]`, accumulated in
 /// f32 and returned as `[.., n]` in f16 (check [`applies`] first: it is meant for decode rows;
 /// more rows work but take one pass over the weight per [`MAX_ROWS`]). Other dtypes, widths
-/// or layouts are refused with an error.
+/// or layouts are refused with an error, and so is every input on [`Isa::Scalar`].
 pub fn matmul(w: &Tensor, x: &Tensor) -> Result<Tensor> {
-    let Some(level) = level() else {
-        candle_core::bail!("the f16 GEMV needs AVX2, FMA and F16C");
-    };
-    matmul_with(level, w, x)
+    matmul_with(isa::active(), w, x)
 }
 
-fn matmul_with(level: Level, w: &Tensor, x: &Tensor) -> Result<Tensor> {
+/// [`matmul`] on path `isa` (clamped to the host's).
+fn matmul_with(isa: Isa, w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let Some(level) = level(isa) else {
+        candle_core::bail!("the f16 GEMV needs AVX2, FMA and F16C (path {isa} here)");
+    };
     let (n, k) = w.dims2()?;
     let in_dims = x.dims().to_vec();
     if in_dims.last() != Some(&k) {
@@ -217,9 +221,9 @@ fn dot_row(level: Level, w: &[u16], x: &[u16]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
         let k = w.len().min(x.len());
-        // SAFETY: `level()` returned this level only after detecting every feature the
-        // function enables (`matmul_with` is only reached with such a level); both slices
-        // hold at least `k` values.
+        // SAFETY: `level` returns a level only for a path at or below the host's (clamped),
+        // whose features `isa::host` detected: AVX2, FMA and F16C, and AVX-512F for
+        // `Level::Avx512`; both slices hold at least `k` values.
         unsafe {
             match level {
                 Level::Avx512 => x86::dot_row_avx512(w, x, k),
@@ -242,9 +246,8 @@ fn dot_block<const M: usize, const R: usize>(
 ) -> [[f32; M]; R] {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `level()` returned this level only after detecting every feature the
-        // function enables (`matmul_with` is only reached with such a level); the kernels read
-        // no further than the shortest slice.
+        // SAFETY: as in `dot_row`, the level's features were detected on this CPU; the
+        // kernels read no further than the shortest slice.
         unsafe {
             match level {
                 Level::Avx512 => x86::dot_block_avx512(w, x),

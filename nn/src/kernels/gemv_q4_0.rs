@@ -1,14 +1,18 @@
 //! A decode-time matrix-vector product for Q4_0 weights on x86-64 (`y = W·x` for one or a few
-//! input rows), used instead of candle's generic kernel when the CPU has AVX2, FMA and F16C.
+//! input rows), used instead of candle's generic kernel on the [`Isa::Avx2`] and
+//! [`Isa::Avx512`] paths ([`super::isa`]; on [`Isa::Scalar`] it declines and candle computes
+//! the product).
 //!
 //! candle 0.11's Q4_0 path converts both f16 block scales through the `half` crate's
 //! runtime-dispatched conversion and has no VNNI form; here the scales are converted with F16C,
 //! the input is quantized once to 32-value blocks of `i8` (as GGML's `q8_0`, with an f32
 //! scale), and with AVX-512 VNNI one `vpdpbusd` does each block's 32 multiply-adds on the raw
 //! unsigned nibbles; the `-8` offset of Q4_0 is applied afterwards as `-8·Σx` per block.
-//! Rows are split over rayon's pool.
+//! The VNNI kernel runs on the [`Isa::Avx512`] path when the CPU also has AVX-512 VNNI and
+//! VL; otherwise (AVX-512F without VNNI, or the [`Isa::Avx2`] path) the AVX2 kernel runs. Both
+//! sum the same integers exactly. Rows are split over rayon's pool.
 
-use super::x86::has_avx2_fma_f16c;
+use super::isa::{self, Isa};
 use super::{output_dims, par_row_groups};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Result, Tensor};
@@ -18,40 +22,35 @@ pub(crate) const QK: usize = 32;
 /// Bytes per Q4_0 block: an f16 scale and 16 bytes of nibbles.
 pub(crate) const BLOCK_BYTES: usize = 18;
 
-/// Which instruction set the kernel runs with.
+/// Which kernel runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Level {
     Avx512Vnni,
     Avx2,
 }
 
-fn level() -> Option<Level> {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::sync::OnceLock;
-        static LEVEL: OnceLock<Option<Level>> = OnceLock::new();
-        *LEVEL.get_or_init(|| {
-            if !has_avx2_fma_f16c() {
-                return None;
-            }
-            if is_x86_feature_detected!("avx512vnni") && is_x86_feature_detected!("avx512vl") {
-                Some(Level::Avx512Vnni)
-            } else {
-                Some(Level::Avx2)
-            }
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        None
+/// The kernel for path `isa` (clamped to the host's): none on [`Isa::Scalar`], the VNNI one on
+/// [`Isa::Avx512`] when the CPU has AVX-512 VNNI and VL, else the AVX2 one.
+fn level(isa: Isa) -> Option<Level> {
+    match isa.clamped() {
+        Isa::Scalar => None,
+        Isa::Avx2 => Some(Level::Avx2),
+        Isa::Avx512 if isa::has_avx512_vnni() => Some(Level::Avx512Vnni),
+        Isa::Avx512 => Some(Level::Avx2),
     }
 }
 
 /// Whether [`matmul`] handles `x · wᵀ` for this weight and input: a CPU Q4_0 weight, a
-/// contiguous f32 input of at most 4 rows (decode), and a CPU with AVX2, FMA and F16C.
+/// contiguous f32 input of at most 4 rows (decode), and an active path other than
+/// [`Isa::Scalar`] ([`isa::active`]).
 pub fn applies(w: &QTensor, x: &Tensor) -> bool {
+    applies_with(isa::active(), w, x)
+}
+
+/// [`applies`] on path `isa`.
+fn applies_with(isa: Isa, w: &QTensor, x: &Tensor) -> bool {
     let rows = x.dims().iter().rev().skip(1).product::<usize>();
-    q4_0_and_f32_on_cpu(w, x) && rows <= 4 && level().is_some()
+    q4_0_and_f32_on_cpu(w, x) && rows <= 4 && level(isa).is_some()
 }
 
 /// Whether `w` is a CPU Q4_0 weight `[n, k]` with `k` a multiple of 32 and `x` an f32 CPU input
@@ -66,10 +65,16 @@ pub(crate) fn q4_0_and_f32_on_cpu(w: &QTensor, x: &Tensor) -> bool {
             .is_ok_and(|(_, k)| k % QK == 0 && x.dims().last() == Some(&k))
 }
 
-/// `x · wᵀ` for a `[out, in]` Q4_0 weight and an f32 input `[.., in]` (check [`applies`]).
+/// `x · wᵀ` for a `[out, in]` Q4_0 weight and an f32 input `[.., in]` (check [`applies`]),
+/// on the active path; refused with an error on [`Isa::Scalar`].
 pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
-    let Some(level) = level() else {
-        candle_core::bail!("the Q4_0 GEMV needs AVX2, FMA and F16C");
+    matmul_with(isa::active(), w, x)
+}
+
+/// [`matmul`] on path `isa` (clamped to the host's).
+fn matmul_with(isa: Isa, w: &QTensor, x: &Tensor) -> Result<Tensor> {
+    let Some(level) = level(isa) else {
+        candle_core::bail!("the Q4_0 GEMV needs AVX2, FMA and F16C (path {isa} here)");
     };
     let (n, k) = w.shape().dims2()?;
     let in_dims = x.dims().to_vec();
@@ -161,8 +166,10 @@ fn dot_rows<const N: usize>(level: Level, rows: [&[u8]; N], x: &QuantizedRow) ->
 fn dot(level: Level, row: &[u8], x: &QuantizedRow) -> f32 {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: `level()` returned this level only after detecting every feature the
-        // function enables; `row` holds `x.scale.len()` whole blocks (checked by `matmul`).
+        // SAFETY: `level` returns a level only for a path at or below the host's (clamped),
+        // whose features `isa::host` detected, and the VNNI level only after detecting
+        // AVX-512 VNNI and VL; `row` holds `x.scale.len()` whole blocks (checked by
+        // `matmul_with`).
         unsafe {
             match level {
                 Level::Avx512Vnni => x86::dot_vnni(row, x),
@@ -282,48 +289,132 @@ pub(crate) mod x86 {
 mod tests {
     use super::*;
 
-    #[test]
-    fn matches_dequantized_matmul() -> Result<()> {
-        if level().is_none() {
-            eprintln!("skipped: no AVX2/FMA/F16C");
-            return Ok(());
-        }
-        let dev = Device::Cpu;
-        for (n, k, rows) in [(7usize, 64usize, 1usize), (130, 256, 1), (33, 4096, 3)] {
-            // Fixed pseudo-random values: a random draw made the check flaky (the [7, 64]
-            // case has only two blocks per row, so its error varies most).
-            let values = |len: usize, seed: f32| -> Vec<f32> {
-                (0..len)
-                    .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract() * 2.0)
-                    .collect()
-            };
-            let w = Tensor::from_vec(values(n * k, 1.0), (n, k), &dev)?;
-            let q = QTensor::quantize(&w, GgmlDType::Q4_0)?;
-            let x = Tensor::from_vec(values(rows * k, 2.0), (1, rows, k), &dev)?;
-            assert!(applies(&q, &x));
-            let got = matmul(&q, &x)?;
-            let want = x.broadcast_matmul(&q.dequantize(&dev)?.t()?)?;
-            assert_eq!(got.dims(), want.dims());
-            // The input is rounded to 8 bits per block: relative error ≲ 1 %.
-            let err = (&got - &want)?.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
-            let norm = want.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
-            assert!(err / norm < 0.01, "[{n}, {k}] x{rows}: {err} / {norm}");
-            // And the AVX2 form gives the same as the VNNI one (exact integer sums).
-            let xq = QuantizedRow::new(&x.flatten_all()?.to_vec1::<f32>()?[..k]);
-            let data = q.data()?;
-            let row = &data[..(k / QK) * BLOCK_BYTES];
-            let a = dot(Level::Avx2, row, &xq);
-            let b = dot(level().unwrap_or(Level::Avx2), row, &xq);
-            assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "{a} vs {b}");
-            if n >= 4 {
-                let rb = (k / QK) * BLOCK_BYTES;
-                let rows = [0, 1, 2, 3].map(|r| &data[r * rb..(r + 1) * rb]);
-                let four = dot_rows(level().unwrap_or(Level::Avx2), rows, &xq);
-                for (r, v) in four.iter().enumerate() {
-                    let one = dot(Level::Avx2, rows[r], &xq);
-                    assert!((v - one).abs() <= 1e-4 * one.abs().max(1.0), "{v} vs {one}");
+    /// Fixed pseudo-random values in [-2, 2): a random draw made the check against the
+    /// dequantized product flaky (the [7, 64] case has only two blocks per row, so its error
+    /// varies most).
+    fn values(len: usize, seed: f32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as f32 * 12.9898 + seed).sin() * 43758.547).fract() * 2.0)
+            .collect()
+    }
+
+    /// The scalar reference of [`dot`]: the same integer sums and scales, in f64 one value at a
+    /// time; and a bound on the magnitude of every partial sum the kernels form (for the
+    /// tolerance).
+    fn reference_dot(row: &[u8], x: &QuantizedRow) -> (f64, f64) {
+        let (mut sum, mut bound) = (0f64, 0f64);
+        for (b, blk) in row.chunks_exact(BLOCK_BYTES).enumerate() {
+            let dw = f64::from(half::f16::from_le_bytes([blk[0], blk[1]]).to_f32());
+            let q = &x.qs[b * QK..(b + 1) * QK];
+            let (mut dot, mut abs) = (0i64, 0i64);
+            for (j, &byte) in blk[2..].iter().enumerate() {
+                for (nibble, xq) in [(byte & 0x0f, q[j]), (byte >> 4, q[j + QK / 2])] {
+                    let t = i64::from(nibble) * i64::from(xq);
+                    dot += t;
+                    abs += t.abs();
                 }
             }
+            let d = dw * f64::from(x.scale[b]);
+            let corr = dw * f64::from(x.offset[b]);
+            sum += d * dot as f64 - corr;
+            bound += (d * abs as f64).abs() + corr.abs();
+        }
+        (sum, bound)
+    }
+
+    #[test]
+    fn every_path_matches_the_scalar_reference() -> Result<()> {
+        let dev = Device::Cpu;
+        // Heights with and without a partial group of 8 rows and over one rayon task (64
+        // rows); widths of 1 to 128 blocks; 1 to 4 input rows.
+        let cases = [
+            (7usize, 64usize, 1usize),
+            (130, 256, 1),
+            (33, 4096, 3),
+            (9, 32, 2),
+            (67, 96, 4),
+        ];
+        for isa in isa::supported_paths() {
+            let kernel = level(isa);
+            eprintln!("gemv_q4_0: path {isa} runs {kernel:?}");
+            for &(n, k, rows) in &cases {
+                let w = Tensor::from_vec(values(n * k, 1.0), (n, k), &dev)?;
+                let q = QTensor::quantize(&w, GgmlDType::Q4_0)?;
+                let x = Tensor::from_vec(values(rows * k, 2.0), (1, rows, k), &dev)?;
+                let what = format!("{isa}: [{n}, {k}] x{rows}");
+                let Some(lvl) = kernel else {
+                    // The scalar path declines: candle computes the product.
+                    assert!(!applies_with(isa, &q, &x), "{what}");
+                    assert!(matmul_with(isa, &q, &x).is_err(), "{what}");
+                    continue;
+                };
+                assert!(applies_with(isa, &q, &x), "{what}");
+                let got = matmul_with(isa, &q, &x)?;
+                assert_eq!(got.dims(), &[1, rows, n], "{what}");
+                let got = got.flatten_all()?.to_vec1::<f32>()?;
+                let xs = x.flatten_all()?.to_vec1::<f32>()?;
+                let data = q.data()?;
+                let rb = (k / QK) * BLOCK_BYTES;
+                for (i, xrow) in xs.chunks_exact(k).enumerate() {
+                    let xq = QuantizedRow::new(xrow);
+                    for r in 0..n {
+                        let row = &data[r * rb..(r + 1) * rb];
+                        let (want, bound) = reference_dot(row, &xq);
+                        // f32 accumulation of exact integer block sums: within a few f32
+                        // roundings per block of the largest partial sum.
+                        let tol = 2e-5 * bound + 1e-6;
+                        let v = f64::from(got[i * n + r]);
+                        assert!((v - want).abs() <= tol, "{what} [{i}, {r}]: {v} vs {want}");
+                        let one = f64::from(dot(lvl, row, &xq));
+                        assert!(
+                            (one - want).abs() <= tol,
+                            "{what} dot [{r}]: {one} vs {want}"
+                        );
+                    }
+                    if n >= 8 {
+                        let eight = dot_rows::<8>(
+                            lvl,
+                            std::array::from_fn(|r| &data[r * rb..(r + 1) * rb]),
+                            &xq,
+                        );
+                        for (r, v) in eight.iter().enumerate() {
+                            let (want, bound) = reference_dot(&data[r * rb..(r + 1) * rb], &xq);
+                            let v = f64::from(*v);
+                            assert!((v - want).abs() <= 2e-5 * bound + 1e-6, "{what} rows [{r}]");
+                        }
+                    }
+                }
+                // And against the product with the dequantized weight: the input is rounded to
+                // 8 bits per block, relative error ≲ 1 %.
+                let got = Tensor::from_vec(got, (1, rows, n), &dev)?;
+                let want = x.broadcast_matmul(&q.dequantize(&dev)?.t()?)?;
+                let err = (&got - &want)?.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
+                let norm = want.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
+                assert!(err / norm < 0.01, "{what}: {err} / {norm}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_active_path_is_used_and_other_operands_are_refused() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::from_vec(values(8 * 64, 1.0), (8, 64), &dev)?;
+        let q = QTensor::quantize(&w, GgmlDType::Q4_0)?;
+        let x = Tensor::from_vec(values(64, 2.0), (1, 64), &dev)?;
+        assert_eq!(applies(&q, &x), level(isa::active()).is_some());
+        for isa in isa::supported_paths()
+            .into_iter()
+            .filter(|&i| i > Isa::Scalar)
+        {
+            // Five rows (prefill), a width that is not the weight's, a Q8_0 weight.
+            let five = Tensor::from_vec(values(5 * 64, 3.0), (5, 64), &dev)?;
+            assert!(!applies_with(isa, &q, &five));
+            let narrow = Tensor::from_vec(values(32, 3.0), (1, 32), &dev)?;
+            assert!(!applies_with(isa, &q, &narrow));
+            assert!(matmul_with(isa, &q, &narrow).is_err());
+            let q8 = QTensor::quantize(&w, GgmlDType::Q8_0)?;
+            assert!(!applies_with(isa, &q8, &x));
         }
         Ok(())
     }

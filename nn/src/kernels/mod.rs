@@ -1,12 +1,17 @@
 //! The CPU kernels behind [`crate::Linear`], attention and the fused element-wise ops: f32
 //! GEMM for many rows, Q4_0 GEMV/GEMM, f16 GEMV, and the SIMD math they share. Each kernel
 //! says when it applies (`applies`) and otherwise leaves the product to candle.
+//!
+//! Every kernel with instruction-set specific code runs the one path chosen at run time in
+//! [`isa`] (the host's best, or the one the `VISUALGLM_CPU` environment variable names:
+//! `scalar`, `avx2` or `avx512`); [`isa::active`] says which.
 
 pub(crate) mod fast_math;
 pub mod gemm_f32;
 pub mod gemm_q4_0;
 pub mod gemv_f16;
 pub mod gemv_q4_0;
+pub mod isa;
 pub(crate) mod x86;
 
 use rayon::prelude::*;

@@ -1,20 +1,5 @@
-//! x86-64 helpers shared by the kernels: CPU feature checks and lane reductions.
-
-/// Whether the CPU has AVX2, FMA and F16C, the base every x86 GEMV kernel here needs
-/// (always `false` off x86-64).
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-pub(crate) fn has_avx2_fma_f16c() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma")
-            && is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
+//! x86-64 helpers shared by the kernels: lane reductions (the CPU features are probed in
+//! [`super::isa`]).
 
 /// The sum of the eight lanes of an AVX register.
 ///

@@ -60,8 +60,9 @@ pub const LAYER_CRATE_DIR: &str = "nn";
 /// Rule 6: words removed from each line before the names are matched: the workspace's own
 /// test-helper crate (`visualglm_testing`, NaN-aware comparisons) and the layer crate's own
 /// package name (`visualglm-nn`, in test commands) are named after the project,
-/// not after a model part, and the layer crate's tests use it.
-pub const LAYER_ALLOWED_WORDS: &[&str] = &["visualglm_testing", "visualglm-nn"];
+/// not after a model part, and the layer crate's tests use it; so is the environment variable
+/// that overrides the kernels' instruction set (`VISUALGLM_CPU`, read in `nn/src/kernels/isa.rs`).
+pub const LAYER_ALLOWED_WORDS: &[&str] = &["visualglm_testing", "visualglm-nn", "VISUALGLM_CPU"];
 /// Rule 6: names that tie code to VisualGLM and must not appear anywhere in the layer crate's
 /// `src/` (code, comments or strings). Matched case-insensitively, as a whole word or a
 /// `snake_case`/`CamelCase` segment: `sat` matches `sat_names` and `SAT` but not `saturate`.

@@ -1,5 +1,5 @@
-//! Tests of the f16 GEMV: against candle's matmul on every instruction level, shapes and
-//! strides, and the ignored bandwidth measurement.
+//! Tests of the f16 GEMV: against a scalar reference on every path the CPU supports, shapes
+//! and strides, and the ignored bandwidth measurement.
 
 use super::*;
 use candle_core::{Device, IndexOp};
@@ -16,6 +16,22 @@ fn reference(w: &Tensor, x: &Tensor) -> Result<Tensor> {
     let last = out.len() - 1;
     out[last] = w.dim(0)?;
     y.reshape(out)
+}
+
+/// `x · wᵀ` one value at a time, accumulated in f64 from the f16 values: the scalar
+/// reference.
+fn scalar_reference(w: &Tensor, x: &Tensor) -> Result<Tensor> {
+    let (n, k) = w.dims2()?;
+    let ws = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let xs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = Vec::with_capacity(xs.len() / k.max(1) * n);
+    for xr in xs.chunks_exact(k) {
+        for wr in ws.chunks_exact(k) {
+            let dot: f64 = wr.iter().zip(xr).map(|(a, b)| f64::from(a * b)).sum();
+            out.push(dot as f32);
+        }
+    }
+    Tensor::from_vec(out, crate::kernels::output_dims(x.dims(), n), &Device::Cpu)
 }
 
 /// Each value within f16 rounding (plus f32 summation-order noise) of the reference.
@@ -37,11 +53,7 @@ fn randn_f16(dims: &[usize]) -> Result<Tensor> {
 }
 
 #[test]
-fn matches_f32_matmul() -> Result<()> {
-    let Some(lvl) = level() else {
-        eprintln!("skipped: no AVX2/FMA/F16C");
-        return Ok(());
-    };
+fn every_path_matches_the_scalar_reference() -> Result<()> {
     // Widths with and without a tail for 64, 16 and 8; heights not a multiple of any group
     // size, and above one rayon task (64 rows); one input row up to `SINGLE_ROW_MAX_K`
     // wide takes the single-row kernel, wider ones the row-group kernel.
@@ -60,32 +72,49 @@ fn matches_f32_matmul() -> Result<()> {
         (70, 8213, &[1, 1, 8213]),
         (9, 8192, &[1, 8192]),
     ];
-    for &(n, k, xdims) in cases {
+    for isa in isa::supported_paths() {
+        eprintln!("gemv_f16: path {isa} runs {:?}", level(isa));
+        for &(n, k, xdims) in cases {
+            let what = format!("{isa}: [{n}, {k}] x {xdims:?}");
+            let w = randn_f16(&[n, k])?;
+            let x = randn_f16(xdims)?;
+            if level(isa).is_none() {
+                // The scalar path declines: candle computes the product.
+                assert!(!applies_with(isa, &w, &x), "{what}");
+                assert!(matmul_with(isa, &w, &x).is_err(), "{what}");
+                continue;
+            }
+            assert!(applies_with(isa, &w, &x), "{what}");
+            let got = matmul_with(isa, &w, &x)?;
+            assert_eq!(got.dtype(), DType::F16);
+            assert_close(&got, &scalar_reference(&w, &x)?, &what)?;
+        }
+    }
+    // The same through `Linear` (which routes decode rows to the active path, or to candle).
+    for &(n, k, xdims) in &cases[..4] {
         let w = randn_f16(&[n, k])?;
         let x = randn_f16(xdims)?;
-        assert!(applies(&w, &x), "[{n}, {k}] x {xdims:?}");
-        let got = matmul(&w, &x)?;
-        assert_eq!(got.dtype(), DType::F16);
-        let want = reference(&w, &x)?;
-        assert_close(&got, &want, &format!("[{n}, {k}] x {xdims:?}"))?;
-        // The same through `Linear` (which routes these rows here).
         let lin = crate::Linear::from_weights(w.clone(), None);
-        assert_close(&lin.forward_base(&x)?, &want, "Linear")?;
-        // The AVX2 form against the AVX-512 one when both exist.
-        if lvl == Level::Avx512 {
-            let avx2 = matmul_with(Level::Avx2, &w, &x)?;
-            assert_close(&avx2, &got, &format!("AVX2 [{n}, {k}] x {xdims:?}"))?;
-        }
+        assert_close(&lin.forward_base(&x)?, &reference(&w, &x)?, "Linear")?;
+        assert_eq!(applies(&w, &x), level(isa::active()).is_some());
     }
     Ok(())
 }
 
 #[test]
 fn more_rows_offsets_and_refusals() -> Result<()> {
-    if level().is_none() {
-        eprintln!("skipped: no AVX2/FMA/F16C");
-        return Ok(());
+    for isa in isa::supported_paths()
+        .into_iter()
+        .filter(|&i| i > Isa::Scalar)
+    {
+        more_rows_offsets_and_refusals_on(isa)?;
     }
+    Ok(())
+}
+
+fn more_rows_offsets_and_refusals_on(isa: Isa) -> Result<()> {
+    let applies = |w: &Tensor, x: &Tensor| applies_with(isa, w, x);
+    let matmul = |w: &Tensor, x: &Tensor| matmul_with(isa, w, x);
     // Five or more rows: not a decode shape, but `matmul` still serves them in passes.
     let w = randn_f16(&[70, 48])?;
     let x = randn_f16(&[2, 3, 48])?;
@@ -147,7 +176,7 @@ fn cpu_seconds() -> f64 {
 #[test]
 #[ignore]
 fn bandwidth() -> Result<()> {
-    if level().is_none() {
+    if level(isa::host()).is_none() {
         return Ok(());
     }
     // The last shape fits in L2: the kernel's compute rate rather than the memory's.
@@ -173,8 +202,8 @@ fn bandwidth() -> Result<()> {
                 }
                 Ok((best, (cpu_seconds() - cpu) / reps as f64))
             };
-            let (ours, ours_cpu) = time(&|| matmul(&w, &x))?;
-            let (avx2, avx2_cpu) = time(&|| matmul_with(Level::Avx2, &w, &x))?;
+            let (ours, ours_cpu) = time(&|| matmul_with(isa::host(), &w, &x))?;
+            let (avx2, avx2_cpu) = time(&|| matmul_with(Isa::Avx2, &w, &x))?;
             eprintln!(
                 "  avx2 {:.1} GB/s ({:.1} GB/CPU-s)",
                 gb / avx2,
