@@ -328,7 +328,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let threads = rayon_threads();
             eprintln!(
                 "bench: format {fmt}, {} GLM layers, {} ViT layers, vision {vision_dtype:?}, \
-             lm_head {}, embeddings {}, {threads} threads",
+             lm_head {}, embeddings {}, {threads} threads, CPU kernels {} (override: {}=scalar|avx2|avx512)",
                 args.glm_layers,
                 args.vit_layers,
                 if lm_head { fmt.as_str() } else { "dense" },
@@ -337,6 +337,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 } else {
                     format!("{embeddings_dtype:?}")
                 },
+                visualglm_nn::kernels::isa::active(),
+                visualglm_nn::kernels::isa::ENV_VAR,
             );
             // The quantized lm_head / embedding table first, while little else is allocated: its
             // bytes are briefly held twice.
