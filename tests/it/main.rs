@@ -23,6 +23,7 @@ mod finetune_loss;
 mod finetune_multi_image;
 mod fuzz_regressions;
 mod generate;
+mod generate_batch;
 mod gradient_check;
 mod image_cache;
 mod library_example;
