@@ -19,6 +19,7 @@ for line in sys.stdin:
 for key in ["decode_ms_per_token", "decode_ms_per_glm_layer", "decode_lm_head_ms"]:
     b, a = runs[("before", key)], runs[("after", key)]
     ratios = [x / y for x, y in zip(b, a)]
-    print(f"{key}: before median {statistics.median(b):.2f} ms, after median {statistics.median(a):.2f} ms, "
-          f"per-pair ratio median {statistics.median(ratios):.3f} (pairs: {", ".join(f"{r:.3f}" for r in ratios)})")
+    each = ", ".join("%.3f" % r for r in ratios)
+    print("%s: before median %.2f ms, after median %.2f ms, per-pair ratio median %.3f (pairs: %s)"
+          % (key, statistics.median(b), statistics.median(a), statistics.median(ratios), each))
 '
