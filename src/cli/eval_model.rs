@@ -478,7 +478,7 @@ impl EvalImage {
     /// Its name in predictions: the image path, or the paths joined by ` + `.
     fn name(&self) -> String {
         let names: Vec<String> = self.paths.iter().map(|p| p.display().to_string()).collect();
-        names.join(" + ")
+        names.join(visualglm_eval::io::caption_set::IMAGE_SET_SEPARATOR)
     }
 }
 

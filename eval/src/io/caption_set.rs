@@ -78,11 +78,23 @@ struct AnyRecord {
     image_id: Option<ImageId>,
     id: Option<ImageId>,
     image: Option<String>,
-    img: Option<String>,
+    img: Option<ImgField>,
     caption: Option<String>,
     captions: Option<Vec<String>>,
     label: Option<String>,
 }
+
+/// A release record's `"img"`: one path, or a list (a multi-image record).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ImgField {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// How the paths of a multi-image record are joined into one name (as `visualglm eval
+/// captions` writes a set's `"image"` in its predictions).
+pub const IMAGE_SET_SEPARATOR: &str = " + ";
 
 fn content(path: &Path, location: &str, message: impl std::fmt::Display) -> EvalError {
     EvalError::Content {
@@ -143,8 +155,19 @@ pub fn read_references(path: &Path, image_root: Option<&Path>) -> Result<Vec<Ref
         }
         let (key, image_id, image) = match (v.img, v.image_id.or(v.id)) {
             (Some(img), _) => {
-                let resolved = root.join(&img);
-                let key = format!("path {}", path_key(&resolved).display());
+                let paths = match img {
+                    ImgField::One(p) => vec![p],
+                    ImgField::Many(ps) => ps,
+                };
+                let img = paths.join(IMAGE_SET_SEPARATOR);
+                let resolved = PathBuf::from(
+                    paths
+                        .iter()
+                        .map(|p| root.join(p).display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(IMAGE_SET_SEPARATOR),
+                );
+                let key = format!("path {}", set_key(&resolved, path_key).display());
                 let id = ImageId::Int(images);
                 (key, id, Some((img, resolved)))
             }
@@ -179,6 +202,20 @@ pub fn read_references(path: &Path, image_root: Option<&Path>) -> Result<Vec<Ref
 }
 
 /// The identity of an image path: canonical when the file exists, else absolute.
+/// The key of an image or of a set of images (paths joined by [`IMAGE_SET_SEPARATOR`]): each
+/// path's `key`, joined the same way.
+fn set_key(name: &Path, key: impl Fn(&Path) -> PathBuf) -> PathBuf {
+    let text = name.to_string_lossy();
+    if !text.contains(IMAGE_SET_SEPARATOR) {
+        return key(name);
+    }
+    let keys: Vec<String> = text
+        .split(IMAGE_SET_SEPARATOR)
+        .map(|p| key(Path::new(p)).display().to_string())
+        .collect();
+    PathBuf::from(keys.join(IMAGE_SET_SEPARATOR))
+}
+
 fn path_key(path: &Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
@@ -213,7 +250,7 @@ pub fn match_captions(
     for (i, r) in references.iter().enumerate() {
         by_id.entry(r.image_id.key()).or_insert(i);
         if let Some((_, resolved)) = &r.image {
-            by_path.entry(path_key(resolved)).or_insert(i);
+            by_path.entry(set_key(resolved, path_key)).or_insert(i);
         }
     }
     let mut predicted: Vec<Option<String>> = vec![None; references.len()];
@@ -234,7 +271,9 @@ pub fn match_captions(
         let slot = match (&image, &image_id) {
             (Some(image), _) if !by_path.is_empty() => {
                 let slot = *by_path
-                    .get(&prediction_key(image, predictions_path))
+                    .get(&set_key(Path::new(image), |p| {
+                        prediction_key(&p.to_string_lossy(), predictions_path)
+                    }))
                     .ok_or_else(|| no_refs(image))?;
                 let want = &references[slot].image_id;
                 if let Some(id) = image_id.as_ref().filter(|id| id.key() != want.key()) {

@@ -282,3 +282,55 @@ fn release_references_match_predictions_by_path_or_id() {
     let err = read_caption_set(&preds, &coco).unwrap_err().to_string();
     assert!(err.contains("image_id"), "{err}");
 }
+
+#[test]
+fn release_references_with_image_lists_match_set_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    for name in ["a.png", "b.png"] {
+        std::fs::write(images.join(name), b"png").unwrap();
+    }
+    // A two-image record, the same pair again, and one of its images alone: two items.
+    let refs = write(
+        dir.path(),
+        "pairs.json",
+        r#"[{"img": ["images/a.png", "images/b.png"], "prompt": "Which?", "label": "the first"},
+            {"img": ["images/a.png", "images/b.png"], "prompt": "Which?", "label": "first"},
+            {"img": "images/a.png", "prompt": "Describe.", "label": "one"}]"#,
+    );
+    let groups = read_references(&refs, None).unwrap();
+    assert_eq!(groups.len(), 2);
+    assert_eq!(groups[0].captions, ["the first", "first"]);
+    // `eval captions --predictions-out` names a set by its paths joined with " + ", however
+    // each path is spelled; the order of the images matters.
+    let set_name = format!(
+        "{}{}{}",
+        images.join("a.png").display(),
+        visualglm_eval::io::caption_set::IMAGE_SET_SEPARATOR,
+        images.join(".").join("b.png").display()
+    );
+    let preds = write(
+        dir.path(),
+        "preds.jsonl",
+        &format!(
+            "{}\n",
+            serde_json::json!({"image": set_name, "caption": "the first"})
+        ),
+    );
+    let set = read_caption_set_with(&preds, &refs, &CaptionSetOptions::default()).unwrap();
+    assert_eq!(set.items.len(), 1);
+    assert_eq!(set.items[0].references, ["the first", "first"]);
+    assert_eq!(set.unpredicted.len(), 1);
+    let swapped = write(
+        dir.path(),
+        "swapped.jsonl",
+        &format!(
+            "{}\n",
+            serde_json::json!({"image": format!("{} + {}", images.join("b.png").display(),
+                                                images.join("a.png").display()),
+                               "caption": "x"})
+        ),
+    );
+    assert!(read_caption_set(&swapped, &refs).is_err());
+}
