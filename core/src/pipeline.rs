@@ -415,10 +415,7 @@ impl Captioner {
         let rows = if cfg.num_beams > 1 {
             let mut rows = Vec::new();
             for i in 0..rows_in {
-                let one = spans
-                    .iter()
-                    .map(|s| Ok(EmbedSpan::new(s.start, s.embeds.narrow(0, i, 1)?)))
-                    .collect::<candle_core::Result<Vec<_>>>()?;
+                let one = EmbedSpan::row(&spans, i)?;
                 rows.push(beam_search(&self.model, &prompt.ids, &one, cfg, &invalid)?);
             }
             rows

@@ -18,6 +18,15 @@ impl EmbedSpan {
     pub fn new(start: usize, embeds: Tensor) -> Self {
         Self { start, embeds }
     }
+
+    /// Row `i` of every span of `spans` (`[1, n, hidden]` each): the images of one prompt of a
+    /// batch.
+    pub fn row(spans: &[EmbedSpan], i: usize) -> Result<Vec<EmbedSpan>> {
+        spans
+            .iter()
+            .map(|s| Ok(EmbedSpan::new(s.start, s.embeds.narrow(0, i, 1)?)))
+            .collect()
+    }
 }
 
 /// `[B, S, hidden]`: `embed` of the ids `[B, S]` outside the spans, and each span's embeddings

@@ -29,12 +29,7 @@ pub fn generate(
         None => 1,
     };
     let rows = (0..batch)
-        .map(|i| {
-            images
-                .iter()
-                .map(|s| Ok(EmbedSpan::new(s.start, s.embeds.narrow(0, i, 1)?)))
-                .collect::<candle_core::Result<Vec<_>>>()
-        })
+        .map(|i| EmbedSpan::row(images, i))
         .collect::<candle_core::Result<Vec<_>>>()?;
     let configs: Vec<GenerationConfig> = (0..rows.len())
         .map(|i| GenerationConfig {
