@@ -422,7 +422,9 @@ impl ChatGlm {
     /// (shared, not a copy).
     pub fn lm_head_shares_embeddings(&self) -> bool {
         match (self.word_embeddings.quantized_table(), self.lm_head.base()) {
-            (Some(e), visualglm_nn::LinearBase::Quantized(q)) => Arc::ptr_eq(e, q.qtensor()),
+            (Some(e), visualglm_nn::LinearBase::Quantized(q)) => {
+                q.ggml_tensor().is_some_and(|t| Arc::ptr_eq(e, t))
+            }
             _ => false,
         }
     }

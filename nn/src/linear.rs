@@ -79,7 +79,7 @@ impl Linear {
     pub fn dequantized_weight(&self) -> Result<Tensor> {
         match &self.base {
             LinearBase::Dense(w) => Ok(w.clone()),
-            LinearBase::Quantized(q) => q.qtensor.dequantize(&q.qtensor.device()),
+            LinearBase::Quantized(q) => q.dequantize(),
         }
     }
 
@@ -97,8 +97,22 @@ impl Linear {
     pub fn dims(&self) -> Result<(usize, usize)> {
         match &self.base {
             LinearBase::Dense(w) => w.dims2(),
-            LinearBase::Quantized(q) => q.qtensor.shape().dims2(),
+            LinearBase::Quantized(q) => q.dims(),
         }
+    }
+
+    /// Bytes of the base weight and bias as stored (quantized blocks or dense elements): what
+    /// one pass over the layer reads from memory. Adapters are not counted.
+    pub fn weight_bytes(&self) -> usize {
+        let bias = self
+            .bias
+            .as_ref()
+            .map_or(0, |b| b.elem_count() * b.dtype().size_in_bytes());
+        let base = match &self.base {
+            LinearBase::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            LinearBase::Quantized(q) => q.storage_size_in_bytes(),
+        };
+        base + bias
     }
 
     /// The GGML type of a quantized base, `None` when dense.
@@ -249,18 +263,7 @@ impl Linear {
                     _ => x.broadcast_matmul(&w)?,
                 }
             }
-            // The quantized kernels read the input as one contiguous `[rows, in]` block and
-            // return the input's dtype.
-            // Decode rows of a Q4_0 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
-            LinearBase::Quantized(q) if crate::kernels::gemv_q4_0::applies(&q.qtensor, x) => {
-                crate::kernels::gemv_q4_0::matmul(&q.qtensor, x)?
-            }
-            // Prefill rows of a Q4_0 weight: widened a block at a time into candle's f32 GEMM
-            // (candle's Q4_0 kernel takes one dot product per row pair).
-            LinearBase::Quantized(q) if crate::kernels::gemm_q4_0::applies(&q.qtensor, x) => {
-                crate::kernels::gemm_q4_0::matmul(&q.qtensor, x)?
-            }
-            LinearBase::Quantized(q) => q.matmul.forward(&x.contiguous()?)?,
+            LinearBase::Quantized(q) => q.product(x)?,
         };
         match bias {
             Some(b) => y.broadcast_add(b),
@@ -340,6 +343,20 @@ mod tests {
         let want = strided.matmul(&w.t()?)?.broadcast_add(&b)?;
         let diff = max_abs_diff(&lin.forward(&strided)?, &want);
         assert!(diff <= 1e-5, "strided: {diff}");
+        Ok(())
+    }
+
+    #[test]
+    fn weight_bytes_count_the_stored_base_and_bias() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::zeros((8, 64), DType::F16, &dev)?;
+        let b = Tensor::zeros(8, DType::F32, &dev)?;
+        let mut lin = Linear::from_weights(w, Some(b));
+        assert_eq!(lin.weight_bytes(), 8 * 64 * 2 + 8 * 4);
+        lin = Linear::from_weights(Tensor::zeros((8, 64), DType::F32, &dev)?, None);
+        lin.quantize(candle_core::quantized::GgmlDType::Q4_0)?;
+        // Two 32-value blocks per row, 18 bytes each.
+        assert_eq!(lin.weight_bytes(), 8 * 2 * 18);
         Ok(())
     }
 }

@@ -448,6 +448,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let weight_bytes = super::bench_memory::decode_weight_bytes(&mut model);
     let g = &cfg.glm;
     let n = args.prompt_len.max(3);
     let mut ids: Vec<u32> = (0..n - 2).map(|i| 5 + (i as u32 * 7919) % 60000).collect();
@@ -505,13 +506,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     rows.push(("decode_lm_head_ms".into(), head, "ms"));
     let per_layer = (step - head) / cfg.glm.num_layers.max(1) as f64;
     rows.push(("decode_ms_per_glm_layer".into(), per_layer, "ms"));
-    rows.push((
-        "decode_ms_per_token_28_layers_est".into(),
-        head + 28.0 * per_layer,
-        "ms",
+    let est = head + 28.0 * per_layer;
+    rows.push(("decode_ms_per_token_28_layers_est".into(), est, "ms"));
+    let bandwidth = super::bench_memory::read_bandwidth_gb_per_s();
+    rows.extend(super::bench_memory::rows(
+        bandwidth,
+        weight_bytes,
+        per_layer,
+        head,
     ));
     for past in [300usize, 2000] {
-        let ms = kv_append_ms(&cfg, dtype, past)?;
+        let ms = super::bench_memory::kv_append_ms(&cfg, dtype, past)?;
         rows.push((format!("kv_append_ms_per_layer_at_{past}"), ms, "ms"));
     }
     if let Some(rss) = proc_status_mib("VmHWM:") {
@@ -578,23 +583,4 @@ pub(super) fn rayon_threads() -> usize {
                 .map(|n| n.get())
                 .unwrap_or(1)
         })
-}
-
-/// Best time of one decode-step KV-cache append (keys and values of one layer) after
-/// `past` cached positions.
-fn kv_append_ms(cfg: &VisualGlmConfig, dtype: DType, past: usize) -> anyhow::Result<f64> {
-    let g = &cfg.glm;
-    let (h, d) = (g.num_attention_heads, g.head_dim());
-    let dev = Device::Cpu;
-    let mut cache = visualglm_language::KvCache::new(1);
-    let init = Tensor::zeros((1, h, past, d), dtype, &dev)?;
-    cache.append(0, &init, &init)?;
-    let step = Tensor::zeros((1, h, 1, d), dtype, &dev)?;
-    let mut v = Vec::new();
-    for _ in 0..8 {
-        let t = Instant::now();
-        cache.append(0, &step, &step)?;
-        v.push(t.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(v.iter().copied().fold(f64::INFINITY, f64::min))
 }

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod batch;
 mod batch_shard;
 mod bench;
+mod bench_memory;
 mod bench_train;
 mod chat;
 mod convert;

@@ -50,26 +50,49 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
     if in_dims.last() != Some(&k) || k % QK != 0 {
         candle_core::bail!("Q4_0 GEMM: input {in_dims:?} against a [{n}, {k}] weight");
     }
-    let rows = in_dims.iter().rev().skip(1).product::<usize>();
     let data = w.data()?;
     let row_bytes = k / QK * BLOCK_BYTES;
     if data.len() != n * row_bytes {
         candle_core::bail!("Q4_0 GEMM: {} weight bytes for [{n}, {k}]", data.len());
     }
+    widening_matmul(x, n, 1, |first, m, dst| {
+        for (r, out) in dst.chunks_exact_mut(k).take(m).enumerate() {
+            dequantize_row(&data[(first + r) * row_bytes..][..row_bytes], out);
+        }
+    })
+}
+
+/// `x · wᵀ` for an f32 input `[.., k]` and an `[n, k]` weight that `widen(first, m, dst)`
+/// writes as f32 rows `first..first + m` into `dst` (`m × k` values): a block of about
+/// [`BLOCK_VALUES`] values at a time, widened in parallel `unit` rows per call (`unit` divides
+/// every block but the last, which may be shorter), then multiplied with candle's GEMM.
+pub(crate) fn widening_matmul(
+    x: &Tensor,
+    n: usize,
+    unit: usize,
+    widen: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Result<Tensor> {
+    let in_dims = x.dims().to_vec();
+    let Some(&k) = in_dims.last() else {
+        candle_core::bail!("Q4_0 GEMM: a scalar input");
+    };
+    let rows = in_dims.iter().rev().skip(1).product::<usize>();
     let x2 = x.reshape((rows, k))?;
-    let block_rows = (BLOCK_VALUES / k.max(1)).clamp(1, n.max(1));
+    let unit = unit.max(1);
+    let block_rows = ((BLOCK_VALUES / k.max(1)).max(unit) / unit * unit).min(n.max(1));
     // Each block's `[rows, block]` product is copied into its columns of the output, so no
     // more than one block's product exists besides the output.
     let mut out = vec![0f32; rows * n];
-    for (b, bytes) in data.chunks(block_rows * row_bytes).enumerate() {
-        let m = bytes.len() / row_bytes;
+    for first in (0..n).step_by(block_rows) {
+        let m = block_rows.min(n - first);
         let mut wf = vec![0f32; m * k];
-        wf.par_chunks_mut(k)
-            .zip(bytes.par_chunks(row_bytes))
-            .for_each(|(dst, src)| dequantize_row(src, dst));
+        wf.par_chunks_mut(unit * k)
+            .enumerate()
+            .for_each(|(i, dst)| {
+                widen(first + i * unit, dst.len() / k, dst);
+            });
         let wb = Tensor::from_vec(wf, (m, k), x.device())?;
         let part = x2.matmul(&wb.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        let first = b * block_rows;
         for (dst, src) in out.chunks_exact_mut(n).zip(part.chunks_exact(m)) {
             dst[first..first + m].copy_from_slice(src);
         }
@@ -80,7 +103,7 @@ pub fn matmul(w: &QTensor, x: &Tensor) -> Result<Tensor> {
 
 /// Widens one row of Q4_0 blocks (`src`, 18 bytes per 32 values) into `dst`: value `j` of a
 /// block is `(nibble_j − 8)·d`, the low nibbles of its 16 bytes first, then the high ones.
-fn dequantize_row(src: &[u8], dst: &mut [f32]) {
+pub(crate) fn dequantize_row(src: &[u8], dst: &mut [f32]) {
     for (block, out) in src.chunks_exact(BLOCK_BYTES).zip(dst.chunks_exact_mut(QK)) {
         let d = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
         let (low, high) = out.split_at_mut(QK / 2);

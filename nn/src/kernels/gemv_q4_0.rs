@@ -40,6 +40,12 @@ fn level(isa: Isa) -> Option<Level> {
     }
 }
 
+/// Whether path `isa` (clamped to the host's) runs the AVX2 kernel: the one the eight-row
+/// layout of [`super::q4_0x8`] replaces.
+pub(crate) fn uses_avx2_kernel(isa: Isa) -> bool {
+    level(isa) == Some(Level::Avx2)
+}
+
 /// Whether [`matmul`] handles `x · wᵀ` for this weight and input: a CPU Q4_0 weight, a
 /// contiguous f32 input of at most 4 rows (decode), and an active path other than
 /// [`Isa::Scalar`] ([`isa::active`]).
@@ -101,14 +107,14 @@ fn matmul_with(isa: Isa, w: &QTensor, x: &Tensor) -> Result<Tensor> {
 
 /// One input row quantized to blocks of 32 `i8` with an f32 scale each, and per block
 /// `8·scale·Σq` (the correction for Q4_0's `-8` offset).
-struct QuantizedRow {
-    qs: Vec<i8>,
-    scale: Vec<f32>,
-    offset: Vec<f32>,
+pub(crate) struct QuantizedRow {
+    pub(crate) qs: Vec<i8>,
+    pub(crate) scale: Vec<f32>,
+    pub(crate) offset: Vec<f32>,
 }
 
 impl QuantizedRow {
-    fn new(x: &[f32]) -> Self {
+    pub(crate) fn new(x: &[f32]) -> Self {
         let blocks = x.len() / QK;
         let mut qs = vec![0i8; x.len()];
         let mut scale = Vec::with_capacity(blocks);

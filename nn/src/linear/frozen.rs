@@ -13,9 +13,6 @@
 //! took 604–739 ms through candle's matmul and 404–432 ms through this op (3 rounds each,
 //! identical input gradients).
 
-use std::borrow::Cow;
-
-use candle_core::quantized::{QStorage, QTensor};
 use candle_core::{DType, Result, Tensor};
 
 use super::base::LinearBase;
@@ -67,7 +64,7 @@ pub(super) fn backward_input(
 ) -> Result<Tensor> {
     let (out, inp) = match base {
         LinearBase::Dense(w) => w.dims2()?,
-        LinearBase::Quantized(q) => q.qtensor().shape().dims2()?,
+        LinearBase::Quantized(q) => q.dims()?,
     };
     let dims = grad.dims();
     let Some((&last, lead)) = dims.split_last() else {
@@ -89,26 +86,9 @@ pub(super) fn backward_input(
         LinearBase::Dense(w) => sum_blocks(&g, out, block_rows, |start, len| {
             w.narrow(0, start, len)?.to_dtype(DType::F32)
         })?,
-        LinearBase::Quantized(q) => {
-            let q = q.qtensor();
-            let data = q.data()?;
-            let row_bytes = data.len() / out.max(1);
-            if row_bytes * out != data.len() {
-                candle_core::bail!(
-                    "frozen linear backward: {} bytes of {:?} data for [{out}, {inp}]",
-                    data.len(),
-                    q.dtype()
-                );
-            }
-            sum_blocks(&g, out, block_rows, |start, len| {
-                dequantize_rows(
-                    q,
-                    &data[start * row_bytes..(start + len) * row_bytes],
-                    len,
-                    inp,
-                )
-            })?
-        }
+        LinearBase::Quantized(q) => sum_blocks(&g, out, block_rows, |start, len| {
+            q.dequantize_rows(start, len)
+        })?,
     };
     product.reshape(out_dims)
 }
@@ -137,14 +117,6 @@ fn sum_blocks(
         Some(s) => Ok(s),
         None => candle_core::bail!("frozen linear backward: a weight without rows"),
     }
-}
-
-/// `rows` GGML rows of width `inp` (their raw block bytes `bytes`, of the type of `q`),
-/// dequantized to f32 `[rows, inp]` on `q`'s device.
-fn dequantize_rows(q: &QTensor, bytes: &[u8], rows: usize, inp: usize) -> Result<Tensor> {
-    let device = q.device();
-    let storage = QStorage::from_data(Cow::Borrowed(bytes), &device, q.dtype())?;
-    QTensor::new(storage, (rows, inp))?.dequantize(&device)
 }
 
 #[cfg(test)]

@@ -1,0 +1,67 @@
+//! Times the Q4_0 decode GEMV alone, on GGML's row layout and the eight-row packed one, at ChatGLM-6B's shapes (one input row) and prints the
+//! weight bytes read per second; with `--bandwidth GB/s` also the share of that bandwidth.
+//! `cargo run --release -p visualglm-nn --example gemv_q4_0 [-- --bandwidth 12.5]`
+//! (`VISUALGLM_CPU` picks the path; rayon's pool the threads).
+
+use std::time::Instant;
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Result, Tensor};
+use visualglm_nn::kernels::q4_0x8::Q4_0x8;
+use visualglm_nn::kernels::{gemv_q4_0, isa};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let bandwidth = args
+        .iter()
+        .position(|a| a == "--bandwidth")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse::<f64>().ok());
+    println!("path {}", isa::active());
+    let dev = Device::Cpu;
+    // (name, out, in): the GLM layer's four linears and lm_head.
+    let shapes = [
+        ("query_key_value", 12288, 4096),
+        ("dense", 4096, 4096),
+        ("dense_h_to_4h", 16384, 4096),
+        ("dense_4h_to_h", 4096, 16384),
+        ("lm_head", 150528, 4096),
+    ];
+    for (name, n, k) in shapes {
+        let mut blocks = Vec::new();
+        for r in (0..n).step_by(4096) {
+            let rows = 4096.min(n - r);
+            blocks.push(Tensor::rand(-0.02f32, 0.02, (rows, k), &dev)?);
+        }
+        let w = QTensor::quantize(&Tensor::cat(&blocks, 0)?, GgmlDType::Q4_0)?;
+        drop(blocks);
+        let x = Tensor::rand(-1f32, 1.0, (1, k), &dev)?;
+        let packed = Q4_0x8::pack(&w)?;
+        let x300 = Tensor::rand(-1f32, 1.0, (300, k), &dev)?;
+        let bytes = w.storage_size_in_bytes() as f64;
+        let layouts: [(&str, &dyn Fn() -> Result<Tensor>); 4] = [
+            ("ggml rows", &|| gemv_q4_0::matmul(&w, &x)),
+            ("8-row packed", &|| packed.matmul(&x)),
+            ("ggml rows prefill", &|| {
+                visualglm_nn::kernels::gemm_q4_0::matmul(&w, &x300)
+            }),
+            ("8-row packed prefill", &|| packed.matmul(&x300)),
+        ];
+        for (layout, product) in layouts {
+            product()?;
+            let mut best = f64::INFINITY;
+            for _ in 0..if layout.ends_with("prefill") { 2 } else { 20 } {
+                let t = Instant::now();
+                product()?;
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            let gbs = bytes / best / 1e9;
+            let share = bandwidth.map_or(String::new(), |b| format!("\t{:.0} %", 100.0 * gbs / b));
+            println!(
+                "{name}\t[{n}, {k}]\t{layout}\t{:.3} ms\t{gbs:.2} GB/s{share}",
+                best * 1e3
+            );
+        }
+    }
+    Ok(())
+}
