@@ -52,34 +52,54 @@ class FakeModel:
             pad_token_id=3,
             quantization_bit=0,
         )
-        import torch
+        self._sd = LazyStateDict(layers)
 
-        g = torch.Generator().manual_seed(0)
+    def state_dict(self):
+        return self._sd
 
-        def mat(*shape):
-            return (torch.rand(*shape, generator=g) - 0.5) * 0.04
 
-        emb = mat(VOCAB, H)
-        sd = {"transformer.word_embeddings.weight": emb, "lm_head.weight": emb}
+class LazyStateDict:
+    """The random weights, each drawn only when the converter asks for it (seeded by its name,
+    so every request gives the same values) and dropped after: at full depth (28 layers) the
+    f32 weights would be ~25 GB at once, more than many machines have. `lm_head.weight` is the
+    word-embedding table (tied, as chatglm.cpp needs)."""
+
+    def __init__(self, layers):
+        self.shapes = {"transformer.word_embeddings.weight": (VOCAB, H), "lm_head.weight": (VOCAB, H)}
         for i in range(layers):
             p = f"transformer.layers.{i}."
             for ln in ["input_layernorm", "post_attention_layernorm"]:
-                sd[p + ln + ".weight"] = torch.ones(H)
-                sd[p + ln + ".bias"] = torch.zeros(H)
+                self.shapes[p + ln + ".weight"] = (H,)
+                self.shapes[p + ln + ".bias"] = (H,)
             for name, (o, k) in {
                 "attention.query_key_value": (3 * H, H),
                 "attention.dense": (H, H),
                 "mlp.dense_h_to_4h": (MLP, H),
                 "mlp.dense_4h_to_h": (H, MLP),
             }.items():
-                sd[p + name + ".weight"] = mat(o, k)
-                sd[p + name + ".bias"] = torch.zeros(o)
-        sd["transformer.final_layernorm.weight"] = torch.ones(H)
-        sd["transformer.final_layernorm.bias"] = torch.zeros(H)
-        self._sd = sd
+                self.shapes[p + name + ".weight"] = (o, k)
+                self.shapes[p + name + ".bias"] = (o,)
+        self.shapes["transformer.final_layernorm.weight"] = (H,)
+        self.shapes["transformer.final_layernorm.bias"] = (H,)
 
-    def state_dict(self):
-        return self._sd
+    def __contains__(self, name):
+        return name in self.shapes
+
+    def keys(self):
+        return self.shapes.keys()
+
+    def __getitem__(self, name):
+        import torch
+        import zlib
+
+        shape = self.shapes[name]
+        if name.endswith("layernorm.weight"):
+            return torch.ones(shape)
+        if len(shape) == 1:
+            return torch.zeros(shape)
+        seed_name = "transformer.word_embeddings.weight" if name == "lm_head.weight" else name
+        g = torch.Generator().manual_seed(zlib.crc32(seed_name.encode()))
+        return (torch.rand(*shape, generator=g) - 0.5) * 0.04
 
 
 class FakeTokenizer:
@@ -115,7 +135,11 @@ def main():
     ap.add_argument("--decode-steps", type=int, default=16)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--tokenizer", default=str(here / "../../shared/golden/tokenizer/standin_bpe.model"))
-    ap.add_argument("--keep", help="write the GGML file here instead of a temporary file")
+    ap.add_argument(
+        "--keep",
+        help="write the GGML file here instead of a temporary file and keep it; an existing file is "
+        "reused (delete it after changing --format or --glm-layers)",
+    )
     ap.add_argument(
         "--lockstep",
         choices=["decode"],
@@ -132,10 +156,17 @@ def main():
     from chatglm_cpp.convert import ChatGLMConverter, GGMLType
 
     path = a.keep or tempfile.mktemp(suffix=".bin")
-    t0 = time.perf_counter()
-    with open(path, "wb") as f:
-        ChatGLMConverter.convert(f, FakeModel(a.glm_layers), FakeTokenizer(a.tokenizer), GGMLType[a.format.upper()])
-    print(f"converted in {time.perf_counter() - t0:.1f} s ({os.path.getsize(path) / 2**20:.0f} MiB)", file=sys.stderr)
+    if a.keep and os.path.exists(a.keep):
+        print(f"reusing {a.keep} ({os.path.getsize(path) / 2**20:.0f} MiB)", file=sys.stderr)
+    else:
+        t0 = time.perf_counter()
+        with open(path + ".part", "wb") as f:
+            ChatGLMConverter.convert(
+                f, FakeModel(a.glm_layers), FakeTokenizer(a.tokenizer), GGMLType[a.format.upper()]
+            )
+        os.replace(path + ".part", path)
+        size = os.path.getsize(path) / 2**20
+        print(f"converted in {time.perf_counter() - t0:.1f} s ({size:.0f} MiB)", file=sys.stderr)
     # Measure the runtime's own peak RSS, not the converter's: time it in a fresh process
     # that does not import torch.
     import subprocess

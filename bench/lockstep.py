@@ -18,7 +18,8 @@ behaviour (ours started first, once).
 Tasks:
   decode  one decode step after a --prompt-len prompt, against chatglm.cpp (--against torch:
           PyTorch eager f32); --format f16|q4_0|q8_0 (quantized formats share the quantized
-          table with lm_head, as chatglm.cpp stores it);
+          table with lm_head, as chatglm.cpp stores it; ours keeps an f16 KV cache, as chatglm.cpp
+          does; --peer-cache DIR converts chatglm.cpp's file once);
   encode  one batch of --image-batch images through --vit-layers ViT layers and the Q-Former,
           f32, against PyTorch eager (MKL); ms per image.
 
@@ -85,6 +86,11 @@ def main():
     ap.add_argument("--pairs", type=int, default=200, help="timed pairs, after --warmup pairs")
     ap.add_argument("--warmup", type=int, default=4)
     ap.add_argument("--bin", default="target/release/visualglm")
+    ap.add_argument(
+        "--peer-cache",
+        help="keep chatglm.cpp's converted GGML file in this folder and reuse it in later rounds and runs "
+        "(converting 28 layers takes minutes)",
+    )
     ap.add_argument("--out", help="TSV of every pair (ours_ms, theirs_ms, round, started_first)")
     ap.add_argument(
         "--start-first",
@@ -116,6 +122,9 @@ def main():
         if fmt not in ("f32", "f16"):
             # Tied lm_head quantized with the layers, as chatglm.cpp stores it.
             ours_cmd.append("--embeddings")
+        if against == "chatglm.cpp":
+            # chatglm.cpp keeps its KV cache in f16 (chatglm.h: k_cache, v_cache GGML_TYPE_F16).
+            ours_cmd += ["--kv-cache-dtype", "f16"]
     else:
         common += ["--prompt-len", "3", "--vit-layers", str(a.vit_layers), "--image-batch", str(a.image_batch)]
         ours_cmd = [a.bin, "bench", "--format", fmt]
@@ -123,6 +132,9 @@ def main():
         theirs_cmd = [a.baseline_bin] + ours_cmd[1:]
     elif against == "chatglm.cpp":
         theirs_cmd = ["taskset", "-c", "0,1", sys.executable, str(here / "chatglm_cpp_bench.py"), "--format", fmt]
+        if a.peer_cache:
+            os.makedirs(a.peer_cache, exist_ok=True)
+            theirs_cmd += ["--keep", os.path.join(a.peer_cache, f"chatglm-{fmt}-{a.glm_layers}-layers.bin")]
     else:
         theirs_cmd = [sys.executable, str(here / "torch_bench.py"), "--format", fmt, "--threads", "2"]
         if a.task == "decode":
