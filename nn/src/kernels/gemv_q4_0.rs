@@ -41,7 +41,7 @@ fn level(isa: Isa) -> Option<Level> {
 }
 
 /// Whether path `isa` (clamped to the host's) runs the AVX2 kernel: the one the eight-row
-/// layout of [`super::q4_0x8`] replaces.
+/// layout of [`super::packed8`] replaces.
 pub(crate) fn uses_avx2_kernel(isa: Isa) -> bool {
     level(isa) == Some(Level::Avx2)
 }

@@ -12,7 +12,7 @@ pub mod gemm_q4_0;
 pub mod gemv_f16;
 pub mod gemv_q4_0;
 pub mod isa;
-pub mod q4_0x8;
+pub mod packed8;
 pub(crate) mod x86;
 
 use rayon::prelude::*;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{Module, Result, Tensor};
 
-use crate::kernels::q4_0x8::{self, Q4_0x8};
+use crate::kernels::packed8::{self, Packed8};
 
 /// The frozen base weight of a [`Linear`](crate::Linear) layer, `[out, in]`.
 #[derive(Debug, Clone)]
@@ -18,8 +18,8 @@ pub enum LinearBase {
 }
 
 /// A quantized `[out, in]` weight: the GGML tensor with candle's matmul over it, or, for a
-/// Q4_0 weight on a CPU whose decode GEMV is the AVX2 one, the same bytes in the eight-row
-/// layout of [`q4_0x8`] (which then replaces the GGML tensor: no second copy is kept).
+/// Q4_0 or Q8_0 weight on a CPU whose decode GEMV is the AVX2 one, the same bytes in the
+/// eight-row layout of [`packed8`] (which then replaces the GGML tensor: no second copy is kept).
 #[derive(Debug, Clone)]
 pub struct QuantizedWeight {
     repr: Repr,
@@ -31,23 +31,23 @@ enum Repr {
         qtensor: Arc<QTensor>,
         matmul: QMatMul,
     },
-    Q4_0x8(Arc<Q4_0x8>),
+    Packed8(Arc<Packed8>),
 }
 
 impl QuantizedWeight {
-    /// Wraps a quantized `[out, in]` tensor. A CPU Q4_0 weight held by no one else (`qtensor`
+    /// Wraps a quantized `[out, in]` tensor. A CPU Q4_0 or Q8_0 weight held by no one else (`qtensor`
     /// is its only reference), with rows a multiple of 8, is repacked into the eight-row
-    /// layout when the active path's decode GEMV is the AVX2 one ([`q4_0x8::packs_on`]); a
+    /// layout when the active path's decode GEMV is the AVX2 one ([`packed8::packs_on`]); a
     /// shared one (e.g. an embedding table tied to `lm_head`) keeps GGML's layout.
     pub fn new(qtensor: Arc<QTensor>) -> Result<Self> {
         let (_out, _in) = qtensor.shape().dims2()?;
-        if q4_0x8::packs_on(crate::kernels::isa::active())
-            && q4_0x8::fits(&qtensor)
+        if packed8::packs_on(crate::kernels::isa::active())
+            && packed8::fits(&qtensor)
             && Arc::strong_count(&qtensor) == 1
         {
-            let packed = Q4_0x8::pack(&qtensor)?;
+            let packed = Packed8::pack(&qtensor)?;
             return Ok(Self {
-                repr: Repr::Q4_0x8(Arc::new(packed)),
+                repr: Repr::Packed8(Arc::new(packed)),
             });
         }
         Self::ggml(qtensor)
@@ -67,7 +67,7 @@ impl QuantizedWeight {
     pub fn qtensor(&self) -> Result<Arc<QTensor>> {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => Ok(qtensor.clone()),
-            Repr::Q4_0x8(p) => Ok(Arc::new(p.to_qtensor()?)),
+            Repr::Packed8(p) => Ok(Arc::new(p.to_qtensor()?)),
         }
     }
 
@@ -75,20 +75,20 @@ impl QuantizedWeight {
     pub fn ggml_tensor(&self) -> Option<&Arc<QTensor>> {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => Some(qtensor),
-            Repr::Q4_0x8(_) => None,
+            Repr::Packed8(_) => None,
         }
     }
 
-    /// Whether the weight is held in the eight-row Q4_0 layout.
+    /// Whether the weight is held in the eight-row layout.
     pub fn is_repacked(&self) -> bool {
-        matches!(self.repr, Repr::Q4_0x8(_))
+        matches!(self.repr, Repr::Packed8(_))
     }
 
     /// The GGML block type.
     pub fn dtype(&self) -> GgmlDType {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => qtensor.dtype(),
-            Repr::Q4_0x8(_) => GgmlDType::Q4_0,
+            Repr::Packed8(p) => p.dtype(),
         }
     }
 
@@ -96,7 +96,7 @@ impl QuantizedWeight {
     pub fn dims(&self) -> Result<(usize, usize)> {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => qtensor.shape().dims2(),
-            Repr::Q4_0x8(p) => Ok(p.dims()),
+            Repr::Packed8(p) => Ok(p.dims()),
         }
     }
 
@@ -104,7 +104,7 @@ impl QuantizedWeight {
     pub fn storage_size_in_bytes(&self) -> usize {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => qtensor.storage_size_in_bytes(),
-            Repr::Q4_0x8(p) => p.storage_size_in_bytes(),
+            Repr::Packed8(p) => p.storage_size_in_bytes(),
         }
     }
 
@@ -112,7 +112,7 @@ impl QuantizedWeight {
     pub fn dequantize(&self) -> Result<Tensor> {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => qtensor.dequantize(&qtensor.device()),
-            Repr::Q4_0x8(p) => p.dequantize(),
+            Repr::Packed8(p) => p.dequantize(),
         }
     }
 
@@ -120,7 +120,7 @@ impl QuantizedWeight {
     pub fn dequantize_rows(&self, start: usize, len: usize) -> Result<Tensor> {
         match &self.repr {
             Repr::Ggml { qtensor, .. } => dequantize_ggml_rows(qtensor, start, len),
-            Repr::Q4_0x8(p) => {
+            Repr::Packed8(p) => {
                 let (_, k) = p.dims();
                 let mut out = vec![0f32; len * k];
                 p.dequantize_rows(start, len, &mut out);
@@ -133,7 +133,7 @@ impl QuantizedWeight {
     pub(super) fn product(&self, x: &Tensor) -> Result<Tensor> {
         use crate::kernels::{gemm_q4_0, gemv_q4_0};
         match &self.repr {
-            Repr::Q4_0x8(p) => p.matmul(x),
+            Repr::Packed8(p) => p.matmul(x),
             // The quantized kernels read the input as one contiguous `[rows, in]` block and
             // return the input's dtype.
             // Decode rows of a Q4_0 weight: the faster GEMV (x86 with AVX2/FMA/F16C).
@@ -190,7 +190,7 @@ mod tests {
         let ggml = QuantizedWeight::ggml(q.clone())?;
         let bytes = q.data()?.to_vec();
         let w = QuantizedWeight::new(Arc::new(q4_0(48, 256)?))?;
-        let packs = q4_0x8::packs_on(isa::active());
+        let packs = packed8::packs_on(isa::active());
         eprintln!("path {}: repacked {}", isa::active(), w.is_repacked());
         assert_eq!(w.is_repacked(), packs);
         // A tensor someone else holds keeps GGML's layout.

@@ -1,13 +1,16 @@
-//! Times the Q4_0 decode GEMV alone, on GGML's row layout and the eight-row packed one, at ChatGLM-6B's shapes (one input row) and prints the
-//! weight bytes read per second; with `--bandwidth GB/s` also the share of that bandwidth.
-//! `cargo run --release -p visualglm-nn --example gemv_q4_0 [-- --bandwidth 12.5]`
+//! Times the decode GEMV alone at ChatGLM-6B's shapes (one input row) for Q4_0 and Q8_0
+//! weights, on GGML's row layout (our Q4_0 kernel, candle's Q8_0 one) and on the eight-row
+//! packed layout, and the 300-row prefill product for Q4_0; prints the weight bytes read per
+//! second and, with `--bandwidth GB/s`, the share of that bandwidth.
+//! `cargo run --release -p visualglm-nn --example gemv_packed8 [-- --bandwidth 12.5]`
 //! (`VISUALGLM_CPU` picks the path; rayon's pool the threads).
 
 use std::time::Instant;
 
-use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::Module;
 use candle_core::{Device, Result, Tensor};
-use visualglm_nn::kernels::q4_0x8::Q4_0x8;
+use visualglm_nn::kernels::packed8::Packed8;
 use visualglm_nn::kernels::{gemv_q4_0, isa};
 
 fn main() -> Result<()> {
@@ -27,20 +30,28 @@ fn main() -> Result<()> {
         ("dense_4h_to_h", 4096, 16384),
         ("lm_head", 150528, 4096),
     ];
-    for (name, n, k) in shapes {
+    for (dtype, (name, n, k)) in [GgmlDType::Q4_0, GgmlDType::Q8_0]
+        .into_iter()
+        .flat_map(|d| shapes.map(|s| (d, s)))
+    {
         let mut blocks = Vec::new();
         for r in (0..n).step_by(4096) {
             let rows = 4096.min(n - r);
             blocks.push(Tensor::rand(-0.02f32, 0.02, (rows, k), &dev)?);
         }
-        let w = QTensor::quantize(&Tensor::cat(&blocks, 0)?, GgmlDType::Q4_0)?;
+        let w = QTensor::quantize(&Tensor::cat(&blocks, 0)?, dtype)?;
         drop(blocks);
+        // candle's own product over a copy of the GGML bytes (the Q8_0 baseline).
+        let candle = QMatMul::from_qtensor(Packed8::pack(&w)?.to_qtensor()?)?;
         let x = Tensor::rand(-1f32, 1.0, (1, k), &dev)?;
-        let packed = Q4_0x8::pack(&w)?;
+        let packed = Packed8::pack(&w)?;
         let x300 = Tensor::rand(-1f32, 1.0, (300, k), &dev)?;
         let bytes = w.storage_size_in_bytes() as f64;
         let layouts: [(&str, &dyn Fn() -> Result<Tensor>); 4] = [
-            ("ggml rows", &|| gemv_q4_0::matmul(&w, &x)),
+            ("ggml rows", &|| match dtype {
+                GgmlDType::Q4_0 => gemv_q4_0::matmul(&w, &x),
+                _ => candle.forward(&x),
+            }),
             ("8-row packed", &|| packed.matmul(&x)),
             ("ggml rows prefill", &|| {
                 visualglm_nn::kernels::gemm_q4_0::matmul(&w, &x300)
@@ -48,6 +59,9 @@ fn main() -> Result<()> {
             ("8-row packed prefill", &|| packed.matmul(&x300)),
         ];
         for (layout, product) in layouts {
+            if dtype != GgmlDType::Q4_0 && layout.ends_with("prefill") {
+                continue;
+            }
             product()?;
             let mut best = f64::INFINITY;
             for _ in 0..if layout.ends_with("prefill") { 2 } else { 20 } {
@@ -58,7 +72,7 @@ fn main() -> Result<()> {
             let gbs = bytes / best / 1e9;
             let share = bandwidth.map_or(String::new(), |b| format!("\t{:.0} %", 100.0 * gbs / b));
             println!(
-                "{name}\t[{n}, {k}]\t{layout}\t{:.3} ms\t{gbs:.2} GB/s{share}",
+                "{dtype:?}\t{name}\t[{n}, {k}]\t{layout}\t{:.3} ms\t{gbs:.2} GB/s{share}",
                 best * 1e3
             );
         }
