@@ -37,19 +37,21 @@ pub(crate) fn quantized_placeholder(
 /// must find its place.
 pub(crate) fn place_quantized(
     model: &mut VisualGlm,
-    quantized: &HashMap<String, Arc<QTensor>>,
+    mut quantized: HashMap<String, Arc<QTensor>>,
 ) -> Result<()> {
+    let total = quantized.len();
     let mut placed = 0;
     for (name, linear) in model.language_model_mut().named_linears_mut(true) {
-        if let Some(q) = quantized.get(&name) {
-            linear.set_quantized_base(q.clone())?;
+        // Moved out of the map: the layer holds the only reference, so it may repack it
+        // (`visualglm_nn::QuantizedWeight::new`).
+        if let Some(q) = quantized.remove(&name) {
+            linear.set_quantized_base(q)?;
             placed += 1;
         }
     }
-    if placed != quantized.len() {
+    if placed != total {
         return Err(VisualGlmError::Input(format!(
-            "{} weights were quantized but the model has {placed} places for them",
-            quantized.len()
+            "{total} weights were quantized but the model has {placed} places for them"
         )));
     }
     Ok(())
@@ -250,6 +252,6 @@ pub(crate) fn build_streamed(
             .language_model_mut()
             .set_quantized_embeddings(table, false)?;
     }
-    place_quantized(&mut model, &made.linears)?;
+    place_quantized(&mut model, made.linears)?;
     Ok(model)
 }

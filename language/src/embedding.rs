@@ -1,14 +1,15 @@
 //! ChatGLM's word-embedding table, dense or GGML-quantized.
 //!
-//! A quantized table is a `[vocab, hidden]` [`QTensor`]; looking ids up dequantizes only the
-//! selected rows (candle's [`QTensor::embedding`] decodes each row's blocks with the type's
-//! `to_float`), so the dense table never exists in memory. The same `Arc<QTensor>` can also be
-//! the base of a tied `lm_head` (as chatglm.cpp stores ChatGLM-6B): one copy serves both.
+//! A quantized table is a `[vocab, hidden]` [`QuantizedWeight`] (a GGML tensor, or on the AVX2
+//! path the eight-row layout of Q4_0/Q8_0); looking ids up dequantizes only the selected rows,
+//! so the dense table never exists in memory. The same weight can also be the base of a tied
+//! `lm_head` (as chatglm.cpp stores ChatGLM-6B): one copy serves both.
 
 use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Module, Result, Tensor};
+use visualglm_nn::QuantizedWeight;
 
 /// The word-embedding table of the language model.
 #[derive(Debug, Clone)]
@@ -17,7 +18,7 @@ pub enum WordEmbeddings {
     /// cast to the activation dtype).
     Dense(candle_nn::Embedding),
     /// A GGML-quantized `[vocab, hidden]` table; lookups dequantize only the selected rows.
-    Quantized(Arc<QTensor>),
+    Quantized(QuantizedWeight),
 }
 
 impl WordEmbeddings {
@@ -30,7 +31,13 @@ impl WordEmbeddings {
     /// A quantized table `[vocab, hidden]`; `hidden` must be a multiple of the type's block
     /// size (GGML quantizes rows in blocks, so every row starts on a block boundary).
     pub fn quantized(table: Arc<QTensor>) -> Result<Self> {
-        let (_, hidden) = table.shape().dims2()?;
+        Self::from_quantized_weight(QuantizedWeight::new(table)?)
+    }
+
+    /// A quantized table `[vocab, hidden]` already wrapped (e.g. to share it with `lm_head`:
+    /// clones of a [`QuantizedWeight`] share its storage); as [`WordEmbeddings::quantized`].
+    pub fn from_quantized_weight(table: QuantizedWeight) -> Result<Self> {
+        let (_, hidden) = table.dims()?;
         let block = table.dtype().block_size();
         if !hidden.is_multiple_of(block) {
             candle_core::bail!(
@@ -44,7 +51,7 @@ impl WordEmbeddings {
     pub fn dims(&self) -> Result<(usize, usize)> {
         match self {
             Self::Dense(e) => e.embeddings().dims2(),
-            Self::Quantized(q) => q.shape().dims2(),
+            Self::Quantized(q) => q.dims(),
         }
     }
 
@@ -57,7 +64,7 @@ impl WordEmbeddings {
     }
 
     /// The quantized table, `None` when dense.
-    pub fn quantized_table(&self) -> Option<&Arc<QTensor>> {
+    pub fn quantized_table(&self) -> Option<&QuantizedWeight> {
         match self {
             Self::Dense(_) => None,
             Self::Quantized(q) => Some(q),
@@ -75,12 +82,8 @@ impl WordEmbeddings {
     pub fn forward(&self, ids: &Tensor, dtype: DType) -> Result<Tensor> {
         match self {
             Self::Dense(e) => e.forward(ids)?.to_dtype(dtype),
-            Self::Quantized(q) => {
-                let device = q.device();
-                // Gathers on the table's device; the result is f32.
-                let rows = q.embedding(&ids.to_device(&device)?)?;
-                rows.to_device(ids.device())?.to_dtype(dtype)
-            }
+            // Gathers on the table's device; the result is f32.
+            Self::Quantized(q) => q.embedding(ids)?.to_device(ids.device())?.to_dtype(dtype),
         }
     }
 }
@@ -126,7 +129,8 @@ mod tests {
     #[test]
     fn quantized_gather_matches_dequantize_then_index() -> Result<()> {
         let dev = Device::Cpu;
-        let table = Tensor::randn(0f32, 1.0, (50, 64), &dev)?;
+        // 48 rows: a table held by no one else is repacked on the AVX2 path (rows in eights).
+        let table = Tensor::randn(0f32, 1.0, (48, 64), &dev)?;
         for dtype in [GgmlDType::Q8_0, GgmlDType::Q4_0, GgmlDType::Q4K] {
             let table = if dtype == GgmlDType::Q4K {
                 Tensor::randn(0f32, 1.0, (20, 256), &dev)?
@@ -134,20 +138,23 @@ mod tests {
                 table.clone()
             };
             let q = Arc::new(QTensor::quantize(&table, dtype)?);
-            let emb = WordEmbeddings::quantized(q.clone())?;
-            let ids = Tensor::new(&[[3u32, 0, 19], [7, 7, 1]], &dev)?;
-            let got = emb.forward(&ids, DType::F32)?;
-            assert_eq!(got.dims(), &[2, 3, table.dim(1)?]);
-            let full = q.dequantize(&dev)?;
-            let want = full
-                .index_select(&ids.flatten_all()?, 0)?
-                .reshape(got.shape())?;
-            let d = visualglm_testing::max_abs_diff(&got, &want);
-            assert_eq!(d, 0.0, "{dtype:?}");
-            // Out-of-range ids are an error.
-            assert!(emb
-                .forward(&Tensor::new(&[[1000u32]], &dev)?, DType::F32)
-                .is_err());
+            let shared = WordEmbeddings::quantized(q.clone())?;
+            let own = WordEmbeddings::quantized(Arc::new(QTensor::quantize(&table, dtype)?))?;
+            for emb in [shared, own] {
+                let ids = Tensor::new(&[[3u32, 0, 19], [7, 7, 1]], &dev)?;
+                let got = emb.forward(&ids, DType::F32)?;
+                assert_eq!(got.dims(), &[2, 3, table.dim(1)?]);
+                let full = q.dequantize(&dev)?;
+                let want = full
+                    .index_select(&ids.flatten_all()?, 0)?
+                    .reshape(got.shape())?;
+                let d = visualglm_testing::max_abs_diff(&got, &want);
+                assert_eq!(d, 0.0, "{dtype:?}");
+                // Out-of-range ids are an error.
+                assert!(emb
+                    .forward(&Tensor::new(&[[1000u32]], &dev)?, DType::F32)
+                    .is_err());
+            }
         }
         Ok(())
     }

@@ -363,9 +363,10 @@ impl ChatGlm {
                             e.context(format!("quantizing {WORD_EMBEDDINGS_WEIGHT}"))
                         })?);
                     drop(table);
-                    self.word_embeddings = WordEmbeddings::quantized(q.clone())?;
+                    let q = visualglm_nn::QuantizedWeight::new(q)?;
+                    self.word_embeddings = WordEmbeddings::from_quantized_weight(q.clone())?;
                     if tied {
-                        self.lm_head.set_quantized_base(q)?;
+                        self.lm_head.set_quantized_weight(q)?;
                     }
                 }
                 chosen
@@ -394,10 +395,11 @@ impl ChatGlm {
         if got != want {
             candle_core::bail!("quantized embeddings have shape {got:?}, the model needs {want:?}");
         }
+        let table = visualglm_nn::QuantizedWeight::new(table)?;
         if tie_lm_head {
-            self.lm_head.set_quantized_base(table.clone())?;
+            self.lm_head.set_quantized_weight(table.clone())?;
         }
-        self.word_embeddings = WordEmbeddings::quantized(table)?;
+        self.word_embeddings = WordEmbeddings::from_quantized_weight(table)?;
         Ok(())
     }
 
@@ -422,9 +424,7 @@ impl ChatGlm {
     /// (shared, not a copy).
     pub fn lm_head_shares_embeddings(&self) -> bool {
         match (self.word_embeddings.quantized_table(), self.lm_head.base()) {
-            (Some(e), visualglm_nn::LinearBase::Quantized(q)) => {
-                q.ggml_tensor().is_some_and(|t| Arc::ptr_eq(e, t))
-            }
+            (Some(e), visualglm_nn::LinearBase::Quantized(q)) => q.shares_storage(e),
             _ => false,
         }
     }

@@ -125,14 +125,20 @@ impl Linear {
 
     /// Replaces the base by a quantized one, keeping the bias.
     pub fn set_quantized_base(&mut self, weight: Arc<QTensor>) -> Result<()> {
+        self.set_quantized_weight(QuantizedWeight::new(weight)?)
+    }
+
+    /// Replaces the base by an already wrapped quantized weight (e.g. one shared with an
+    /// embedding table), keeping the bias.
+    pub fn set_quantized_weight(&mut self, weight: QuantizedWeight) -> Result<()> {
         let (out, inp) = self.dims()?;
-        let got = weight.shape().dims2()?;
+        let got = weight.dims()?;
         if got != (out, inp) {
             candle_core::bail!(
                 "quantized weight has shape {got:?}, the layer needs ({out}, {inp})"
             );
         }
-        self.base = LinearBase::Quantized(QuantizedWeight::new(weight)?);
+        self.base = LinearBase::Quantized(weight);
         Ok(())
     }
 

@@ -201,7 +201,7 @@ pub fn trainable_from_tensors(
     };
     let vb = VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone());
     let mut model = VisualGlm::from_var_builder(config, vb, &Default::default())?;
-    place_quantized(&mut model, &quantized)?;
+    place_quantized(&mut model, quantized.clone())?;
     Ok(TrainableModel {
         model,
         vars,

@@ -129,6 +129,41 @@ impl QuantizedWeight {
         }
     }
 
+    /// Whether `self` and `other` hold the very same weight (one copy shared, e.g. an
+    /// embedding table tied to `lm_head`), not merely equal values.
+    pub fn shares_storage(&self, other: &QuantizedWeight) -> bool {
+        match (&self.repr, &other.repr) {
+            (Repr::Ggml { qtensor: a, .. }, Repr::Ggml { qtensor: b, .. }) => Arc::ptr_eq(a, b),
+            (Repr::Packed8(a), Repr::Packed8(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Rows `ids` (integers of any shape `[..]`) widened to f32 `[.., in]`, on the weight's
+    /// device: an embedding lookup that dequantizes only the selected rows. An id outside the
+    /// weight's rows is an error.
+    pub fn embedding(&self, ids: &Tensor) -> Result<Tensor> {
+        match &self.repr {
+            Repr::Ggml { qtensor, .. } => qtensor.embedding(&ids.to_device(&qtensor.device())?),
+            Repr::Packed8(p) => {
+                let (n, k) = p.dims();
+                let flat = ids.flatten_all()?.to_dtype(candle_core::DType::U32)?;
+                let flat = flat.to_vec1::<u32>()?;
+                let mut out = vec![0f32; flat.len() * k];
+                for (&id, row) in flat.iter().zip(out.chunks_exact_mut(k.max(1))) {
+                    let id = id as usize;
+                    if id >= n {
+                        candle_core::bail!("embedding id {id} is out of range for {n} rows");
+                    }
+                    p.dequantize_rows(id, 1, row);
+                }
+                let mut dims = ids.dims().to_vec();
+                dims.push(k);
+                Tensor::from_vec(out, dims, &candle_core::Device::Cpu)
+            }
+        }
+    }
+
     /// `x·Wᵀ` for an untracked input: the Q4_0 kernels where they apply, else candle's matmul.
     pub(super) fn product(&self, x: &Tensor) -> Result<Tensor> {
         use crate::kernels::{gemm_q4_0, gemv_q4_0};
