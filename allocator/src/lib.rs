@@ -51,6 +51,28 @@ fn set_thresholds() -> bool {
     false
 }
 
+/// Gives the allocator's free memory back to the operating system (glibc's `malloc_trim(0)`:
+/// the free top of the heap and the whole free pages inside it); returns whether any was
+/// released. Call it once a model is built or loaded: loading frees about as much as it
+/// allocates (dtype conversions, quantization, repacking into the eight-row layout), and with
+/// [`TRIM_THRESHOLD`] glibc would otherwise keep all of it (measured: 136 MiB on the smallest
+/// full-size configuration). A no-op elsewhere than Linux with glibc.
+pub fn release_free_memory() -> bool {
+    trim()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() -> bool {
+    // SAFETY: `malloc_trim` only returns free memory to the kernel; glibc takes each arena's
+    // lock while it does, so it is safe to call at any time from any thread.
+    unsafe { libc::malloc_trim(0) == 1 }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() -> bool {
+    false
+}
+
 /// Allocations at least this large are advised onto transparent huge pages by
 /// [`HugePageAlloc`].
 pub const HUGE_PAGE_MIN: usize = 4 << 20;
@@ -152,6 +174,20 @@ mod tests {
             cfg!(all(target_os = "linux", target_env = "gnu")),
             "mallopt refused the thresholds"
         );
+    }
+
+    #[test]
+    fn freed_heap_memory_is_given_back() {
+        // With the thresholds set, 1 MiB buffers come from the heap and stay there when
+        // freed; trimming must then release some of them.
+        if !super::set_thresholds() {
+            return;
+        }
+        let held: Vec<Vec<u8>> = (0..32).map(|i| vec![i as u8; 1 << 20]).collect();
+        // Keep every other buffer so the freed ones are holes inside the heap, not its top.
+        let kept: Vec<Vec<u8>> = held.into_iter().step_by(2).collect();
+        assert!(super::release_free_memory(), "malloc_trim released nothing");
+        assert!(kept.iter().enumerate().all(|(i, v)| v[0] == (2 * i) as u8));
     }
 
     #[test]

@@ -400,6 +400,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let d = parse_float_dtype("--kv-cache-dtype", s)?;
         model.language_model_mut().set_kv_cache_dtype(Some(d));
     }
+    visualglm_alloc::release_free_memory();
     eprintln!("built in {:.1} s", t0.elapsed().as_secs_f64());
     let mut rows: Vec<(String, f64, &str)> = Vec::new();
     if let Some(rss) = proc_status_mib("VmRSS:") {

@@ -182,6 +182,7 @@ impl ModelArgs {
         let mut captioner = Captioner::load(&model, &device, dtype, &opts)
             .with_context(|| format!("loading {}", model.display()))?;
         captioner.set_kv_cache_dtype(kv_cache_dtype);
+        visualglm_alloc::release_free_memory();
         if self.image_cache_mb > 0 {
             let cache = visualglm::image_cache::ImageCache::with_mib(self.image_cache_mb);
             captioner.set_image_cache(Some(std::sync::Arc::new(cache)));
