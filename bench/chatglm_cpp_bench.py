@@ -24,6 +24,8 @@ import time
 import types
 from pathlib import Path
 
+from peer_lockstep import lockstep
+
 H, HEADS, MLP, VOCAB = 4096, 32, 16384, 130528
 
 
@@ -142,9 +144,10 @@ def main():
     )
     ap.add_argument(
         "--lockstep",
-        choices=["decode"],
-        help="after the prefill print 'ready', then run one decode step per stdin line and print its ms, "
-        "until 'quit' (bench/lockstep.py alternates runtimes step by step with it)",
+        choices=["decode", "prefill"],
+        help="after the prefill print 'ready', then run one unit per stdin line and print its ms, "
+        "until 'quit' (bench/lockstep.py alternates runtimes step by step with it): decode, one decode "
+        "step; prefill, the --prompt-len prompt again from an empty cache and its next token",
     )
     ap.add_argument("--run", help=argparse.SUPPRESS)  # internal: time an existing file
     a = ap.parse_args()
@@ -193,6 +196,8 @@ def run(_C, path, a):
     rows = [("prefill_tok_per_s", n / (ms / 1e3), "tok/s"), ("prefill_ms", ms, "ms")]
     cur = list(ids)
     nxt = prefill()
+    if a.lockstep == "prefill":
+        return lockstep(prefill)
     if a.lockstep:
         print("ready", flush=True)
         for line in sys.stdin:

@@ -20,6 +20,8 @@ Tasks:
           PyTorch eager f32); --format f16|q4_0|q8_0 (quantized formats share the quantized
           table with lm_head, as chatglm.cpp stores it; ours keeps an f16 KV cache, as chatglm.cpp
           does; --peer-cache DIR converts chatglm.cpp's file once);
+  prefill one --prompt-len prompt from an empty KV cache and its last row's logits (the next
+          token), against chatglm.cpp, with the same --format and settings as decode;
   encode  one batch of --image-batch images through --vit-layers ViT layers and the Q-Former,
           f32, against PyTorch eager (MKL); ms per image.
 
@@ -32,6 +34,7 @@ A/B of a change: build the earlier commit into another target directory).
 
 Usage (repository root, after `cargo build --release --bin visualglm`):
   python3 bench/lockstep.py --task decode --format f16 [--pairs 200] [--prompt-len 300] [--rounds 2]
+  python3 bench/lockstep.py --task prefill --format q4_0 --pairs 40
   python3 bench/lockstep.py --task encode --vit-layers 39 --image-batch 1 --pairs 20
   python3 bench/lockstep.py --task encode --image-batch 8 --against visualglm --baseline-bin /tmp/old/release/visualglm
 """
@@ -71,7 +74,7 @@ def quantile(xs, q):
 def main():
     here = Path(__file__).resolve().parent
     ap = argparse.ArgumentParser()
-    ap.add_argument("--task", default="decode", choices=["decode", "encode"])
+    ap.add_argument("--task", default="decode", choices=["decode", "prefill", "encode"])
     ap.add_argument(
         "--against",
         choices=["chatglm.cpp", "torch", "visualglm"],
@@ -107,16 +110,19 @@ def main():
     a = ap.parse_args()
     if a.rounds < 1 or a.pairs < a.rounds:
         sys.exit("--rounds must be at least 1 and at most --pairs")
-    against = a.against or ("chatglm.cpp" if a.task == "decode" else "torch")
-    fmt = a.format if a.task == "decode" else "f32"
+    text = a.task in ("decode", "prefill")
+    against = a.against or ("chatglm.cpp" if text else "torch")
+    fmt = a.format if text else "f32"
     if against == "chatglm.cpp" and a.task == "encode":
         sys.exit("chatglm.cpp has no image encoder: use --against torch")
+    if against == "torch" and a.task == "prefill":
+        sys.exit("torch_bench.py has no prefill lockstep: use --against chatglm.cpp or visualglm")
     if (against == "visualglm") != (a.baseline_bin is not None):
         sys.exit("--baseline-bin goes with --against visualglm, and only with it")
     # An encode run builds (but does not time) one GLM layer.
-    glm_layers = a.glm_layers if a.task == "decode" else 1
+    glm_layers = a.glm_layers if text else 1
     common = ["--glm-layers", str(glm_layers), "--reps", "1", "--lockstep", a.task]
-    if a.task == "decode":
+    if text:
         common += ["--prompt-len", str(a.prompt_len), "--decode-steps", "1"]
         ours_cmd = [a.bin, "bench", "--format", fmt, "--no-vision"]
         if fmt not in ("f32", "f16"):
@@ -137,7 +143,7 @@ def main():
             theirs_cmd += ["--keep", os.path.join(a.peer_cache, f"chatglm-{fmt}-{a.glm_layers}-layers.bin")]
     else:
         theirs_cmd = [sys.executable, str(here / "torch_bench.py"), "--format", fmt, "--threads", "2"]
-        if a.task == "decode":
+        if text:
             theirs_cmd.append("--no-vision")
     env = dict(os.environ, RAYON_NUM_THREADS="2")
     theirs_env = env if against == "visualglm" else None
@@ -176,8 +182,8 @@ def main():
     t_med = statistics.median(p[1] for p in pairs)
     ratios = [t / o for o, t, _, _ in pairs]
     what = (
-        f"decode, {fmt}, {a.glm_layers} GLM layers, prompt {a.prompt_len}"
-        if a.task == "decode"
+        f"{a.task}, {fmt}, {a.glm_layers} GLM layers, prompt {a.prompt_len}"
+        if text
         else f"image encode, f32, {a.vit_layers} ViT layers + Q-Former, batch {a.image_batch} (ms per image)"
     )
     print(f"lockstep {what}, against {against}, {len(pairs)} pairs in {a.rounds} round(s), start order: {a.start_first}")

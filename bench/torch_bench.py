@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from peer_lockstep import lockstep
+
 H, HEADS, MLP, VOCAB = 4096, 32, 16384, 130528
 VH, VHEADS, VMLP = 1408, 16, 6144
 QH, QHEADS, QMLP, QLAYERS, NQ = 768, 12, 3072, 12, 32
@@ -165,17 +167,6 @@ def timed(reps, fn):
         fn()
         ts.append((time.perf_counter() - t) * 1e3)
     return min(ts)  # best of reps: least disturbed by other processes
-
-
-def lockstep(fn, per):
-    """`ready`, then `fn` once per stdin line, printing its ms divided by `per`, until `quit`."""
-    print("ready", flush=True)
-    for line in sys.stdin:
-        if line.strip() == "quit":
-            break
-        t = time.perf_counter()
-        fn()
-        print(f"{(time.perf_counter() - t) * 1e3 / per:.3f}", flush=True)
 
 
 def main():

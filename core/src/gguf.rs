@@ -2,7 +2,6 @@
 //! writing, is `visualglm_weights::gguf`, re-exported here).
 
 use std::path::Path;
-use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -58,10 +57,10 @@ pub fn load_gguf(
     let mut model = VisualGlm::from_var_builder(&config, vb, &build).map_err(model_err)?;
     let mut seen = 0;
     if file.is_quantized(WORD_EMBEDDINGS) {
-        let q = file.quantized(WORD_EMBEDDINGS, device)?;
+        let q = file.quantized_weight(WORD_EMBEDDINGS, device)?;
         model
             .language_model_mut()
-            .set_quantized_embeddings(Arc::new(q), file.lm_head_tied())
+            .set_quantized_embeddings(q, file.lm_head_tied())
             .map_err(file.tensor_err(WORD_EMBEDDINGS))?;
         seen += 1;
     }
@@ -69,9 +68,9 @@ pub fn load_gguf(
         if (name == LM_HEAD && file.lm_head_tied()) || !file.is_quantized(&name) {
             continue;
         }
-        let q = file.quantized(&name, device)?;
+        let q = file.quantized_weight(&name, device)?;
         linear
-            .set_quantized_base(Arc::new(q))
+            .set_quantized_weight(q)
             .map_err(file.tensor_err(&name))?;
         seen += 1;
     }

@@ -255,6 +255,8 @@ impl VisualGlm {
             return Ok((out, step_logits));
         }
         let mut cache = self.glm.new_cache();
+        // The prompt and every generated token but the last are fed.
+        cache.expect_positions(ids.len().saturating_add(max_new_tokens - 1));
         let (context_len, gmask_index) = self.prompt_layout(ids);
         let hidden = self.prompt_hidden(ids, images, Some(&mut cache), None)?;
         let last = hidden.narrow(1, ids.len() - 1, 1)?;

@@ -250,7 +250,7 @@ pub(crate) fn build_streamed(
     if let Some(table) = made.table {
         model
             .language_model_mut()
-            .set_quantized_embeddings(table, false)?;
+            .set_quantized_embeddings(visualglm_nn::QuantizedWeight::new(table)?, false)?;
     }
     place_quantized(&mut model, made.linears)?;
     Ok(model)

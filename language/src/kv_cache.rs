@@ -3,10 +3,11 @@
 //! Each layer keeps one preallocated `[B, H, capacity, D]` buffer for keys and one for values;
 //! a decode step writes its new position in place and returns a view of the filled prefix, so
 //! a step costs O(new tokens) instead of re-copying the whole history (`Tensor::cat`). A new
-//! buffer has room for up to [`CAPACITY_STEP`] more positions (capacities are multiples of it);
-//! when full it grows by half (one layer at a time, so a growth holds one layer's old buffer
-//! beside the new ones). A long prompt's cache is large (28 layers × 1 500 positions is 1.4 GB
-//! in f32), so the headroom is kept small.
+//! buffer has room for up to [`CAPACITY_STEP`] more positions (capacities are multiples of it),
+//! or exactly as many as the generation will need when the caller says so
+//! ([`KvCache::expect_positions`]); when full it grows by half (one layer at a time, so a growth
+//! holds one layer's old buffer beside the new ones). A long prompt's cache is large (28
+//! layers × 1 500 positions is 1.4 GB in f32), so the headroom is kept small.
 
 use candle_core::{DType, Result, Tensor};
 
@@ -51,15 +52,19 @@ pub struct KvCache {
     layers: Vec<Option<LayerCache>>,
     /// The dtype keys and values are stored in (`None`: as they come).
     dtype: Option<DType>,
+    /// The most positions the caller expects to store ([`KvCache::expect_positions`]).
+    expected: Option<usize>,
 }
 
 fn round_up(n: usize) -> usize {
     n.div_ceil(CAPACITY_STEP).max(1) * CAPACITY_STEP
 }
 
-/// The capacity of a new buffer for `len` positions: at least one free position.
-fn initial_capacity(len: usize) -> usize {
-    round_up(len + 1)
+/// The capacity of a new buffer for `len` positions: at least one free position, and no more
+/// than `expected` positions in all when the caller expects no more (but at least `len`).
+fn initial_capacity(len: usize, expected: Option<usize>) -> usize {
+    let cap = round_up(len + 1);
+    expected.map_or(cap, |e| cap.min(e.max(len)))
 }
 
 impl KvCache {
@@ -75,7 +80,23 @@ impl KvCache {
         Self {
             layers: (0..num_layers).map(|_| None).collect(),
             dtype,
+            expected: None,
         }
+    }
+
+    /// Tells the cache that it will hold at most `positions` positions (prompt and answer): a
+    /// layer's first buffer then has no room beyond them (a generation of known length
+    /// allocates once and exactly). More appends still work: the buffers grow as usual.
+    pub fn expect_positions(&mut self, positions: usize) {
+        self.expected = Some(positions);
+    }
+
+    /// Positions the first layer's buffers hold before they must grow (0 when empty).
+    pub fn capacity(&self) -> usize {
+        self.layers
+            .first()
+            .and_then(|l| l.as_ref())
+            .map_or(0, LayerCache::capacity)
     }
 
     /// The dtype keys and values are stored in (`None`: as they come).
@@ -107,7 +128,7 @@ impl KvCache {
         let new = k.dim(2)?;
         match slot {
             None => {
-                let cap = initial_capacity(new);
+                let cap = initial_capacity(new, self.expected);
                 let c = LayerCache {
                     k: LayerCache::buffer(k, cap, Some(k))?,
                     v: LayerCache::buffer(v, cap, Some(v))?,
@@ -173,6 +194,7 @@ impl KvCache {
         Ok(Self {
             layers,
             dtype: self.dtype,
+            expected: self.expected,
         })
     }
 
@@ -204,7 +226,7 @@ impl KvCache {
                         );
                     }
                     let len = k.dim(2)?;
-                    let cap = initial_capacity(len);
+                    let cap = initial_capacity(len, None);
                     Ok(LayerCache {
                         k: LayerCache::buffer(&k, cap, Some(&k))?,
                         v: LayerCache::buffer(&v, cap, Some(&v))?,
@@ -214,14 +236,19 @@ impl KvCache {
                 .transpose()
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { layers, dtype })
+        Ok(Self {
+            layers,
+            dtype,
+            expected: None,
+        })
     }
 
-    /// Forgets everything.
+    /// Forgets everything (the expected length too).
     pub fn clear(&mut self) {
         for l in &mut self.layers {
             *l = None;
         }
+        self.expected = None;
     }
 }
 
@@ -324,6 +351,38 @@ mod tests {
         assert_eq!(k.dims(), &[2, 1, 4, 4]);
         assert_eq!(max_abs_diff(&k.narrow(0, 0, 1)?, &k.narrow(0, 1, 1)?), 0.0);
         assert_eq!(a.seq_len(), 4);
+        Ok(())
+    }
+
+    #[test]
+    fn an_expected_length_sizes_the_first_buffers_exactly_and_growth_still_works() -> Result<()> {
+        let dev = Device::Cpu;
+        let prompt = Tensor::randn(0f32, 1.0, (1, 2, 5, 4), &dev)?;
+        let step = Tensor::randn(0f32, 1.0, (1, 2, 1, 4), &dev)?;
+        // No expectation: rounded up with headroom.
+        let mut plain = KvCache::new(1);
+        plain.append(0, &prompt, &prompt)?;
+        assert_eq!(plain.capacity(), CAPACITY_STEP);
+        // 5 prompt positions and 3 more expected: 8, then growth past it as usual.
+        let mut planned = KvCache::new(1);
+        planned.expect_positions(8);
+        planned.append(0, &prompt, &prompt)?;
+        assert_eq!(planned.capacity(), 8);
+        let mut want = prompt.clone();
+        for _ in 0..6 {
+            want = Tensor::cat(&[&want, &step], 2)?;
+            let (k, _) = planned.append(0, &step, &step)?;
+            assert_eq!(max_abs_diff(&k, &want), 0.0);
+        }
+        assert!(planned.capacity() >= 11);
+        // An expectation below the prompt still holds the prompt; one above the usual
+        // headroom does not enlarge it.
+        for (expected, cap) in [(2, 5), (10 * CAPACITY_STEP, CAPACITY_STEP)] {
+            let mut c = KvCache::new(1);
+            c.expect_positions(expected);
+            c.append(0, &prompt, &prompt)?;
+            assert_eq!(c.capacity(), cap, "expected {expected}");
+        }
         Ok(())
     }
 }

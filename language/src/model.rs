@@ -384,18 +384,17 @@ impl ChatGlm {
     }
 
     /// Replaces the word-embedding table by a quantized `[vocab, hidden]` one; with
-    /// `tie_lm_head`, `lm_head` gets the same tensor as its base (one copy for both).
+    /// `tie_lm_head`, `lm_head` gets the same weight as its base (one copy for both).
     pub fn set_quantized_embeddings(
         &mut self,
-        table: Arc<QTensor>,
+        table: visualglm_nn::QuantizedWeight,
         tie_lm_head: bool,
     ) -> Result<()> {
         let want = self.word_embeddings.dims()?;
-        let got = table.shape().dims2()?;
+        let got = table.dims()?;
         if got != want {
             candle_core::bail!("quantized embeddings have shape {got:?}, the model needs {want:?}");
         }
-        let table = visualglm_nn::QuantizedWeight::new(table)?;
         if tie_lm_head {
             self.lm_head.set_quantized_weight(table.clone())?;
         }
@@ -416,8 +415,8 @@ impl ChatGlm {
     }
 
     /// Replaces `lm_head`'s base by a quantized `[vocab, hidden]` weight.
-    pub fn set_quantized_lm_head(&mut self, weight: Arc<QTensor>) -> Result<()> {
-        self.lm_head.set_quantized_base(weight)
+    pub fn set_quantized_lm_head(&mut self, weight: visualglm_nn::QuantizedWeight) -> Result<()> {
+        self.lm_head.set_quantized_weight(weight)
     }
 
     /// Whether `lm_head`'s quantized base is the very tensor of the quantized embedding table

@@ -13,13 +13,11 @@
 //! f16 image encoder). `--memory-only` builds the full model, encodes one image, prefills a
 //! short prompt and decodes 2 tokens, and prints only the RSS figures.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use visualglm::gguf::is_glm_linear_weight;
@@ -29,6 +27,7 @@ use visualglm::{
 };
 use visualglm_language::positions::position_at;
 use visualglm_nn::quant::{dtype_name, fit_dtype};
+use visualglm_nn::QuantizedWeight;
 
 /// Arguments of `visualglm bench`.
 #[derive(clap::Args, Debug)]
@@ -53,9 +52,9 @@ pub struct Args {
     /// Number of ViT layers (full width 1408); the released model has 39.
     #[arg(long, default_value_t = 4)]
     pub(super) vit_layers: usize,
-    /// Prompt length for the prefill.
-    #[arg(long, default_value_t = 300)]
-    prompt_len: usize,
+    /// Prompt length for the prefill [default: 300; 32 with --memory-only].
+    #[arg(long)]
+    prompt_len: Option<usize>,
     /// Decode steps timed after the prefill.
     #[arg(long, default_value_t = 16)]
     decode_steps: usize,
@@ -86,15 +85,16 @@ pub struct Args {
     /// Dtype of the KV cache: f32 or f16. Default: the run dtype.
     #[arg(long)]
     kv_cache_dtype: Option<String>,
-    /// Only measure memory: build, encode one image, prefill a short prompt with it
-    /// (--prompt-len, 32 by default here) and decode 2 tokens; print the RSS after the build
-    /// and the peak RSS, no timings.
+    /// Only measure memory: build, encode one image, prefill a prompt with it (--prompt-len
+    /// tokens, 32 unless set, plus the image's) and decode 2 tokens; print the RSS after the
+    /// build and the peak RSS, no timings.
     #[arg(long)]
     memory_only: bool,
     /// Take turns with another runtime (bench/lockstep.py): print `ready`, then for each line
     /// read on stdin run one unit of work and print its ms, until `quit` or the end of input.
-    /// `decode`: one decode step after the prefill; `encode`: one image batch (the first
-    /// --image-batch size; ms per image). Nothing else is timed.
+    /// `decode`: one decode step after the prefill; `prefill`: one prefill of the prompt;
+    /// `encode`: one image batch (the first --image-batch size; ms per image). Nothing else is
+    /// timed.
     #[arg(long, value_enum)]
     lockstep: Option<Lockstep>,
     /// Time the release's LoRA fine-tune updates instead (see `bench_train`): full 320-token
@@ -119,11 +119,21 @@ pub struct Args {
     pub(super) train_batch: usize,
 }
 
+impl Args {
+    /// The prompt length: `--prompt-len`, else 300 (32 for `--memory-only`).
+    fn prompt_len(&self) -> usize {
+        self.prompt_len
+            .unwrap_or(if self.memory_only { 32 } else { 300 })
+    }
+}
+
 /// The unit of work of `--lockstep`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Lockstep {
     /// One decode step.
     Decode,
+    /// One prefill of the --prompt-len prompt (a fresh KV cache) and its last row's logits.
+    Prefill,
     /// One batch of images through the image encoder.
     Encode,
 }
@@ -136,9 +146,9 @@ fn rand_in(shape: &[usize], dtype: DType) -> anyhow::Result<Tensor> {
 }
 
 /// A random `[rows, cols]` weight quantized to `dtype`, drawn and quantized 1024 rows at a
-/// time so that no full f32 copy exists (peak: twice the quantized size, while the bytes are
-/// copied into the tensor).
-fn quantized_random(rows: usize, cols: usize, dtype: GgmlDType) -> anyhow::Result<QTensor> {
+/// time into the buffer the weight keeps (no full f32 copy, no second quantized copy: the
+/// bytes are repacked in place where the decode kernels want it), as a GGUF file is loaded.
+fn quantized_random(rows: usize, cols: usize, dtype: GgmlDType) -> anyhow::Result<QuantizedWeight> {
     let row_bytes = cols / dtype.block_size() * dtype.type_size();
     let mut bytes = Vec::with_capacity(rows * row_bytes);
     let mut start = 0;
@@ -148,10 +158,11 @@ fn quantized_random(rows: usize, cols: usize, dtype: GgmlDType) -> anyhow::Resul
         bytes.extend_from_slice(&QTensor::quantize(&w, dtype)?.data()?);
         start += n;
     }
-    anyhow::ensure!(bytes.len() == rows * row_bytes, "quantized size mismatch");
-    let storage = QStorage::from_data(Cow::Borrowed(&bytes), &Device::Cpu, dtype)?;
-    drop(bytes);
-    Ok(QTensor::new(storage, (rows, cols))?)
+    Ok(QuantizedWeight::from_ggml_bytes(
+        dtype,
+        (rows, cols),
+        bytes,
+    )?)
 }
 
 fn parse_float_dtype(flag: &str, s: &str) -> anyhow::Result<DType> {
@@ -346,7 +357,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 Some(q) if lm_head => {
                     let (vocab, hidden) = (cfg.glm.vocab_size, cfg.glm.hidden_size);
                     let d = fit_dtype(q, hidden).context("lm_head: no quantized type fits")?;
-                    Some(Arc::new(quantized_random(vocab, hidden, d)?))
+                    Some(quantized_random(vocab, hidden, d)?)
                 }
                 _ => None,
             };
@@ -381,13 +392,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             if let Some(q) = quant {
-                // One f32 weight at a time: peak memory stays that of the quantized model.
+                // One weight at a time: peak memory stays that of the quantized model.
                 let mut types = Vec::new();
                 for (name, linear) in model.language_model_mut().named_linears_mut(false) {
                     let (out, inp) = linear.dims()?;
                     let d = fit_dtype(q, inp).with_context(|| format!("{name}: no type fits"))?;
-                    let w = Tensor::rand(-0.02f32, 0.02, (out, inp), &Device::Cpu)?;
-                    linear.set_quantized_base(Arc::new(QTensor::quantize(&w, d)?))?;
+                    linear.set_quantized_weight(quantized_random(out, inp, d)?)?;
                     types.push(dtype_name(d));
                 }
                 types.dedup();
@@ -451,17 +461,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let weight_bytes = super::bench_memory::decode_weight_bytes(&mut model);
     let g = &cfg.glm;
-    let n = args.prompt_len.max(3);
+    let n = args.prompt_len().max(3);
     let mut ids: Vec<u32> = (0..n - 2).map(|i| 5 + (i as u32 * 7919) % 60000).collect();
     ids.push(g.gmask_token_id);
     ids.push(g.bos_token_id);
     let glm = model.language_model();
-    let prefill_ms = time_ms(args.reps, || {
+    let prefill = || -> anyhow::Result<Tensor> {
         let mut cache = glm.new_cache();
         let h = model.prompt_hidden(&ids, &[], Some(&mut cache), None)?;
-        glm.logits(&h.narrow(1, n - 1, 1)?)?;
-        Ok(())
-    })?;
+        Ok(glm.logits(&h.narrow(1, n - 1, 1)?)?)
+    };
+    if args.lockstep == Some(Lockstep::Prefill) {
+        return lockstep(&mut |_| {
+            let t = Instant::now();
+            prefill()?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
+        });
+    }
+    let prefill_ms = time_ms(args.reps, || prefill().map(drop))?;
     rows.push((
         "prefill_tok_per_s".into(),
         n as f64 / (prefill_ms / 1e3),
@@ -554,12 +571,7 @@ fn memory_run(model: &VisualGlm, args: &Args, vision_dtype: DType) -> anyhow::Re
     let image = model.encode_image(&pixels)?;
     let n_img = image.dim(1)?;
     let g = &model.config().glm;
-    // `--prompt-len` keeps its 300-token default for the timings; 32 here unless changed.
-    let text = if args.prompt_len == 300 {
-        32
-    } else {
-        args.prompt_len.max(4)
-    };
+    let text = args.prompt_len().max(4);
     let mut ids: Vec<u32> = (0..text - 2)
         .map(|i| 5 + (i as u32 * 7919) % 60000)
         .collect();

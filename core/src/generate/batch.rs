@@ -218,6 +218,9 @@ impl<'m> BatchDecoder<'m> {
         let embeds = Tensor::cat(&embeds, 0)?;
         let (pos, mask) = batch_prefix_inputs(&layouts, seq, &device)?;
         let mut cache = glm.new_cache();
+        // Each row feeds its padded prompt and every token it makes but the last.
+        let longest = rows.iter().map(|r| r.budget).max().unwrap_or(1);
+        cache.expect_positions(seq + longest.saturating_sub(1));
         let hidden = glm.forward_embeds(&embeds, &pos, Some(&mask), Some(&mut cache), None)?;
         let mut logits = glm.logits(&hidden.narrow(1, seq - 1, 1)?)?.squeeze(1)?;
         if unique.len() < requests.len() {

@@ -43,6 +43,7 @@ pub fn beam_search(
     );
     let glm = model.language_model();
     let mut cache = glm.new_cache();
+    cache.expect_positions(ids.len() + budget - 1);
     let (context_len, gmask_index) = model.prompt_layout(ids);
     let hidden = model.prompt_hidden_batch(ids, images, 1, &mut cache)?;
     let mut logits = glm.logits(&hidden.narrow(1, ids.len() - 1, 1)?)?;

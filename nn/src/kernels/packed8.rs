@@ -98,43 +98,91 @@ pub fn packs_on(isa: Isa) -> bool {
 /// Whether `w` can be repacked: a CPU Q4_0 or Q8_0 weight `[n, k]`, `n` a multiple of 8, `k` of
 /// 32.
 pub fn fits(w: &QTensor) -> bool {
-    Kind::of(w.dtype()).is_some()
-        && matches!(w.device(), Device::Cpu)
+    matches!(w.device(), Device::Cpu)
         && w.shape()
             .dims2()
-            .is_ok_and(|(n, k)| n % ROWS == 0 && n > 0 && k % QK == 0 && k > 0)
+            .is_ok_and(|(n, k)| fits_dims(w.dtype(), n, k))
+}
+
+/// Whether a `[n, k]` weight of type `dtype` can be held in this layout: Q4_0 or Q8_0, `n` a
+/// multiple of 8, `k` of 32.
+pub fn fits_dims(dtype: GgmlDType, n: usize, k: usize) -> bool {
+    Kind::of(dtype).is_some() && n.is_multiple_of(ROWS) && n > 0 && k.is_multiple_of(QK) && k > 0
+}
+
+/// Regroups the GGML bytes of the eight rows of one group (`src`, row after row) into the
+/// group's blocks (`dst`, as long as `src`).
+fn regroup(kind: Kind, src: &[u8], dst: &mut [u8]) {
+    let (bb, gb) = (kind.block_bytes(), kind.group_block_bytes());
+    let nb = src.len() / gb;
+    for (b, dst) in dst.chunks_exact_mut(gb).enumerate() {
+        for r in 0..ROWS {
+            let src = &src[(r * nb + b) * bb..][..bb];
+            dst[2 * r..2 * r + 2].copy_from_slice(&src[..2]);
+            for j in 0..kind.chunks() {
+                let at = SCALE_BYTES + j * CHUNK_BYTES + r * 4;
+                dst[at..at + 4].copy_from_slice(&src[2 + 4 * j..2 + 4 * j + 4]);
+            }
+        }
+    }
 }
 
 impl Packed8 {
-    /// Repacks `w` (check [`fits`]).
+    /// Repacks `w` (check [`fits`]) into new bytes.
     pub fn pack(w: &QTensor) -> Result<Self> {
-        let Some(kind) = Kind::of(w.dtype()).filter(|_| fits(w)) else {
+        if !fits(w) {
             candle_core::bail!(
                 "Packed8: needs a CPU Q4_0 or Q8_0 weight with rows a multiple of 8, got {:?} {:?}",
                 w.dtype(),
                 w.shape()
             );
-        };
+        }
         let (n, k) = w.shape().dims2()?;
         let data = w.data()?;
-        let (nb, bb, gb) = (k / QK, kind.block_bytes(), kind.group_block_bytes());
-        if data.len() != n * nb * bb {
-            candle_core::bail!("Packed8: {} weight bytes for [{n}, {k}]", data.len());
-        }
+        let kind = Self::checked_kind(w.dtype(), n, k, data.len())?;
         let mut bytes = vec![0u8; data.len()];
-        for (g, out) in bytes.chunks_exact_mut(nb * gb).enumerate() {
-            for (b, dst) in out.chunks_exact_mut(gb).enumerate() {
-                for r in 0..ROWS {
-                    let src = &data[((g * ROWS + r) * nb + b) * bb..][..bb];
-                    dst[2 * r..2 * r + 2].copy_from_slice(&src[..2]);
-                    for j in 0..kind.chunks() {
-                        let at = SCALE_BYTES + j * CHUNK_BYTES + r * 4;
-                        dst[at..at + 4].copy_from_slice(&src[2 + 4 * j..2 + 4 * j + 4]);
-                    }
-                }
-            }
+        let group_len = k / QK * kind.group_block_bytes();
+        for (src, dst) in data
+            .chunks_exact(group_len)
+            .zip(bytes.chunks_exact_mut(group_len))
+        {
+            regroup(kind, src, dst);
         }
         Ok(Self { kind, n, k, bytes })
+    }
+
+    /// Repacks the GGML bytes of a `[n, k]` weight of type `dtype` (check [`fits_dims`]) in
+    /// place: no second copy of the weight exists at any time (one group's bytes of scratch).
+    pub fn from_ggml_bytes(
+        dtype: GgmlDType,
+        (n, k): (usize, usize),
+        bytes: Vec<u8>,
+    ) -> Result<Self> {
+        let kind = Self::checked_kind(dtype, n, k, bytes.len())?;
+        let mut bytes = bytes;
+        let group_len = k / QK * kind.group_block_bytes();
+        let mut scratch = vec![0u8; group_len];
+        for group in bytes.chunks_exact_mut(group_len) {
+            scratch.copy_from_slice(group);
+            regroup(kind, &scratch, group);
+        }
+        Ok(Self { kind, n, k, bytes })
+    }
+
+    /// The layout's block kind for a `[n, k]` weight of `dtype` held in `len` GGML bytes, or
+    /// an error naming what does not fit.
+    fn checked_kind(dtype: GgmlDType, n: usize, k: usize, len: usize) -> Result<Kind> {
+        let kind = match Kind::of(dtype) {
+            Some(kind) if fits_dims(dtype, n, k) => kind,
+            _ => candle_core::bail!(
+                "Packed8: needs a Q4_0 or Q8_0 weight with rows a multiple of 8 and columns of \
+                 32, got {dtype:?} [{n}, {k}]"
+            ),
+        };
+        if len != n * (k / QK) * kind.block_bytes() {
+            candle_core::bail!("Packed8: {len} weight bytes for {dtype:?} [{n}, {k}]");
+        }
+        Ok(kind)
     }
 
     /// `(n, k)`: output and input widths.

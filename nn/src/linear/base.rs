@@ -53,6 +53,29 @@ impl QuantizedWeight {
         Self::ggml(qtensor)
     }
 
+    /// A CPU weight `[out, in]` of type `dtype` from its bytes in GGML's layout (as a GGUF file
+    /// stores them). Where [`QuantizedWeight::new`] would repack, the bytes are regrouped in
+    /// place, so no second copy of the weight is ever made; otherwise they become a GGML
+    /// tensor (one copy, as candle makes).
+    pub fn from_ggml_bytes(dtype: GgmlDType, dims: (usize, usize), bytes: Vec<u8>) -> Result<Self> {
+        let (out, inp) = dims;
+        if packed8::packs_on(crate::kernels::isa::active()) && packed8::fits_dims(dtype, out, inp) {
+            let packed = Packed8::from_ggml_bytes(dtype, dims, bytes)?;
+            return Ok(Self {
+                repr: Repr::Packed8(Arc::new(packed)),
+            });
+        }
+        let blocks = (out * inp).div_ceil(dtype.block_size());
+        if inp % dtype.block_size() != 0 || bytes.len() != blocks * dtype.type_size() {
+            candle_core::bail!(
+                "{} bytes for a {dtype:?} weight [{out}, {inp}]",
+                bytes.len()
+            );
+        }
+        let storage = QStorage::from_data(Cow::Owned(bytes), &candle_core::Device::Cpu, dtype)?;
+        Self::ggml(Arc::new(QTensor::new(storage, dims)?))
+    }
+
     /// Wraps a quantized tensor in GGML's layout whatever the path (no repacking).
     pub fn ggml(qtensor: Arc<QTensor>) -> Result<Self> {
         let (_out, _in) = qtensor.shape().dims2()?;
@@ -267,6 +290,40 @@ mod tests {
         }
         let half = a.forward_base(&Tensor::zeros((1, 256), DType::F16, &dev)?)?;
         assert_eq!(half.dtype(), DType::F16);
+        Ok(())
+    }
+
+    #[test]
+    fn a_weight_from_ggml_bytes_is_the_same_weight_in_either_layout() -> Result<()> {
+        let packs = packed8::packs_on(isa::active());
+        // (type, rows, columns, repacked on an AVX2 path): Q4_0 packs; 12 rows or Q4K do not.
+        for (dtype, n, k, packable) in [
+            (GgmlDType::Q4_0, 48, 256, true),
+            (GgmlDType::Q8_0, 16, 64, true),
+            (GgmlDType::Q4_0, 12, 64, false),
+            (GgmlDType::Q4K, 8, 256, false),
+        ] {
+            let w = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu)?;
+            let q = QTensor::quantize(&w, dtype)?;
+            let bytes = q.data()?.to_vec();
+            let from_bytes = QuantizedWeight::from_ggml_bytes(dtype, (n, k), bytes.clone())?;
+            assert_eq!(
+                from_bytes.is_repacked(),
+                packs && packable,
+                "{dtype:?} [{n}, {k}]"
+            );
+            assert_eq!(from_bytes.dims()?, (n, k));
+            assert_eq!(from_bytes.dtype(), dtype);
+            assert_eq!(from_bytes.qtensor()?.data()?.as_ref(), &bytes[..]);
+            assert_eq!(
+                from_bytes.dequantize()?.to_vec2::<f32>()?,
+                q.dequantize(&Device::Cpu)?.to_vec2::<f32>()?
+            );
+            // One byte short: refused, whichever layout it would get.
+            let short = bytes[..bytes.len() - 1].to_vec();
+            let e = QuantizedWeight::from_ggml_bytes(dtype, (n, k), short).unwrap_err();
+            assert!(e.to_string().contains("bytes"), "{e}");
+        }
         Ok(())
     }
 }

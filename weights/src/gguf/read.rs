@@ -5,11 +5,13 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
 use visualglm_nn::quant::dtype_name;
+use visualglm_nn::QuantizedWeight;
 
 use super::error::GgufError;
 use super::format::{is_glm_linear_weight, GGUF_MAGIC, KEY_LM_HEAD_TIED, LM_HEAD, WORD_EMBEDDINGS};
@@ -316,6 +318,48 @@ impl GgufReader {
         self.content
             .tensor(&mut self.reader, name, device)
             .map_err(err)
+    }
+
+    /// The quantized `[out, in]` weight `name` on `device`, ready for a layer. On the CPU its
+    /// bytes are read once into the buffer the weight keeps (repacked there where the decode
+    /// kernels want it: [`QuantizedWeight::from_ggml_bytes`]), so loading never holds a tensor
+    /// twice; elsewhere it goes through candle's reader.
+    pub fn quantized_weight(
+        &mut self,
+        name: &str,
+        device: &Device,
+    ) -> Result<QuantizedWeight, GgufError> {
+        let err = self.tensor_err(name);
+        let info = match self.content.tensor_infos.get(name) {
+            Some(info) if device.is_cpu() && info.shape.rank() == 2 => info,
+            _ => {
+                let q = self.quantized(name, device)?;
+                return QuantizedWeight::new(Arc::new(q)).map_err(err);
+            }
+        };
+        let (dtype, dims) = (info.ggml_dtype, info.shape.dims2().map_err(&err)?);
+        let (elems, block) = (dims.0 * dims.1, dtype.block_size());
+        if elems % block != 0 {
+            return Err(err(candle_core::Error::Msg(format!(
+                "{elems} values are not a whole number of {block}-value blocks"
+            ))));
+        }
+        let len = elems / block * dtype.type_size();
+        let start = self.content.tensor_data_offset.saturating_add(info.offset);
+        let io = |e: std::io::Error| err(candle_core::Error::wrap(e));
+        let file_len = self.reader.get_ref().metadata().map_err(io)?.len();
+        if file_len.saturating_sub(start) < len as u64 {
+            return Err(err(candle_core::Error::Msg(format!(
+                "needs {len} bytes at offset {start}, the file has {} there (truncated?)",
+                file_len.saturating_sub(start)
+            ))));
+        }
+        let mut bytes = vec![0u8; len];
+        self.reader
+            .seek(std::io::SeekFrom::Start(start))
+            .and_then(|_| self.reader.read_exact(&mut bytes))
+            .map_err(io)?;
+        QuantizedWeight::from_ggml_bytes(dtype, dims, bytes).map_err(err)
     }
 
     /// Maps a tensor error of `name` to [`GgufError::Tensor`].

@@ -84,6 +84,29 @@ fn packing_keeps_every_byte_and_value() -> Result<()> {
 }
 
 #[test]
+fn packing_in_place_gives_the_same_bytes_as_packing_a_copy() -> Result<()> {
+    for (dtype, (n, k)) in TYPES
+        .into_iter()
+        .flat_map(|t| [(8usize, 32usize), (24, 96), (72, 4096)].map(|s| (t, s)))
+    {
+        let q = quantized(dtype, n, k, 2.0)?;
+        let copied = Packed8::pack(&q)?;
+        let in_place = Packed8::from_ggml_bytes(dtype, (n, k), q.data()?.to_vec())?;
+        assert_eq!(in_place.bytes, copied.bytes, "{dtype:?} [{n}, {k}]");
+        assert_eq!((in_place.dims(), in_place.dtype()), ((n, k), dtype));
+    }
+    // Wrong type, shape or byte count: refused with the reason.
+    let bytes = q4_0(8, 64, 1.0)?.data()?.to_vec();
+    let e = Packed8::from_ggml_bytes(GgmlDType::Q4_0, (8, 96), bytes.clone()).unwrap_err();
+    assert!(e.to_string().contains("weight bytes"), "{e}");
+    for (dtype, dims) in [(GgmlDType::Q4K, (8, 64)), (GgmlDType::Q4_0, (4, 128))] {
+        let e = Packed8::from_ggml_bytes(dtype, dims, bytes.clone()).unwrap_err();
+        assert!(e.to_string().contains("rows a multiple of 8"), "{e}");
+    }
+    Ok(())
+}
+
+#[test]
 fn refuses_weights_it_cannot_pack() -> Result<()> {
     let odd = q4_0(7, 64, 1.0)?;
     assert!(!fits(&odd));
