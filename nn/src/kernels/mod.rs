@@ -13,6 +13,7 @@ pub mod gemv_f16;
 pub mod gemv_q4_0;
 pub mod isa;
 pub mod packed8;
+mod packed8_layout;
 pub(crate) mod x86;
 
 use rayon::prelude::*;

@@ -282,8 +282,15 @@ mod tests {
         };
         for rows in [1usize, 3, 7] {
             let x = Tensor::randn(0f32, 1.0, (1, rows, 256), &dev)?;
-            let d = max_abs_diff(&a.forward_base(&x)?, &b.forward_base(&x)?);
-            assert!(d < 1e-4, "{rows} rows: {d}");
+            let (ya, yb) = (a.forward_base(&x)?, b.forward_base(&x)?);
+            let d = max_abs_diff(&ya, &yb);
+            if rows < crate::kernels::gemm_q4_0::MIN_ROWS || !packs {
+                assert!(d < 1e-4, "{rows} rows: {d}");
+            } else {
+                // Repacked prefill quantizes its input as decode does; GGML's widens the weight.
+                let rel = d / visualglm_testing::max_abs(&yb);
+                assert!(rel < 0.02, "{rows} rows: {rel}");
+            }
             let g = Tensor::randn(0f32, 1.0, (1, rows, 48), &dev)?;
             let d = max_abs_diff(&a.backward_input(&g)?, &b.backward_input(&g)?);
             assert!(d < 1e-5, "{rows} rows, backward: {d}");
