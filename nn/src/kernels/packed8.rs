@@ -317,8 +317,8 @@ fn gemv(isa: Isa, w: &Packed8, x: &QuantizedRow, y: &mut [f32]) {
 /// Each output equals the GEMV's for that row, bit for bit. Returns `rows × n` values.
 ///
 /// Prefill is bounded by arithmetic, not memory: integer products (32 per instruction) instead
-/// of widening the weight into an f32 GEMM (8 per instruction) measured 1.5–2× faster at
-/// ChatGLM-6B's shapes (`nn/examples/gemv_packed8.rs`).
+/// of widening the weight into an f32 GEMM (8 per instruction) measured 1.5–2× faster at the
+/// shapes of a 6B language model (`nn/examples/gemv_packed8.rs`).
 fn gemm_quantized_rows(isa: Isa, w: &Packed8, xs: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     let rows = xs.len() / w.k;
