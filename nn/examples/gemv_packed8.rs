@@ -1,7 +1,7 @@
 //! Times the decode GEMV alone at ChatGLM-6B's shapes (one input row) for Q4_0 and Q8_0
 //! weights, on GGML's row layout (our Q4_0 kernel, candle's Q8_0 one) and on the eight-row
 //! packed layout, and the 300-row prefill product for Q4_0; prints the weight bytes read per
-//! second and, with `--bandwidth GB/s`, the share of that bandwidth.
+//! second and, with `--bandwidth GB/s`, the share of that bandwidth (prefill: GFLOP/s).
 //! `cargo run --release -p visualglm-nn --example gemv_packed8 [-- --bandwidth 12.5]`
 //! (`VISUALGLM_CPU` picks the path; rayon's pool the threads).
 
@@ -68,6 +68,15 @@ fn main() -> Result<()> {
                 let t = Instant::now();
                 product()?;
                 best = best.min(t.elapsed().as_secs_f64());
+            }
+            if layout.ends_with("prefill") {
+                // Bounded by arithmetic: multiply-adds per second, counted as 2 operations.
+                let gflops = 2.0 * 300.0 * (n * k) as f64 / best / 1e9;
+                println!(
+                    "{dtype:?}\t{name}\t[{n}, {k}]\t{layout}\t{:.3} ms\t{gflops:.1} GFLOP/s",
+                    best * 1e3
+                );
+                continue;
             }
             let gbs = bytes / best / 1e9;
             let share = bandwidth.map_or(String::new(), |b| format!("\t{:.0} %", 100.0 * gbs / b));
