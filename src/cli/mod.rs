@@ -21,6 +21,7 @@ mod lora_cmd;
 mod model_args;
 mod output;
 mod quantize;
+mod selftest;
 mod serve;
 mod shard;
 mod tokenizer_cmd;
@@ -70,6 +71,8 @@ enum Command {
     Bench(bench::Args),
     /// Serve the model over HTTP (OpenAI chat completions and the release's API).
     Serve(serve::Args),
+    /// Check this build on a device against the golden outputs of the official Python code.
+    Selftest(selftest::Args),
     /// Merge LoRA adapters into a checkpoint, or extract them from a SAT fine-tune.
     #[command(subcommand)]
     Lora(lora_cmd::Command),
@@ -104,6 +107,7 @@ pub fn main() -> std::process::ExitCode {
             bench::run(args)
         }
         Command::Serve(args) => serve::run(args),
+        Command::Selftest(args) => selftest::run(args),
         Command::Lora(cmd) => lora_cmd::run(cmd),
     };
     match result {

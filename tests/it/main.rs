@@ -16,6 +16,7 @@ mod cli_embed;
 mod cli_eval;
 mod cli_eval_model;
 mod cli_inspect;
+mod cli_selftest;
 mod cli_tokenizer;
 mod data_parallel;
 mod finetune;
