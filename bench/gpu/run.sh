@@ -44,9 +44,9 @@ step selftest-cpu-avx2 60 env VISUALGLM_CPU=avx2 "$BIN" selftest --device cpu --
 DATA=$(mktemp -d)
 step synth 30 "$BIN" data synth --out "$DATA/shapes" --count 64
 step train-lora-cuda 90 "$BIN" train --device cuda --model assets/shapes --data "$DATA/shapes/train.json" \
-  --out "$DATA/run-lora" --steps 5 --lora-rank 4
+  --out "$DATA/run-lora" --steps 8 --lora-rank 4
 step train-qlora-cuda 90 "$BIN" train --device cuda --model assets/shapes --data "$DATA/shapes/train.json" \
-  --out "$DATA/run-qlora" --steps 5 --lora-rank 4 --base-quantize q4_0
+  --out "$DATA/run-qlora" --steps 8 --lora-rank 4 --base-quantize q4_0
 
 for path in avx512 avx2 scalar; do
   step "bench-cpu-$path" 60 env VISUALGLM_CPU=$path "$BIN" bench --format q4_0 --embeddings --no-vision \
