@@ -1,6 +1,6 @@
 //! Times the decode GEMV alone at ChatGLM-6B's shapes (one input row) for Q4_0 and Q8_0
 //! weights, on GGML's row layout (our Q4_0 kernel, candle's Q8_0 one) and on the eight-row
-//! packed layout, and the 300-row prefill product for Q4_0; prints the weight bytes read per
+//! packed layout, and the 300-row prefill product; prints the weight bytes read per
 //! second and, with `--bandwidth GB/s`, the share of that bandwidth (prefill: GFLOP/s).
 //! `cargo run --release -p visualglm-nn --example gemv_packed8 [-- --bandwidth 12.5]`
 //! (`VISUALGLM_CPU` picks the path; rayon's pool the threads).
@@ -53,15 +53,13 @@ fn main() -> Result<()> {
                 _ => candle.forward(&x),
             }),
             ("8-row packed", &|| packed.matmul(&x)),
-            ("ggml rows prefill", &|| {
-                visualglm_nn::kernels::gemm_q4_0::matmul(&w, &x300)
+            ("ggml rows prefill", &|| match dtype {
+                GgmlDType::Q4_0 => visualglm_nn::kernels::gemm_q4_0::matmul(&w, &x300),
+                _ => candle.forward(&x300),
             }),
             ("8-row packed prefill", &|| packed.matmul(&x300)),
         ];
         for (layout, product) in layouts {
-            if dtype != GgmlDType::Q4_0 && layout.ends_with("prefill") {
-                continue;
-            }
             product()?;
             let mut best = f64::INFINITY;
             for _ in 0..if layout.ends_with("prefill") { 2 } else { 20 } {

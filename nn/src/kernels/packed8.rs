@@ -230,10 +230,8 @@ impl Packed8 {
     }
 
     /// `x · wᵀ` for an input `[.., k]` of any float dtype on the CPU, returned in the input's
-    /// dtype: up to 4 rows by the GEMV on the active path; more rows of a Q4_0 weight by the
-    /// same integer products, four input rows at a time ([`gemm_quantized_rows`]: every row
-    /// gets the GEMV's bits), of a Q8_0 weight by the widening GEMM of [`super::gemm_q4_0`]
-    /// (computed in f32).
+    /// dtype: up to 4 rows by the GEMV on the active path, more by the same integer products
+    /// four input rows at a time ([`gemm_quantized_rows`]: every row gets the GEMV's bits).
     pub fn matmul(&self, x: &Tensor) -> Result<Tensor> {
         self.matmul_with(isa::active(), x)
     }
@@ -252,25 +250,17 @@ impl Packed8 {
         let dtype = x.dtype();
         let x32 = x.to_dtype(DType::F32)?;
         let rows = in_dims.iter().rev().skip(1).product::<usize>();
-        let few = rows < super::gemm_q4_0::MIN_ROWS;
-        let y = if few || self.kind == Kind::Q4_0 {
-            let xs = x32.flatten_all()?.to_vec1::<f32>()?;
-            let out = if few {
-                let mut out = vec![0f32; rows * self.n];
-                for (row, y) in xs.chunks_exact(self.k).zip(out.chunks_exact_mut(self.n)) {
-                    gemv(isa, self, &QuantizedRow::new(row), y);
-                }
-                out
-            } else {
-                gemm_quantized_rows(isa, self, &xs)
-            };
-            Tensor::from_vec(out, output_dims(&in_dims, self.n), x.device())?
+        let xs = x32.flatten_all()?.to_vec1::<f32>()?;
+        let out = if rows < super::gemm_q4_0::MIN_ROWS {
+            let mut out = vec![0f32; rows * self.n];
+            for (row, y) in xs.chunks_exact(self.k).zip(out.chunks_exact_mut(self.n)) {
+                gemv(isa, self, &QuantizedRow::new(row), y);
+            }
+            out
         } else {
-            super::gemm_q4_0::widening_matmul(&x32, self.n, ROWS, |first, m, dst| {
-                self.dequantize_rows(first, m, dst)
-            })?
+            gemm_quantized_rows(isa, self, &xs)
         };
-        y.to_dtype(dtype)
+        Tensor::from_vec(out, output_dims(&in_dims, self.n), x.device())?.to_dtype(dtype)
     }
 }
 
@@ -311,14 +301,15 @@ fn gemv(isa: Isa, w: &Packed8, x: &QuantizedRow, y: &mut [f32]) {
     );
 }
 
-/// `xs · wᵀ` for many input rows (`xs`: `rows × k` values) of a Q4_0 weight: each row quantized
-/// as the GEMV's input, then per group of eight weight rows (split over rayon's pool) the
-/// products with four input rows at a time, whose weight bytes are unpacked once for the four.
-/// Each output equals the GEMV's for that row, bit for bit. Returns `rows × n` values.
+/// `xs · wᵀ` for many input rows (`xs`: `rows × k` values): each row quantized as the GEMV's
+/// input, then per group of eight weight rows (split over rayon's pool) the products with four
+/// input rows at a time, whose weight bytes are unpacked once for the four. Each output equals
+/// the GEMV's for that row, bit for bit. Returns `rows × n` values.
 ///
 /// Prefill is bounded by arithmetic, not memory: integer products (32 per instruction) instead
-/// of widening the weight into an f32 GEMM (8 per instruction) measured 1.5–2× faster at the
-/// shapes of a 6B language model (`nn/examples/gemv_packed8.rs`).
+/// of widening the weight into an f32 GEMM (8 per instruction) measured 1.5–2× faster for
+/// Q4_0 at the shapes of a 6B language model, and as fast or faster for Q8_0 (whose products
+/// need twice the instructions), without the widened blocks (`nn/examples/gemv_packed8.rs`).
 fn gemm_quantized_rows(isa: Isa, w: &Packed8, xs: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     let rows = xs.len() / w.k;
@@ -332,9 +323,10 @@ fn gemm_quantized_rows(isa: Isa, w: &Packed8, xs: &[f32]) -> Vec<f32> {
         .for_each(|(g, out)| {
             let group = w.group(g);
             let mut r = 0;
-            if avx2 && w.kind == Kind::Q4_0 {
+            if avx2 {
                 while r + 4 <= rows {
-                    let d = group_dot4_avx2(group, [&xq[r], &xq[r + 1], &xq[r + 2], &xq[r + 3]]);
+                    let four = [&xq[r], &xq[r + 1], &xq[r + 2], &xq[r + 3]];
+                    let d = group_dot4_avx2(w.kind, group, four);
                     out[r * ROWS..(r + 4) * ROWS].copy_from_slice(d.as_flattened());
                     r += 4;
                 }
@@ -357,18 +349,23 @@ fn gemm_quantized_rows(isa: Isa, w: &Packed8, xs: &[f32]) -> Vec<f32> {
     out
 }
 
-/// Four rows' [`group_dot`] of a Q4_0 group with AVX2 (the caller's path has it).
-fn group_dot4_avx2(group: &[u8], xs: [&QuantizedRow; 4]) -> [[f32; ROWS]; 4] {
+/// Four rows' [`group_dot`] with AVX2 (the caller's path has it).
+fn group_dot4_avx2(kind: Kind, group: &[u8], xs: [&QuantizedRow; 4]) -> [[f32; ROWS]; 4] {
     #[cfg(target_arch = "x86_64")]
     {
         // SAFETY: only called when the active path, clamped to the host's, is AVX2 or above
-        // (AVX2, FMA and F16C probed in `isa::host`), for a Q4_0 weight whose group holds
-        // `x.scale.len()` whole group blocks for each of the four rows (each has `k` values).
-        unsafe { x86::group_dot4_q4_0(group, xs) }
+        // (AVX2, FMA and F16C probed in `isa::host`); `group` holds `x.scale.len()` whole
+        // group blocks of `kind` for each of the four rows (each has `k` values).
+        unsafe {
+            match kind {
+                Kind::Q4_0 => x86::group_dot4_q4_0(group, xs),
+                Kind::Q8_0 => x86::group_dot4_q8_0(group, xs),
+            }
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        xs.map(|x| group_dot(Kind::Q4_0, group, x))
+        xs.map(|x| group_dot(kind, group, x))
     }
 }
 
@@ -515,6 +512,45 @@ mod x86 {
                     s,
                     _mm256_set1_ps(xs[r].offset[b]),
                 );
+                acc[r] = _mm256_fmadd_ps(dw, t, acc[r]);
+            }
+        }
+        let mut out = [[0f32; ROWS]; 4];
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), a);
+        }
+        out
+    }
+
+    /// [`group_dot_q8_0`] for four input rows at once: each chunk's magnitudes are taken once
+    /// for the four; per row the very operations of [`group_dot_q8_0`] (the same bits).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, FMA and F16C; `group` must hold `x.scale.len()` Q8_0 group
+    /// blocks for every `x` of `xs`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn group_dot4_q8_0(group: &[u8], xs: [&QuantizedRow; 4]) -> [[f32; ROWS]; 4] {
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for b in 0..xs[0].scale.len() {
+            let blk = group.as_ptr().add(b * Q8_0_GROUP);
+            let q = xs.map(|x| x.qs.as_ptr().add(b * QK));
+            let dw = _mm256_cvtph_ps(_mm_loadu_si128(blk as *const __m128i));
+            let mut s32 = [_mm256_setzero_si256(); 4];
+            for j in 0..8 {
+                let w =
+                    _mm256_loadu_si256(blk.add(SCALE_BYTES + j * CHUNK_BYTES) as *const __m256i);
+                let magnitude = _mm256_sign_epi8(w, w);
+                for r in 0..4 {
+                    let pairs = _mm256_maddubs_epi16(
+                        magnitude,
+                        _mm256_sign_epi8(broadcast4(q[r].add(4 * j)), w),
+                    );
+                    s32[r] = _mm256_add_epi32(s32[r], _mm256_madd_epi16(pairs, ones));
+                }
+            }
+            for r in 0..4 {
+                let t = _mm256_mul_ps(_mm256_set1_ps(xs[r].scale[b]), _mm256_cvtepi32_ps(s32[r]));
                 acc[r] = _mm256_fmadd_ps(dw, t, acc[r]);
             }
         }

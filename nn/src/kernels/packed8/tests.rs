@@ -1,5 +1,4 @@
 use super::*;
-use crate::kernels::gemm_q4_0;
 
 use visualglm_testing::{max_abs, max_abs_diff};
 
@@ -179,23 +178,25 @@ fn every_path_gives_the_same_bits_and_the_exact_products() -> Result<()> {
 }
 
 #[test]
-fn many_q4_0_rows_get_the_gemv_bits_row_by_row_on_every_path() -> Result<()> {
+fn many_rows_get_the_gemv_bits_row_by_row_on_every_path() -> Result<()> {
     let dev = Device::Cpu;
     // Row counts past the GEMV's, with and without a remainder after the blocks of four.
-    for (rows, n, k) in [
+    let cases = [
         (5usize, 8usize, 32usize),
         (8, 136, 256),
         (11, 40, 4096),
         (300, 16, 64),
-    ] {
-        let q = q4_0(n, k, 3.0)?;
+    ];
+    for (dtype, (rows, n, k)) in TYPES.into_iter().flat_map(|t| cases.map(|c| (t, c))) {
+        let q = quantized(dtype, n, k, 3.0)?;
         let p = Packed8::pack(&q)?;
         let data = q.data()?;
+        let rb = k / QK * if dtype == GgmlDType::Q4_0 { 18 } else { 34 };
         let x = Tensor::from_vec(values(rows * k, 4.0), (1, rows, k), &dev)?;
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let mut first: Option<Vec<u32>> = None;
         for isa in isa::supported_paths() {
-            let what = format!("{isa}: [{n}, {k}] x{rows}");
+            let what = format!("{isa}: {dtype:?} [{n}, {k}] x{rows}");
             eprintln!("packed8 prefill: {what}");
             let got = p.matmul_with(isa, &x)?;
             assert_eq!(got.dims(), &[1, rows, n], "{what}");
@@ -206,9 +207,8 @@ fn many_q4_0_rows_get_the_gemv_bits_row_by_row_on_every_path() -> Result<()> {
                 let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(yrow), bits(&gemv), "{what}: row {i}");
                 let xq = QuantizedRow::new(xrow);
-                let rb = k / QK * 18;
                 for (r, &v) in yrow.iter().enumerate() {
-                    let (want, bound) = reference_dot(GgmlDType::Q4_0, &data[r * rb..][..rb], &xq);
+                    let (want, bound) = reference_dot(dtype, &data[r * rb..][..rb], &xq);
                     let tol = 2e-5 * bound + 1e-6;
                     assert!((f64::from(v) - want).abs() <= tol, "{what} [{i}, {r}]");
                 }
@@ -220,26 +220,12 @@ fn many_q4_0_rows_get_the_gemv_bits_row_by_row_on_every_path() -> Result<()> {
             }
         }
         // Against the product with the dequantized weight: the input rounds to 8 bits per block.
-        let want = gemm_q4_0::matmul(&q, &x)?;
+        let want = x.broadcast_matmul(&q.dequantize(&dev)?.t()?)?;
         let rel = max_abs_diff(&p.matmul(&x)?, &want) / max_abs(&want).max(1e-6);
-        assert!(rel < 0.02, "{:?}: {rel}", (rows, n, k));
+        assert!(rel < 0.02, "{dtype:?} {:?}: {rel}", (rows, n, k));
         // Other float inputs come back in their dtype.
         let half = p.matmul(&x.to_dtype(DType::F16)?)?;
         assert_eq!(half.dtype(), DType::F16);
-    }
-    Ok(())
-}
-
-#[test]
-fn many_q8_0_rows_take_the_widening_gemm() -> Result<()> {
-    let dev = Device::Cpu;
-    for (rows, n, k) in [(5usize, 8usize, 32usize), (37, 1104, 4096), (300, 96, 64)] {
-        let x = Tensor::from_vec(values(rows * k, 4.0), (1, rows, k), &dev)?;
-        let q8 = quantized(GgmlDType::Q8_0, n, k, 3.0)?;
-        let got = Packed8::pack(&q8)?.matmul(&x)?;
-        let want = x.broadcast_matmul(&q8.dequantize(&dev)?.t()?)?;
-        let rel = max_abs_diff(&got, &want) / max_abs(&want).max(1e-6);
-        assert!(rel < 1e-6, "{:?}: {rel}", (rows, n, k));
     }
     Ok(())
 }
