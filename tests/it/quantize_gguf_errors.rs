@@ -108,6 +108,29 @@ fn truncated_and_corrupt_files() {
     let msg = load_err(&cut);
     assert!(msg.contains("remaining"), "{msg}");
 
+    // Cut inside a quantized tensor's data (read straight into the layer's buffer): the error
+    // names the file and the tensor.
+    let content = gguf_file::Content::read(&mut std::fs::File::open(&good).unwrap()).unwrap();
+    let (name, info) = content
+        .tensor_infos
+        .iter()
+        .filter(|(_, i)| i.ggml_dtype == GgmlDType::Q8_0 && i.shape.rank() == 2)
+        .min_by_key(|(_, i)| i.offset)
+        .expect("a quantized tensor");
+    let at = (content.tensor_data_offset + info.offset) as usize + 10;
+    let mid = dir.path().join("mid.gguf");
+    std::fs::write(&mid, &bytes[..at]).unwrap();
+    let mut reader = visualglm::gguf::GgufReader::open(&mid, None).unwrap();
+    let err = match reader.quantized_weight(name, &Device::Cpu) {
+        Ok(_) => panic!("a cut tensor must be refused"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("only 10 remaining") && err.contains(name.as_str()),
+        "{err}"
+    );
+    assert!(err.contains(&mid.display().to_string()), "{err}");
+
     // Cut inside the header.
     let head = dir.path().join("head.gguf");
     std::fs::write(&head, &bytes[..40]).unwrap();

@@ -338,21 +338,26 @@ impl GgufReader {
             }
         };
         let (dtype, dims) = (info.ggml_dtype, info.shape.dims2().map_err(&err)?);
-        let (elems, block) = (dims.0 * dims.1, dtype.block_size());
-        if elems % block != 0 {
-            return Err(err(candle_core::Error::Msg(format!(
-                "{elems} values are not a whole number of {block}-value blocks"
-            ))));
+        let block = dtype.block_size();
+        let msg = |m: String| err(candle_core::Error::Msg(m));
+        let len = match dims.0.checked_mul(dims.1) {
+            Some(elems) if elems % block == 0 => (elems / block).checked_mul(dtype.type_size()),
+            _ => None,
         }
-        let len = elems / block * dtype.type_size();
+        .ok_or_else(|| {
+            msg(format!(
+                "shape {dims:?} is not a whole number of {dtype:?} blocks"
+            ))
+        })?;
         let start = self.content.tensor_data_offset.saturating_add(info.offset);
         let io = |e: std::io::Error| err(candle_core::Error::wrap(e));
         let file_len = self.reader.get_ref().metadata().map_err(io)?.len();
-        if file_len.saturating_sub(start) < len as u64 {
-            return Err(err(candle_core::Error::Msg(format!(
-                "needs {len} bytes at offset {start}, the file has {} there (truncated?)",
-                file_len.saturating_sub(start)
-            ))));
+        let remaining = file_len.saturating_sub(start);
+        if remaining < len as u64 {
+            return Err(msg(format!(
+                "needs {len} bytes at offset {start}, only {remaining} remaining in the file \
+                 (truncated?)"
+            )));
         }
         let mut bytes = vec![0u8; len];
         self.reader
