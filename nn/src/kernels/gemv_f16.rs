@@ -9,12 +9,12 @@
 //! (see [`super::gemv_q4_0`]); values are widened with F16C, 16 at a time with AVX-512
 //! (`_mm512_cvtph_ps`) or 8 with AVX2, and accumulated in f32:
 //!
-//! * one input row up to 8192 wide: one weight row at a time against the f16 input (at most
-//!   16 KiB, it stays in L1), four accumulator chains, so each thread reads its part of the
-//!   weight as one sequential stream;
-//! * several input rows (up to 4 per pass), or a wider one: a group of 2 to 8 weight rows at a
-//!   time against the f32 input, one accumulator per weight row and input row, so each input
-//!   load serves the whole group.
+//! * with AVX-512, one input row up to 8192 wide: one weight row at a time against the f16
+//!   input (at most 16 KiB, it stays in L1), four accumulator chains, so each thread reads its
+//!   part of the weight as one sequential stream;
+//! * otherwise (AVX2, several input rows up to 4 per pass, or a wider one): a group of 2 to 8
+//!   weight rows at a time against the f32 input, one accumulator per weight row and input
+//!   row, so each input load serves the whole group.
 //!
 //! A width that is not a multiple of the vector step ends in a scalar tail.
 
@@ -26,10 +26,13 @@ use super::par_row_groups;
 /// The most input rows [`applies`] accepts, and the most one pass over the weight serves.
 pub const MAX_ROWS: usize = 4;
 
-/// Up to this width a single input row is multiplied by one weight row at a time: its f16
-/// copy (at most 16 KiB) stays in L1 and each thread reads its weight rows as one sequential
-/// stream, which measured faster than sharing the input among several rows. Wider inputs, and
-/// more than one input row, take the row-group kernel with an f32 input.
+/// With AVX-512, up to this width a single input row is multiplied by one weight row at a time:
+/// its f16 copy (at most 16 KiB) stays in L1 and each thread reads its weight rows as one
+/// sequential stream, which measured faster there than sharing the input among several rows.
+/// With AVX2 that kernel converts the input again for every row (two conversions per eight
+/// weights) and measured at half the memory bandwidth; the row-group kernel with an f32 input
+/// (eight weight rows per pass) took a 2-layer decode's `lm_head` from 90 to 56 ms (AMD EPYC,
+/// 2 threads). Wider inputs, more than one input row, and AVX2 take the row-group kernel.
 const SINGLE_ROW_MAX_K: usize = 8192;
 
 /// Which instruction set the kernel runs with.
@@ -116,7 +119,7 @@ fn matmul_with(isa: Isa, w: &Tensor, x: &Tensor) -> Result<Tensor> {
     }
     let mut out = vec![0f32; rows * n];
     // The input is small (decode rows): copied out, so that only one storage lock is held.
-    if rows == 1 && k <= SINGLE_ROW_MAX_K {
+    if rows == 1 && k <= SINGLE_ROW_MAX_K && level == Level::Avx512 {
         let xs = with_f16_bits(&x.contiguous()?, <[u16]>::to_vec)?;
         with_f16_bits(w, |bits| gemv_single(level, bits, &xs, &mut out))?;
     } else {
