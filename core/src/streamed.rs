@@ -246,11 +246,21 @@ pub(crate) fn build_streamed(
     let made = backend.made.clone();
     let vb = VarBuilder::from_backend(Box::new(backend), dtype, device.clone());
     let mut model = VisualGlm::from_var_builder(&config, vb, build)?;
-    let made = std::mem::take(&mut *made.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut made = std::mem::take(&mut *made.lock().unwrap_or_else(|e| e.into_inner()));
     if let Some(table) = made.table {
+        // A tied `lm_head` is the very same tensor: handed over as one weight, whose only
+        // holder the table then is, so it takes the layout the kernels want (as when a loaded
+        // model is quantized after).
+        let tied = made
+            .linears
+            .get(LM_HEAD)
+            .is_some_and(|l| Arc::ptr_eq(l, &table));
+        if tied {
+            made.linears.remove(LM_HEAD);
+        }
         model
             .language_model_mut()
-            .set_quantized_embeddings(visualglm_nn::QuantizedWeight::new(table)?, false)?;
+            .set_quantized_embeddings(visualglm_nn::QuantizedWeight::new(table)?, tied)?;
     }
     place_quantized(&mut model, made.linears)?;
     Ok(model)
