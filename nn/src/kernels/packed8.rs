@@ -473,6 +473,17 @@ mod x86 {
         out
     }
 
+    /// The four rows' eight sums each, out of their accumulators.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn store4(acc: [__m256; 4]) -> [[f32; ROWS]; 4] {
+        let mut out = [[0f32; ROWS]; 4];
+        for (o, a) in out.iter_mut().zip(acc) {
+            _mm256_storeu_ps(o.as_mut_ptr(), a);
+        }
+        out
+    }
+
     /// [`group_dot_q4_0`] for four input rows at once: each chunk's nibbles are unpacked once
     /// for the four; per row the very operations of [`group_dot_q4_0`] (the same bits).
     ///
@@ -515,11 +526,7 @@ mod x86 {
                 acc[r] = _mm256_fmadd_ps(dw, t, acc[r]);
             }
         }
-        let mut out = [[0f32; ROWS]; 4];
-        for (o, a) in out.iter_mut().zip(acc) {
-            _mm256_storeu_ps(o.as_mut_ptr(), a);
-        }
-        out
+        store4(acc)
     }
 
     /// [`group_dot_q8_0`] for four input rows at once: each chunk's magnitudes are taken once
@@ -554,11 +561,7 @@ mod x86 {
                 acc[r] = _mm256_fmadd_ps(dw, t, acc[r]);
             }
         }
-        let mut out = [[0f32; ROWS]; 4];
-        for (o, a) in out.iter_mut().zip(acc) {
-            _mm256_storeu_ps(o.as_mut_ptr(), a);
-        }
-        out
+        store4(acc)
     }
 
     /// # Safety
